@@ -1,0 +1,37 @@
+"""Protocol errors. Each maps one-to-one onto an RFC 7644 §3.12 error response at the HTTP edge."""
+
+from __future__ import annotations
+
+
+class ScimError(Exception):
+    """A request the SCIM protocol rejects. `detail` is shown to the Okta admin, so it is written for one."""
+
+    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.scim_type = scim_type
+
+
+def invalid_filter(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidFilter")
+
+
+def invalid_path(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidPath")
+
+
+def invalid_value(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidValue")
+
+
+def invalid_syntax(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidSyntax")
+
+
+def no_target(detail: str) -> ScimError:
+    return ScimError(400, detail, "noTarget")
+
+
+def mutability(detail: str) -> ScimError:
+    return ScimError(400, detail, "mutability")

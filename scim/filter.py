@@ -1,0 +1,325 @@
+"""The RFC 7644 §3.4.2.2 filter grammar, and the PATCH path grammar of §3.5.2 that reuses it.
+
+    FILTER    = attrExp / logExp / valuePath / *1"not" "(" FILTER ")"
+    valuePath = attrPath "[" valFilter "]"
+    attrExp   = (attrPath SP "pr") / (attrPath SP compareOp SP compValue)
+    PATH      = attrPath / valuePath [subAttr]
+
+Precedence is "not", then "and", then "or"; keywords and operators are case-insensitive. The result
+is a small immutable tree that `str()` turns back into a filter which parses to the same tree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import msgspec
+
+from scim.errors import ScimError, invalid_filter, invalid_path
+
+COMPARE_OPERATORS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
+ORDERING_OPERATORS = frozenset({"gt", "ge", "lt", "le"})
+
+Value: TypeAlias = str | int | float | bool | None
+
+_ATTRIBUTE_NAME = re.compile(r"^(?:[A-Za-z][\w-]*|\$ref)$")
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<punct>[()\[\]])
+  | (?P<string>"(?:[^"\\]|\\.)*")
+  | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.:]))
+  | (?P<subattr>\.[A-Za-z$][\w$-]*)
+  | (?P<word>[A-Za-z$][\w$:.\-]*)
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AttrPath:
+    schema: str | None
+    name: str
+    sub: str | None = None
+
+    def __str__(self) -> str:
+        dotted = self.name if self.sub is None else f"{self.name}.{self.sub}"
+        return f"{self.schema}:{dotted}" if self.schema else dotted
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    path: AttrPath
+    op: str
+    value: Value
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.op} {_literal(self.value)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Present:
+    path: AttrPath
+
+    def __str__(self) -> str:
+        return f"{self.path} pr"
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    left: Filter
+    right: Filter
+
+    def __str__(self) -> str:
+        return f"({self.left} and {self.right})"
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    left: Filter
+    right: Filter
+
+    def __str__(self) -> str:
+        return f"({self.left} or {self.right})"
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    inner: Filter
+
+    def __str__(self) -> str:
+        return f"not ({self.inner})"
+
+
+@dataclass(frozen=True, slots=True)
+class ValuePath:
+    """`emails[type eq "work"]`: true when some value of a multi-valued attribute matches the inner filter,
+    whose paths are relative to that attribute."""
+
+    path: AttrPath
+    filter: Filter
+
+    def __str__(self) -> str:
+        return f"{self.path}[{self.filter}]"
+
+
+Filter: TypeAlias = Compare | Present | And | Or | Not | ValuePath
+
+
+@dataclass(frozen=True, slots=True)
+class PatchPath:
+    """`attrPath`, `attrPath[valFilter]` or `attrPath[valFilter].subAttr`."""
+
+    attribute: AttrPath
+    value_filter: Filter | None = None
+    sub: str | None = None
+
+    def __str__(self) -> str:
+        text = str(self.attribute)
+        if self.value_filter is not None:
+            text += f"[{self.value_filter}]"
+        if self.sub is not None:
+            text += f".{self.sub}"
+        return text
+
+
+def _literal(value: Value) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    return msgspec.json.encode(value).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str
+    text: str
+    position: int
+
+
+def parse_attr_path(text: str, error: Callable[[str], ScimError] = invalid_filter) -> AttrPath:
+    schema: str | None = None
+    rest = text
+    if text[:4].lower() == "urn:":
+        schema, _, rest = text.rpartition(":")
+        if not schema or not rest:
+            raise error(f"'{text}' is not a valid attribute path.")
+    parts = rest.split(".")
+    if len(parts) > 2 or not all(_ATTRIBUTE_NAME.match(part) for part in parts):
+        raise error(f"'{text}' is not a valid attribute path.")
+    return AttrPath(schema, parts[0], parts[1] if len(parts) == 2 else None)
+
+
+class _Parser:
+    def __init__(self, text: str, error: Callable[[str], ScimError]) -> None:
+        self.text = text
+        self.error = error
+        self.tokens = self._tokenize(text)
+        self.index = 0
+
+    def _tokenize(self, text: str) -> list[_Token]:
+        tokens: list[_Token] = []
+        position = 0
+        while position < len(text):
+            match = _TOKEN.match(text, position)
+            if match is None:
+                raise self.error(f"Unexpected character {text[position]!r} at position {position + 1}.")
+            kind = match.lastgroup
+            assert kind is not None
+            if kind != "space":
+                tokens.append(_Token(kind, match.group(), position))
+            position = match.end()
+        return tokens
+
+    def peek(self) -> _Token | None:
+        return self.tokens[self.index] if self.index < len(self.tokens) else None
+
+    def peek_keyword(self) -> str | None:
+        token = self.peek()
+        return token.text.lower() if token is not None and token.kind == "word" else None
+
+    def take(self) -> _Token:
+        token = self.peek()
+        if token is None:
+            raise self.error("The filter ends too early.")
+        self.index += 1
+        return token
+
+    def expect(self, text: str) -> None:
+        token = self.take()
+        if token.text != text:
+            raise self.error(f"Expected '{text}' at position {token.position + 1}, found '{token.text}'.")
+
+    def finish(self) -> None:
+        token = self.peek()
+        if token is not None:
+            raise self.error(f"Unexpected '{token.text}' at position {token.position + 1}.")
+
+    def parse_or(self, nested: bool) -> Filter:
+        result = self.parse_and(nested)
+        while self.peek_keyword() == "or":
+            self.take()
+            result = Or(result, self.parse_and(nested))
+        return result
+
+    def parse_and(self, nested: bool) -> Filter:
+        result = self.parse_unary(nested)
+        while self.peek_keyword() == "and":
+            self.take()
+            result = And(result, self.parse_unary(nested))
+        return result
+
+    def parse_unary(self, nested: bool) -> Filter:
+        token = self.peek()
+        if token is None:
+            raise self.error("The filter ends where an expression was expected.")
+        if token.kind == "word" and token.text.lower() == "not":
+            self.take()
+            self.expect("(")
+            inner = self.parse_or(nested)
+            self.expect(")")
+            return Not(inner)
+        if token.text == "(":
+            self.take()
+            inner = self.parse_or(nested)
+            self.expect(")")
+            return inner
+        return self.parse_attribute_expression(nested)
+
+    def parse_attribute_expression(self, nested: bool) -> Filter:
+        token = self.take()
+        if token.kind != "word":
+            raise self.error(
+                f"Expected an attribute name at position {token.position + 1}, found '{token.text}'."
+            )
+        path = parse_attr_path(token.text, self.error)
+        following = self.peek()
+        if following is not None and following.text == "[":
+            if nested:
+                raise self.error("A value filter cannot be nested inside another value filter.")
+            if path.sub is not None:
+                raise self.error(
+                    f"'{path}' cannot take a value filter: name the multi-valued attribute itself."
+                )
+            self.take()
+            inner = self.parse_or(nested=True)
+            self.expect("]")
+            return ValuePath(path, inner)
+        operator_token = self.take()
+        operator = operator_token.text.lower()
+        if operator_token.kind != "word" or (operator != "pr" and operator not in COMPARE_OPERATORS):
+            raise self.error(
+                f"'{operator_token.text}' at position {operator_token.position + 1} is not a filter operator "
+                "(eq, ne, co, sw, ew, gt, ge, lt, le, pr)."
+            )
+        if operator == "pr":
+            return Present(path)
+        return Compare(path, operator, self.parse_value())
+
+    def parse_value(self) -> Value:
+        token = self.take()
+        if token.kind == "string":
+            try:
+                text: str = msgspec.json.decode(token.text, type=str)
+            except msgspec.DecodeError as decode_error:
+                raise self.error(
+                    f"The string at position {token.position + 1} is malformed."
+                ) from decode_error
+            return text
+        if token.kind == "number":
+            number: int | float = msgspec.json.decode(token.text)
+            return number
+        keyword = token.text.lower() if token.kind == "word" else None
+        if keyword in ("true", "false", "null"):
+            return {"true": True, "false": False, "null": None}[keyword]
+        raise self.error(
+            f"Expected a value (a quoted string, number, true, false or null) at position {token.position + 1}, "
+            f"found '{token.text}'."
+        )
+
+
+def parse_filter(text: str) -> Filter:
+    parser = _Parser(text, invalid_filter)
+    if not parser.tokens:
+        raise invalid_filter("The filter is empty.")
+    result = parser.parse_or(nested=False)
+    parser.finish()
+    return result
+
+
+def parse_patch_path(text: str) -> PatchPath:
+    parser = _Parser(text, invalid_path)
+    first = parser.take() if parser.tokens else None
+    if first is None or first.kind != "word":
+        raise invalid_path(f"'{text}' is not a valid path.")
+    attribute = parse_attr_path(first.text, invalid_path)
+    value_filter: Filter | None = None
+    sub: str | None = None
+    following = parser.peek()
+    if following is not None and following.text == "[":
+        if attribute.sub is not None:
+            raise invalid_path(
+                f"'{text}': a value filter follows a multi-valued attribute, not a sub-attribute."
+            )
+        parser.take()
+        value_filter = parser.parse_or(nested=True)
+        parser.expect("]")
+        tail = parser.peek()
+        if tail is not None and tail.kind == "subattr":
+            parser.take()
+            sub = tail.text[1:]
+            if not _ATTRIBUTE_NAME.match(sub):
+                raise invalid_path(f"'{text}' is not a valid path.")
+    parser.finish()
+    return PatchPath(attribute, value_filter, sub)
+
+
+def parse_attribute_list(text: str) -> list[AttrPath]:
+    """The comma-separated `attributes` / `excludedAttributes` query parameters (RFC 7644 §3.9)."""
+    return [parse_attr_path(item.strip(), invalid_path) for item in text.split(",") if item.strip()]
