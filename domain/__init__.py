@@ -1,0 +1,1 @@
+"""The domain model: aggregates decide, events record what was decided. Pure: no I/O, nothing of ours imported."""

@@ -1,0 +1,32 @@
+"""One error hierarchy for the domain; the HTTP edge translates it to SCIM errors, the CLI to messages."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A command the domain refuses."""
+
+
+class NotFound(DomainError):
+    """The thing named does not exist in this organization (or no longer does)."""
+
+
+class UserNameTaken(DomainError):
+    def __init__(self, user_name: str) -> None:
+        super().__init__(f"A user with userName '{user_name}' already exists in this organization.")
+        self.user_name = user_name
+
+
+class ConcurrencyConflict(DomainError):
+    """Another writer appended to the stream first; the command may be retried on fresh state."""
+
+    def __init__(self, stream_id: object, expected_version: int) -> None:
+        super().__init__(
+            f"Stream {stream_id} moved past version {expected_version} before this write committed."
+        )
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+
+
+class UserDeletedError(DomainError):
+    """The user was deleted; deleted users accept no further commands."""

@@ -1,0 +1,125 @@
+"""The User aggregate: an organization member provisioned by an identity provider over SCIM.
+
+`attributes` is the user's profile in SCIM's canonical shape (userName, name, emails, the enterprise
+extension...), already validated by the protocol layer. The aggregate decides which facts a request
+amounts to: a replace that changes nothing records nothing, deactivating an inactive user records
+nothing, and a deleted user accepts nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import UserDeletedError
+
+Attributes = dict[str, Any]
+
+
+class User(Aggregate):
+    TOPIC: ClassVar[str] = "User"
+
+    class Created(Aggregate.Created):
+        """Never recorded: the library defines a generic creation event on every aggregate, and an aggregate
+        with explicit topics must name it too. Users are created by Provisioned."""
+
+        TOPIC: ClassVar[str] = "UserCreated"
+
+    class Provisioned(Aggregate.Created):
+        """The user was created. Version 2 holds every profile attribute, e-mail included, in `attributes`;
+        version 1 kept the primary e-mail address in a field of its own."""
+
+        TOPIC: ClassVar[str] = "UserProvisioned"
+        class_version: ClassVar[int] = 2
+        org_id: str
+        attributes: Attributes
+        active: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            attributes = state.setdefault("attributes", {})
+            email = state.pop("email", None)
+            if email and "emails" not in attributes:
+                attributes["emails"] = [{"value": email, "type": "work", "primary": True}]
+
+    class ProfileUpdated(Aggregate.Event):
+        """Top-level attributes that took new values, and those that became unassigned."""
+
+        TOPIC: ClassVar[str] = "UserProfileUpdated"
+        changed: Attributes
+        removed: list[str]
+
+    class Deactivated(Aggregate.Event):
+        TOPIC: ClassVar[str] = "UserDeactivated"
+
+    class Reactivated(Aggregate.Event):
+        TOPIC: ClassVar[str] = "UserReactivated"
+
+    class Deleted(Aggregate.Event):
+        TOPIC: ClassVar[str] = "UserDeleted"
+
+    @event(Provisioned)
+    def __init__(self, org_id: str, attributes: Attributes, active: bool) -> None:
+        self.org_id = org_id
+        self.attributes = dict(attributes)
+        self.active = active
+        self.deleted = False
+
+    @property
+    def user_name(self) -> str:
+        name: str = self.attributes["userName"]
+        return name
+
+    def replace(self, attributes: Mapping[str, Any], active: bool | None) -> None:
+        """Make the profile equal `attributes` (a SCIM PUT, or the result of a PATCH)."""
+        self._require_not_deleted()
+        changed = {key: value for key, value in attributes.items() if self.attributes.get(key) != value}
+        removed = sorted(key for key in self.attributes if key not in attributes)
+        if changed or removed:
+            self._update_profile(changed, removed)
+        if active is not None:
+            self.set_active(active)
+
+    def set_active(self, active: bool) -> None:
+        self._require_not_deleted()
+        if active and not self.active:
+            self._reactivate()
+        elif not active and self.active:
+            self._deactivate()
+
+    def delete(self) -> None:
+        self._require_not_deleted()
+        self._delete()
+
+    def _require_not_deleted(self) -> None:
+        if self.deleted:
+            raise UserDeletedError(f"User {self.id} was deleted.")
+
+    @event(ProfileUpdated)
+    def _update_profile(self, changed: Attributes, removed: list[str]) -> None:
+        attributes = {key: value for key, value in self.attributes.items() if key not in removed}
+        attributes.update(changed)
+        self.attributes = attributes
+
+    @event(Deactivated)
+    def _deactivate(self) -> None:
+        self.active = False
+
+    @event(Reactivated)
+    def _reactivate(self) -> None:
+        self.active = True
+
+    @event(Deleted)
+    def _delete(self) -> None:
+        self.deleted = True
+
+
+EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
+    User.Provisioned,
+    User.ProfileUpdated,
+    User.Deactivated,
+    User.Reactivated,
+    User.Deleted,
+)

@@ -1,0 +1,40 @@
+"""The asyncpg pool, with the codecs every connection needs."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import asyncpg
+import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+# A connection of our own or one lent by the pool: everything that runs SQL accepts either.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    # jsonb's binary format is a version byte followed by the JSON text; pre-encoded bytes pass through.
+    return b"\x01" + (value if isinstance(value, bytes) else _encoder.encode(value))
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return _decoder.decode(data[1:])
+
+
+async def init_connection(connection: Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb", schema="pg_catalog", format="binary", encoder=_encode_jsonb, decoder=_decode_jsonb
+    )
+
+
+async def create_pool(
+    dsn: str, min_size: int = 2, max_size: int = 10, **options: Any
+) -> asyncpg.Pool[asyncpg.Record]:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection, **options
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,191 @@
+import asyncio
+import random
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from domain.errors import ConcurrencyConflict
+from domain.users import User
+from eventstore.store import LOG_START, EventStore, LogPosition, Metadata, RecordedEvent
+
+META = Metadata(actor="token:test", request_id="req-1")
+
+
+def new_user(user_name: str = "bob") -> tuple[User, list[Any]]:
+    user = User(org_id=str(uuid.uuid4()), attributes={"userName": user_name}, active=True)
+    return user, user.collect_events()
+
+
+async def test_append_then_read_the_stream_back_with_its_metadata(store: EventStore) -> None:
+    user, events = new_user()
+    user.replace({"userName": "bob", "title": "T"}, active=False)
+    events += user.collect_events()
+    org_id = uuid.UUID(user.org_id)
+    recorded = await store.append(org_id, user.id, 0, events, META)
+    assert [item.version for item in recorded] == [1, 2, 3]
+    stream = await store.read_stream(org_id, user.id)
+    assert [(item.type, item.version, item.schema_version) for item in stream] == [
+        ("UserProvisioned", 1, 2),
+        ("UserProfileUpdated", 2, 1),
+        ("UserDeactivated", 3, 1),
+    ]
+    first = stream[0]
+    assert (first.org_id, first.stream_id, first.actor, first.request_id) == (
+        org_id,
+        user.id,
+        "token:test",
+        "req-1",
+    )
+    assert first.occurred_at == events[0].timestamp
+    assert first.payload["attributes"] == {"userName": "bob"}
+    replayed = None
+    for item in stream:
+        replayed = item.to_domain_event().mutate(replayed)
+    assert isinstance(replayed, User)
+    assert (replayed.attributes, replayed.active, replayed.version) == (
+        {"userName": "bob", "title": "T"},
+        False,
+        3,
+    )
+
+
+async def test_a_stale_expected_version_is_a_conflict_and_writes_nothing(store: EventStore) -> None:
+    user, events = new_user()
+    org_id = uuid.UUID(user.org_id)
+    await store.append(org_id, user.id, 0, events, META)
+    user.set_active(False)
+    first_writer = user.collect_events()
+    await store.append(org_id, user.id, 1, first_writer, META)
+    with pytest.raises(ConcurrencyConflict):
+        await store.append(org_id, user.id, 1, first_writer, META)
+    assert [item.version for item in await store.read_stream(org_id, user.id)] == [1, 2]
+
+
+async def test_an_expected_version_ahead_of_the_stream_is_a_conflict(store: EventStore) -> None:
+    user, events = new_user()
+    org_id = uuid.UUID(user.org_id)
+    await store.append(org_id, user.id, 0, events, META)
+    user.set_active(False)
+    user.set_active(True)
+    skipped = user.collect_events()[1:]  # version 3, while the stream is at 1
+    with pytest.raises(ConcurrencyConflict):
+        await store.append(org_id, user.id, 2, skipped, META)
+    assert [item.version for item in await store.read_stream(org_id, user.id)] == [1]
+
+
+async def test_concurrent_writers_with_the_same_expected_version_one_wins(store: EventStore) -> None:
+    user, events = new_user()
+    org_id = uuid.UUID(user.org_id)
+    await store.append(org_id, user.id, 0, events, META)
+    user.set_active(False)
+    deactivated = user.collect_events()
+    results = await asyncio.gather(
+        *(store.append(org_id, user.id, 1, deactivated, META) for _ in range(10)), return_exceptions=True
+    )
+    assert sum(isinstance(result, list) for result in results) == 1
+    assert sum(isinstance(result, ConcurrencyConflict) for result in results) == 9
+    assert [item.version for item in await store.read_stream(org_id, user.id)] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE events SET actor = 'mallory' WHERE stream_id = $1",
+        "DELETE FROM events WHERE stream_id = $1",
+    ],
+)
+async def test_the_database_refuses_to_change_or_delete_events(
+    store: EventStore, pool: asyncpg.Pool, statement: str
+) -> None:
+    user, events = new_user()
+    await store.append(uuid.UUID(user.org_id), user.id, 0, events, META)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await pool.execute(statement, user.id)
+    assert len(await store.read_stream(uuid.UUID(user.org_id), user.id)) == 1
+
+
+async def test_the_database_refuses_to_truncate_the_log(pool: asyncpg.Pool) -> None:
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await pool.execute("TRUNCATE events")
+
+
+async def test_a_stored_version_1_event_is_read_back_upcast(store: EventStore, pool: asyncpg.Pool) -> None:
+    org_id, stream_id = uuid.uuid4(), uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO events (org_id, stream_id, version, type, schema_version, payload, occurred_at, actor) "
+        "VALUES ($1, $2, 1, 'UserProvisioned', 1, $3, now(), 'legacy')",
+        org_id,
+        stream_id,
+        {
+            "originator_topic": "User",
+            "org_id": str(org_id),
+            "attributes": {"userName": "old"},
+            "active": True,
+            "email": "old@example.com",
+        },
+    )
+    [recorded] = await store.read_stream(org_id, stream_id)
+    user = recorded.to_domain_event().mutate(None)
+    assert isinstance(user, User)
+    assert user.attributes["emails"] == [{"value": "old@example.com", "type": "work", "primary": True}]
+
+
+async def test_a_tailing_reader_misses_and_repeats_nothing_while_8_writers_commit_out_of_order(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    writers, per_writer = 8, 1000
+    org_id = uuid.uuid4()
+    async with pool.acquire() as connection:
+        start = await _log_end(connection)
+    written: set[tuple[uuid.UUID, int]] = set()
+    done = asyncio.Event()
+
+    async def writer(seed: int) -> None:
+        chooser = random.Random(seed)
+        stream_id = uuid.uuid4()
+        user = User(org_id=str(org_id), attributes={"userName": f"w{seed}"}, active=True)
+        for _ in range(per_writer - 1):
+            user.set_active(not user.active)
+        events = user.collect_events()
+        for event in events:
+            async with store.transaction() as transaction:
+                await transaction.append(org_id, stream_id, event.originator_version - 1, [event], META)
+                # Hold the transaction open a little, so positions taken earlier commit later.
+                if chooser.random() < 0.3:
+                    await asyncio.sleep(chooser.random() * 0.002)
+            written.add((stream_id, event.originator_version))
+
+    seen: list[RecordedEvent] = []
+
+    async def reader() -> None:
+        position = start
+        while True:
+            finished = done.is_set()
+            batch = await store.read_log(position, limit=500)
+            seen.extend(item for item in batch if item.org_id == org_id)
+            if batch:
+                position = batch[-1].log_position
+            elif finished:
+                return
+            else:
+                await asyncio.sleep(0.001)
+
+    reading = asyncio.create_task(reader())
+    await asyncio.gather(*(writer(seed) for seed in range(writers)))
+    done.set()
+    await asyncio.wait_for(reading, timeout=60)
+
+    keys = [(item.stream_id, item.version) for item in seen]
+    assert len(keys) == writers * per_writer
+    assert len(set(keys)) == len(keys), "an event was delivered twice"
+    assert set(keys) == written, "an event was skipped"
+    for stream_id in {key[0] for key in keys}:
+        versions = [version for sid, version in keys if sid == stream_id]
+        assert versions == sorted(versions), "a stream's events arrived out of order"
+
+
+async def _log_end(connection: asyncpg.Connection) -> LogPosition:
+    row = await connection.fetchrow("SELECT tx, position FROM events ORDER BY tx DESC, position DESC LIMIT 1")
+    return LogPosition(row["tx"], row["position"]) if row else LOG_START
