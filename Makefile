@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PACKAGES := app domain eventstore projections scim migrations
+
+.PHONY: install run test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/scimledger migrate
+	@echo "Serving on http://$${HOST:-127.0.0.1}:$${PORT:-8000}/scim/v2"
+	@echo "Get a token in another terminal:"
+	@echo "  $(BIN)/scimledger org create 'Acme'    # prints the org id"
+	@echo "  $(BIN)/scimledger token issue --org 'Acme'"
+	$(BIN)/scimledger serve
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check $(PACKAGES) tests
+	$(BIN)/ruff format --check $(PACKAGES) tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

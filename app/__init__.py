@@ -1,0 +1,1 @@
+"""The service: HTTP front, wiring, settings and CLI. Nothing imports this package."""

@@ -1,0 +1,175 @@
+"""/Users: RFC 7644 §3 as Okta and Entra drive it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.endpoints import HTTPEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.http import (
+    LIST_SCHEMA,
+    ScimResponse,
+    authenticate,
+    base_url,
+    decode_as,
+    etag,
+    if_match,
+    metadata,
+    parse_id,
+    read_json,
+    services_of,
+)
+from projections import scim_users
+from projections.scim_users import UserRow
+from scim.errors import invalid_value
+from scim.filter import AttrPath, parse_attr_path, parse_attribute_list, parse_filter
+from scim.patch import PatchRequest, parse_operations
+from scim.schema import CORE_USER, USER, select_attributes
+
+
+def render(row: UserRow, base: str) -> dict[str, Any]:
+    resource = row.resource
+    schemas = [CORE_USER, *(urn for urn in USER.schema_ids[1:] if urn in resource)]
+    user_id = str(row.user_id)
+    return {
+        "schemas": schemas,
+        "id": user_id,
+        **USER.in_schema_order(resource),
+        "meta": {
+            "resourceType": "User",
+            "created": row.created.isoformat(),
+            "lastModified": row.last_modified.isoformat(),
+            "location": f"{base}/Users/{user_id}",
+            "version": etag(row.version),
+        },
+    }
+
+
+def _integer(params: Mapping[str, str], name: str, default: int) -> int:
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError as error:
+        raise invalid_value(f"{name} must be an integer, not '{text}'.") from error
+
+
+def _selection(request: Request) -> tuple[list[AttrPath] | None, list[AttrPath] | None]:
+    params = request.query_params
+    include = parse_attribute_list(params["attributes"]) if params.get("attributes") else None
+    exclude = parse_attribute_list(params["excludedAttributes"]) if params.get("excludedAttributes") else None
+    return include, exclude
+
+
+def _resource_response(request: Request, row: UserRow, status: int = 200) -> Response:
+    include, exclude = _selection(request)
+    document = select_attributes(USER, render(row, base_url(request)), include, exclude)
+    headers = {"ETag": etag(row.version)}
+    if status == 201:
+        headers["Location"] = (
+            document["meta"]["location"]
+            if "meta" in document
+            else (f"{base_url(request)}/Users/{row.user_id}")
+        )
+    return ScimResponse(document, status_code=status, headers=headers)
+
+
+class UsersCollection(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        principal = await authenticate(request)
+        services = services_of(request)
+        params = request.query_params
+        settings = services.settings
+        scim_filter = parse_filter(params["filter"]) if params.get("filter") else None
+        start_index = max(1, _integer(params, "startIndex", 1))
+        count = min(max(0, _integer(params, "count", settings.default_page_size)), settings.max_page_size)
+        sort_by = parse_attr_path(params["sortBy"]) if params.get("sortBy") else None
+        sort_order = params.get("sortOrder", "ascending").lower()
+        if sort_order not in ("ascending", "descending"):
+            raise invalid_value(f"sortOrder must be 'ascending' or 'descending', not '{sort_order}'.")
+        include, exclude = _selection(request)
+        async with services.pool.acquire() as connection:
+            page = await scim_users.query(
+                connection,
+                principal.org_id,
+                scim_filter,
+                start_index,
+                count,
+                sort_by,
+                sort_order == "descending",
+            )
+        base = base_url(request)
+        resources = [select_attributes(USER, render(row, base), include, exclude) for row in page.rows]
+        return ScimResponse(
+            {
+                "schemas": [LIST_SCHEMA],
+                "totalResults": page.total,
+                "startIndex": start_index,
+                "itemsPerPage": len(resources),
+                "Resources": resources,
+            }
+        )
+
+    async def post(self, request: Request) -> Response:
+        principal = await authenticate(request)
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise invalid_value("The request body must be a JSON object describing a User.")
+        attributes = USER.validate(body)
+        row = await services_of(request).users.provision(
+            principal.org_id, attributes, metadata(request, principal)
+        )
+        return _resource_response(request, row, status=201)
+
+
+class UserResource(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        principal = await authenticate(request)
+        services = services_of(request)
+        user_id = parse_id(request.path_params["id"])
+        async with services.pool.acquire() as connection:
+            row = await services.users.get(connection, principal.org_id, user_id)
+        if request.headers.get("if-none-match") == etag(row.version):
+            return Response(status_code=304, headers={"ETag": etag(row.version)})
+        return _resource_response(request, row)
+
+    async def put(self, request: Request) -> Response:
+        principal = await authenticate(request)
+        user_id = parse_id(request.path_params["id"])
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise invalid_value("The request body must be a JSON object describing a User.")
+        attributes = USER.validate(body)
+        row = await services_of(request).users.replace(
+            principal.org_id, user_id, attributes, metadata(request, principal), if_match(request)
+        )
+        return _resource_response(request, row)
+
+    async def patch(self, request: Request) -> Response:
+        principal = await authenticate(request)
+        user_id = parse_id(request.path_params["id"])
+        patch_request: PatchRequest = decode_as(await read_json(request), PatchRequest, "PatchOp request")
+        operations = parse_operations(patch_request)
+        row = await services_of(request).users.patch(
+            principal.org_id, user_id, operations, metadata(request, principal), if_match(request)
+        )
+        return _resource_response(request, row)
+
+    async def delete(self, request: Request) -> Response:
+        principal = await authenticate(request)
+        user_id = parse_id(request.path_params["id"])
+        await services_of(request).users.delete(
+            principal.org_id, user_id, metadata(request, principal), if_match(request)
+        )
+        return Response(status_code=204)
+
+
+ROUTES = [
+    Route("/Users", UsersCollection),
+    Route("/Users/{id}", UserResource),
+]

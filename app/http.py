@@ -1,0 +1,227 @@
+"""The HTTP edge shared by every route: SCIM responses and errors, auth, request bodies, request ids."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.services import Services
+from app.tenancy import Principal
+from app.users import PreconditionFailed
+from domain.errors import ConcurrencyConflict, DomainError, NotFound, UserDeletedError, UserNameTaken
+from eventstore.store import Metadata
+from scim.errors import ScimError, invalid_syntax
+
+log = logging.getLogger("scimledger.http")
+
+SCIM_MEDIA_TYPE = "application/scim+json"
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+_REQUEST_ID = re.compile(r"^[\w.:@/-]{1,128}$")
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+class ScimResponse(Response):
+    media_type = SCIM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return _encoder.encode(content)
+
+
+def error_response(
+    status: int, detail: str, scim_type: str | None = None, headers: dict[str, str] | None = None
+) -> ScimResponse:
+    body: dict[str, Any] = {"schemas": [ERROR_SCHEMA], "status": str(status)}
+    if scim_type:
+        body["scimType"] = scim_type
+    body["detail"] = detail
+    return ScimResponse(body, status_code=status, headers=headers)
+
+
+class Unauthorized(ScimError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(401, detail)
+
+
+async def on_scim_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ScimError)
+    headers = {"WWW-Authenticate": 'Bearer realm="scimledger"'} if error.status == 401 else None
+    return error_response(error.status, error.detail, error.scim_type, headers)
+
+
+async def on_domain_error(request: Request, error: Exception) -> Response:
+    if isinstance(error, NotFound | UserDeletedError):
+        return error_response(404, str(error))
+    if isinstance(error, UserNameTaken):
+        return error_response(409, str(error), "uniqueness")
+    if isinstance(error, ConcurrencyConflict):
+        return error_response(409, "The resource was changed by another request at the same time; try again.")
+    if isinstance(error, PreconditionFailed):
+        return error_response(412, f"The resource changed since the version in If-Match. {error}")
+    return error_response(400, str(error), "invalidValue")
+
+
+_HTTP_DETAILS = {
+    404: "No such endpoint. The SCIM base URL ends in /scim/v2, e.g. /scim/v2/Users.",
+    405: "This method is not supported on this endpoint.",
+}
+
+
+async def on_http_exception(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    detail = _HTTP_DETAILS.get(error.status_code, str(error.detail))
+    return error_response(error.status_code, detail, headers=dict(error.headers or {}))
+
+
+async def on_unexpected(request: Request, error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return error_response(500, "The service failed to handle this request; it has been logged.")
+
+
+EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
+    ScimError: on_scim_error,
+    DomainError: on_domain_error,
+    PreconditionFailed: on_domain_error,
+    HTTPException: on_http_exception,
+    Exception: on_unexpected,
+}
+
+
+class EdgeHeadersMiddleware:
+    """Gives every request an id (the client's X-Request-Id when it sends a sane one) and echoes it, and sets
+    headers that keep browsers from treating SCIM responses as anything but data."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                request_id = candidate if _REQUEST_ID.match(candidate) else None
+                break
+        request_id = request_id or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        extra = [
+            (b"x-request-id", request_id.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"cache-control", b"no-store"),
+            (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+async def authenticate(request: Request, scope: str = "scim") -> Principal:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("The request has no Authorization header: send 'Authorization: Bearer <token>'.")
+    kind, _, token = header.partition(" ")
+    token = token.strip()
+    if kind.lower() != "bearer" or not token:
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+    principal = await services_of(request).authenticator.authenticate(token)
+    if principal is None:
+        raise Unauthorized(
+            "The bearer token is unknown or has been revoked. Issue a new one with "
+            "'scimledger token issue --org ORG'."
+        )
+    if principal.scope != scope:
+        raise ScimError(403, f"This token has the '{principal.scope}' scope; this endpoint needs '{scope}'.")
+    return principal
+
+
+def metadata(request: Request, principal: Principal) -> Metadata:
+    return Metadata(actor=principal.actor, request_id=request.state.request_id)
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, refusing bodies over the configured limit.
+
+    The Content-Type is not checked: clients send application/scim+json, application/json, nothing at all,
+    or a tool's default; what matters is whether the body is JSON, and a clear 400 says when it is not.
+    """
+    limit = services_of(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise invalid_syntax("The request body is empty; a JSON object was expected.")
+    try:
+        return _decoder.decode(body)
+    except msgspec.DecodeError as error:
+        raise invalid_syntax(f"The request body is not valid JSON: {error}.") from error
+
+
+def _too_large(limit: int) -> ScimError:
+    return ScimError(413, f"The request body is larger than the {limit}-byte limit.")
+
+
+def decode_as(value: Any, type_: type[Any], what: str) -> Any:
+    try:
+        return msgspec.convert(value, type_, strict=False)
+    except msgspec.ValidationError as error:
+        raise ScimError(400, f"The {what} is malformed: {error}.", "invalidSyntax") from error
+
+
+def parse_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError as error:
+        raise NotFound(f"No resource with id '{text}'.") from error
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def if_match(request: Request) -> Callable[[int], bool] | None:
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    accepted = {tag.strip() for tag in header.split(",")}
+    if "*" in accepted:
+        return None
+    # Weak comparison (RFC 9110 §8.8.3.2): W/"3" and "3" name the same version.
+    versions = {tag.removeprefix("W/") for tag in accepted}
+    return lambda version: f'"{version}"' in versions
+
+
+def base_url(request: Request) -> str:
+    configured = services_of(request).settings.public_url
+    if configured:
+        return configured.rstrip("/")
+    return str(request.base_url).rstrip("/") + "/scim/v2"

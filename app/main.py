@@ -1,0 +1,68 @@
+"""create_app: the one place where the service is wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from app import api_users, discovery
+from app.database import database_url
+from app.http import EXCEPTION_HANDLERS, EdgeHeadersMiddleware
+from app.migrate import migrate
+from app.services import Services
+from app.settings import Settings
+from app.tenancy import Authenticator
+from app.users import UserService
+from eventstore.pool import create_pool
+from eventstore.store import EventStore
+
+log = logging.getLogger("scimledger")
+
+SCIM_BASE = "/scim/v2"
+
+
+async def healthz(request: Request) -> Response:
+    # Routes are served only after the lifespan has connected and migrated, so answering means ready.
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        url = await asyncio.to_thread(database_url, settings)
+        pool = await create_pool(url, min_size=1, max_size=settings.pool_size)
+        try:
+            async with pool.acquire() as connection:
+                applied = await migrate(connection)
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+            store = EventStore(pool)
+            services = Services(
+                settings=settings,
+                pool=pool,
+                store=store,
+                users=UserService(store),
+                authenticator=Authenticator(pool, settings.token_cache_seconds),
+            )
+            yield {"services": services}
+        finally:
+            await pool.close()
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Mount(SCIM_BASE, routes=[*api_users.ROUTES, *discovery.ROUTES]),
+        ],
+        middleware=[Middleware(EdgeHeadersMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )

@@ -1,0 +1,46 @@
+"""Settings, read from the environment once by whoever starts the process and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+# Environment variable -> settings field. README's settings table lists the same names.
+ENVIRONMENT = {
+    "DATABASE_URL": "database_url",
+    "HOST": "host",
+    "PORT": "port",
+    "SCIMLEDGER_DATA_DIR": "data_dir",
+    "SCIMLEDGER_MAX_BODY_BYTES": "max_body_bytes",
+    "SCIMLEDGER_MAX_PAGE_SIZE": "max_page_size",
+    "SCIMLEDGER_DEFAULT_PAGE_SIZE": "default_page_size",
+    "SCIMLEDGER_TOKEN_CACHE_SECONDS": "token_cache_seconds",
+    "SCIMLEDGER_PUBLIC_URL": "public_url",
+    "SCIMLEDGER_DB_POOL_SIZE": "pool_size",
+    "SCIMLEDGER_LOG_LEVEL": "log_level",
+}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    data_dir: str = ".data"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 1024 * 1024
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    token_cache_seconds: float = 5.0
+    public_url: str | None = None
+    pool_size: int = 10
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if environ is None else environ
+        values = {field: source[name] for name, field in ENVIRONMENT.items() if source.get(name)}
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as error:
+            raise SystemExit(f"Invalid setting: {error}") from error

@@ -1,0 +1,136 @@
+"""User commands: load the aggregate from its stream, let it decide, append its events and update the SCIM
+projection in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from domain.errors import ConcurrencyConflict, NotFound
+from domain.users import User
+from eventstore.pool import Connection
+from eventstore.store import EventStore, Metadata, Transaction
+from projections import scim_users
+from projections.scim_users import UserRow, row_of
+from scim.patch import PatchOperation, apply_patch
+from scim.schema import USER
+
+# A PATCH or PUT that loses a race is decided again on the newer state, unless the client pinned the version
+# it saw with If-Match: then the race is the client's to resolve (412).
+_ATTEMPTS = 5
+
+
+class PreconditionFailed(Exception):
+    def __init__(self, current_version: int) -> None:
+        super().__init__(f"The user is now at version {current_version}.")
+        self.current_version = current_version
+
+
+def split_active(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], bool | None]:
+    profile = dict(attributes)
+    active = profile.pop("active", None)
+    return profile, active
+
+
+async def _load(transaction: Transaction, org_id: uuid.UUID, user_id: uuid.UUID) -> User:
+    user: User | None = None
+    for recorded in await transaction.read_stream(org_id, user_id):
+        mutated = recorded.to_domain_event().mutate(user)
+        assert isinstance(mutated, User)
+        user = mutated
+    if user is None or user.deleted:
+        raise NotFound(f"No user {user_id}.")
+    return user
+
+
+class UserService:
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def provision(
+        self, org_id: uuid.UUID, attributes: Mapping[str, Any], metadata: Metadata
+    ) -> UserRow:
+        profile, active = split_active(attributes)
+        user = User(org_id=str(org_id), attributes=profile, active=True if active is None else active)
+        async with self._store.transaction() as transaction:
+            await self._save(transaction, user, metadata)
+        return row_of(user)
+
+    async def get(self, connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> UserRow:
+        row = await scim_users.get(connection, org_id, user_id)
+        if row is None:
+            raise NotFound(f"No user {user_id}.")
+        return row
+
+    async def replace(
+        self,
+        org_id: uuid.UUID,
+        user_id: uuid.UUID,
+        attributes: Mapping[str, Any],
+        metadata: Metadata,
+        if_match: Callable[[int], bool] | None = None,
+    ) -> UserRow:
+        profile, active = split_active(attributes)
+
+        def decide(user: User) -> None:
+            user.replace(profile, active)
+
+        return await self._change(org_id, user_id, decide, metadata, if_match)
+
+    async def patch(
+        self,
+        org_id: uuid.UUID,
+        user_id: uuid.UUID,
+        operations: Sequence[PatchOperation],
+        metadata: Metadata,
+        if_match: Callable[[int], bool] | None = None,
+    ) -> UserRow:
+        def decide(user: User) -> None:
+            current = {**user.attributes, "active": user.active}
+            patched = apply_patch(USER, current, operations, read_only={"id": str(user.id)})
+            profile, active = split_active(patched)
+            user.replace(profile, active)
+
+        return await self._change(org_id, user_id, decide, metadata, if_match)
+
+    async def delete(
+        self,
+        org_id: uuid.UUID,
+        user_id: uuid.UUID,
+        metadata: Metadata,
+        if_match: Callable[[int], bool] | None = None,
+    ) -> None:
+        await self._change(org_id, user_id, User.delete, metadata, if_match)
+
+    async def _change(
+        self,
+        org_id: uuid.UUID,
+        user_id: uuid.UUID,
+        decide: Callable[[User], None],
+        metadata: Metadata,
+        if_match: Callable[[int], bool] | None,
+    ) -> UserRow:
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._store.transaction() as transaction:
+                    user = await _load(transaction, org_id, user_id)
+                    if if_match is not None and not if_match(user.version):
+                        raise PreconditionFailed(user.version)
+                    decide(user)
+                    await self._save(transaction, user, metadata)
+                return row_of(user)
+            except ConcurrencyConflict:
+                if if_match is not None or attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _save(transaction: Transaction, user: User, metadata: Metadata) -> None:
+        events = user.collect_events()
+        if not events:
+            return
+        recorded = await transaction.append(
+            uuid.UUID(user.org_id), user.id, events[0].originator_version - 1, events, metadata
+        )
+        await scim_users.write(transaction.connection, user, recorded)

@@ -1,0 +1,244 @@
+"""SCIM filters and sort keys compiled to parameterized SQL over a projection table.
+
+Values never enter the SQL text: each becomes a numbered, explicitly typed parameter. Attribute names come
+from the schema, never from the request, so the SQL text is drawn from a fixed vocabulary. Attributes with
+a column of their own (userName, active...) use it, so that `userName eq` is an index lookup; the rest are
+read from the jsonb document.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scim.errors import invalid_filter
+from scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
+from scim.schema import Attribute, Resolved, ResourceType
+
+_SQL_TYPES = {"boolean": "boolean", "dateTime": "timestamptz", "integer": "numeric", "decimal": "numeric"}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    sql: str
+    type: str = "string"  # the SCIM type of the values it holds
+    case_exact: bool = False
+
+
+class Parameters:
+    """Collects query parameters, numbering placeholders after those the caller already uses."""
+
+    def __init__(self, offset: int = 0) -> None:
+        self.offset = offset
+        self.values: list[Any] = []
+
+    def add(self, value: Any, sql_type: str) -> str:
+        self.values.append(value)
+        return f"${self.offset + len(self.values)}::{sql_type}"
+
+
+def _literal_key(name: str) -> str:
+    # Keys come from the schema; quoting keeps URNs and "$ref" valid SQL string literals all the same.
+    return "'" + name.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class QueryCompiler:
+    resource_type: ResourceType
+    columns: Mapping[str, Column]
+    document: str = "resource"
+
+    def where(self, scim_filter: Filter, parameters: Parameters) -> str:
+        return self._compile(scim_filter, parameters)
+
+    def _compile(self, node: Filter, parameters: Parameters) -> str:
+        if isinstance(node, And):
+            return f"({self._compile(node.left, parameters)} AND {self._compile(node.right, parameters)})"
+        if isinstance(node, Or):
+            return f"({self._compile(node.left, parameters)} OR {self._compile(node.right, parameters)})"
+        if isinstance(node, Not):
+            return f"(NOT {self._compile(node.inner, parameters)})"
+        if isinstance(node, ValuePath):
+            return self._value_path(node, parameters)
+        resolved = self._resolve(node.path)
+        column = self.columns.get(resolved.dotted())
+        if column is not None:
+            return _leaf(node, column.sql, column.type, column.case_exact, parameters)
+        attribute = resolved.attribute
+        if attribute.multi_valued:
+            sub = resolved.sub_attribute or attribute.sub("value")
+            if sub is None:
+                raise invalid_filter(f"Filter on a sub-attribute of '{attribute.name}'.")
+            if isinstance(node, Present) and resolved.sub_attribute is None:
+                return f"(jsonb_array_length(coalesce({self._container(resolved)}, '[]')) > 0)"
+            inner = _leaf(node, _text("element", sub.name), sub.type, sub.case_exact, parameters)
+            return self._exists(resolved, inner)
+        if attribute.type == "complex" and resolved.sub_attribute is None:
+            if isinstance(node, Present):
+                return f"({self._container(resolved)} IS NOT NULL)"
+            raise invalid_filter(
+                f"'{attribute.name}' is complex: filter on one of its sub-attributes, such as "
+                f"{attribute.name}.{attribute.sub_attributes[0].name}."
+            )
+        target = resolved.target
+        return _leaf(node, self._scalar(resolved), target.type, target.case_exact, parameters)
+
+    def _value_path(self, node: ValuePath, parameters: Parameters) -> str:
+        resolved = self._resolve(node.path)
+        attribute = resolved.attribute
+        if not attribute.multi_valued or attribute.type != "complex":
+            raise invalid_filter(f"'{attribute.name}' is not a multi-valued complex attribute.")
+        return self._exists(resolved, self._element_filter(node.filter, attribute, parameters))
+
+    def _element_filter(self, node: Filter, attribute: Attribute, parameters: Parameters) -> str:
+        if isinstance(node, And):
+            left = self._element_filter(node.left, attribute, parameters)
+            return f"({left} AND {self._element_filter(node.right, attribute, parameters)})"
+        if isinstance(node, Or):
+            left = self._element_filter(node.left, attribute, parameters)
+            return f"({left} OR {self._element_filter(node.right, attribute, parameters)})"
+        if isinstance(node, Not):
+            return f"(NOT {self._element_filter(node.inner, attribute, parameters)})"
+        if isinstance(node, ValuePath):
+            raise invalid_filter("A value filter cannot be nested inside another value filter.")
+        sub = attribute.sub(node.path.name) if node.path.schema is None and node.path.sub is None else None
+        if sub is None:
+            raise invalid_filter(f"'{attribute.name}' has no sub-attribute '{node.path}'.")
+        return _leaf(node, _text("element", sub.name), sub.type, sub.case_exact, parameters)
+
+    def order_by(self, path: AttrPath) -> tuple[str, bool]:
+        """The SQL sort expression for `sortBy`, and whether it holds text (which sorts ignoring case)."""
+        resolved = self._resolve(path)
+        column = self.columns.get(resolved.dotted())
+        if column is not None:
+            expression, scim_type, case_exact = column.sql, column.type, column.case_exact
+        elif resolved.attribute.multi_valued:
+            sub = resolved.sub_attribute or resolved.attribute.sub("value")
+            if sub is None:
+                raise invalid_filter(f"Cannot sort by '{resolved.attribute.name}'.")
+            # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary value, else its first.
+            expression = (
+                f"(SELECT {_text('element', sub.name)} FROM jsonb_array_elements("
+                f"coalesce({self._container(resolved)}, '[]')) WITH ORDINALITY AS e(element, n) "
+                f"ORDER BY (element->>'primary')::boolean IS TRUE DESC, n LIMIT 1)"
+            )
+            scim_type, case_exact = sub.type, sub.case_exact
+        elif resolved.attribute.type == "complex" and resolved.sub_attribute is None:
+            raise invalid_filter(f"Cannot sort by the complex attribute '{resolved.attribute.name}'.")
+        else:
+            expression = self._scalar(resolved)
+            scim_type, case_exact = resolved.target.type, resolved.target.case_exact
+        if scim_type in _SQL_TYPES:
+            return f"({expression})::{_SQL_TYPES[scim_type]}", False
+        return (expression if case_exact else f"lower({expression})"), True
+
+    def _resolve(self, path: AttrPath) -> Resolved:
+        resolved = self.resource_type.resolve(path.schema, path.name, path.sub)
+        if resolved is None:
+            raise invalid_filter(f"'{path}' is not an attribute of {self.resource_type.name}.")
+        if resolved.dotted() not in self.columns and resolved.attribute.name == "meta":
+            raise invalid_filter(f"Filtering on '{path}' is not supported.")
+        return resolved
+
+    def _container(self, resolved: Resolved) -> str:
+        base = self.document
+        if resolved.extension is not None:
+            base = f"{base}->{_literal_key(resolved.extension)}"
+        return f"{base}->{_literal_key(resolved.attribute.name)}"
+
+    def _scalar(self, resolved: Resolved) -> str:
+        if resolved.sub_attribute is None:
+            base = self.document
+            if resolved.extension is not None:
+                base = f"{base}->{_literal_key(resolved.extension)}"
+            return _text(base, resolved.attribute.name)
+        return _text(self._container(resolved), resolved.sub_attribute.name)
+
+    def _exists(self, resolved: Resolved, condition: str) -> str:
+        return (
+            f"EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce({self._container(resolved)}, '[]')) "
+            f"AS e(element) WHERE jsonb_typeof(element) = 'object' AND {condition})"
+        )
+
+
+def _text(base: str, key: str) -> str:
+    return f"({base}->>{_literal_key(key)})"
+
+
+def _leaf(
+    node: Compare | Present, expression: str, scim_type: str, case_exact: bool, parameters: Parameters
+) -> str:
+    """One comparison, always true or false (never SQL NULL), so that `not (...)` means what it says."""
+    if isinstance(node, Present):
+        if scim_type == "string" or scim_type == "reference":
+            return f"coalesce({expression} <> '', false)"
+        return f"({expression} IS NOT NULL)"
+    op, value = node.op, node.value
+    if value is None:
+        if op == "eq":
+            return f"({expression} IS NULL)"
+        if op == "ne":
+            return f"({expression} IS NOT NULL)"
+        raise invalid_filter(f"'{op}' cannot compare with null.")
+    if scim_type == "boolean":
+        return _compare_boolean(node, expression, parameters)
+    if scim_type in ("dateTime", "integer", "decimal"):
+        return _compare_ordered(node, expression, scim_type, parameters)
+    if not isinstance(value, str):
+        raise invalid_filter(f"'{node.path}' holds text: compare it with a quoted string.")
+    if not case_exact:
+        expression = f"lower({expression})"
+        value = value.lower()
+    placeholder = parameters.add(value, "text")
+    if op == "eq":
+        condition = f"{expression} = {placeholder}"
+    elif op == "ne":
+        return f"({expression} IS DISTINCT FROM {placeholder})"
+    elif op == "co":
+        condition = f"strpos({expression}, {placeholder}) > 0"
+    elif op == "sw":
+        condition = f"starts_with({expression}, {placeholder})"
+    elif op == "ew":
+        condition = f"right({expression}, char_length({placeholder})) = {placeholder}"
+    else:
+        comparison = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
+        condition = f'{expression} COLLATE "C" {comparison} {placeholder}'
+    return f"coalesce({condition}, false)"
+
+
+def _compare_boolean(node: Compare, expression: str, parameters: Parameters) -> str:
+    value = node.value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if not isinstance(value, bool) or node.op not in ("eq", "ne"):
+        raise invalid_filter(f"'{node.path}' is a boolean: compare it with eq or ne and true or false.")
+    placeholder = parameters.add(value, "boolean")
+    if node.op == "eq":
+        return f"coalesce(({expression})::boolean = {placeholder}, false)"
+    return f"(({expression})::boolean IS DISTINCT FROM {placeholder})"
+
+
+def _compare_ordered(node: Compare, expression: str, scim_type: str, parameters: Parameters) -> str:
+    if node.op in ("co", "sw", "ew"):
+        raise invalid_filter(f"'{node.op}' does not apply to '{node.path}', which is a {scim_type}.")
+    value: Any = node.value
+    if scim_type == "dateTime":
+        if not isinstance(value, str):
+            raise invalid_filter(f"'{node.path}' is a dateTime: compare it with a quoted timestamp.")
+        try:
+            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as error:
+            raise invalid_filter(f"'{value}' is not a valid dateTime.") from error
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid_filter(f"'{node.path}' is a number: compare it with a number.")
+    sql_type = _SQL_TYPES[scim_type]
+    placeholder = parameters.add(value, sql_type)
+    typed = f"({expression})::{sql_type}"
+    if node.op == "ne":
+        return f"({typed} IS DISTINCT FROM {placeholder})"
+    comparison = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}[node.op]
+    return f"coalesce({typed} {comparison} {placeholder}, false)"

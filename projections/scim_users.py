@@ -1,0 +1,200 @@
+"""The SCIM users projection: one row per live user, written inline with the events that change it.
+
+A row is a function of the User aggregate's state after its events, whether those events were just
+decided (the write path) or replayed from the log (a rebuild), so both paths produce identical rows.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from eventsourcing.utils import get_topic
+
+from domain.errors import UserNameTaken
+from domain.users import EVENT_TYPES, User
+from eventstore.pool import Connection
+from eventstore.store import RecordedEvent
+from projections.scim_sql import Column, Parameters, QueryCompiler
+from scim.filter import AttrPath, Filter
+from scim.schema import USER
+
+USER_COLUMNS = {
+    "id": Column("user_id::text", case_exact=True),
+    "userName": Column("user_name"),
+    "externalId": Column("external_id", case_exact=True),
+    "active": Column("active", "boolean"),
+    "meta.created": Column("created", "dateTime"),
+    "meta.lastModified": Column("last_modified", "dateTime"),
+    "meta.resourceType": Column("'User'::text", case_exact=True),
+}
+USER_QUERIES = QueryCompiler(USER, USER_COLUMNS)
+USER_EVENT_TYPES = [get_topic(event_type) for event_type in EVENT_TYPES]
+
+_SELECT = "SELECT user_id, resource, version, created, last_modified FROM scim_users"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    user_id: uuid.UUID
+    resource: dict[str, Any]
+    version: int
+    created: datetime.datetime
+    last_modified: datetime.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    total: int
+    rows: list[UserRow]
+
+
+def row_of(user: User) -> UserRow:
+    """What GET returns for `user`: the response to a write is built from the aggregate, not re-read."""
+    resource = {**user.attributes, "active": user.active}
+    return UserRow(user.id, resource, user.version, user.created_on, user.modified_on)
+
+
+def _row_values(user: User, sort_key: int) -> tuple[Any, ...]:
+    row = row_of(user)
+    return (
+        uuid.UUID(user.org_id),
+        row.user_id,
+        user.user_name,
+        user.attributes.get("externalId"),
+        user.active,
+        row.resource,
+        row.version,
+        row.created,
+        row.last_modified,
+        sort_key,
+    )
+
+
+async def write(connection: Connection, user: User, recorded: Sequence[RecordedEvent]) -> None:
+    """Bring the user's row up to date with `user`, inside the transaction that appended `recorded`."""
+    if user.deleted:
+        await connection.execute(
+            "DELETE FROM scim_users WHERE org_id = $1 AND user_id = $2", uuid.UUID(user.org_id), user.id
+        )
+        return
+    try:
+        if recorded and recorded[0].version == 1:
+            await connection.execute(
+                "INSERT INTO scim_users (org_id, user_id, user_name, external_id, active, resource, version, "
+                "created, last_modified, sort_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                *_row_values(user, recorded[0].position),
+            )
+        else:
+            org_id, user_id, user_name, external_id, active, resource, version, _, last_modified, _ = (
+                _row_values(user, 0)
+            )
+            await connection.execute(
+                "UPDATE scim_users SET user_name = $3, external_id = $4, active = $5, resource = $6, "
+                "version = $7, last_modified = $8 WHERE org_id = $1 AND user_id = $2",
+                org_id,
+                user_id,
+                user_name,
+                external_id,
+                active,
+                resource,
+                version,
+                last_modified,
+            )
+    except asyncpg.UniqueViolationError as error:
+        # Only the userName index can collide here: the primary key is the stream id, fresh per user.
+        raise UserNameTaken(user.user_name) from error
+
+
+async def get(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> UserRow | None:
+    row = await connection.fetchrow(f"{_SELECT} WHERE org_id = $1 AND user_id = $2", org_id, user_id)
+    return UserRow(*row) if row is not None else None
+
+
+async def query(
+    connection: Connection,
+    org_id: uuid.UUID,
+    scim_filter: Filter | None,
+    start_index: int,
+    count: int,
+    sort_by: AttrPath | None = None,
+    descending: bool = False,
+) -> Page:
+    """One page in a stable order: `sortBy` first if given, then provisioning order."""
+    parameters = Parameters(offset=1)
+    where = "org_id = $1"
+    if scim_filter is not None:
+        where += f" AND {USER_QUERIES.where(scim_filter, parameters)}"
+    order = "sort_key, user_id"
+    if sort_by is not None:
+        expression, _ = USER_QUERIES.order_by(sort_by)
+        direction = "DESC" if descending else "ASC"
+        order = f"{expression} {direction} NULLS LAST, {order}"
+    limit = parameters.add(count, "bigint")
+    offset = parameters.add(start_index - 1, "bigint")
+    # count(*) OVER () gives the total in the same round trip as the page.
+    rows = await connection.fetch(
+        f"SELECT user_id, resource, version, created, last_modified, count(*) OVER () AS total "
+        f"FROM scim_users WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+        org_id,
+        *parameters.values,
+    )
+    if rows:
+        return Page(rows[0]["total"], [UserRow(*row[:5]) for row in rows])
+    if count == 0 or start_index > 1:
+        # No row to carry the window count (count=0, or a page past the end): count separately.
+        total = await connection.fetchval(
+            f"SELECT count(*) FROM scim_users WHERE {where}", org_id, *parameters.values[:-2]
+        )
+        return Page(total, [])
+    return Page(0, [])
+
+
+async def rebuild(connection: Connection) -> int:
+    """Replace every row with rows folded from the log alone; returns the number of events replayed.
+
+    Holds an exclusive lock on the table for the duration: writers, which update it in the same
+    transaction as their events, wait and then apply their change on top of the rebuilt rows.
+    """
+    async with connection.transaction():
+        await connection.execute("LOCK TABLE scim_users IN EXCLUSIVE MODE")
+        users: dict[uuid.UUID, tuple[User, int]] = {}
+        replayed = 0
+        cursor = connection.cursor(
+            "SELECT position, tx, org_id, stream_id, version, type, schema_version, payload, occurred_at, "
+            "recorded_at, actor, request_id FROM events WHERE type = ANY($1::text[]) "
+            "ORDER BY org_id, stream_id, version",
+            USER_EVENT_TYPES,
+            prefetch=2000,
+        )
+        async for row in cursor:
+            recorded = RecordedEvent(*row)
+            event = recorded.to_domain_event()
+            existing = users.get(recorded.stream_id)
+            user = event.mutate(existing[0] if existing else None)
+            assert isinstance(user, User)
+            if existing is None:
+                users[recorded.stream_id] = (user, recorded.position)
+            replayed += 1
+        await connection.execute("DELETE FROM scim_users")
+        await connection.copy_records_to_table(
+            "scim_users",
+            records=[_row_values(user, sort_key) for user, sort_key in users.values() if not user.deleted],
+            columns=[
+                "org_id",
+                "user_id",
+                "user_name",
+                "external_id",
+                "active",
+                "resource",
+                "version",
+                "created",
+                "last_modified",
+                "sort_key",
+            ],
+        )
+        return replayed

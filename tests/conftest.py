@@ -1,0 +1,152 @@
+"""Fixtures shared by every tier.
+
+Tests that need PostgreSQL start (or join) the embedded server themselves, in the data dir `make run` uses
+(SCIMLEDGER_DATA_DIR, default ./.data), or use SCIMLEDGER_TEST_DATABASE_URL when it is set. Each test
+session works in a database of its own, created and migrated here and dropped at the end; tests isolate
+themselves from each other by using fresh organizations and ids, never by wiping tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app import tenancy
+from app.database import start_embedded
+from app.main import create_app
+from app.migrate import migrate
+from app.settings import Settings
+from eventstore.pool import create_pool
+from eventstore.store import EventStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """A PostgreSQL server on which the tests may create databases."""
+    configured = os.environ.get("SCIMLEDGER_TEST_DATABASE_URL")
+    if configured:
+        return configured
+    return start_embedded(Path(os.environ.get("SCIMLEDGER_DATA_DIR", REPO / ".data")))
+
+
+async def create_database(server: str) -> str:
+    name = f"scimledger_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return with_database(server, name)
+
+
+async def drop_database(server: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    url = await create_database(server_url)
+    connection = await asyncpg.connect(url)
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    yield url
+    await drop_database(server_url, url)
+
+
+@pytest.fixture
+async def empty_database(server_url: str) -> AsyncIterator[str]:
+    """A database with nothing in it, not even migrations, dropped after the test."""
+    url = await create_database(server_url)
+    yield url
+    await drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=2, max_size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> EventStore:
+    return EventStore(pool)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    org: tenancy.Org
+    token_id: uuid.UUID
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def new_tenant(pool: asyncpg.Pool) -> Tenant:
+    async with pool.acquire() as connection:
+        org = await tenancy.create_org(connection, f"org-{uuid.uuid4().hex[:10]}")
+        token_id, token = await tenancy.issue_token(connection, org.org_id)
+    return Tenant(org, token_id, token)
+
+
+@pytest.fixture
+async def tenant(pool: asyncpg.Pool) -> Tenant:
+    return await new_tenant(pool)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    # No token cache, so that revocation tests see revocations at once.
+    return Settings(database_url=database_url, token_cache_seconds=0, max_body_bytes=64 * 1024)
+
+
+@pytest.fixture(scope="session")
+async def asgi_app(settings: Settings) -> AsyncIterator[object]:
+    async with LifespanManager(create_app(settings)) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def http(asgi_app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=asgi_app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://scim.test/scim/v2") as client:
+        yield client
+
+
+@pytest.fixture
+async def scim(http: httpx.AsyncClient, tenant: Tenant) -> httpx.AsyncClient:
+    """A client authenticated as a fresh organization's SCIM token."""
+    http.headers.update(tenant.headers)
+    return http
+
+
+@pytest.fixture(scope="session")
+def cli_env(database_url: str) -> dict[str, str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    env.pop("SCIMLEDGER_TEST_DATABASE_URL", None)
+    return env

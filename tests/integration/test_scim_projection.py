@@ -1,0 +1,115 @@
+import uuid
+from typing import Any
+
+import asyncpg
+
+from app.users import UserService
+from eventstore.store import EventStore, Metadata
+from projections import scim_users
+from scim.filter import parse_filter
+
+META = Metadata("token:test")
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+async def snapshot(pool: asyncpg.Pool, org_id: uuid.UUID) -> list[dict[str, Any]]:
+    # One org's rows: other tests append events without projecting them, which a rebuild rightly adds.
+    rows = await pool.fetch("SELECT * FROM scim_users WHERE org_id = $1 ORDER BY user_id", org_id)
+    return [dict(row) for row in rows]
+
+
+async def test_rebuilding_from_the_log_alone_gives_the_live_rows(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    users = UserService(store)
+    org_id = uuid.uuid4()
+    ids = []
+    for index in range(20):
+        row = await users.provision(
+            org_id, {"userName": f"user{index}@x.org", "title": "T", "active": True}, META
+        )
+        ids.append(row.user_id)
+    await users.replace(org_id, ids[0], {"userName": "renamed@x.org", "nickName": "N"}, META)
+    await users.replace(org_id, ids[1], {"userName": "user1@x.org", "active": False}, META)
+    await users.delete(org_id, ids[2], META)
+    await users.replace(org_id, ids[3], {"userName": "user3@x.org", "active": False}, META)
+    await users.replace(org_id, ids[3], {"userName": "user3@x.org", "active": True}, META)
+    before = await snapshot(pool, org_id)
+    assert len(before) == 19
+
+    async with pool.acquire() as connection:
+        replayed = await scim_users.rebuild(connection)
+
+    assert replayed >= 25
+    assert await snapshot(pool, org_id) == before
+
+
+async def test_the_user_name_index_decides_a_race_between_two_orgs_independently(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    users = UserService(store)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await users.provision(first, {"userName": "same@x.org"}, META)
+    await users.provision(second, {"userName": "SAME@x.org"}, META)
+    async with pool.acquire() as connection:
+        assert (
+            await scim_users.query(connection, first, parse_filter('userName eq "Same@X.org"'), 1, 10)
+        ).total == 1
+
+
+async def test_filters_select_the_right_users_in_sql(store: EventStore, pool: asyncpg.Pool) -> None:
+    users = UserService(store)
+    org_id = uuid.uuid4()
+    profiles = {
+        "ann": {
+            "userName": "ann@acme.com",
+            "title": "Engineer",
+            "active": True,
+            "emails": [
+                {"value": "ann@acme.com", "type": "work", "primary": True},
+                {"value": "ann@home.net", "type": "home"},
+            ],
+            "name": {"givenName": "Ann", "familyName": "Lee"},
+            ENTERPRISE: {"department": "R&D"},
+        },
+        "bob": {
+            "userName": "bob@acme.com",
+            "title": "Manager",
+            "active": False,
+            "emails": [{"value": "bob@other.org", "type": "work"}],
+            "name": {"givenName": "Bob"},
+        },
+        "cy": {"userName": "cy@example.org", "active": True, "externalId": "EXT-9"},
+    }
+    names = {}
+    for key, profile in profiles.items():
+        row = await users.provision(org_id, profile, META)
+        names[row.user_id] = key
+
+    async def matching(text: str) -> set[str]:
+        async with pool.acquire() as connection:
+            page = await scim_users.query(connection, org_id, parse_filter(text), 1, 100)
+        assert page.total == len(page.rows)
+        return {names[row.user_id] for row in page.rows}
+
+    assert await matching('userName eq "ANN@ACME.COM"') == {"ann"}
+    assert await matching('userName ne "ann@acme.com"') == {"bob", "cy"}
+    assert await matching('userName co "ACME"') == {"ann", "bob"}
+    assert await matching('userName sw "b"') == {"bob"}
+    assert await matching('userName ew ".org"') == {"cy"}
+    assert await matching('userName gt "b"') == {"bob", "cy"}
+    assert await matching('userName le "bob@acme.com"') == {"ann", "bob"}
+    assert await matching("title pr") == {"ann", "bob"}
+    assert await matching("not (title pr)") == {"cy"}
+    assert await matching("active eq false") == {"bob"}
+    assert await matching('active eq "True"') == {"ann", "cy"}
+    assert await matching('emails[type eq "work" and value co "@acme.com"]') == {"ann"}
+    assert await matching('emails.value ew "home.net"') == {"ann"}
+    assert await matching('emails co "other.org"') == {"bob"}
+    assert await matching('name.givenName eq "bob" or externalId eq "EXT-9"') == {"bob", "cy"}
+    assert await matching('externalId eq "ext-9"') == set()  # externalId is caseExact
+    assert await matching(f'{ENTERPRISE}:department eq "r&d"') == {"ann"}
+    assert await matching('title eq "Engineer" and (active eq false or name.familyName pr)') == {"ann"}
+    assert await matching('meta.created gt "2000-01-01T00:00:00Z"') == {"ann", "bob", "cy"}
+    assert await matching('meta.lastModified lt "2000-01-01T00:00:00Z"') == set()
+    assert await matching("title eq null") == {"cy"}
