@@ -17,8 +17,9 @@ from scim.patch import PatchOperation, apply_patch
 from scim.schema import USER
 
 # A PATCH or PUT that loses a race is decided again on the newer state, unless the client pinned the version
-# it saw with If-Match: then the race is the client's to resolve (412).
-_ATTEMPTS = 5
+# it saw with If-Match: then the race is the client's to resolve (412). Retries queue on a stream lock, so
+# each round at least every queued writer but one succeeds.
+_ATTEMPTS = 10
 
 
 class PreconditionFailed(Exception):
@@ -114,6 +115,8 @@ class UserService:
         for attempt in range(_ATTEMPTS):
             try:
                 async with self._store.transaction() as transaction:
+                    if attempt > 0:
+                        await transaction.lock_stream(user_id)
                     user = await _load(transaction, org_id, user_id)
                     if if_match is not None and not if_match(user.version):
                         raise PreconditionFailed(user.version)

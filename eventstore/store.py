@@ -139,6 +139,16 @@ class Transaction:
     async def read_stream(self, org_id: uuid.UUID, stream_id: uuid.UUID) -> list[RecordedEvent]:
         return [_recorded(row) for row in await self.connection.fetch(_READ_STREAM, org_id, stream_id)]
 
+    async def lock_stream(self, stream_id: uuid.UUID) -> None:
+        """Queue behind other lockers of this stream until this transaction ends.
+
+        Appends stay optimistic; a writer that lost a race takes this lock before retrying, so contended
+        writers line up instead of colliding again and again.
+        """
+        await self.connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))", stream_id
+        )
+
 
 class EventStore:
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
