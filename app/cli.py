@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -45,6 +47,19 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from app.main import create_app
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process would die by the
+            # signal, skip atexit (leaving the embedded PostgreSQL running) and report failure to its
+            # supervisor. A completed graceful shutdown is a success: handle the signals, exit normally.
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
     host = args.host or settings.host
     port = args.port or settings.port
     print(
@@ -53,8 +68,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=False)
-    return 0
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=False
+    )
+    server = Server(config)
+    server.run()
+    return 0 if server.started else 3  # uvicorn's own code for a failed start-up
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
