@@ -1,0 +1,240 @@
+"""Okta's provisioning sequences against `scimledger serve` under uvicorn on loopback, set up with the CLI."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLI = str(Path(sys.executable).parent / "scimledger")
+CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=check)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    base: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="module")
+def server(cli_env: dict[str, str]) -> Iterator[Server]:
+    port = free_port()
+    env = {
+        **cli_env,
+        "PORT": str(port),
+        "SCIMLEDGER_TOKEN_CACHE_SECONDS": "0",
+        "SCIMLEDGER_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen([CLI, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, "scimledger serve exited during start-up"
+        assert time.monotonic() < deadline, "scimledger serve was not ready within 30 s"
+        time.sleep(0.1)
+    yield Server(f"{base}/scim/v2", env, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+
+
+@dataclass
+class Okta:
+    client: httpx.AsyncClient
+    org: str
+    token: str
+
+
+@pytest.fixture
+async def okta(server: Server) -> AsyncIterator[Okta]:
+    org_name = f"Acme {uuid.uuid4().hex[:6]}"
+    created = run_cli(server.env, "org", "create", org_name)
+    org_id = created.stdout.strip().splitlines()[-1]
+    uuid.UUID(org_id)
+    issued = run_cli(server.env, "token", "issue", "--org", org_name, "--label", "okta")
+    token = issued.stdout.strip()
+    assert issued.stdout == f"{token}\n", "the token is alone on stdout"
+    assert token.startswith("scl_")
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/scim+json"}
+    async with httpx.AsyncClient(base_url=server.base, headers=headers, timeout=10) as client:
+        yield Okta(client, org_id, token)
+
+
+def assign_body(user_name: str) -> dict[str, object]:
+    return {
+        "schemas": [CORE],
+        "userName": user_name,
+        "name": {"givenName": "Test", "familyName": "User"},
+        "emails": [{"primary": True, "value": user_name, "type": "work"}],
+        "displayName": "Test User",
+        "locale": "en-US",
+        "externalId": f"00u{uuid.uuid4().hex[:16]}",
+        "groups": [],
+        "password": "okta-generated",
+        "active": True,
+    }
+
+
+async def test_connection_test_then_assign_with_filter_then_create(okta: Okta) -> None:
+    client = okta.client
+    probe = await client.get("/Users", params={"startIndex": 1, "count": 2})
+    assert probe.status_code == 200
+    assert {key: probe.json()[key] for key in ("totalResults", "startIndex", "itemsPerPage")} == {
+        "totalResults": 0,
+        "startIndex": 1,
+        "itemsPerPage": 0,
+    }
+
+    check = await client.get(
+        "/Users", params={"filter": 'userName eq "new.hire@acme.com"', "startIndex": 1, "count": 100}
+    )
+    assert check.json()["totalResults"] == 0
+    created = await client.post("/Users", json=assign_body("new.hire@acme.com"))
+    assert created.status_code == 201
+    assert created.headers["content-type"] == "application/scim+json"
+    again = await client.get("/Users", params={"filter": 'userName eq "New.Hire@Acme.com"'})
+    assert [resource["id"] for resource in again.json()["Resources"]] == [created.json()["id"]]
+
+    duplicate = await client.post("/Users", json=assign_body("NEW.HIRE@acme.com"))
+    assert duplicate.status_code == 409
+    assert duplicate.json()["scimType"] == "uniqueness"
+
+
+async def test_import_pages_through_every_user_exactly_once(okta: Okta) -> None:
+    client = okta.client
+    expected = set()
+    for start in range(0, 230, 23):
+        batch = await asyncio.gather(
+            *(
+                client.post("/Users", json=assign_body(f"import{index}@acme.com"))
+                for index in range(start, start + 23)
+            )
+        )
+        expected |= {response.json()["id"] for response in batch}
+    seen: list[str] = []
+    start_index = 1
+    while True:
+        page = (await client.get("/Users", params={"startIndex": start_index, "count": 100})).json()
+        seen += [resource["id"] for resource in page["Resources"]]
+        start_index += page["itemsPerPage"]
+        if start_index > page["totalResults"]:
+            break
+    assert len(seen) == len(set(seen)) == 230
+    assert set(seen) == expected
+
+
+async def test_profile_push_then_deactivate_and_reactivate(okta: Okta) -> None:
+    client = okta.client
+    user = (await client.post("/Users", json=assign_body("push@acme.com"))).json()
+    current = (await client.get(f"/Users/{user['id']}")).json()
+    current["name"]["familyName"] = "Renamed"
+    current["title"] = "Director"
+    pushed = await client.put(f"/Users/{user['id']}", json=current)
+    assert pushed.status_code == 200
+    assert pushed.json()["name"]["familyName"] == "Renamed"
+
+    for active in (False, True):
+        response = await client.patch(
+            f"/Users/{user['id']}",
+            json={"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": active}}]},
+        )
+        assert response.status_code == 200
+        fetched = (await client.get(f"/Users/{user['id']}")).json()
+        assert fetched["active"] is active
+        assert fetched["title"] == "Director"
+
+
+async def test_twenty_concurrent_creates_of_one_user_name_through_uvicorn(okta: Okta) -> None:
+    responses = await asyncio.gather(
+        *(okta.client.post("/Users", json=assign_body("dup@acme.com")) for _ in range(20))
+    )
+    assert sorted(response.status_code for response in responses) == [201] + [409] * 19
+
+
+async def test_unknown_ids_and_bad_tokens(okta: Okta, server: Server) -> None:
+    missing = await okta.client.get(f"/Users/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    assert missing.json()["status"] == "404"
+    async with httpx.AsyncClient(base_url=server.base) as anonymous:
+        response = await anonymous.get("/Users", headers={"Authorization": "Bearer scl_not-a-real-token"})
+        assert response.status_code == 401
+        assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+
+
+async def test_token_list_and_revoke_through_the_cli(okta: Okta, server: Server) -> None:
+    listed = run_cli(server.env, "token", "list", "--org", okta.org).stdout
+    [line] = listed.strip().splitlines()
+    token_id = line.split()[0]
+    assert "active" in line
+    assert "okta" in line
+    assert okta.token not in listed, "secrets are never listed"
+    assert (await okta.client.get("/Users")).status_code == 200
+    run_cli(server.env, "token", "revoke", token_id)
+    assert (await okta.client.get("/Users")).status_code == 401
+    assert "revoked" in run_cli(server.env, "token", "list", "--org", okta.org).stdout
+
+
+async def test_rebuilding_the_scim_projection_while_serving_changes_no_answer(
+    okta: Okta, server: Server
+) -> None:
+    client = okta.client
+    for index in range(5):
+        user = (await client.post("/Users", json=assign_body(f"rebuild{index}@acme.com"))).json()
+        if index % 2:
+            await client.patch(
+                f"/Users/{user['id']}",
+                json={"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]},
+            )
+    before = (await client.get("/Users")).json()
+    rebuilt = run_cli(server.env, "projections", "rebuild", "scim")
+    assert rebuilt.stdout.startswith("rebuilt scim from")
+    assert (await client.get("/Users")).json() == before
+
+
+def test_cli_reports_unknown_organizations_clearly(server: Server) -> None:
+    result = run_cli(server.env, "token", "issue", "--org", "no-such-org", check=False)
+    assert result.returncode == 1
+    assert "No organization 'no-such-org'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_on_a_fresh_embedded_data_dir_needs_no_database_url(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data_dir = tmp_path_factory.mktemp("cli")
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env["SCIMLEDGER_DATA_DIR"] = str(data_dir)
+    created = run_cli(env, "org", "create", "Embedded Co")
+    org_id = created.stdout.strip().splitlines()[-1]
+    token = run_cli(env, "token", "issue", "--org", org_id).stdout.strip()
+    assert token.startswith("scl_")
+    assert (data_dir / "postgres" / "PG_VERSION").exists()
+    assert "migrations are current" in run_cli(env, "migrate").stdout
