@@ -49,14 +49,19 @@ def render(row: UserRow, base: str) -> dict[str, Any]:
     }
 
 
+# Far beyond any real page, and within PostgreSQL's bigint for LIMIT and OFFSET.
+_LARGEST_INDEX = 2**53
+
+
 def _integer(params: Mapping[str, str], name: str, default: int) -> int:
     text = params.get(name)
     if text is None or text == "":
         return default
     try:
-        return int(text)
+        value = int(text)
     except ValueError as error:
         raise invalid_value(f"{name} must be an integer, not '{text}'.") from error
+    return max(-_LARGEST_INDEX, min(value, _LARGEST_INDEX))
 
 
 def _selection(request: Request) -> tuple[list[AttrPath] | None, list[AttrPath] | None]:

@@ -19,7 +19,7 @@ from app.tenancy import Principal
 from app.users import PreconditionFailed
 from domain.errors import ConcurrencyConflict, DomainError, NotFound, UserDeletedError, UserNameTaken
 from eventstore.store import Metadata
-from scim.errors import ScimError, invalid_syntax
+from scim.errors import ScimError, invalid_syntax, invalid_value
 
 log = logging.getLogger("scimledger.http")
 
@@ -181,9 +181,34 @@ async def read_json(request: Request) -> Any:
     if not body.strip():
         raise invalid_syntax("The request body is empty; a JSON object was expected.")
     try:
-        return _decoder.decode(body)
+        decoded = _decoder.decode(body)
     except msgspec.DecodeError as error:
         raise invalid_syntax(f"The request body is not valid JSON: {error}.") from error
+    except RecursionError as error:
+        raise invalid_syntax("The request body is nested too deeply.") from error
+    _refuse_nul(decoded)
+    return decoded
+
+
+def _refuse_nul(document: Any) -> None:
+    """PostgreSQL cannot store U+0000 in text or jsonb; refuse it here rather than fail at the database.
+
+    Iterative, so that a body nested as deeply as the decoder allows cannot exhaust the stack here.
+    """
+    pending: list[tuple[Any, str]] = [(document, "$")]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise invalid_value(
+                    f"The value at {where} contains a NUL character (U+0000), which is not allowed."
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                pending.append((key, where))
+                pending.append((item, f"{where}.{key}"))
+        elif isinstance(value, list):
+            pending.extend((item, f"{where}[{index}]") for index, item in enumerate(value))
 
 
 def _too_large(limit: int) -> ScimError:

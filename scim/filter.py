@@ -271,9 +271,16 @@ class _Parser:
                 raise self.error(
                     f"The string at position {token.position + 1} is malformed."
                 ) from decode_error
+            if "\x00" in text:
+                raise self.error(f"The string at position {token.position + 1} contains a NUL character.")
             return text
         if token.kind == "number":
-            number: int | float = msgspec.json.decode(token.text)
+            try:
+                number: int | float = msgspec.json.decode(token.text)
+            except msgspec.DecodeError as decode_error:
+                raise self.error(
+                    f"The number at position {token.position + 1} is out of range."
+                ) from decode_error
             return number
         keyword = token.text.lower() if token.kind == "word" else None
         if keyword in ("true", "false", "null"):
@@ -284,11 +291,21 @@ class _Parser:
         )
 
 
+# Far longer than any filter a client sends, and short enough that the trees it parses to are shallow enough
+# for the recursive parser, the SQL compiler and PostgreSQL's own expression depth.
+MAX_FILTER_LENGTH = 4096
+
+
 def parse_filter(text: str) -> Filter:
+    if len(text) > MAX_FILTER_LENGTH:
+        raise invalid_filter(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
     parser = _Parser(text, invalid_filter)
     if not parser.tokens:
         raise invalid_filter("The filter is empty.")
-    result = parser.parse_or(nested=False)
+    try:
+        result = parser.parse_or(nested=False)
+    except RecursionError as error:
+        raise invalid_filter("The filter is nested too deeply.") from error
     parser.finish()
     return result
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app import tenancy
+from scim.filter import MAX_FILTER_LENGTH
 from tests.conftest import Tenant, new_tenant
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -486,3 +487,41 @@ async def test_discovery_is_truthful_and_read_only(http: httpx.AsyncClient) -> N
 async def test_healthz(http: httpx.AsyncClient) -> None:
     response = await http.get("http://scim.test/healthz")
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/Users", b'{"userName": "nul\\u0000byte"}', 400),
+        ("POST", "/Users", b'{"userName": "ok", "name": {"givenName": "\\u0000"}}', 400),
+        ("POST", "/Users", b'{"userName": "lone\\ud800surrogate"}', 400),
+        ("POST", "/Users", b"[" * 30_000 + b"]" * 30_000, 400),
+        ("POST", "/Users", b'{"userName": "x", "emails": [{"value": 1e999}]}', 400),
+        ("GET", "/Users?startIndex=99999999999999999999999", None, 200),
+        ("GET", "/Users?count=99999999999999999999999", None, 200),
+        ("GET", '/Users?filter=userName eq "\\u0000"', None, 400),
+        ("GET", '/Users?filter=userName eq "\\ud800"', None, 400),
+        ("GET", '/Users?filter=meta.created gt "9999999-01-01"', None, 400),
+        ("GET", "/Users?filter=userName gt 1e999", None, 400),
+        ("GET", "/Users?sortBy=meta.location", None, 400),
+        ("GET", "/Users?attributes=a.b.c", None, 400),
+        ("GET", "/Users?excludedAttributes=urn:x:y", None, 200),
+    ],
+)
+async def test_hostile_input_gets_a_clear_answer_never_a_500(
+    scim: httpx.AsyncClient, method: str, path: str, body: bytes | None, status: int
+) -> None:
+    response = await scim.request(method, path, content=body)
+    assert response.status_code == status, response.text
+    if status >= 400:
+        assert_scim_error(response, status, response.json().get("scimType"))
+
+
+async def test_the_longest_filter_accepted_still_compiles_and_runs(scim: httpx.AsyncClient) -> None:
+    terms = (MAX_FILTER_LENGTH - 8) // len("title pr or ")
+    text = "title pr or " * terms + "title pr"
+    assert len(text) <= MAX_FILTER_LENGTH
+    nested = "not (" * 300 + "title pr" + ")" * 300
+    for filter_text in (text, nested):
+        response = await scim.get("/Users", params={"filter": filter_text})
+        assert response.status_code == 200, response.text[:300]

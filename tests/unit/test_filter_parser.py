@@ -137,3 +137,10 @@ def test_attribute_lists() -> None:
         AttrPath(None, "userName"),
         AttrPath(None, "name", "givenName"),
     ]
+
+
+def test_deeply_nested_or_overlong_filters_are_invalid_filter_not_a_crash() -> None:
+    for text in ("(" * 2000 + "title pr" + ")" * 2000, "title pr and " * 400 + "title pr"):
+        with pytest.raises(ScimError) as caught:
+            parse_filter(text)
+        assert caught.value.scim_type == "invalidFilter"
