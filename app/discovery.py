@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -52,36 +53,34 @@ async def service_provider_config(request: Request) -> Response:
     )
 
 
-async def resource_types(request: Request) -> Response:
-    base = base_url(request)
-    return ScimResponse(_list([kind.to_scim(f"{base}/ResourceTypes/{kind.name}") for kind in RESOURCE_TYPES]))
+def _resource_types(base: str) -> dict[str, dict[str, Any]]:
+    return {kind.name: kind.to_scim(f"{base}/ResourceTypes/{kind.name}") for kind in RESOURCE_TYPES}
 
 
-async def resource_type(request: Request) -> Response:
-    base = base_url(request)
-    for kind in RESOURCE_TYPES:
-        if kind.name == request.path_params["name"]:
-            return ScimResponse(kind.to_scim(f"{base}/ResourceTypes/{kind.name}"))
-    raise NotFound(f"No resource type '{request.path_params['name']}'.")
+def _schemas(base: str) -> dict[str, dict[str, Any]]:
+    return {schema.id: schema.to_scim(f"{base}/Schemas/{schema.id}") for schema in SCHEMAS}
 
 
-async def schemas(request: Request) -> Response:
-    base = base_url(request)
-    return ScimResponse(_list([schema.to_scim(f"{base}/Schemas/{schema.id}") for schema in SCHEMAS]))
+def _read_only_collection(
+    path: str, documents: Callable[[str], dict[str, dict[str, Any]]], what: str
+) -> list[Route]:
+    """GET `path` lists the documents; GET `path/{key}` returns one."""
 
+    async def listing(request: Request) -> Response:
+        return ScimResponse(_list(list(documents(base_url(request)).values())))
 
-async def schema(request: Request) -> Response:
-    base = base_url(request)
-    for candidate in SCHEMAS:
-        if candidate.id == request.path_params["id"]:
-            return ScimResponse(candidate.to_scim(f"{base}/Schemas/{candidate.id}"))
-    raise NotFound(f"No schema '{request.path_params['id']}'.")
+    async def item(request: Request) -> Response:
+        key = request.path_params["key"]
+        document = documents(base_url(request)).get(key)
+        if document is None:
+            raise NotFound(f"No {what} '{key}'.")
+        return ScimResponse(document)
+
+    return [Route(path, listing, methods=["GET"]), Route(f"{path}/{{key}}", item, methods=["GET"])]
 
 
 ROUTES = [
     Route("/ServiceProviderConfig", service_provider_config, methods=["GET"]),
-    Route("/ResourceTypes", resource_types, methods=["GET"]),
-    Route("/ResourceTypes/{name}", resource_type, methods=["GET"]),
-    Route("/Schemas", schemas, methods=["GET"]),
-    Route("/Schemas/{id}", schema, methods=["GET"]),
+    *_read_only_collection("/ResourceTypes", _resource_types, "resource type"),
+    *_read_only_collection("/Schemas", _schemas, "schema"),
 ]

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -94,6 +95,23 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def store(pool: asyncpg.Pool) -> EventStore:
     return EventStore(pool)
+
+
+def okta_user(user_name: str, **extra: Any) -> dict[str, Any]:
+    """The body Okta sends when an admin assigns the app to a person."""
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "name": {"givenName": "Isaac", "familyName": "Brock"},
+        "emails": [{"primary": True, "value": user_name, "type": "work"}],
+        "displayName": "Isaac Brock",
+        "locale": "en-US",
+        "externalId": "00ujl29u0le5T6Aj10h7",
+        "groups": [],
+        "password": "1mz050nq",
+        "active": True,
+        **extra,
+    }
 
 
 @dataclass(frozen=True)

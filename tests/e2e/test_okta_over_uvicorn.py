@@ -11,9 +11,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import okta_user
 
 pytestmark = pytest.mark.slow
 
@@ -88,19 +91,8 @@ async def okta(server: Server) -> AsyncIterator[Okta]:
         yield Okta(client, org_id, token)
 
 
-def assign_body(user_name: str) -> dict[str, object]:
-    return {
-        "schemas": [CORE],
-        "userName": user_name,
-        "name": {"givenName": "Test", "familyName": "User"},
-        "emails": [{"primary": True, "value": user_name, "type": "work"}],
-        "displayName": "Test User",
-        "locale": "en-US",
-        "externalId": f"00u{uuid.uuid4().hex[:16]}",
-        "groups": [],
-        "password": "okta-generated",
-        "active": True,
-    }
+def assign_body(user_name: str) -> dict[str, Any]:
+    return okta_user(user_name, externalId=f"00u{uuid.uuid4().hex[:16]}")
 
 
 async def test_connection_test_then_assign_with_filter_then_create(okta: Okta) -> None:

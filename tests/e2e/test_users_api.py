@@ -11,29 +11,12 @@ import pytest
 
 from app import tenancy
 from scim.filter import MAX_FILTER_LENGTH
-from tests.conftest import Tenant, new_tenant
+from tests.conftest import Tenant, new_tenant, okta_user
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-
-
-def okta_user(user_name: str, **extra: Any) -> dict[str, Any]:
-    """The body Okta sends when an admin assigns the app to a person."""
-    return {
-        "schemas": [CORE],
-        "userName": user_name,
-        "name": {"givenName": "Isaac", "familyName": "Brock"},
-        "emails": [{"primary": True, "value": user_name, "type": "work"}],
-        "displayName": "Isaac Brock",
-        "locale": "en-US",
-        "externalId": "00ujl29u0le5T6Aj10h7",
-        "groups": [],
-        "password": "1mz050nq",
-        "active": True,
-        **extra,
-    }
 
 
 async def create(scim: httpx.AsyncClient, user_name: str | None = None, **extra: Any) -> dict[str, Any]:
