@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
@@ -26,7 +27,7 @@ from app.http import (
 from projections import scim_users
 from projections.scim_users import UserRow
 from scim.errors import invalid_value
-from scim.filter import AttrPath, parse_attr_path, parse_attribute_list, parse_filter
+from scim.filter import AttrPath, Filter, parse_attr_path, parse_attribute_list, parse_filter
 from scim.patch import PatchRequest, parse_operations
 from scim.schema import CORE_USER, USER, select_attributes
 
@@ -39,6 +40,21 @@ def render(row: UserRow, base: str) -> dict[str, Any]:
         "schemas": schemas,
         "id": user_id,
         **USER.in_schema_order(resource),
+        **(
+            {
+                "groups": [
+                    {
+                        "value": str(group["value"]),
+                        "display": group["display"],
+                        "$ref": f"{base}/Groups/{group['value']}",
+                        "type": "direct",
+                    }
+                    for group in row.groups
+                ]
+            }
+            if row.groups
+            else {}
+        ),
         "meta": {
             "resourceType": "User",
             "created": row.created.isoformat(),
@@ -64,15 +80,46 @@ def _integer(params: Mapping[str, str], name: str, default: int) -> int:
     return max(-_LARGEST_INDEX, min(value, _LARGEST_INDEX))
 
 
-def _selection(request: Request) -> tuple[list[AttrPath] | None, list[AttrPath] | None]:
+def selection(request: Request) -> tuple[list[AttrPath] | None, list[AttrPath] | None]:
     params = request.query_params
     include = parse_attribute_list(params["attributes"]) if params.get("attributes") else None
     exclude = parse_attribute_list(params["excludedAttributes"]) if params.get("excludedAttributes") else None
     return include, exclude
 
 
+@dataclass(frozen=True, slots=True)
+class ListParameters:
+    """RFC 7644 §3.4.2 query parameters of a collection GET."""
+
+    filter: Filter | None
+    start_index: int
+    count: int
+    sort_by: AttrPath | None
+    descending: bool
+    include: list[AttrPath] | None
+    exclude: list[AttrPath] | None
+
+
+def list_parameters(request: Request) -> ListParameters:
+    params = request.query_params
+    settings = services_of(request).settings
+    sort_order = params.get("sortOrder", "ascending").lower()
+    if sort_order not in ("ascending", "descending"):
+        raise invalid_value(f"sortOrder must be 'ascending' or 'descending', not '{sort_order}'.")
+    include, exclude = selection(request)
+    return ListParameters(
+        filter=parse_filter(params["filter"]) if params.get("filter") else None,
+        start_index=max(1, _integer(params, "startIndex", 1)),
+        count=min(max(0, _integer(params, "count", settings.default_page_size)), settings.max_page_size),
+        sort_by=parse_attr_path(params["sortBy"]) if params.get("sortBy") else None,
+        descending=sort_order == "descending",
+        include=include,
+        exclude=exclude,
+    )
+
+
 def _resource_response(request: Request, row: UserRow, status: int = 200) -> Response:
-    include, exclude = _selection(request)
+    include, exclude = selection(request)
     document = select_attributes(USER, render(row, base_url(request)), include, exclude)
     headers = {"ETag": etag(row.version)}
     if status == 201:
@@ -88,33 +135,26 @@ class UsersCollection(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         principal = await authenticate(request)
         services = services_of(request)
-        params = request.query_params
-        settings = services.settings
-        scim_filter = parse_filter(params["filter"]) if params.get("filter") else None
-        start_index = max(1, _integer(params, "startIndex", 1))
-        count = min(max(0, _integer(params, "count", settings.default_page_size)), settings.max_page_size)
-        sort_by = parse_attr_path(params["sortBy"]) if params.get("sortBy") else None
-        sort_order = params.get("sortOrder", "ascending").lower()
-        if sort_order not in ("ascending", "descending"):
-            raise invalid_value(f"sortOrder must be 'ascending' or 'descending', not '{sort_order}'.")
-        include, exclude = _selection(request)
+        listing = list_parameters(request)
         async with services.pool.acquire() as connection:
             page = await scim_users.query(
                 connection,
                 principal.org_id,
-                scim_filter,
-                start_index,
-                count,
-                sort_by,
-                sort_order == "descending",
+                listing.filter,
+                listing.start_index,
+                listing.count,
+                listing.sort_by,
+                listing.descending,
             )
         base = base_url(request)
-        resources = [select_attributes(USER, render(row, base), include, exclude) for row in page.rows]
+        resources = [
+            select_attributes(USER, render(row, base), listing.include, listing.exclude) for row in page.rows
+        ]
         return ScimResponse(
             {
                 "schemas": [LIST_SCHEMA],
                 "totalResults": page.total,
-                "startIndex": start_index,
+                "startIndex": listing.start_index,
                 "itemsPerPage": len(resources),
                 "Resources": resources,
             }

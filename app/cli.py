@@ -9,37 +9,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import logging
 import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from app import tenancy
+from app.catalog import KINDS, CatalogService
 from app.database import EmbeddedDatabaseError, database_url
 from app.migrate import MigrationError, migrate
+from app.services import Services
 from app.settings import Settings
 from domain.errors import DomainError
-from eventstore.pool import Connection, init_connection
-from projections import scim_users
+from eventstore.pool import Connection, create_pool
+from eventstore.store import Metadata
 
-PROJECTIONS: dict[str, Callable[[Connection], Awaitable[int]]] = {"scim": scim_users.rebuild}
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a database command gets: the services `serve` would build, and one connection for queries."""
+
+    services: Services
+    connection: Connection
+
+
+Handler = Callable[[Context, argparse.Namespace], Awaitable[int]]
+
+
+PROJECTIONS = ("scim",)
 
 
 def _print(*lines: Any) -> None:
     for line in lines:
         print(line)
-
-
-async def _connect(settings: Settings) -> asyncpg.Connection:
-    url = await asyncio.to_thread(database_url, settings)
-    connection = await asyncpg.connect(url)
-    await init_connection(connection)
-    await migrate(connection)
-    return connection
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -87,19 +95,22 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _org_create(connection: Connection, args: argparse.Namespace) -> int:
+async def _org_create(context: Context, args: argparse.Namespace) -> int:
+    connection = context.connection
     org = await tenancy.create_org(connection, args.name)
     _print(f"created organization '{org.name}'", org.org_id)
     return 0
 
 
-async def _org_list(connection: Connection, args: argparse.Namespace) -> int:
+async def _org_list(context: Context, args: argparse.Namespace) -> int:
+    connection = context.connection
     for org in await tenancy.list_orgs(connection):
         _print(f"{org.org_id}  {org.name}")
     return 0
 
 
-async def _token_issue(connection: Connection, args: argparse.Namespace) -> int:
+async def _token_issue(context: Context, args: argparse.Namespace) -> int:
+    connection = context.connection
     org = await tenancy.find_org(connection, args.org)
     token_id, token = await tenancy.issue_token(connection, org.org_id, args.scope, args.label)
     # The token alone on stdout, so that TOKEN=$(scimledger token issue --org X) works; the rest to stderr.
@@ -108,7 +119,8 @@ async def _token_issue(connection: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _token_list(connection: Connection, args: argparse.Namespace) -> int:
+async def _token_list(context: Context, args: argparse.Namespace) -> int:
+    connection = context.connection
     org = await tenancy.find_org(connection, args.org)
     for info in await tenancy.list_tokens(connection, org.org_id):
         state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M:%S}" if info.revoked_at else "active"
@@ -118,7 +130,8 @@ async def _token_list(connection: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _token_revoke(connection: Connection, args: argparse.Namespace) -> int:
+async def _token_revoke(context: Context, args: argparse.Namespace) -> int:
+    connection = context.connection
     try:
         token_id = uuid.UUID(args.token_id)
     except ValueError as error:
@@ -130,8 +143,52 @@ async def _token_revoke(connection: Connection, args: argparse.Namespace) -> int
     return 0
 
 
-async def _projections_rebuild(connection: Connection, args: argparse.Namespace) -> int:
-    replayed = await PROJECTIONS[args.name](connection)
+def _admin() -> Metadata:
+    """CLI actions are an org admin's, recorded as such on the events they cause."""
+    return Metadata(actor=f"admin:{getpass.getuser()}")
+
+
+async def _catalog_create(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    kind = KINDS[args.command]
+    entity_id, groups = await context.services.catalog.create(kind, org.org_id, args.name, _admin())
+    _print(f"created {kind.name} '{args.name}' and {groups} group(s)", entity_id)
+    return 0
+
+
+async def _catalog_rename(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    kind = KINDS[args.command]
+    await context.services.catalog.rename(kind, org.org_id, args.reference, args.new_name, _admin())
+    _print(f"renamed {kind.name} '{args.reference}' to '{args.new_name}'")
+    return 0
+
+
+async def _catalog_archive(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    kind = KINDS[args.command]
+    revoked = await context.services.catalog.archive(kind, org.org_id, args.reference, _admin())
+    _print(f"archived {kind.name} '{args.reference}'; {revoked} membership(s) revoked")
+    return 0
+
+
+async def _catalog_list(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    for entry in await CatalogService.entries(context.connection, KINDS[args.command], org.org_id, args.all):
+        _print(f"{entry.id}  {entry.name}{'  (archived)' if entry.archived else ''}")
+    return 0
+
+
+async def _group_list(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    for group in await CatalogService.groups(context.connection, org.org_id):
+        state = "linked" if group.linked else "not linked"
+        _print(f"{group.group_id}  {group.display_name}  {state}  {group.members} member(s)")
+    return 0
+
+
+async def _projections_rebuild(context: Context, args: argparse.Namespace) -> int:
+    replayed = await context.services.projection.rebuild(context.connection)
     _print(f"rebuilt {args.name} from {replayed} events")
     return 0
 
@@ -170,25 +227,55 @@ def _parser() -> argparse.ArgumentParser:
     token_revoke.add_argument("token_id")
     token_revoke.set_defaults(db_handler=_token_revoke)
 
+    for kind in KINDS.values():
+        catalog = commands.add_parser(kind.name, help=f"the app's {kind.name}s").add_subparsers(
+            dest=f"{kind.name}_command", required=True
+        )
+        create = catalog.add_parser("create", help=f"create a {kind.name} and its groups; prints its id last")
+        create.add_argument("--org", required=True, help="organization id or name")
+        create.add_argument("name")
+        create.set_defaults(db_handler=_catalog_create)
+        rename = catalog.add_parser("rename", help=f"rename a {kind.name}; its groups' displayName follows")
+        rename.add_argument("--org", required=True, help="organization id or name")
+        rename.add_argument("reference", metavar=kind.name.upper(), help=f"the {kind.name}'s id or name")
+        rename.add_argument("new_name")
+        rename.set_defaults(db_handler=_catalog_rename)
+        archive = catalog.add_parser("archive", help=f"archive a {kind.name}: its groups leave SCIM")
+        archive.add_argument("--org", required=True, help="organization id or name")
+        archive.add_argument("reference", metavar=kind.name.upper(), help=f"the {kind.name}'s id or name")
+        archive.set_defaults(db_handler=_catalog_archive)
+        listing = catalog.add_parser("list", help=f"list the organization's {kind.name}s")
+        listing.add_argument("--org", required=True, help="organization id or name")
+        listing.add_argument("--all", action="store_true", help="include archived ones")
+        listing.set_defaults(db_handler=_catalog_list)
+
+    group = commands.add_parser("group", help="Project × Role groups").add_subparsers(
+        dest="group_command", required=True
+    )
+    group_list = group.add_parser("list", help="list groups, whether Okta linked them, and member counts")
+    group_list.add_argument("--org", required=True, help="organization id or name")
+    group_list.set_defaults(db_handler=_group_list)
+
     projections = commands.add_parser("projections", help="read models").add_subparsers(
         dest="projections_command", required=True
     )
     rebuild = projections.add_parser("rebuild", help="rebuild a projection from the event log alone")
-    rebuild.add_argument("name", choices=sorted(PROJECTIONS))
+    rebuild.add_argument("name", choices=PROJECTIONS)
     rebuild.set_defaults(db_handler=_projections_rebuild)
     return parser
 
 
-async def _with_connection(
-    settings: Settings,
-    handler: Callable[[asyncpg.Connection, argparse.Namespace], Awaitable[int]],
-    args: argparse.Namespace,
-) -> int:
-    connection = await _connect(settings)
+async def _with_services(settings: Settings, handler: Handler, args: argparse.Namespace) -> int:
+    from app.main import build_services
+
+    url = await asyncio.to_thread(database_url, settings)
+    pool = await create_pool(url, min_size=1, max_size=2)
     try:
-        return await handler(connection, args)
+        async with pool.acquire() as connection:
+            await migrate(connection)
+            return await handler(Context(build_services(settings, pool), connection), args)
     finally:
-        await connection.close()
+        await pool.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "sync_handler"):
             return int(args.sync_handler(settings, args))
         if hasattr(args, "db_handler"):
-            return asyncio.run(_with_connection(settings, args.db_handler, args))
+            return int(asyncio.run(_with_services(settings, args.db_handler, args)))
         return int(asyncio.run(args.handler(settings, args)))
     except (DomainError, MigrationError, EmbeddedDatabaseError) as error:
         print(f"scimledger: {error}", file=sys.stderr)

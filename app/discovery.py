@@ -11,10 +11,10 @@ from starlette.routing import Route
 
 from app.http import LIST_SCHEMA, ScimResponse, base_url, services_of
 from domain.errors import NotFound
-from scim.schema import ENTERPRISE_USER_SCHEMA, USER, USER_SCHEMA
+from scim.schema import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA
 
-RESOURCE_TYPES = (USER,)
-SCHEMAS = (USER_SCHEMA, ENTERPRISE_USER_SCHEMA)
+RESOURCE_TYPES = (USER, GROUP)
+SCHEMAS = (USER_SCHEMA, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA)
 
 
 def _list(resources: list[dict[str, Any]]) -> dict[str, Any]:

@@ -14,11 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.groups import InvalidMember
 from app.services import Services
 from app.tenancy import Principal
 from app.users import PreconditionFailed
 from domain.errors import ConcurrencyConflict, DomainError, NotFound, UserDeletedError, UserNameTaken
+from domain.users import InactiveMember
 from eventstore.store import Metadata
+from projections.scim_groups import NameTaken
 from scim.errors import ScimError, invalid_syntax, invalid_value
 
 log = logging.getLogger("scimledger.http")
@@ -62,8 +65,10 @@ async def on_scim_error(request: Request, error: Exception) -> Response:
 async def on_domain_error(request: Request, error: Exception) -> Response:
     if isinstance(error, NotFound | UserDeletedError):
         return error_response(404, str(error))
-    if isinstance(error, UserNameTaken):
+    if isinstance(error, UserNameTaken | NameTaken):
         return error_response(409, str(error), "uniqueness")
+    if isinstance(error, InvalidMember | InactiveMember):
+        return error_response(400, str(error), "invalidValue")
     if isinstance(error, ConcurrencyConflict):
         return error_response(409, "The resource was changed by another request at the same time; try again.")
     if isinstance(error, PreconditionFailed):

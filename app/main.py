@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from app import api_users, discovery
+from app import api_groups, api_users, discovery
+from app.catalog import CatalogService
 from app.database import database_url
+from app.groups import GroupService
 from app.http import EXCEPTION_HANDLERS, EdgeHeadersMiddleware
 from app.migrate import migrate
 from app.services import Services
@@ -24,6 +27,7 @@ from app.tenancy import Authenticator
 from app.users import UserService
 from eventstore.pool import create_pool
 from eventstore.store import EventStore
+from projections.scim import ScimProjection
 
 log = logging.getLogger("scimledger")
 
@@ -33,6 +37,21 @@ SCIM_BASE = "/scim/v2"
 async def healthz(request: Request) -> Response:
     # Routes are served only after the lifespan has connected and migrated, so answering means ready.
     return JSONResponse({"status": "ok"})
+
+
+def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Services:
+    store = EventStore(pool)
+    projection = ScimProjection(settings.group_prefix)
+    return Services(
+        settings=settings,
+        pool=pool,
+        store=store,
+        users=UserService(store, projection),
+        groups=GroupService(store, projection),
+        catalog=CatalogService(store, projection),
+        authenticator=Authenticator(pool, settings.token_cache_seconds),
+        projection=projection,
+    )
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -45,14 +64,7 @@ def create_app(settings: Settings) -> Starlette:
                 applied = await migrate(connection)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
-            store = EventStore(pool)
-            services = Services(
-                settings=settings,
-                pool=pool,
-                store=store,
-                users=UserService(store),
-                authenticator=Authenticator(pool, settings.token_cache_seconds),
-            )
+            services = build_services(settings, pool)
             yield {"services": services}
         finally:
             await pool.close()
@@ -60,7 +72,7 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
-            Mount(SCIM_BASE, routes=[*api_users.ROUTES, *discovery.ROUTES]),
+            Mount(SCIM_BASE, routes=[*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
         ],
         middleware=[Middleware(EdgeHeadersMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,

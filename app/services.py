@@ -6,10 +6,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.catalog import CatalogService
+from app.groups import GroupService
 from app.settings import Settings
 from app.tenancy import Authenticator
 from app.users import UserService
 from eventstore.store import EventStore
+from projections.scim import ScimProjection
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,4 +21,7 @@ class Services:
     pool: asyncpg.Pool[asyncpg.Record]
     store: EventStore
     users: UserService
+    groups: GroupService
+    catalog: CatalogService
     authenticator: Authenticator
+    projection: ScimProjection

@@ -20,6 +20,7 @@ ENVIRONMENT = {
     "SCIMLEDGER_PUBLIC_URL": "public_url",
     "SCIMLEDGER_DB_POOL_SIZE": "pool_size",
     "SCIMLEDGER_LOG_LEVEL": "log_level",
+    "SCIMLEDGER_GROUP_PREFIX": "group_prefix",
 }
 
 
@@ -35,6 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str | None = None
     pool_size: int = 10
     log_level: str = "info"
+    group_prefix: str = "Statsig"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

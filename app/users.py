@@ -12,6 +12,7 @@ from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import EventStore, Metadata, Transaction
 from projections import scim_users
+from projections.scim import ScimProjection
 from projections.scim_users import UserRow, row_of
 from scim.patch import PatchOperation, apply_patch
 from scim.schema import USER
@@ -35,19 +36,16 @@ def split_active(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], bool | 
 
 
 async def _load(transaction: Transaction, org_id: uuid.UUID, user_id: uuid.UUID) -> User:
-    user: User | None = None
-    for recorded in await transaction.read_stream(org_id, user_id):
-        mutated = recorded.to_domain_event().mutate(user)
-        assert isinstance(mutated, User)
-        user = mutated
-    if user is None or user.deleted:
+    user = (await transaction.load(org_id, [user_id])).get(user_id)
+    if not isinstance(user, User) or user.deleted:
         raise NotFound(f"No user {user_id}.")
     return user
 
 
 class UserService:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, projection: ScimProjection) -> None:
         self._store = store
+        self._projection = projection
 
     async def provision(
         self, org_id: uuid.UUID, attributes: Mapping[str, Any], metadata: Metadata
@@ -122,18 +120,17 @@ class UserService:
                         raise PreconditionFailed(user.version)
                     decide(user)
                     await self._save(transaction, user, metadata)
-                return row_of(user)
+                    groups = (
+                        await scim_users.groups_of(transaction.connection, org_id, user_id)
+                        if (user.groups and not user.deleted)
+                        else []
+                    )
+                return row_of(user, groups)
             except ConcurrencyConflict:
                 if if_match is not None or attempt == _ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
-    @staticmethod
-    async def _save(transaction: Transaction, user: User, metadata: Metadata) -> None:
-        events = user.collect_events()
-        if not events:
-            return
-        recorded = await transaction.append(
-            uuid.UUID(user.org_id), user.id, events[0].originator_version - 1, events, metadata
-        )
-        await scim_users.write(transaction.connection, user, recorded)
+    async def _save(self, transaction: Transaction, user: User, metadata: Metadata) -> None:
+        recorded = await transaction.save(uuid.UUID(user.org_id), [user], metadata)
+        await self._projection.apply(transaction.connection, recorded, {user.id: user})

@@ -20,9 +20,11 @@ class UserNameTaken(DomainError):
 class ConcurrencyConflict(DomainError):
     """Another writer appended to the stream first; the command may be retried on fresh state."""
 
-    def __init__(self, stream_id: object, expected_version: int) -> None:
+    def __init__(
+        self, stream_id: object = None, expected_version: int | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(
-            f"Stream {stream_id} moved past version {expected_version} before this write committed."
+            reason or f"Stream {stream_id} moved past version {expected_version} before this write committed."
         )
         self.stream_id = stream_id
         self.expected_version = expected_version

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import UserDeletedError
+from domain.errors import DomainError, UserDeletedError
 
 Attributes = dict[str, Any]
 
@@ -60,12 +60,26 @@ class User(Aggregate):
     class Deleted(Aggregate.Event):
         TOPIC: ClassVar[str] = "UserDeleted"
 
+    class JoinedGroup(Aggregate.Event):
+        """Recorded on the user's stream, so that a membership change costs the same whatever the group's
+        size. `cause`: "push" (the identity provider pushed it), "unlink", "archive" or "reactor"."""
+
+        TOPIC: ClassVar[str] = "GroupMemberAdded"
+        group_id: str
+        cause: str
+
+    class LeftGroup(Aggregate.Event):
+        TOPIC: ClassVar[str] = "GroupMemberRemoved"
+        group_id: str
+        cause: str
+
     @event(Provisioned)
     def __init__(self, org_id: str, attributes: Attributes, active: bool) -> None:
         self.org_id = org_id
         self.attributes = dict(attributes)
         self.active = active
         self.deleted = False
+        self.groups: set[str] = set()
 
     @property
     def user_name(self) -> str:
@@ -93,6 +107,17 @@ class User(Aggregate):
         self._require_not_deleted()
         self._delete()
 
+    def join_group(self, group_id: str, cause: str) -> None:
+        """Only a live, active user may gain access; joining a group twice records nothing."""
+        if self.deleted or not self.active:
+            raise InactiveMember(self.id, "deleted" if self.deleted else "deactivated")
+        if group_id not in self.groups:
+            self._join_group(group_id, cause)
+
+    def leave_group(self, group_id: str, cause: str) -> None:
+        if group_id in self.groups:
+            self._leave_group(group_id, cause)
+
     def _require_not_deleted(self) -> None:
         if self.deleted:
             raise UserDeletedError(f"User {self.id} was deleted.")
@@ -115,6 +140,20 @@ class User(Aggregate):
     def _delete(self) -> None:
         self.deleted = True
 
+    @event(JoinedGroup)
+    def _join_group(self, group_id: str, cause: str) -> None:
+        self.groups.add(group_id)
+
+    @event(LeftGroup)
+    def _leave_group(self, group_id: str, cause: str) -> None:
+        self.groups.discard(group_id)
+
+
+class InactiveMember(DomainError):
+    def __init__(self, user_id: object, state: str) -> None:
+        super().__init__(f"User {user_id} is {state} and cannot be added to a group.")
+        self.user_id = user_id
+
 
 EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
     User.Provisioned,
@@ -122,4 +161,6 @@ EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
     User.Deactivated,
     User.Reactivated,
     User.Deleted,
+    User.JoinedGroup,
+    User.LeftGroup,
 )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import asyncpg
+from eventsourcing.domain import Aggregate
 
 from domain.errors import ConcurrencyConflict
-from eventstore.codec import AggregateEvent, decode_event, encode_event
+from eventstore.codec import AggregateEvent, EncodedEvent, decode_event, encode_event
 from eventstore.pool import Connection
 
 
@@ -64,20 +65,24 @@ _COLUMNS = (
     "actor, request_id"
 )
 
-# One statement whatever the number of events. The WHERE clause refuses an expected version ahead of the
-# stream (which would leave a gap); a stale one collides with the primary key (org_id, stream_id, version),
-# which is how two concurrent writers with the same expected version are told apart: the second one fails.
+# One statement whatever the number of events and streams. Each row carries its stream's expected version;
+# the subquery sees the log as it was before this statement, so all of a stream's rows pass or fail
+# together. An expected version ahead of the stream is filtered out (it would leave a gap); a stale one
+# collides with the primary key (org_id, stream_id, version), which is how the second of two concurrent
+# writers with the same expected version fails. Fewer rows returned than sent means a conflict.
 _APPEND = f"""
 INSERT INTO events (org_id, stream_id, version, type, schema_version, payload, occurred_at, actor, request_id)
-SELECT $1, $2, e.version, e.type, e.schema_version, e.payload, e.occurred_at, $3, $4
-FROM unnest($5::int[], $6::text[], $7::int[], $8::jsonb[], $9::timestamptz[])
-     AS e(version, type, schema_version, payload, occurred_at)
-WHERE (SELECT coalesce(max(version), 0) FROM events WHERE org_id = $1 AND stream_id = $2) = $10
+SELECT e.org_id, e.stream_id, e.version, e.type, e.schema_version, e.payload, e.occurred_at, $1, $2
+FROM unnest($3::uuid[], $4::uuid[], $5::int[], $6::int[], $7::text[], $8::int[], $9::jsonb[],
+            $10::timestamptz[])
+     AS e(org_id, stream_id, expected_version, version, type, schema_version, payload, occurred_at)
+WHERE (SELECT coalesce(max(version), 0) FROM events AS existing
+       WHERE existing.org_id = e.org_id AND existing.stream_id = e.stream_id) = e.expected_version
 RETURNING {_COLUMNS}
 """
 
-_READ_STREAM = f"""
-SELECT {_COLUMNS} FROM events WHERE org_id = $1 AND stream_id = $2 ORDER BY version
+_READ_STREAMS = f"""
+SELECT {_COLUMNS} FROM events WHERE org_id = $1 AND stream_id = ANY($2::uuid[]) ORDER BY stream_id, version
 """
 
 # Positions are taken at INSERT but become visible at COMMIT, so "position > last seen" skips events whose
@@ -97,6 +102,22 @@ def _recorded(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(*row)
 
 
+def _colliding_append(error: asyncpg.UniqueViolationError, appends: Sequence[StreamAppend]) -> StreamAppend:
+    # The violation's detail names the key, "(org_id, stream_id, version)=(…, <stream id>, …)".
+    detail = getattr(error, "detail", "") or ""
+    return next((append for append in appends if str(append.stream_id) in detail), appends[0])
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """New events for one stream, which must still be at `expected_version` when they are written."""
+
+    org_id: uuid.UUID
+    stream_id: uuid.UUID
+    expected_version: int
+    events: Sequence[AggregateEvent]
+
+
 class Transaction:
     """One database transaction: appends and projection writes made through it commit or roll back together."""
 
@@ -111,33 +132,81 @@ class Transaction:
         events: Sequence[AggregateEvent],
         metadata: Metadata,
     ) -> list[RecordedEvent]:
-        if not events:
+        return await self.append_streams(
+            [StreamAppend(org_id, stream_id, expected_version, events)], metadata
+        )
+
+    async def append_streams(
+        self, appends: Sequence[StreamAppend], metadata: Metadata
+    ) -> list[RecordedEvent]:
+        """Append to several streams at once; any stale expected version fails the whole append."""
+        rows: list[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent]] = []
+        for append in appends:
+            encoded = [encode_event(event) for event in append.events]
+            if encoded and encoded[0].version != append.expected_version + 1:
+                raise ValueError(
+                    f"events of {append.stream_id} start at version {encoded[0].version}, "
+                    f"expected {append.expected_version + 1}"
+                )
+            rows += [(append.org_id, append.stream_id, append.expected_version, item) for item in encoded]
+        if not rows:
             return []
-        encoded = [encode_event(event) for event in events]
-        if encoded[0].version != expected_version + 1:
-            raise ValueError(f"events start at version {encoded[0].version}, expected {expected_version + 1}")
         try:
-            rows = await self.connection.fetch(
+            recorded = await self.connection.fetch(
                 _APPEND,
-                org_id,
-                stream_id,
                 metadata.actor,
                 metadata.request_id,
-                [item.version for item in encoded],
-                [item.type for item in encoded],
-                [item.schema_version for item in encoded],
-                [item.payload for item in encoded],
-                [item.occurred_at for item in encoded],
-                expected_version,
+                [row[0] for row in rows],
+                [row[1] for row in rows],
+                [row[2] for row in rows],
+                [row[3].version for row in rows],
+                [row[3].type for row in rows],
+                [row[3].schema_version for row in rows],
+                [row[3].payload for row in rows],
+                [row[3].occurred_at for row in rows],
             )
         except asyncpg.UniqueViolationError as error:
-            raise ConcurrencyConflict(stream_id, expected_version) from error
-        if not rows:
-            raise ConcurrencyConflict(stream_id, expected_version)
-        return sorted((_recorded(row) for row in rows), key=lambda recorded: recorded.version)
+            stale = _colliding_append(error, appends)
+            raise ConcurrencyConflict(stale.stream_id, stale.expected_version) from error
+        if len(recorded) != len(rows):
+            written = {row["stream_id"] for row in recorded}
+            stale = next(append for append in appends if append.events and append.stream_id not in written)
+            raise ConcurrencyConflict(stale.stream_id, stale.expected_version)
+        return sorted((_recorded(row) for row in recorded), key=lambda item: item.position)
 
     async def read_stream(self, org_id: uuid.UUID, stream_id: uuid.UUID) -> list[RecordedEvent]:
-        return [_recorded(row) for row in await self.connection.fetch(_READ_STREAM, org_id, stream_id)]
+        return (await self.read_streams(org_id, [stream_id])).get(stream_id, [])
+
+    async def read_streams(
+        self, org_id: uuid.UUID, stream_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[RecordedEvent]]:
+        """Several streams of one organization in one round trip; streams without events are absent."""
+        streams: dict[uuid.UUID, list[RecordedEvent]] = {}
+        for row in await self.connection.fetch(_READ_STREAMS, org_id, list(stream_ids)):
+            recorded = _recorded(row)
+            streams.setdefault(recorded.stream_id, []).append(recorded)
+        return streams
+
+    async def load(self, org_id: uuid.UUID, stream_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """Aggregates replayed from their streams, by id; streams without events are absent."""
+        aggregates: dict[uuid.UUID, Any] = {}
+        for stream_id, recorded in (await self.read_streams(org_id, list(stream_ids))).items():
+            aggregate = None
+            for item in recorded:
+                aggregate = item.to_domain_event().mutate(aggregate)
+            aggregates[stream_id] = aggregate
+        return aggregates
+
+    async def save(
+        self, org_id: uuid.UUID, aggregates: Iterable[Aggregate], metadata: Metadata
+    ) -> list[RecordedEvent]:
+        """Append every aggregate's pending events, each stream expected where the aggregate was loaded."""
+        appends = []
+        for aggregate in aggregates:
+            events = aggregate.collect_events()
+            if events:
+                appends.append(StreamAppend(org_id, aggregate.id, events[0].originator_version - 1, events))
+        return await self.append_streams(appends, metadata)
 
     async def lock_stream(self, stream_id: uuid.UUID) -> None:
         """Queue behind other lockers of this stream until this transaction ends.
@@ -156,8 +225,12 @@ class EventStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        async with self._pool.acquire() as connection, connection.transaction():
-            yield Transaction(connection)
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                yield Transaction(connection)
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as error:
+            # The database chose this transaction to give way; like a lost append race, it may be retried.
+            raise ConcurrencyConflict(reason=f"the database aborted the transaction: {error}") from error
 
     async def append(
         self,

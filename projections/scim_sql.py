@@ -9,8 +9,8 @@ read from the jsonb document.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from scim.errors import invalid_filter
@@ -25,6 +25,25 @@ class Column:
     sql: str
     type: str = "string"  # the SCIM type of the values it holds
     case_exact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """A multi-valued attribute kept as rows of another table rather than in the jsonb document, such as a
+    group's members. `source` is the FROM clause for one outer row's values, `correlation` ties them to it."""
+
+    source: str
+    correlation: str
+    columns: Mapping[str, Column]
+
+    def exists(self, condition: str) -> str:
+        return f"EXISTS (SELECT 1 FROM {self.source} WHERE {self.correlation} AND {condition})"
+
+    def column(self, sub: Attribute) -> Column:
+        column = self.columns.get(sub.name)
+        if column is None:
+            raise invalid_filter(f"Filtering on '{sub.name}' of this attribute is not supported.")
+        return column
 
 
 class Parameters:
@@ -49,6 +68,7 @@ class QueryCompiler:
     resource_type: ResourceType
     columns: Mapping[str, Column]
     document: str = "resource"
+    relations: Mapping[str, Relation] = field(default_factory=dict)
 
     def where(self, scim_filter: Filter, parameters: Parameters) -> str:
         return self._compile(scim_filter, parameters)
@@ -67,6 +87,12 @@ class QueryCompiler:
         if column is not None:
             return _leaf(node, column.sql, column.type, column.case_exact, parameters)
         attribute = resolved.attribute
+        relation = self._relation(resolved)
+        if relation is not None:
+            if isinstance(node, Present) and resolved.sub_attribute is None:
+                return relation.exists("TRUE")
+            column = relation.column(resolved.sub_attribute or _value_of(attribute))
+            return relation.exists(_leaf(node, column.sql, column.type, column.case_exact, parameters))
         if attribute.multi_valued:
             sub = resolved.sub_attribute or attribute.sub("value")
             if sub is None:
@@ -90,23 +116,36 @@ class QueryCompiler:
         attribute = resolved.attribute
         if not attribute.multi_valued or attribute.type != "complex":
             raise invalid_filter(f"'{attribute.name}' is not a multi-valued complex attribute.")
-        return self._exists(resolved, self._element_filter(node.filter, attribute, parameters))
+        relation = self._relation(resolved)
+        if relation is not None:
+            return relation.exists(self._element_filter(node.filter, attribute, relation.column, parameters))
+        return self._exists(
+            resolved, self._element_filter(node.filter, attribute, _element_column, parameters)
+        )
 
-    def _element_filter(self, node: Filter, attribute: Attribute, parameters: Parameters) -> str:
-        if isinstance(node, And):
-            left = self._element_filter(node.left, attribute, parameters)
-            return f"({left} AND {self._element_filter(node.right, attribute, parameters)})"
-        if isinstance(node, Or):
-            left = self._element_filter(node.left, attribute, parameters)
-            return f"({left} OR {self._element_filter(node.right, attribute, parameters)})"
+    def _element_filter(
+        self,
+        node: Filter,
+        attribute: Attribute,
+        column_of: Callable[[Attribute], Column],
+        parameters: Parameters,
+    ) -> str:
+        if isinstance(node, And | Or):
+            left = self._element_filter(node.left, attribute, column_of, parameters)
+            right = self._element_filter(node.right, attribute, column_of, parameters)
+            return f"({left} {'AND' if isinstance(node, And) else 'OR'} {right})"
         if isinstance(node, Not):
-            return f"(NOT {self._element_filter(node.inner, attribute, parameters)})"
+            return f"(NOT {self._element_filter(node.inner, attribute, column_of, parameters)})"
         if isinstance(node, ValuePath):
             raise invalid_filter("A value filter cannot be nested inside another value filter.")
         sub = attribute.sub(node.path.name) if node.path.schema is None and node.path.sub is None else None
         if sub is None:
             raise invalid_filter(f"'{attribute.name}' has no sub-attribute '{node.path}'.")
-        return _leaf(node, _text("element", sub.name), sub.type, sub.case_exact, parameters)
+        column = column_of(sub)
+        return _leaf(node, column.sql, column.type, column.case_exact, parameters)
+
+    def _relation(self, resolved: Resolved) -> Relation | None:
+        return self.relations.get(resolved.attribute.name) if resolved.extension is None else None
 
     def order_by(self, path: AttrPath) -> tuple[str, bool]:
         """The SQL sort expression for `sortBy`, and whether it holds text (which sorts ignoring case)."""
@@ -114,6 +153,8 @@ class QueryCompiler:
         column = self.columns.get(resolved.dotted())
         if column is not None:
             expression, scim_type, case_exact = column.sql, column.type, column.case_exact
+        elif self._relation(resolved) is not None:
+            raise invalid_filter(f"Cannot sort by '{resolved.attribute.name}'.")
         elif resolved.attribute.multi_valued:
             sub = resolved.sub_attribute or resolved.attribute.sub("value")
             if sub is None:
@@ -161,6 +202,17 @@ class QueryCompiler:
             f"EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce({self._container(resolved)}, '[]')) "
             f"AS e(element) WHERE jsonb_typeof(element) = 'object' AND {condition})"
         )
+
+
+def _value_of(attribute: Attribute) -> Attribute:
+    value = attribute.sub("value")
+    if value is None:
+        raise invalid_filter(f"Filter on a sub-attribute of '{attribute.name}'.")
+    return value
+
+
+def _element_column(sub: Attribute) -> Column:
+    return Column(_text("element", sub.name), sub.type, sub.case_exact)
 
 
 def _text(base: str, key: str) -> str:

@@ -19,7 +19,7 @@ from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
-from projections.scim_sql import Column, Parameters, QueryCompiler
+from projections.scim_sql import Column, Parameters, QueryCompiler, Relation
 from scim.filter import AttrPath, Filter
 from scim.schema import USER
 
@@ -32,10 +32,31 @@ USER_COLUMNS = {
     "meta.lastModified": Column("last_modified", "dateTime"),
     "meta.resourceType": Column("'User'::text", case_exact=True),
 }
-USER_QUERIES = QueryCompiler(USER, USER_COLUMNS)
+USER_RELATIONS = {
+    "groups": Relation(
+        source="group_members AS membership JOIN scim_groups AS grp "
+        "ON grp.org_id = membership.org_id AND grp.group_id = membership.group_id",
+        correlation="membership.org_id = scim_users.org_id AND membership.user_id = scim_users.user_id",
+        columns={
+            "value": Column("grp.group_id::text", case_exact=True),
+            "display": Column("grp.display_name"),
+            "type": Column("'direct'::text", case_exact=True),
+        },
+    )
+}
+USER_QUERIES = QueryCompiler(USER, USER_COLUMNS, relations=USER_RELATIONS)
 USER_EVENT_TYPES = [get_topic(event_type) for event_type in EVENT_TYPES]
+_MEMBERSHIP_ONLY = frozenset({get_topic(User.JoinedGroup), get_topic(User.LeftGroup)})
 
-_SELECT = "SELECT user_id, resource, version, created, last_modified FROM scim_users"
+# The readOnly `groups` attribute, read in the same round trip as the user.
+_GROUPS = (
+    "(SELECT coalesce(jsonb_agg(jsonb_build_object('value', grp.group_id, 'display', grp.display_name) "
+    "ORDER BY grp.display_name), '[]'::jsonb) "
+    "FROM group_members AS membership JOIN scim_groups AS grp "
+    "ON grp.org_id = membership.org_id AND grp.group_id = membership.group_id "
+    "WHERE membership.org_id = scim_users.org_id AND membership.user_id = scim_users.user_id)"
+)
+_FIELDS = f"user_id, resource, version, created, last_modified, {_GROUPS} AS groups"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +66,7 @@ class UserRow:
     version: int
     created: datetime.datetime
     last_modified: datetime.datetime
+    groups: list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +75,11 @@ class Page:
     rows: list[UserRow]
 
 
-def row_of(user: User) -> UserRow:
-    """What GET returns for `user`: the response to a write is built from the aggregate, not re-read."""
+def row_of(user: User, groups: list[dict[str, Any]] | None = None) -> UserRow:
+    """What GET returns for `user`: the response to a write is built from the aggregate, not re-read. Only the
+    groups' current names come from the projection (see `groups_of`)."""
     resource = {**user.attributes, "active": user.active}
-    return UserRow(user.id, resource, user.version, user.created_on, user.modified_on)
+    return UserRow(user.id, resource, user.version, user.created_on, user.modified_on, groups or [])
 
 
 def _row_values(user: User, sort_key: int) -> tuple[Any, ...]:
@@ -77,6 +100,16 @@ def _row_values(user: User, sort_key: int) -> tuple[Any, ...]:
 
 async def write(connection: Connection, user: User, recorded: Sequence[RecordedEvent]) -> None:
     """Bring the user's row up to date with `user`, inside the transaction that appended `recorded`."""
+    if recorded and all(event.type in _MEMBERSHIP_ONLY for event in recorded):
+        # Group membership is projected by scim_groups; here only the version moves.
+        await connection.execute(
+            "UPDATE scim_users SET version = $3, last_modified = $4 WHERE org_id = $1 AND user_id = $2",
+            uuid.UUID(user.org_id),
+            user.id,
+            user.version,
+            user.modified_on,
+        )
+        return
     if user.deleted:
         await connection.execute(
             "DELETE FROM scim_users WHERE org_id = $1 AND user_id = $2", uuid.UUID(user.org_id), user.id
@@ -111,8 +144,17 @@ async def write(connection: Connection, user: User, recorded: Sequence[RecordedE
 
 
 async def get(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> UserRow | None:
-    row = await connection.fetchrow(f"{_SELECT} WHERE org_id = $1 AND user_id = $2", org_id, user_id)
+    row = await connection.fetchrow(
+        f"SELECT {_FIELDS} FROM scim_users WHERE org_id = $1 AND user_id = $2", org_id, user_id
+    )
     return UserRow(*row) if row is not None else None
+
+
+async def groups_of(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = await connection.fetchval(
+        f"SELECT {_GROUPS} FROM scim_users WHERE org_id = $1 AND user_id = $2", org_id, user_id
+    )
+    return groups or []
 
 
 async def query(
@@ -138,13 +180,13 @@ async def query(
     offset = parameters.add(start_index - 1, "bigint")
     # count(*) OVER () gives the total in the same round trip as the page.
     rows = await connection.fetch(
-        f"SELECT user_id, resource, version, created, last_modified, count(*) OVER () AS total "
+        f"SELECT {_FIELDS}, count(*) OVER () AS total "
         f"FROM scim_users WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
         org_id,
         *parameters.values,
     )
     if rows:
-        return Page(rows[0]["total"], [UserRow(*row[:5]) for row in rows])
+        return Page(rows[0]["total"], [UserRow(*row[:6]) for row in rows])
     if count == 0 or start_index > 1:
         # No row to carry the window count (count=0, or a page past the end): count separately.
         total = await connection.fetchval(

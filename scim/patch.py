@@ -212,7 +212,7 @@ class Patcher:
         name = attribute.name
         elements: list[Any] = list(container.get(name) or [])
         matched = [
-            index for index, element in enumerate(elements) if _matches(value_filter, element, attribute)
+            index for index, element in enumerate(elements) if matches(value_filter, element, attribute)
         ]
         if op == "remove":
             if sub is None:
@@ -292,17 +292,17 @@ def _element_described_by(value_filter: Filter, attribute: Attribute) -> dict[st
     return None
 
 
-def _matches(value_filter: Filter, element: Any, attribute: Attribute) -> bool:
+def matches(value_filter: Filter, element: Any, attribute: Attribute) -> bool:
     if isinstance(value_filter, And):
-        return _matches(value_filter.left, element, attribute) and _matches(
+        return matches(value_filter.left, element, attribute) and matches(
             value_filter.right, element, attribute
         )
     if isinstance(value_filter, Or):
-        return _matches(value_filter.left, element, attribute) or _matches(
+        return matches(value_filter.left, element, attribute) or matches(
             value_filter.right, element, attribute
         )
     if isinstance(value_filter, Not):
-        return not _matches(value_filter.inner, element, attribute)
+        return not matches(value_filter.inner, element, attribute)
     if isinstance(value_filter, ValuePath):
         raise invalid_path("A value filter cannot be nested inside another value filter.")
     sub = attribute.sub(value_filter.path.name)

@@ -591,3 +591,34 @@ def _pick(value: Any, subs: set[str], keep: bool) -> Any:
     if isinstance(value, dict):
         return {key: item for key, item in value.items() if (key in subs) == keep}
     return value
+
+
+GROUP_SCHEMA = Schema(
+    CORE_GROUP,
+    "Group",
+    "Group",
+    (
+        Attribute(
+            "displayName",
+            required=True,
+            mutability=IMMUTABLE,
+            description="'<prefix>-<Project>-<Role>'. Set by the app; a client may send it but not change it.",
+        ),
+        Attribute(
+            "members",
+            "complex",
+            multi_valued=True,
+            description="The users who hold this Project × Role.",
+            sub_attributes=(
+                Attribute(
+                    "value", mutability=IMMUTABLE, case_exact=True, description="The id of a member User."
+                ),
+                Attribute("$ref", "reference", mutability=IMMUTABLE, reference_types=("User",)),
+                Attribute("display", mutability=READ_ONLY),
+                Attribute("type", mutability=IMMUTABLE, canonical_values=("User",)),
+            ),
+        ),
+    ),
+)
+
+GROUP = ResourceType("Group", "/Groups", "A Project × Role group of the app", GROUP_SCHEMA)

@@ -23,8 +23,9 @@ from asgi_lifespan import LifespanManager
 
 from app import tenancy
 from app.database import start_embedded
-from app.main import create_app
+from app.main import build_services, create_app
 from app.migrate import migrate
+from app.services import Services
 from app.settings import Settings
 from eventstore.pool import create_pool
 from eventstore.store import EventStore
@@ -141,6 +142,12 @@ async def tenant(pool: asyncpg.Pool) -> Tenant:
 def settings(database_url: str) -> Settings:
     # No token cache, so that revocation tests see revocations at once.
     return Settings(database_url=database_url, token_cache_seconds=0, max_body_bytes=64 * 1024)
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings, pool: asyncpg.Pool) -> Services:
+    """The services the app builds, on the test pool, for tests below the HTTP edge."""
+    return build_services(settings, pool)
 
 
 @pytest.fixture(scope="session")

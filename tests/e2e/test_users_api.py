@@ -452,12 +452,16 @@ async def test_discovery_is_truthful_and_read_only(http: httpx.AsyncClient) -> N
     assert config["etag"]["supported"]
     assert config["changePassword"]["supported"] is False
     types = (await http.get("/ResourceTypes")).json()
-    assert [resource["name"] for resource in types["Resources"]] == ["User"]
+    assert [resource["name"] for resource in types["Resources"]] == ["User", "Group"]
     assert (await http.get("/ResourceTypes/User")).json()["schemaExtensions"] == [
         {"schema": ENTERPRISE, "required": False}
     ]
     schemas = (await http.get("/Schemas")).json()
-    assert {schema["id"] for schema in schemas["Resources"]} == {CORE, ENTERPRISE}
+    assert {schema["id"] for schema in schemas["Resources"]} == {
+        CORE,
+        ENTERPRISE,
+        "urn:ietf:params:scim:schemas:core:2.0:Group",
+    }
     user_schema = (await http.get(f"/Schemas/{CORE}")).json()
     user_name = next(attribute for attribute in user_schema["attributes"] if attribute["name"] == "userName")
     assert (user_name["caseExact"], user_name["uniqueness"], user_name["required"]) == (False, "server", True)

@@ -3,8 +3,8 @@ from typing import Any
 
 import asyncpg
 
-from app.users import UserService
-from eventstore.store import EventStore, Metadata
+from app.services import Services
+from eventstore.store import Metadata
 from projections import scim_users
 from scim.filter import parse_filter
 
@@ -19,9 +19,9 @@ async def snapshot(pool: asyncpg.Pool, org_id: uuid.UUID) -> list[dict[str, Any]
 
 
 async def test_rebuilding_from_the_log_alone_gives_the_live_rows(
-    store: EventStore, pool: asyncpg.Pool
+    services: Services, pool: asyncpg.Pool
 ) -> None:
-    users = UserService(store)
+    users = services.users
     org_id = uuid.uuid4()
     ids = []
     for index in range(20):
@@ -38,16 +38,16 @@ async def test_rebuilding_from_the_log_alone_gives_the_live_rows(
     assert len(before) == 19
 
     async with pool.acquire() as connection:
-        replayed = await scim_users.rebuild(connection)
+        replayed = await services.projection.rebuild(connection)
 
     assert replayed >= 25
     assert await snapshot(pool, org_id) == before
 
 
 async def test_the_user_name_index_decides_a_race_between_two_orgs_independently(
-    store: EventStore, pool: asyncpg.Pool
+    services: Services, pool: asyncpg.Pool
 ) -> None:
-    users = UserService(store)
+    users = services.users
     first, second = uuid.uuid4(), uuid.uuid4()
     await users.provision(first, {"userName": "same@x.org"}, META)
     await users.provision(second, {"userName": "SAME@x.org"}, META)
@@ -57,8 +57,8 @@ async def test_the_user_name_index_decides_a_race_between_two_orgs_independently
         ).total == 1
 
 
-async def test_filters_select_the_right_users_in_sql(store: EventStore, pool: asyncpg.Pool) -> None:
-    users = UserService(store)
+async def test_filters_select_the_right_users_in_sql(services: Services, pool: asyncpg.Pool) -> None:
+    users = services.users
     org_id = uuid.uuid4()
     profiles = {
         "ann": {

@@ -1,0 +1,138 @@
+"""Group writes: Okta pushing membership into the app's Project × Role groups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from domain.catalog import Group
+from domain.errors import ConcurrencyConflict, DomainError, NotFound
+from domain.users import User
+from eventstore.store import EventStore, Metadata, Transaction
+from projections import scim_groups
+from projections.scim import ScimProjection
+from projections.scim_groups import GroupRow
+from scim.group_patch import GroupChange, MembershipStep
+from scim.patch import matches
+from scim.schema import GROUP_SCHEMA
+
+_ATTEMPTS = 10
+_MEMBERS = GROUP_SCHEMA.attribute("members")
+assert _MEMBERS is not None
+
+
+class InvalidMember(DomainError):
+    """A member id that names no active user of this organization."""
+
+    def __init__(self, member: str, reason: str) -> None:
+        super().__init__(f"'{member}' {reason}; nothing in this request was applied.")
+        self.member = member
+
+
+class GroupService:
+    def __init__(self, store: EventStore, projection: ScimProjection) -> None:
+        self._store = store
+        self._projection = projection
+
+    async def change(
+        self,
+        org_id: uuid.UUID,
+        group_id: uuid.UUID,
+        change: GroupChange,
+        metadata: Metadata,
+        cause: str = "push",
+    ) -> GroupRow:
+        """Apply a PATCH or PUT: all of it or, on any invalid member, none of it. The first write links."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._store.transaction() as transaction:
+                    # Writes to one group queue here, so a full resync reads a membership nobody else changes.
+                    await transaction.lock_stream(group_id)
+                    row = await self._visible(transaction, org_id, group_id)
+                    change.check_identity(str(group_id), row.display_name)
+                    adds, removes = await self._targets(transaction, org_id, group_id, change.steps)
+                    users = await transaction.load(org_id, adds | removes)
+                    for user_id in adds:
+                        user = users.get(user_id)
+                        if not isinstance(user, User) or user.deleted:
+                            raise InvalidMember(str(user_id), "is not a user of this organization")
+                        if not user.active:
+                            raise InvalidMember(str(user_id), "is a deactivated user and cannot be a member")
+                        user.join_group(str(group_id), cause)
+                    for user_id in removes:
+                        user = users.get(user_id)
+                        if isinstance(user, User):
+                            user.leave_group(str(group_id), cause)
+                    group = (await transaction.load(org_id, [group_id]))[group_id]
+                    assert isinstance(group, Group)
+                    group.link()
+                    recorded = await transaction.save(org_id, [group, *users.values()], metadata)
+                    await self._projection.apply(transaction.connection, recorded, users)
+                    return await self._visible(transaction, org_id, group_id)
+            except ConcurrencyConflict:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def unlink(self, org_id: uuid.UUID, group_id: uuid.UUID, metadata: Metadata) -> None:
+        """DELETE: the identity provider lets go of the group. Its memberships go; the group stays."""
+        async with self._store.transaction() as transaction:
+            await transaction.lock_stream(group_id)
+            await self._visible(transaction, org_id, group_id)
+            members = await scim_groups.member_ids(transaction.connection, org_id, group_id)
+            users = await transaction.load(org_id, members)
+            for user in users.values():
+                user.leave_group(str(group_id), "unlink")
+            group = (await transaction.load(org_id, [group_id]))[group_id]
+            group.unlink("unlink")
+            recorded = await transaction.save(org_id, [*users.values(), group], metadata)
+            await self._projection.apply(transaction.connection, recorded, users)
+
+    @staticmethod
+    async def _visible(transaction: Transaction, org_id: uuid.UUID, group_id: uuid.UUID) -> GroupRow:
+        row = await scim_groups.get(transaction.connection, org_id, group_id)
+        if row is None:
+            raise NotFound(f"No group {group_id}.")
+        return row
+
+    @staticmethod
+    async def _targets(
+        transaction: Transaction, org_id: uuid.UUID, group_id: uuid.UUID, steps: Sequence[MembershipStep]
+    ) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+        """Which users to add and which to remove, applying the steps in order."""
+        desired: dict[uuid.UUID, bool] = {}
+        replaced = False
+        for step in steps:
+            if step.kind in ("replace", "remove_all"):
+                replaced, desired = True, {}
+            if step.kind in ("add", "replace"):
+                for member in step.ids:
+                    user_id = _user_id(member)
+                    if user_id is None:
+                        raise InvalidMember(member, "is not a user of this organization")
+                    desired[user_id] = True
+            elif step.kind == "remove":
+                for member in step.ids:
+                    user_id = _user_id(member)
+                    if user_id is not None:  # removing what cannot exist is a no-op
+                        desired[user_id] = False
+            elif step.kind == "remove_matching":
+                assert step.matching is not None
+                assert _MEMBERS is not None
+                members = await scim_groups.members_of(transaction.connection, org_id, [group_id])
+                for current in members[group_id]:
+                    element = {"value": str(current.user_id), "display": current.display, "type": "User"}
+                    if matches(step.matching, element, _MEMBERS):
+                        desired[current.user_id] = False
+        adds = {user_id for user_id, wanted in desired.items() if wanted}
+        removes = {user_id for user_id, wanted in desired.items() if not wanted}
+        if replaced:
+            removes |= await scim_groups.member_ids(transaction.connection, org_id, group_id) - adds
+        return adds, removes
+
+
+def _user_id(member: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(member)
+    except ValueError:
+        return None

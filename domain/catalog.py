@@ -1,0 +1,187 @@
+"""The app's access catalog: projects, roles, and the group of every Project × Role pair.
+
+Projects and roles are created in the app, never through SCIM. A group belongs to one pair; an identity
+provider links one of its own groups to it (the first SCIM write) and from then on pushes its members,
+whose memberships are recorded on the users' streams (see domain/users.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import DomainError
+
+MAX_NAME_LENGTH = 200
+_GROUP_NAMESPACE = uuid.UUID("6f1c7d2e-3a5b-4c8d-9e0f-1a2b3c4d5e6f")
+
+
+class ArchivedError(DomainError):
+    """An archived project or role accepts no further changes."""
+
+
+def checked_name(name: str, what: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise DomainError(f"A {what} needs a name.")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise DomainError(f"A {what} name is at most {MAX_NAME_LENGTH} characters.")
+    return cleaned
+
+
+class _Named(Aggregate):
+    """What projects and roles share: a name in an organization, renamed or archived in the app."""
+
+    what: ClassVar[str]
+
+    def _init(self, org_id: str, name: str) -> None:
+        self.org_id = org_id
+        self.name = name
+        self.archived = False
+
+    def rename(self, name: str) -> None:
+        self._require_active()
+        name = checked_name(name, self.what)
+        if name != self.name:
+            self._rename(name)
+
+    def archive(self) -> None:
+        if not self.archived:
+            self._archive()
+
+    def _require_active(self) -> None:
+        if self.archived:
+            raise ArchivedError(f"The {self.what} '{self.name}' is archived.")
+
+    def _rename(self, name: str) -> None:
+        raise NotImplementedError
+
+    def _archive(self) -> None:
+        raise NotImplementedError
+
+
+class Project(_Named):
+    TOPIC: ClassVar[str] = "Project"
+    what = "project"
+
+    class Created(Aggregate.Created):
+        TOPIC: ClassVar[str] = "ProjectCreated"
+        org_id: str
+        name: str
+
+    class Renamed(Aggregate.Event):
+        TOPIC: ClassVar[str] = "ProjectRenamed"
+        name: str
+
+    class Archived(Aggregate.Event):
+        TOPIC: ClassVar[str] = "ProjectArchived"
+
+    @event(Created)
+    def __init__(self, org_id: str, name: str) -> None:
+        self._init(org_id, name)
+
+    @event(Renamed)
+    def _rename(self, name: str) -> None:
+        self.name = name
+
+    @event(Archived)
+    def _archive(self) -> None:
+        self.archived = True
+
+
+class Role(_Named):
+    TOPIC: ClassVar[str] = "Role"
+    what = "role"
+
+    class Created(Aggregate.Created):
+        TOPIC: ClassVar[str] = "RoleCreated"
+        org_id: str
+        name: str
+
+    class Renamed(Aggregate.Event):
+        TOPIC: ClassVar[str] = "RoleRenamed"
+        name: str
+
+    class Archived(Aggregate.Event):
+        TOPIC: ClassVar[str] = "RoleArchived"
+
+    @event(Created)
+    def __init__(self, org_id: str, name: str) -> None:
+        self._init(org_id, name)
+
+    @event(Renamed)
+    def _rename(self, name: str) -> None:
+        self.name = name
+
+    @event(Archived)
+    def _archive(self) -> None:
+        self.archived = True
+
+
+def group_id_for(project_id: uuid.UUID, role_id: uuid.UUID) -> uuid.UUID:
+    """A pair has exactly one group, so its id is derived from the pair."""
+    return uuid.uuid5(_GROUP_NAMESPACE, f"{project_id}:{role_id}")
+
+
+class Group(Aggregate):
+    """The group of one Project × Role pair. Linked while an identity provider pushes to it."""
+
+    TOPIC: ClassVar[str] = "Group"
+
+    class Created(Aggregate.Created):
+        TOPIC: ClassVar[str] = "GroupCreated"
+        org_id: str
+        project_id: str
+        role_id: str
+
+    class Linked(Aggregate.Event):
+        TOPIC: ClassVar[str] = "GroupLinked"
+
+    class Unlinked(Aggregate.Event):
+        """`cause`: "unlink" when the identity provider deleted the link, "archive" when the app retired the
+        group's project or role."""
+
+        TOPIC: ClassVar[str] = "GroupUnlinked"
+        cause: str
+
+    @staticmethod
+    def create_id(org_id: str, project_id: str, role_id: str) -> uuid.UUID:
+        return group_id_for(uuid.UUID(project_id), uuid.UUID(role_id))
+
+    @event(Created)
+    def __init__(self, org_id: str, project_id: str, role_id: str) -> None:
+        self.org_id = org_id
+        self.project_id = project_id
+        self.role_id = role_id
+        self.linked = False
+
+    def link(self) -> None:
+        if not self.linked:
+            self._link()
+
+    def unlink(self, cause: str) -> None:
+        if self.linked:
+            self._unlink(cause)
+
+    @event(Linked)
+    def _link(self) -> None:
+        self.linked = True
+
+    @event(Unlinked)
+    def _unlink(self, cause: str) -> None:
+        self.linked = False
+
+
+EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
+    Project.Created,
+    Project.Renamed,
+    Project.Archived,
+    Role.Created,
+    Role.Renamed,
+    Role.Archived,
+    Group.Created,
+    Group.Linked,
+    Group.Unlinked,
+)

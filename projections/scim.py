@@ -1,0 +1,54 @@
+"""Everything SCIM reads, kept inline: users, groups, memberships and the catalog.
+
+`ScimProjection.apply` is called in every transaction that appends events; `rebuild` recreates all of it
+from the log alone, through the same code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+
+from domain.users import User
+from eventstore.pool import Connection
+from eventstore.store import RecordedEvent
+from projections import scim_users
+from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
+from projections.scim_groups import GroupProjector
+
+_TABLES = "scim_users, scim_groups, group_members, catalog_projects, catalog_roles"
+
+
+class ScimProjection:
+    def __init__(self, group_prefix: str) -> None:
+        self.groups = GroupProjector(group_prefix)
+
+    async def apply(
+        self, connection: Connection, recorded: Sequence[RecordedEvent], users: Mapping[uuid.UUID, User]
+    ) -> None:
+        """Project `recorded`, just appended; `users` holds the User aggregates it changed."""
+        by_stream: dict[uuid.UUID, list[RecordedEvent]] = {}
+        for event in recorded:
+            by_stream.setdefault(event.stream_id, []).append(event)
+        for stream_id, events in by_stream.items():
+            user = users.get(stream_id)
+            if user is not None:
+                await scim_users.write(connection, user, events)
+        await self.groups.apply(connection, recorded)
+
+    async def rebuild(self, connection: Connection) -> int:
+        """Replace every SCIM row with rows derived from the log alone; returns the events replayed.
+
+        Writers update these tables in the transaction that appends their events, so the exclusive locks
+        make them wait, and they then apply their change on top of the rebuilt rows.
+        """
+        async with connection.transaction():
+            await connection.execute(f"LOCK TABLE {_TABLES} IN EXCLUSIVE MODE")
+            replayed = await scim_users.rebuild(connection)
+            rows = await connection.fetch(
+                "SELECT position, tx, org_id, stream_id, version, type, schema_version, payload, occurred_at, "
+                "recorded_at, actor, request_id FROM events WHERE type = ANY($1::text[]) ORDER BY tx, position",
+                sorted(GROUP_EVENT_TYPES),
+            )
+            await self.groups.rebuild(connection, [RecordedEvent(*row) for row in rows])
+            return replayed + sum(1 for row in rows if row["type"] not in scim_users.USER_EVENT_TYPES)

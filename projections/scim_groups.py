@@ -1,0 +1,302 @@
+"""The catalog and the SCIM view of groups: catalog_projects, catalog_roles, scim_groups, group_members.
+
+One projector applies events to these tables, whether they were just appended (inline, in the appending
+transaction) or replayed from the whole log (a rebuild), so the two cannot drift apart. A group's
+meta.version is the log position of the last event that changed it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from eventsourcing.utils import get_topic
+
+from domain.catalog import EVENT_TYPES as CATALOG_EVENT_TYPES
+from domain.errors import DomainError
+from domain.users import User
+from eventstore.pool import Connection
+from eventstore.store import RecordedEvent
+from projections.scim_sql import Column, Parameters, QueryCompiler, Relation
+from scim.filter import AttrPath, Filter
+from scim.schema import GROUP
+
+GROUP_COLUMNS = {
+    "id": Column("scim_groups.group_id::text", case_exact=True),
+    "displayName": Column("scim_groups.display_name"),
+    "externalId": Column("NULL::text", case_exact=True),
+    "meta.created": Column("scim_groups.created", "dateTime"),
+    "meta.lastModified": Column("scim_groups.last_modified", "dateTime"),
+    "meta.resourceType": Column("'Group'::text", case_exact=True),
+}
+GROUP_RELATIONS = {
+    "members": Relation(
+        source="group_members AS member JOIN scim_users AS member_user "
+        "ON member_user.org_id = member.org_id AND member_user.user_id = member.user_id",
+        correlation="member.org_id = scim_groups.org_id AND member.group_id = scim_groups.group_id",
+        columns={
+            "value": Column("member.user_id::text", case_exact=True),
+            "display": Column("coalesce(member_user.resource->>'displayName', member_user.user_name)"),
+            "type": Column("'User'::text", case_exact=True),
+        },
+    )
+}
+GROUP_QUERIES = QueryCompiler(GROUP, GROUP_COLUMNS, relations=GROUP_RELATIONS)
+
+MEMBERSHIP_EVENT_TYPES = frozenset({get_topic(User.JoinedGroup), get_topic(User.LeftGroup)})
+EVENT_TYPES = (
+    frozenset({get_topic(event_type) for event_type in CATALOG_EVENT_TYPES}) | MEMBERSHIP_EVENT_TYPES
+)
+
+
+class NameTaken(DomainError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    group_id: uuid.UUID
+    display_name: str
+    created: datetime.datetime
+    last_modified: datetime.datetime
+    version: int
+    linked: bool
+    project_id: uuid.UUID
+    role_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: uuid.UUID
+    display: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPage:
+    total: int
+    rows: list[GroupRow]
+
+
+_GROUP_FIELDS = "group_id, display_name, created, last_modified, version, linked, project_id, role_id"
+
+
+class GroupProjector:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def display_name(self, project: str, role: str) -> str:
+        return f"{self.prefix}-{project}-{role}"
+
+    async def apply(self, connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        """Apply the catalog, group and membership events among `recorded`, in order."""
+        try:
+            for event in recorded:
+                if event.type in EVENT_TYPES:
+                    await self._apply_one(connection, event)
+        except asyncpg.UniqueViolationError as error:
+            raise _name_taken(error) from error
+
+    async def _apply_one(self, connection: Connection, event: RecordedEvent) -> None:
+        org_id, payload = event.org_id, event.payload
+        match event.type:
+            case "ProjectCreated" | "RoleCreated":
+                table, key = (
+                    ("catalog_projects", "project_id")
+                    if event.type == "ProjectCreated"
+                    else ("catalog_roles", "role_id")
+                )
+                await connection.execute(
+                    f"INSERT INTO {table} (org_id, {key}, name, created) VALUES ($1, $2, $3, $4)",
+                    org_id,
+                    event.stream_id,
+                    payload["name"],
+                    event.occurred_at,
+                )
+            case "ProjectRenamed" | "RoleRenamed":
+                table, key = (
+                    ("catalog_projects", "project_id")
+                    if event.type == "ProjectRenamed"
+                    else ("catalog_roles", "role_id")
+                )
+                await connection.execute(
+                    f"UPDATE {table} SET name = $3 WHERE org_id = $1 AND {key} = $2",
+                    org_id,
+                    event.stream_id,
+                    payload["name"],
+                )
+                await self._rename_groups(connection, event, key)
+            case "ProjectArchived" | "RoleArchived":
+                table, key = (
+                    ("catalog_projects", "project_id")
+                    if event.type == "ProjectArchived"
+                    else ("catalog_roles", "role_id")
+                )
+                await connection.execute(
+                    f"UPDATE {table} SET archived = true WHERE org_id = $1 AND {key} = $2",
+                    org_id,
+                    event.stream_id,
+                )
+                # The members were removed by GroupMemberRemoved events of their own; the groups leave SCIM.
+                await connection.execute(
+                    f"DELETE FROM group_members WHERE org_id = $1 AND group_id IN "
+                    f"(SELECT group_id FROM scim_groups WHERE org_id = $1 AND {key} = $2)",
+                    org_id,
+                    event.stream_id,
+                )
+                await connection.execute(
+                    f"DELETE FROM scim_groups WHERE org_id = $1 AND {key} = $2", org_id, event.stream_id
+                )
+            case "GroupCreated":
+                await connection.execute(
+                    "INSERT INTO scim_groups (org_id, group_id, project_id, role_id, display_name, created, "
+                    "last_modified, version, sort_key) "
+                    "SELECT $1, $2, $3, $4, $5 || '-' || project.name || '-' || role.name, $6, $6, $7, $7 "
+                    "FROM catalog_projects AS project, catalog_roles AS role "
+                    "WHERE project.org_id = $1 AND project.project_id = $3 AND role.org_id = $1 AND role.role_id = $4",
+                    org_id,
+                    event.stream_id,
+                    uuid.UUID(payload["project_id"]),
+                    uuid.UUID(payload["role_id"]),
+                    self.prefix,
+                    event.occurred_at,
+                    event.position,
+                )
+            case "GroupLinked" | "GroupUnlinked":
+                await connection.execute(
+                    "UPDATE scim_groups SET linked = $3, version = $4, last_modified = $5 "
+                    "WHERE org_id = $1 AND group_id = $2",
+                    org_id,
+                    event.stream_id,
+                    event.type == "GroupLinked",
+                    event.position,
+                    event.occurred_at,
+                )
+            case "GroupMemberAdded" | "GroupMemberRemoved":
+                group_id = uuid.UUID(payload["group_id"])
+                if event.type == "GroupMemberAdded":
+                    await connection.execute(
+                        "INSERT INTO group_members (org_id, group_id, user_id, added) "
+                        "SELECT $1, $2, $3, $4 WHERE EXISTS "
+                        "(SELECT 1 FROM scim_groups WHERE org_id = $1 AND group_id = $2) ON CONFLICT DO NOTHING",
+                        org_id,
+                        group_id,
+                        event.stream_id,
+                        event.occurred_at,
+                    )
+                else:
+                    await connection.execute(
+                        "DELETE FROM group_members WHERE org_id = $1 AND group_id = $2 AND user_id = $3",
+                        org_id,
+                        group_id,
+                        event.stream_id,
+                    )
+                await connection.execute(
+                    "UPDATE scim_groups SET version = $3, last_modified = $4 WHERE org_id = $1 AND group_id = $2",
+                    org_id,
+                    group_id,
+                    event.position,
+                    event.occurred_at,
+                )
+
+    async def _rename_groups(self, connection: Connection, event: RecordedEvent, key: str) -> None:
+        await connection.execute(
+            f"UPDATE scim_groups AS grp SET display_name = $3 || '-' || project.name || '-' || role.name, "
+            f"version = $4, last_modified = $5 "
+            f"FROM catalog_projects AS project, catalog_roles AS role "
+            f"WHERE grp.org_id = $1 AND grp.{key} = $2 AND project.org_id = grp.org_id "
+            f"AND project.project_id = grp.project_id AND role.org_id = grp.org_id AND role.role_id = grp.role_id",
+            event.org_id,
+            event.stream_id,
+            self.prefix,
+            event.position,
+            event.occurred_at,
+        )
+
+    async def rebuild(self, connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        """Empty the tables, then apply `recorded` (the whole log's relevant events, in log order)."""
+        await connection.execute("DELETE FROM group_members")
+        await connection.execute("DELETE FROM scim_groups")
+        await connection.execute("DELETE FROM catalog_projects")
+        await connection.execute("DELETE FROM catalog_roles")
+        await self.apply(connection, recorded)
+
+
+def _name_taken(error: asyncpg.UniqueViolationError) -> DomainError:
+    constraint = getattr(error, "constraint_name", "") or ""
+    detail = getattr(error, "detail", "") or ""
+    if constraint.startswith("catalog_projects"):
+        return NameTaken("The organization already has a project of that name.")
+    if constraint.startswith("catalog_roles"):
+        return NameTaken("The organization already has a role of that name.")
+    name = detail.split("=(", 1)[-1].split(", ", 1)[-1].rstrip(").") if "=(" in detail else "that name"
+    return NameTaken(
+        f"This would create a second group named '{name}' (ignoring case), which Okta could not tell apart "
+        "when linking by name. Choose another project or role name."
+    )
+
+
+async def get(connection: Connection, org_id: uuid.UUID, group_id: uuid.UUID) -> GroupRow | None:
+    row = await connection.fetchrow(
+        f"SELECT {_GROUP_FIELDS} FROM scim_groups WHERE org_id = $1 AND group_id = $2", org_id, group_id
+    )
+    return GroupRow(*row) if row is not None else None
+
+
+async def query(
+    connection: Connection,
+    org_id: uuid.UUID,
+    scim_filter: Filter | None,
+    start_index: int,
+    count: int,
+    sort_by: AttrPath | None = None,
+    descending: bool = False,
+) -> GroupPage:
+    parameters = Parameters(offset=1)
+    where = "scim_groups.org_id = $1"
+    if scim_filter is not None:
+        where += f" AND {GROUP_QUERIES.where(scim_filter, parameters)}"
+    order = "sort_key, group_id"
+    if sort_by is not None:
+        expression, _ = GROUP_QUERIES.order_by(sort_by)
+        order = f"{expression} {'DESC' if descending else 'ASC'} NULLS LAST, {order}"
+    filter_values = list(parameters.values)
+    limit, offset = parameters.add(count, "bigint"), parameters.add(start_index - 1, "bigint")
+    rows = await connection.fetch(
+        f"SELECT {_GROUP_FIELDS}, count(*) OVER () AS total FROM scim_groups WHERE {where} "
+        f"ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+        org_id,
+        *parameters.values,
+    )
+    if rows:
+        return GroupPage(rows[0]["total"], [GroupRow(*row[:8]) for row in rows])
+    total = await connection.fetchval(
+        f"SELECT count(*) FROM scim_groups WHERE {where}", org_id, *filter_values
+    )
+    return GroupPage(total, [])
+
+
+async def members_of(
+    connection: Connection, org_id: uuid.UUID, group_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Member]]:
+    rows = await connection.fetch(
+        "SELECT member.group_id, member.user_id, coalesce(account.resource->>'displayName', account.user_name) "
+        "FROM group_members AS member JOIN scim_users AS account "
+        "ON account.org_id = member.org_id AND account.user_id = member.user_id "
+        "WHERE member.org_id = $1 AND member.group_id = ANY($2::uuid[]) ORDER BY member.added, member.user_id",
+        org_id,
+        list(group_ids),
+    )
+    members: dict[uuid.UUID, list[Member]] = {group_id: [] for group_id in group_ids}
+    for group_id, user_id, display in rows:
+        members[group_id].append(Member(user_id, display))
+    return members
+
+
+async def member_ids(connection: Connection, org_id: uuid.UUID, group_id: uuid.UUID) -> set[uuid.UUID]:
+    rows = await connection.fetch(
+        "SELECT user_id FROM group_members WHERE org_id = $1 AND group_id = $2", org_id, group_id
+    )
+    return {row["user_id"] for row in rows}

@@ -1,0 +1,149 @@
+"""PATCH and PUT of a Project × Role group, as membership steps.
+
+The generic PATCH engine rewrites a resource's whole attribute document, which for a group means its whole
+member list. Here operations become steps (add these ids, remove those, replace all), so that adding one
+member to a group of 10,000 touches one membership. displayName and id may be sent, as Okta does after every
+membership change, but only with their current values: groups are named in the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from scim.errors import invalid_path, invalid_value, mutability
+from scim.filter import Compare, Filter, Or, PatchPath
+from scim.patch import PatchOperation
+from scim.schema import GROUP
+
+RENAME_REFUSED = (
+    "Groups are named after their project and role in the app and cannot be renamed through SCIM. "
+    "In Okta, turn off 'Rename Groups' in the app's Push Groups settings."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipStep:
+    kind: Literal["add", "remove", "remove_all", "replace", "remove_matching"]
+    ids: tuple[str, ...] = ()
+    matching: Filter | None = None
+
+
+@dataclass
+class GroupChange:
+    steps: list[MembershipStep] = field(default_factory=list)
+    display_names: list[str] = field(
+        default_factory=list
+    )  # asserted by the client; must equal the current one
+    ids: list[str] = field(default_factory=list)  # echoed by the client; must equal the group's id
+
+    def check_identity(self, group_id: str, display_name: str) -> None:
+        if any(value != group_id for value in self.ids):
+            raise mutability("'id' is read-only and cannot be changed.")
+        for value in self.display_names:
+            if value != display_name:
+                raise mutability(f"The group is named '{display_name}', not '{value}'. {RENAME_REFUSED}")
+
+
+def member_ids(value: Any) -> tuple[str, ...]:
+    """The ids in a members value: a list of {"value": id, ...} objects, or one such object."""
+    items = value if isinstance(value, list) else [value]
+    ids = []
+    for item in items:
+        member = item.get("value") if isinstance(item, Mapping) else None
+        if not isinstance(member, str) or not member:
+            raise invalid_value(f"Each member needs a 'value' holding a user id; got {item!r}.")
+        ids.append(member)
+    return tuple(ids)
+
+
+def _ids_named_by(value_filter: Filter) -> tuple[str, ...] | None:
+    """`value eq "a"`, or several joined by `or`: the ids it names; None for any other filter."""
+    if isinstance(value_filter, Compare) and value_filter.op == "eq" and isinstance(value_filter.value, str):
+        if (
+            value_filter.path.schema is None
+            and value_filter.path.sub is None
+            and (value_filter.path.name.lower() == "value")
+        ):
+            return (value_filter.value,)
+        return None
+    if isinstance(value_filter, Or):
+        left, right = _ids_named_by(value_filter.left), _ids_named_by(value_filter.right)
+        return left + right if left is not None and right is not None else None
+    return None
+
+
+def _members_step(op: str, path: PatchPath | None, value: Any) -> MembershipStep:
+    if path is not None and path.sub is not None:
+        raise invalid_path(
+            f"'{path}': members are added or removed whole; their sub-attributes cannot be changed."
+        )
+    if path is not None and path.value_filter is not None:
+        if op != "remove":
+            raise invalid_path(
+                f"'{path}': use 'add' to add members and 'remove' with a filter to remove them."
+            )
+        named = _ids_named_by(path.value_filter)
+        if named is not None:
+            return MembershipStep("remove", named)
+        return MembershipStep("remove_matching", matching=path.value_filter)
+    if op == "remove":
+        return (
+            MembershipStep("remove", member_ids(value)) if value is not None else MembershipStep("remove_all")
+        )
+    if value is None:
+        return MembershipStep("remove_all") if op == "replace" else MembershipStep("add")
+    return MembershipStep("add" if op == "add" else "replace", member_ids(value))
+
+
+def _apply(change: GroupChange, op: str, name: str, path: PatchPath | None, value: Any) -> None:
+    resolved = (
+        GROUP.resolve(None, name) if name[:4].lower() != "urn:" else GROUP.resolve(*name.rsplit(":", 1))
+    )
+    if resolved is None:
+        raise invalid_path(f"'{name}' is not an attribute of Group.")
+    attribute = resolved.attribute.name
+    if attribute == "members":
+        change.steps.append(_members_step(op, path, value))
+    elif attribute == "displayName":
+        if op == "remove" or not isinstance(value, str):
+            raise mutability(f"displayName cannot be removed or set to {value!r}. {RENAME_REFUSED}")
+        change.display_names.append(value)
+    elif attribute == "id":
+        if op == "remove" or not isinstance(value, str):
+            raise mutability("'id' is read-only and cannot be changed.")
+        change.ids.append(value)
+    # externalId and meta carry nothing the app keeps for groups.
+
+
+def plan_patch(operations: Sequence[PatchOperation]) -> GroupChange:
+    change = GroupChange()
+    for operation in operations:
+        if operation.path is None:
+            if not isinstance(operation.value, dict):
+                raise invalid_value(
+                    f"A {operation.op} without a path needs an object of attributes as its value."
+                )
+            for key, value in operation.value.items():
+                if key.lower() != "schemas":
+                    _apply(change, operation.op, key, None, value)
+        else:
+            path = operation.path
+            name = (
+                f"{path.attribute.schema}:{path.attribute.name}"
+                if path.attribute.schema
+                else path.attribute.name
+            )
+            if path.attribute.sub is not None and path.value_filter is None:
+                path = PatchPath(path.attribute, None, path.attribute.sub)
+            _apply(change, operation.op, name, path, operation.value)
+    return change
+
+
+def plan_put(body: Mapping[str, Any]) -> GroupChange:
+    """PUT replaces the membership; displayName is required and must be the current one."""
+    attributes = GROUP.validate(body)
+    change = GroupChange(display_names=[attributes["displayName"]])
+    change.steps.append(MembershipStep("replace", member_ids(attributes.get("members", []))))
+    return change
