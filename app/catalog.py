@@ -111,8 +111,10 @@ class CatalogService:
                 loaded[user_id].leave_group(str(group_id), "archive")
             for group_id in group_ids:
                 loaded[group_id].unlink("archive")
-            recorded = await transaction.save(org_id, [entity, *loaded.values()], metadata)
             users = {key: value for key, value in loaded.items() if key not in group_ids}
+            groups = [loaded[group_id] for group_id in group_ids]
+            # Members lose access first, then the groups are let go: the order DELETE /Groups records too.
+            recorded = await transaction.save(org_id, [entity, *users.values(), *groups], metadata)
             await self._projection.apply(connection, recorded, users)
             return len(memberships)
 

@@ -51,7 +51,7 @@ class GroupService:
                     row = await self._visible(transaction, org_id, group_id)
                     change.check_identity(str(group_id), row.display_name)
                     adds, removes = await self._targets(transaction, org_id, group_id, change.steps)
-                    users = await transaction.load(org_id, adds | removes)
+                    users = await transaction.load(org_id, [*adds, *removes])
                     for user_id in adds:
                         user = users.get(user_id)
                         if not isinstance(user, User) or user.deleted:
@@ -66,7 +66,9 @@ class GroupService:
                     group = (await transaction.load(org_id, [group_id]))[group_id]
                     assert isinstance(group, Group)
                     group.link()
-                    recorded = await transaction.save(org_id, [group, *users.values()], metadata)
+                    # Recorded in a defined order: the link, then removals, then additions as requested.
+                    changed = [users[user_id] for user_id in [*removes, *adds] if user_id in users]
+                    recorded = await transaction.save(org_id, [group, *changed], metadata)
                     await self._projection.apply(transaction.connection, recorded, users)
                     return await self._visible(transaction, org_id, group_id)
             except ConcurrencyConflict:
@@ -98,8 +100,9 @@ class GroupService:
     @staticmethod
     async def _targets(
         transaction: Transaction, org_id: uuid.UUID, group_id: uuid.UUID, steps: Sequence[MembershipStep]
-    ) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
-        """Which users to add and which to remove, applying the steps in order."""
+    ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        """Which users to add and which to remove, applying the steps in order; adds keep the request's order,
+        which is the order members are listed in."""
         desired: dict[uuid.UUID, bool] = {}
         replaced = False
         for step in steps:
@@ -124,10 +127,11 @@ class GroupService:
                     element = {"value": str(current.user_id), "display": current.display, "type": "User"}
                     if matches(step.matching, element, _MEMBERS):
                         desired[current.user_id] = False
-        adds = {user_id for user_id, wanted in desired.items() if wanted}
-        removes = {user_id for user_id, wanted in desired.items() if not wanted}
+        adds = [user_id for user_id, wanted in desired.items() if wanted]
+        removes = [user_id for user_id, wanted in desired.items() if not wanted]
         if replaced:
-            removes |= await scim_groups.member_ids(transaction.connection, org_id, group_id) - adds
+            current_ids = await scim_groups.member_ids(transaction.connection, org_id, group_id)
+            removes += sorted(current_ids - set(adds) - set(removes))
         return adds, removes
 
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 from scim.errors import invalid_path, invalid_value, mutability
 from scim.filter import Compare, Filter, Or, PatchPath
 from scim.patch import PatchOperation
@@ -98,6 +100,8 @@ def _members_step(op: str, path: PatchPath | None, value: Any) -> MembershipStep
 
 
 def _apply(change: GroupChange, op: str, name: str, path: PatchPath | None, value: Any) -> None:
+    if value is msgspec.UNSET:
+        value = None
     resolved = (
         GROUP.resolve(None, name) if name[:4].lower() != "urn:" else GROUP.resolve(*name.rsplit(":", 1))
     )

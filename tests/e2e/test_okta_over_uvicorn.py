@@ -230,3 +230,55 @@ def test_cli_on_a_fresh_embedded_data_dir_needs_no_database_url(
     assert token.startswith("scl_")
     assert (data_dir / "postgres" / "PG_VERSION").exists()
     assert "migrations are current" in run_cli(env, "migrate").stdout
+
+
+async def test_catalog_commands_and_a_push_group_link_through_uvicorn(okta: Okta, server: Server) -> None:
+    org = okta.org
+
+    def cli(*args: str) -> str:
+        return run_cli(server.env, *args).stdout
+
+    project_id = cli("project", "create", "--org", org, "Apollo").strip().splitlines()[-1]
+    uuid.UUID(project_id)
+    assert "and 0 group(s)" in cli("project", "create", "--org", org, "Zeus")
+    assert "and 2 group(s)" in cli("role", "create", "--org", org, "Admin")
+    cli("role", "create", "--org", org, "Viewer")
+    duplicate = run_cli(server.env, "project", "create", "--org", org, "apollo", check=False)
+    assert duplicate.returncode == 1
+    assert "already has a project of that name" in duplicate.stderr
+    assert [line.split("  ")[1] for line in cli("project", "list", "--org", org).splitlines()] == [
+        "Apollo",
+        "Zeus",
+    ]
+    assert len(cli("role", "list", "--org", org).splitlines()) == 2
+
+    listed = cli("group", "list", "--org", org).splitlines()
+    assert [line.split("  ")[1] for line in listed] == [
+        "Statsig-Apollo-Admin",
+        "Statsig-Apollo-Viewer",
+        "Statsig-Zeus-Admin",
+        "Statsig-Zeus-Viewer",
+    ]
+    assert all("not linked  0 member(s)" in line for line in listed)
+
+    client = okta.client
+    user = (await client.post("/Users", json=assign_body("pusher@acme.com"))).json()["id"]
+    found = (await client.get("/Groups", params={"filter": 'displayName eq "Statsig-Apollo-Admin"'})).json()
+    group_id = found["Resources"][0]["id"]
+    pushed = await client.patch(
+        f"/Groups/{group_id}",
+        json={
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": user, "display": "Pusher"}]}],
+        },
+    )
+    assert pushed.status_code == 204
+    assert f"{group_id}  Statsig-Apollo-Admin  linked  1 member(s)" in cli("group", "list", "--org", org)
+
+    cli("project", "rename", "--org", org, project_id, "Artemis")
+    renamed = (await client.get(f"/Groups/{group_id}")).json()
+    assert renamed["displayName"] == "Statsig-Artemis-Admin"
+    assert "1 membership(s) revoked" in cli("project", "archive", "--org", org, "Artemis")
+    assert (await client.get(f"/Groups/{group_id}")).status_code == 404
+    assert "(archived)" in cli("project", "list", "--org", org, "--all")
+    assert "Artemis" not in cli("project", "list", "--org", org)

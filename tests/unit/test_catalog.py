@@ -1,0 +1,86 @@
+"""Given events, when a command, then events: projects, roles, groups and membership, without a database."""
+
+import uuid
+from typing import Any
+
+import pytest
+from eventsourcing.domain import Aggregate
+
+from domain.catalog import ArchivedError, Group, Project, Role, group_id_for
+from domain.errors import DomainError
+from domain.users import InactiveMember, User
+
+
+def then(aggregate: Aggregate) -> list[tuple[str, dict[str, Any]]]:
+    skip = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+    return [
+        (type(event).TOPIC, {key: value for key, value in vars(event).items() if key not in skip})
+        for event in aggregate.collect_events()
+    ]
+
+
+@pytest.mark.parametrize("kind", [Project, Role])
+def test_projects_and_roles_are_created_renamed_and_archived(kind: type[Project] | type[Role]) -> None:
+    entity = kind(org_id="org", name="Apollo")
+    entity.rename("Apollo")  # the same name records nothing
+    entity.rename("  Apollo   Two ")
+    entity.archive()
+    entity.archive()
+    prefix = kind.__name__
+    assert then(entity) == [
+        (f"{prefix}Created", {"org_id": "org", "name": "Apollo"}),
+        (f"{prefix}Renamed", {"name": "Apollo Two"}),
+        (f"{prefix}Archived", {}),
+    ]
+    with pytest.raises(ArchivedError):
+        entity.rename("Later")
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+def test_names_must_be_present_and_reasonable(name: str) -> None:
+    project = Project(org_id="org", name="ok")
+    with pytest.raises(DomainError):
+        project.rename(name)
+
+
+def test_a_pairs_group_id_is_derived_from_the_pair() -> None:
+    project_id, role_id = uuid.uuid4(), uuid.uuid4()
+    group = Group(org_id="org", project_id=str(project_id), role_id=str(role_id))
+    assert group.id == group_id_for(project_id, role_id)
+    assert group_id_for(project_id, role_id) != group_id_for(role_id, project_id)
+
+
+def test_a_group_is_linked_once_and_unlinked_with_a_cause() -> None:
+    group = Group(org_id="org", project_id=str(uuid.uuid4()), role_id=str(uuid.uuid4()))
+    group.collect_events()
+    group.link()
+    group.link()
+    group.unlink("unlink")
+    group.unlink("unlink")
+    group.link()
+    assert then(group) == [("GroupLinked", {}), ("GroupUnlinked", {"cause": "unlink"}), ("GroupLinked", {})]
+
+
+def test_membership_is_recorded_on_the_user_once_each_way() -> None:
+    user = User(org_id="org", attributes={"userName": "ann"}, active=True)
+    user.collect_events()
+    user.join_group("g1", "push")
+    user.join_group("g1", "push")
+    user.leave_group("g2", "push")  # not a member: nothing
+    user.leave_group("g1", "archive")
+    assert then(user) == [
+        ("GroupMemberAdded", {"group_id": "g1", "cause": "push"}),
+        ("GroupMemberRemoved", {"group_id": "g1", "cause": "archive"}),
+    ]
+    assert user.groups == set()
+
+
+def test_only_active_users_may_join_a_group() -> None:
+    user = User(org_id="org", attributes={"userName": "ann"}, active=False)
+    with pytest.raises(InactiveMember):
+        user.join_group("g1", "push")
+    user.set_active(True)
+    user.join_group("g1", "push")
+    user.delete()
+    with pytest.raises(InactiveMember):
+        user.join_group("g2", "push")
