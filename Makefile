@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := app domain eventstore projections scim migrations
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean bench-groups
 
 install: $(STAMP)
 
@@ -27,9 +27,13 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check $(PACKAGES) tests
-	$(BIN)/ruff format --check $(PACKAGES) tests
+	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/ruff format --check $(PACKAGES) tests bench
 	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks are measured, never asserted in tests: this one is issue 3's scale claim.
+bench-groups: install
+	$(BIN)/python bench/group_membership.py
