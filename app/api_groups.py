@@ -22,6 +22,7 @@ from app.http import (
     base_url,
     decode_as,
     etag,
+    if_match,
     metadata,
     parse_id,
     read_json,
@@ -137,7 +138,7 @@ class GroupResource(HTTPEndpoint):
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a Group.")
         row = await services_of(request).groups.change(
-            principal.org_id, group_id, plan_put(body), metadata(request, principal)
+            principal.org_id, group_id, plan_put(body), metadata(request, principal), if_match(request)
         )
         return await self._respond(request, row, principal.org_id)
 
@@ -147,7 +148,7 @@ class GroupResource(HTTPEndpoint):
         patch_request: PatchRequest = decode_as(await read_json(request), PatchRequest, "PatchOp request")
         change = plan_patch(parse_operations(patch_request))
         row = await services_of(request).groups.change(
-            principal.org_id, group_id, change, metadata(request, principal)
+            principal.org_id, group_id, change, metadata(request, principal), if_match(request)
         )
         if "attributes" in request.query_params or "excludedAttributes" in request.query_params:
             return await self._respond(request, row, principal.org_id)
@@ -157,7 +158,9 @@ class GroupResource(HTTPEndpoint):
     async def delete(self, request: Request) -> Response:
         principal = await authenticate(request)
         group_id = parse_id(request.path_params["id"])
-        await services_of(request).groups.unlink(principal.org_id, group_id, metadata(request, principal))
+        await services_of(request).groups.unlink(
+            principal.org_id, group_id, metadata(request, principal), if_match(request)
+        )
         return Response(status_code=204)
 
     @staticmethod

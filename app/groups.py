@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from app.users import PreconditionFailed
 from domain.catalog import Group
 from domain.errors import ConcurrencyConflict, DomainError, NotFound
 from domain.users import User
@@ -40,6 +41,7 @@ class GroupService:
         group_id: uuid.UUID,
         change: GroupChange,
         metadata: Metadata,
+        if_match: Callable[[int], bool] | None = None,
         cause: str = "push",
     ) -> GroupRow:
         """Apply a PATCH or PUT: all of it or, on any invalid member, none of it. The first write links."""
@@ -48,7 +50,7 @@ class GroupService:
                 async with self._store.transaction() as transaction:
                     # Writes to one group queue here, so a full resync reads a membership nobody else changes.
                     await transaction.lock_stream(group_id)
-                    row = await self._visible(transaction, org_id, group_id)
+                    row = await self._visible(transaction, org_id, group_id, if_match)
                     change.check_identity(str(group_id), row.display_name)
                     adds, removes = await self._targets(transaction, org_id, group_id, change.steps)
                     users = await transaction.load(org_id, [*adds, *removes])
@@ -76,11 +78,17 @@ class GroupService:
                     raise
         raise AssertionError("unreachable")
 
-    async def unlink(self, org_id: uuid.UUID, group_id: uuid.UUID, metadata: Metadata) -> None:
+    async def unlink(
+        self,
+        org_id: uuid.UUID,
+        group_id: uuid.UUID,
+        metadata: Metadata,
+        if_match: Callable[[int], bool] | None = None,
+    ) -> None:
         """DELETE: the identity provider lets go of the group. Its memberships go; the group stays."""
         async with self._store.transaction() as transaction:
             await transaction.lock_stream(group_id)
-            await self._visible(transaction, org_id, group_id)
+            await self._visible(transaction, org_id, group_id, if_match)
             members = await scim_groups.member_ids(transaction.connection, org_id, group_id)
             users = await transaction.load(org_id, members)
             for user in users.values():
@@ -91,10 +99,17 @@ class GroupService:
             await self._projection.apply(transaction.connection, recorded, users)
 
     @staticmethod
-    async def _visible(transaction: Transaction, org_id: uuid.UUID, group_id: uuid.UUID) -> GroupRow:
+    async def _visible(
+        transaction: Transaction,
+        org_id: uuid.UUID,
+        group_id: uuid.UUID,
+        if_match: Callable[[int], bool] | None = None,
+    ) -> GroupRow:
         row = await scim_groups.get(transaction.connection, org_id, group_id)
         if row is None:
             raise NotFound(f"No group {group_id}.")
+        if if_match is not None and not if_match(row.version):
+            raise PreconditionFailed(row.version)
         return row
 
     @staticmethod

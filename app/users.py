@@ -25,7 +25,7 @@ _ATTEMPTS = 10
 
 class PreconditionFailed(Exception):
     def __init__(self, current_version: int) -> None:
-        super().__init__(f"The user is now at version {current_version}.")
+        super().__init__(f"The resource is now at version {current_version}.")
         self.current_version = current_version
 
 

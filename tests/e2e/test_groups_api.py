@@ -374,3 +374,18 @@ async def test_names_that_collide_are_refused(services: Services, tenant: Tenant
         await services.catalog.create(ROLE, org_id, "B-C", ADMIN)
     with pytest.raises(NameTaken, match="role of that name"):
         await services.catalog.create(ROLE, org_id, "c", ADMIN)
+
+
+async def test_if_match_with_a_stale_group_version_is_412_and_changes_nothing(
+    scim: httpx.AsyncClient, catalog: Catalog
+) -> None:
+    group = await find_group(scim, "Statsig-Apollo-Admin")
+    first, second = await new_user(scim), await new_user(scim)
+    seen = group["meta"]["version"]
+    ok = await scim.patch(f"/Groups/{group['id']}", json=patch(add(first)), headers={"If-Match": seen})
+    assert ok.status_code == 204
+    assert ok.headers["etag"] != seen
+    stale = await scim.patch(f"/Groups/{group['id']}", json=patch(add(second)), headers={"If-Match": seen})
+    assert stale.status_code == 412
+    assert (await scim.delete(f"/Groups/{group['id']}", headers={"If-Match": seen})).status_code == 412
+    assert await member_ids(scim, group["id"]) == [first]
