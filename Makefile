@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := app domain eventstore projections scim migrations
+PACKAGES := app domain eventstore projections reactors scim migrations
 
 .PHONY: install run test lint clean bench-groups
 

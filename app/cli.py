@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from app import tenancy
 from app.catalog import KINDS, CatalogService
@@ -28,6 +29,7 @@ from app.services import Services
 from app.settings import Settings
 from domain.errors import DomainError
 from eventstore.pool import Connection, create_pool
+from eventstore.runner import Projection, Runner, RunnerOptions, rebuild, status
 from eventstore.store import Metadata
 
 
@@ -42,7 +44,7 @@ class Context:
 Handler = Callable[[Context, argparse.Namespace], Awaitable[int]]
 
 
-PROJECTIONS = ("scim",)
+INLINE_PROJECTION = "scim"
 
 
 def _print(*lines: Any) -> None:
@@ -76,12 +78,37 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if args.no_worker:
+        settings = msgspec.structs.replace(settings, worker=False)
     config = uvicorn.Config(
         create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=False
     )
     server = Server(config)
     server.run()
     return 0 if server.started else 3  # uvicorn's own code for a failed start-up
+
+
+async def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the asynchronous projections and reactors alone, until SIGTERM or SIGINT."""
+    from app.main import build_services
+
+    url = await asyncio.to_thread(database_url, settings)
+    pool = await create_pool(url, min_size=1, max_size=4)
+    try:
+        async with pool.acquire() as connection:
+            await migrate(connection)
+        services = build_services(settings, pool)
+        runner = Runner(url, services.consumers, RunnerOptions(poll_seconds=settings.runner_poll_seconds))
+        task = asyncio.create_task(runner.run(), name="runner")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        print(f"scimledger worker: running {', '.join(c.name for c in services.consumers)}", file=sys.stderr)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # a batch in flight rolls back; it is read again on the next start
+        return 0
+    finally:
+        await pool.close()
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -188,8 +215,43 @@ async def _group_list(context: Context, args: argparse.Namespace) -> int:
 
 
 async def _projections_rebuild(context: Context, args: argparse.Namespace) -> int:
-    replayed = await context.services.projection.rebuild(context.connection)
+    if args.name == INLINE_PROJECTION:
+        replayed = await context.services.projection.rebuild(context.connection)
+    else:
+        consumer = context.services.consumer(args.name)
+        if not isinstance(consumer, Projection):
+            raise DomainError(
+                f"'{args.name}' is a reactor: its decisions are events, and events are never redone."
+            )
+        replayed = await rebuild(context.connection, consumer)
     _print(f"rebuilt {args.name} from {replayed} events")
+    return 0
+
+
+async def _projections_status(context: Context, args: argparse.Namespace) -> int:
+    _print(f"{INLINE_PROJECTION:<48} inline: written in the transaction of every change, never behind")
+    for item in await status(context.connection, context.services.consumers):
+        state = "running" if item.running else "stopped"
+        line = (
+            f"{item.name:<48} {state:<8} position {item.position:<10} lag {item.lag_events} events, "
+            f"{item.lag_seconds:.1f} s"
+        )
+        if item.parked:
+            line += f"; {item.parked} parked, last: {item.last_parked_error}"
+        _print(line)
+    return 0
+
+
+async def _user_remove(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    try:
+        user_id = uuid.UUID(args.user_id)
+    except ValueError as error:
+        raise DomainError(f"'{args.user_id}' is not a user id.") from error
+    await context.services.users.remove_from_organization(org.org_id, user_id, _admin())
+    _print(
+        f"removed user {user_id} from '{org.name}'; their access is revoked and Okta will see them inactive"
+    )
     return 0
 
 
@@ -202,7 +264,24 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the SCIM API (migrates first)")
     serve.add_argument("--host", help="interface to listen on (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT or 8000)")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not run projections and reactors here (run 'worker' instead)",
+    )
     serve.set_defaults(sync_handler=_serve)
+
+    commands.add_parser("worker", help="run the asynchronous projections and reactors alone").set_defaults(
+        handler=_worker
+    )
+
+    user = commands.add_parser("user", help="users, as an org admin sees them").add_subparsers(
+        dest="user_command", required=True
+    )
+    user_remove = user.add_parser("remove", help="remove a user from the organization (Okta then unassigns)")
+    user_remove.add_argument("--org", required=True, help="organization id or name")
+    user_remove.add_argument("user_id", help="the user's SCIM id")
+    user_remove.set_defaults(db_handler=_user_remove)
 
     commands.add_parser("migrate", help="apply pending database migrations").set_defaults(handler=_migrate)
 
@@ -259,9 +338,12 @@ def _parser() -> argparse.ArgumentParser:
     projections = commands.add_parser("projections", help="read models").add_subparsers(
         dest="projections_command", required=True
     )
-    rebuild = projections.add_parser("rebuild", help="rebuild a projection from the event log alone")
-    rebuild.add_argument("name", choices=PROJECTIONS)
-    rebuild.set_defaults(db_handler=_projections_rebuild)
+    rebuild_parser = projections.add_parser("rebuild", help="rebuild a projection from the event log alone")
+    rebuild_parser.add_argument("name", help=f"'{INLINE_PROJECTION}', or an asynchronous projection's name")
+    rebuild_parser.set_defaults(db_handler=_projections_rebuild)
+    projections.add_parser(
+        "status", help="each projection's and reactor's position, lag and state"
+    ).set_defaults(db_handler=_projections_status)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,8 +27,11 @@ from app.settings import Settings
 from app.tenancy import Authenticator
 from app.users import UserService
 from eventstore.pool import create_pool
+from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
+from projections.activity import ProvisioningActivity
 from projections.scim import ScimProjection
+from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates
 
 log = logging.getLogger("scimledger")
 
@@ -37,6 +41,23 @@ SCIM_BASE = "/scim/v2"
 async def healthz(request: Request) -> Response:
     # Routes are served only after the lifespan has connected and migrated, so answering means ready.
     return JSONResponse({"status": "ok"})
+
+
+@asynccontextmanager
+async def _runner(settings: Settings, url: str, services: Services) -> AsyncIterator[None]:
+    """The runner for asynchronous projections and reactors, in this process unless the worker is off."""
+    if not settings.worker:
+        yield
+        return
+    runner = Runner(url, services.consumers, RunnerOptions(poll_seconds=settings.runner_poll_seconds))
+    task = asyncio.create_task(runner.run(), name="runner")
+    try:
+        yield
+    finally:
+        # A batch in flight rolls back with its transaction; its events are read again next time.
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Services:
@@ -51,6 +72,11 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         catalog=CatalogService(store, projection),
         authenticator=Authenticator(pool, settings.token_cache_seconds),
         projection=projection,
+        consumers=(
+            ProvisioningActivity(),
+            DeactivationRemovesFromOrganization(projection),
+            RemovalDeactivates(projection),
+        ),
     )
 
 
@@ -65,7 +91,8 @@ def create_app(settings: Settings) -> Starlette:
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
             services = build_services(settings, pool)
-            yield {"services": services}
+            async with _runner(settings, url, services):
+                yield {"services": services}
         finally:
             await pool.close()
 

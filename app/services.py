@@ -11,6 +11,8 @@ from app.groups import GroupService
 from app.settings import Settings
 from app.tenancy import Authenticator
 from app.users import UserService
+from domain.errors import NotFound
+from eventstore.runner import Consumer
 from eventstore.store import EventStore
 from projections.scim import ScimProjection
 
@@ -25,3 +27,10 @@ class Services:
     catalog: CatalogService
     authenticator: Authenticator
     projection: ScimProjection
+    consumers: tuple[Consumer, ...]
+
+    def consumer(self, name: str) -> Consumer:
+        for consumer in self.consumers:
+            if consumer.name == name:
+                return consumer
+        raise NotFound(f"No projection or reactor named '{name}'.")

@@ -21,6 +21,8 @@ ENVIRONMENT = {
     "SCIMLEDGER_DB_POOL_SIZE": "pool_size",
     "SCIMLEDGER_LOG_LEVEL": "log_level",
     "SCIMLEDGER_GROUP_PREFIX": "group_prefix",
+    "SCIMLEDGER_WORKER": "worker",
+    "SCIMLEDGER_RUNNER_POLL_SECONDS": "runner_poll_seconds",
 }
 
 
@@ -37,6 +39,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_size: int = 10
     log_level: str = "info"
     group_prefix: str = "Statsig"
+    worker: bool = True
+    runner_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

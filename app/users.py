@@ -93,6 +93,14 @@ class UserService:
 
         return await self._change(org_id, user_id, decide, metadata, if_match)
 
+    async def remove_from_organization(
+        self, org_id: uuid.UUID, user_id: uuid.UUID, metadata: Metadata
+    ) -> UserRow:
+        """An org admin removes the user in the app; a reactor then revokes access and marks them inactive."""
+        return await self._change(
+            org_id, user_id, lambda user: user.remove_from_organization("admin"), metadata, None
+        )
+
     async def delete(
         self,
         org_id: uuid.UUID,

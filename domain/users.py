@@ -73,6 +73,19 @@ class User(Aggregate):
         group_id: str
         cause: str
 
+    class RemovedFromOrganization(Aggregate.Event):
+        """`cause`: "okta_deactivation" or "okta_delete" (decided by a reactor after the identity provider
+        deactivated or deleted the user), or "admin" (an org admin removed the user in the app)."""
+
+        TOPIC: ClassVar[str] = "UserRemovedFromOrganization"
+        cause: str
+
+    class JoinedOrganization(Aggregate.Event):
+        """A removed user became a member again; provisioning itself makes the user a member."""
+
+        TOPIC: ClassVar[str] = "UserJoinedOrganization"
+        cause: str
+
     @event(Provisioned)
     def __init__(self, org_id: str, attributes: Attributes, active: bool) -> None:
         self.org_id = org_id
@@ -80,6 +93,7 @@ class User(Aggregate):
         self.active = active
         self.deleted = False
         self.groups: set[str] = set()
+        self.member = True
 
     @property
     def user_name(self) -> str:
@@ -97,11 +111,23 @@ class User(Aggregate):
             self.set_active(active)
 
     def set_active(self, active: bool) -> None:
+        """Reactivating a user who was removed from the organization makes them a member again; their group
+        memberships are not restored (the identity provider pushes them again)."""
         self._require_not_deleted()
         if active and not self.active:
             self._reactivate()
         elif not active and self.active:
             self._deactivate()
+        if active and not self.member:
+            self._join_organization("okta_reactivation")
+
+    def remove_from_organization(self, cause: str) -> None:
+        if self.member:
+            self._remove_from_organization(cause)
+
+    def revoke_all_groups(self, cause: str) -> None:
+        for group_id in sorted(self.groups):
+            self._leave_group(group_id, cause)
 
     def delete(self) -> None:
         self._require_not_deleted()
@@ -140,6 +166,14 @@ class User(Aggregate):
     def _delete(self) -> None:
         self.deleted = True
 
+    @event(RemovedFromOrganization)
+    def _remove_from_organization(self, cause: str) -> None:
+        self.member = False
+
+    @event(JoinedOrganization)
+    def _join_organization(self, cause: str) -> None:
+        self.member = True
+
     @event(JoinedGroup)
     def _join_group(self, group_id: str, cause: str) -> None:
         self.groups.add(group_id)
@@ -163,4 +197,6 @@ EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
     User.Deleted,
     User.JoinedGroup,
     User.LeftGroup,
+    User.RemovedFromOrganization,
+    User.JoinedOrganization,
 )

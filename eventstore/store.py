@@ -93,6 +93,7 @@ _READ_LOG = f"""
 SELECT {_COLUMNS} FROM events
 WHERE (tx, position) > ($1::xid8, $2::bigint)
   AND tx < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($4::text[] IS NULL OR type = ANY($4::text[]))
 ORDER BY tx, position
 LIMIT $3
 """
@@ -252,6 +253,10 @@ class EventStore:
             return await read_log(connection, after, limit)
 
 
-async def read_log(connection: Connection, after: LogPosition, limit: int) -> list[RecordedEvent]:
-    rows = await connection.fetch(_READ_LOG, after.tx, after.position, limit)
+async def read_log(
+    connection: Connection, after: LogPosition, limit: int, types: Iterable[str] | None = None
+) -> list[RecordedEvent]:
+    """Up to `limit` events after `after`, of `types` if given, in an order a tailing reader can trust."""
+    type_list = sorted(types) if types is not None else None
+    rows = await connection.fetch(_READ_LOG, after.tx, after.position, limit, type_list)
     return [_recorded(row) for row in rows]

@@ -8,6 +8,8 @@ themselves from each other by using fresh organizations and ids, never by wiping
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +30,7 @@ from app.migrate import migrate
 from app.services import Services
 from app.settings import Settings
 from eventstore.pool import create_pool
+from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,14 +143,26 @@ async def tenant(pool: asyncpg.Pool) -> Tenant:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    # No token cache, so that revocation tests see revocations at once.
-    return Settings(database_url=database_url, token_cache_seconds=0, max_body_bytes=64 * 1024)
+    # No token cache, so that revocation tests see revocations at once; no runner, so that what a request
+    # records is all there is until a test starts one (the `runner` fixture).
+    return Settings(database_url=database_url, token_cache_seconds=0, max_body_bytes=64 * 1024, worker=False)
 
 
 @pytest.fixture(scope="session")
 def services(settings: Settings, pool: asyncpg.Pool) -> Services:
     """The services the app builds, on the test pool, for tests below the HTTP edge."""
     return build_services(settings, pool)
+
+
+@pytest.fixture
+async def runner(database_url: str, services: Services) -> AsyncIterator[Runner]:
+    """The app's projections and reactors, running for the duration of one test."""
+    running = Runner(database_url, services.consumers, RunnerOptions(poll_seconds=0.2, standby_seconds=0.2))
+    task = asyncio.create_task(running.run())
+    yield running
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @pytest.fixture(scope="session")

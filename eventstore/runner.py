@@ -1,0 +1,384 @@
+"""The runner: feeds the log to asynchronous projections and reactors, each exactly once in effect.
+
+For each consumer, one task:
+- holds a session advisory lock named after the consumer, so at most one process runs it (the others wait
+  in standby and take over when it goes away);
+- reads the events after the consumer's position in commit-safe order (see store.read_log);
+- applies a batch and records the new position in one transaction, which opens by locking and re-reading
+  the position row, so a batch never applies on top of a position someone else moved (a rebuild);
+- sleeps until a NOTIFY from a commit, or the polling interval, when there is nothing to do;
+- retries transient database errors with capped exponential backoff;
+- on any other error, isolates the failing event by processing one event at a time, retries it, and after
+  `max_attempts` parks it with the error and moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import asyncpg
+
+from domain.errors import ConcurrencyConflict
+from eventstore.pool import Connection, init_connection
+from eventstore.store import LogPosition, RecordedEvent, Transaction, read_log
+
+log = logging.getLogger("scimledger.runner")
+
+NOTIFY_CHANNEL = "scimledger_events"
+_LOCK = "SELECT pg_try_advisory_lock(hashtextextended('scimledger.consumer:' || $1::text, 0))"
+_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('scimledger.consumer:' || $1::text, 0))"
+
+# Errors after which the same work may simply be tried again.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.AdminShutdownError,
+    ConcurrencyConflict,
+)
+
+
+class Consumer(Protocol):
+    """An asynchronous projection or a reactor."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def event_types(self) -> frozenset[str] | None:
+        """The event types it reads; None for every event."""
+
+    async def handle(self, transaction: Transaction, events: Sequence[RecordedEvent]) -> None: ...
+
+
+@runtime_checkable
+class Projection(Consumer, Protocol):
+    """A consumer whose whole effect can be dropped and recomputed from the log."""
+
+    async def reset(self, connection: Connection) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    batch_size: int = 500
+    poll_seconds: float = 1.0
+    standby_seconds: float = 2.0
+    max_attempts: int = 3
+    backoff_seconds: float = 0.1
+    backoff_max_seconds: float = 5.0
+
+
+@dataclass
+class _Progress:
+    isolating: bool = False
+    failing_position: int | None = None
+    attempts: int = 0
+
+
+@dataclass
+class ConsumerState:
+    state: str = "starting"  # starting, standby, running, backing off
+    last_error: str | None = None
+    processed: int = 0
+    parked: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def backoff(attempt: int, options: RunnerOptions) -> float:
+    capped: float = min(options.backoff_max_seconds, options.backoff_seconds * 2 ** (attempt - 1))
+    return capped * (0.5 + random.random() / 2)
+
+
+async def position_of(connection: Connection, name: str) -> LogPosition:
+    row = await connection.fetchrow("SELECT tx, position FROM consumer_positions WHERE name = $1", name)
+    return LogPosition(row["tx"], row["position"]) if row is not None else LogPosition(0, 0)
+
+
+async def ensure_position(connection: Connection, name: str) -> None:
+    await connection.execute("INSERT INTO consumer_positions (name) VALUES ($1) ON CONFLICT DO NOTHING", name)
+
+
+async def process_batch(connection: Connection, consumer: Consumer, limit: int) -> list[RecordedEvent]:
+    """Apply the next batch and move the position, in one transaction; returns what was applied."""
+    async with connection.transaction():
+        row = await connection.fetchrow(
+            "SELECT tx, position FROM consumer_positions WHERE name = $1 FOR UPDATE", consumer.name
+        )
+        assert row is not None
+        events = await read_log(
+            connection, LogPosition(row["tx"], row["position"]), limit, consumer.event_types
+        )
+        if not events:
+            return []
+        await consumer.handle(Transaction(connection), events)
+        last = events[-1]
+        await connection.execute(
+            "UPDATE consumer_positions SET tx = $2, position = $3, updated_at = now() WHERE name = $1",
+            consumer.name,
+            last.tx,
+            last.position,
+        )
+        return events
+
+
+async def park(
+    connection: Connection, consumer: Consumer, event: RecordedEvent, error: str, attempts: int
+) -> None:
+    """Set `event` aside with its error and move past it, in one transaction."""
+    async with connection.transaction():
+        await connection.fetchrow(
+            "SELECT 1 FROM consumer_positions WHERE name = $1 FOR UPDATE", consumer.name
+        )
+        await connection.execute(
+            "INSERT INTO parked_events (name, position, tx, error, attempts) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (name, position) DO UPDATE SET error = EXCLUDED.error, attempts = EXCLUDED.attempts",
+            consumer.name,
+            event.position,
+            event.tx,
+            error,
+            attempts,
+        )
+        await connection.execute(
+            "UPDATE consumer_positions SET tx = $2, position = $3, updated_at = now() "
+            "WHERE name = $1 AND (tx, position) < ($2::xid8, $3::bigint)",
+            consumer.name,
+            event.tx,
+            event.position,
+        )
+
+
+class Runner:
+    def __init__(self, dsn: str, consumers: Sequence[Consumer], options: RunnerOptions | None = None) -> None:
+        self.dsn = dsn
+        self.consumers = list(consumers)
+        self.options = options or RunnerOptions()
+        self.states = {consumer.name: ConsumerState() for consumer in self.consumers}
+
+    async def run(self) -> None:
+        """Run every consumer until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._listen())
+            for consumer in self.consumers:
+                group.create_task(self._run_consumer(consumer))
+
+    def _wake_all(self, *_: object) -> None:
+        for state in self.states.values():
+            state.wake.set()
+
+    async def _listen(self) -> None:
+        """Turn commits' NOTIFYs into wake-ups; polling covers the time this connection is down."""
+        attempt = 0
+        while True:
+            try:
+                connection = await asyncpg.connect(self.dsn)
+            except TRANSIENT_ERRORS:
+                attempt += 1
+                await asyncio.sleep(backoff(attempt, self.options))
+                continue
+            attempt = 0
+            lost = asyncio.Event()
+            connection.add_termination_listener(_setting(lost))
+            try:
+                await connection.add_listener(NOTIFY_CHANNEL, self._wake_all)
+                await lost.wait()
+            finally:
+                await _close(connection)
+
+    async def _run_consumer(self, consumer: Consumer) -> None:
+        state = self.states[consumer.name]
+        attempt = 0
+        while True:
+            try:
+                connection = await asyncpg.connect(self.dsn)
+                await init_connection(connection)
+                try:
+                    await self._hold_lock_and_consume(connection, consumer, state)
+                finally:
+                    await _close(connection)
+            except Exception as error:  # transient (the database went away) or not: back off, start over
+                attempt += 1
+                state.state, state.last_error = "backing off", f"{type(error).__name__}: {error}"
+                log.warning("%s: %s; retrying", consumer.name, state.last_error)
+                await asyncio.sleep(backoff(attempt, self.options))
+
+    async def _hold_lock_and_consume(
+        self, connection: Connection, consumer: Consumer, state: ConsumerState
+    ) -> None:
+        while not await connection.fetchval(_LOCK, consumer.name):
+            state.state = "standby"
+            await asyncio.sleep(self.options.standby_seconds)
+        await ensure_position(connection, consumer.name)
+        state.state = "running"
+        progress = _Progress()
+        while True:
+            state.wake.clear()
+            applied = await self._step(connection, consumer, state, progress)
+            if not applied:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.wake.wait(), self.options.poll_seconds)
+
+    async def _step(
+        self, connection: Connection, consumer: Consumer, state: ConsumerState, progress: _Progress
+    ) -> int:
+        limit = 1 if progress.isolating else self.options.batch_size
+        try:
+            applied = await process_batch(connection, consumer, limit)
+        except TRANSIENT_ERRORS as error:
+            if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
+                raise  # the connection is gone: reconnect (and re-take the lock) from the top
+            progress.attempts += 1
+            state.last_error = f"{type(error).__name__}: {error}"
+            await asyncio.sleep(backoff(progress.attempts, self.options))
+            return 0
+        except Exception as error:  # a consumer's own failure: isolate, retry, then park
+            if not progress.isolating:
+                progress.isolating, progress.attempts = True, 0
+                return 1  # go again at once, one event at a time
+            return await self._retry_or_park(connection, consumer, state, progress, error)
+        if progress.isolating and applied:
+            progress.isolating, progress.attempts, progress.failing_position = False, 0, None
+        state.processed += len(applied)
+        state.last_error = None if applied else state.last_error
+        return len(applied)
+
+    async def _retry_or_park(
+        self,
+        connection: Connection,
+        consumer: Consumer,
+        state: ConsumerState,
+        progress: _Progress,
+        error: Exception,
+    ) -> int:
+        [failing] = await read_log(
+            connection, await position_of(connection, consumer.name), 1, consumer.event_types
+        )
+        progress.attempts = progress.attempts + 1 if progress.failing_position == failing.position else 1
+        progress.failing_position = failing.position
+        message = f"{type(error).__name__}: {error}"
+        state.last_error = message
+        if progress.attempts < self.options.max_attempts:
+            log.warning(
+                "%s: event %d failed (%s), attempt %d",
+                consumer.name,
+                failing.position,
+                message,
+                progress.attempts,
+            )
+            await asyncio.sleep(backoff(progress.attempts, self.options))
+            return 0
+        log.error(
+            "%s: parking event %d after %d attempts: %s",
+            consumer.name,
+            failing.position,
+            progress.attempts,
+            message,
+        )
+        await park(connection, consumer, failing, message, progress.attempts)
+        state.parked += 1
+        progress.isolating, progress.attempts, progress.failing_position = False, 0, None
+        return 1
+
+
+def _setting(event: asyncio.Event) -> Callable[[object], None]:
+    return lambda _: event.set()
+
+
+async def _close(connection: asyncpg.Connection) -> None:
+    try:
+        await asyncio.shield(connection.close(timeout=2))
+    except Exception:  # closing a broken connection may fail; it is being dropped anyway
+        connection.terminate()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStatus:
+    name: str
+    position: int
+    lag_events: int
+    lag_seconds: float
+    running: bool
+    parked: int
+    last_parked_error: str | None
+
+
+async def status(connection: Connection, consumers: Sequence[Consumer]) -> list[ConsumerStatus]:
+    """Where each consumer stands, how far behind it is, whether some process runs it, what it parked."""
+    result = []
+    for consumer in consumers:
+        after = await position_of(connection, consumer.name)
+        types = sorted(consumer.event_types) if consumer.event_types is not None else None
+        lag = await connection.fetchrow(
+            "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at)) AS seconds FROM events "
+            "WHERE (tx, position) > ($1::xid8, $2::bigint) AND ($3::text[] IS NULL OR type = ANY($3::text[]))",
+            after.tx,
+            after.position,
+            types,
+        )
+        assert lag is not None
+        free = await connection.fetchval(_LOCK, consumer.name)
+        if free:
+            await connection.fetchval(_UNLOCK, consumer.name)
+        parked = await connection.fetchrow(
+            "SELECT count(*) AS parked, (SELECT error FROM parked_events WHERE name = $1 ORDER BY parked_at DESC "
+            "LIMIT 1) AS error FROM parked_events WHERE name = $1",
+            consumer.name,
+        )
+        assert parked is not None
+        result.append(
+            ConsumerStatus(
+                consumer.name,
+                after.position,
+                lag["events"],
+                float(lag["seconds"] or 0.0),
+                not free,
+                parked["parked"],
+                parked["error"],
+            )
+        )
+    return result
+
+
+async def rebuild(connection: Connection, projection: Projection, batch_size: int = 5000) -> int:
+    """Recompute `projection` from the whole log, in one transaction; returns the events replayed.
+
+    Locking the position row first makes a running instance's next batch wait, then start from the
+    rebuilt position.
+    """
+    async with connection.transaction():
+        await ensure_position(connection, projection.name)
+        await connection.fetchrow(
+            "SELECT 1 FROM consumer_positions WHERE name = $1 FOR UPDATE", projection.name
+        )
+        await projection.reset(connection)
+        await connection.execute(
+            "UPDATE consumer_positions SET tx = '0', position = 0 WHERE name = $1", projection.name
+        )
+        await connection.execute("DELETE FROM parked_events WHERE name = $1", projection.name)
+        replayed = 0
+        started = time.monotonic()
+        while True:
+            after = await position_of(connection, projection.name)
+            events = await read_log(connection, after, batch_size, projection.event_types)
+            if not events:
+                break
+            await projection.handle(Transaction(connection), events)
+            await connection.execute(
+                "UPDATE consumer_positions SET tx = $2, position = $3, updated_at = now() WHERE name = $1",
+                projection.name,
+                events[-1].tx,
+                events[-1].position,
+            )
+            replayed += len(events)
+        log.info("rebuilt %s from %d events in %.1f s", projection.name, replayed, time.monotonic() - started)
+        return replayed
