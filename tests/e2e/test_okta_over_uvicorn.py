@@ -282,3 +282,37 @@ async def test_catalog_commands_and_a_push_group_link_through_uvicorn(okta: Okta
     assert (await client.get(f"/Groups/{group_id}")).status_code == 404
     assert "(archived)" in cli("project", "list", "--org", org, "--all")
     assert "Artemis" not in cli("project", "list", "--org", org)
+
+
+async def test_an_admins_removal_reaches_okta_as_inactive_within_a_second(okta: Okta, server: Server) -> None:
+    client = okta.client
+    user = (await client.post("/Users", json=assign_body("leaver@acme.com"))).json()["id"]
+    removed = run_cli(server.env, "user", "remove", "--org", okta.org, user)
+    assert "removed user" in removed.stdout
+    started = time.monotonic()
+    while (await client.get(f"/Users/{user}")).json()["active"] is not False:
+        assert time.monotonic() - started < 1.0, "serve's in-process runner did not deactivate within 1 s"
+        await asyncio.sleep(0.02)
+    unassign = await client.patch(
+        f"/Users/{user}",
+        json={"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]},
+    )
+    assert unassign.status_code == 200
+
+
+def test_projections_status_and_rebuild_through_the_cli(server: Server) -> None:
+    report = run_cli(server.env, "projections", "status").stdout
+    lines = {line.split()[0]: line for line in report.splitlines()}
+    assert set(lines) == {
+        "scim",
+        "analytics.provisioning_activity",
+        "reactor.deactivation_removes_from_organization",
+        "reactor.removal_deactivates",
+    }
+    assert "inline" in lines["scim"]
+    assert "running" in lines["analytics.provisioning_activity"], "serve runs the runner in-process"
+    rebuilt = run_cli(server.env, "projections", "rebuild", "analytics.provisioning_activity")
+    assert rebuilt.stdout.startswith("rebuilt analytics.provisioning_activity from ")
+    refused = run_cli(server.env, "projections", "rebuild", "reactor.removal_deactivates", check=False)
+    assert refused.returncode == 1
+    assert "is a reactor" in refused.stderr

@@ -84,3 +84,35 @@ def test_only_active_users_may_join_a_group() -> None:
     user.delete()
     with pytest.raises(InactiveMember):
         user.join_group("g2", "push")
+
+
+def test_provisioning_makes_a_member_and_removal_is_recorded_once_with_its_cause() -> None:
+    user = User(org_id="org", attributes={"userName": "ann"}, active=True)
+    assert user.member
+    user.collect_events()
+    user.join_group("g1", "push")
+    user.join_group("g2", "push")
+    user.remove_from_organization("admin")
+    user.remove_from_organization("okta_deactivation")
+    user.revoke_all_groups("reactor")
+    user.set_active(False)
+    assert then(user) == [
+        ("GroupMemberAdded", {"group_id": "g1", "cause": "push"}),
+        ("GroupMemberAdded", {"group_id": "g2", "cause": "push"}),
+        ("UserRemovedFromOrganization", {"cause": "admin"}),
+        ("GroupMemberRemoved", {"group_id": "g1", "cause": "reactor"}),
+        ("GroupMemberRemoved", {"group_id": "g2", "cause": "reactor"}),
+        ("UserDeactivated", {}),
+    ]
+
+
+def test_reactivation_brings_a_removed_user_back_without_their_groups() -> None:
+    user = User(org_id="org", attributes={"userName": "ann"}, active=True)
+    user.join_group("g1", "push")
+    user.set_active(False)
+    user.remove_from_organization("okta_deactivation")
+    user.revoke_all_groups("reactor")
+    user.collect_events()
+    user.set_active(True)
+    assert then(user) == [("UserReactivated", {}), ("UserJoinedOrganization", {"cause": "okta_reactivation"})]
+    assert (user.member, user.groups) == (True, set())

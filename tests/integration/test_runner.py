@@ -1,0 +1,260 @@
+"""The runner: every event applied exactly once in effect, through cancellation, kills, races and poison.
+
+Each test counts one organization's events per type with a projection of its own, and compares the
+counts with the log itself, counted by SQL: a lost event or a duplicate shows as a difference.
+"""
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app.services import Services
+from eventstore.pool import Connection
+from eventstore.runner import Runner, RunnerOptions, rebuild, status
+from eventstore.store import Metadata, RecordedEvent, Transaction
+
+META = Metadata("token:runner-test")
+FAST = RunnerOptions(
+    batch_size=50, poll_seconds=0.05, standby_seconds=0.05, backoff_seconds=0.01, backoff_max_seconds=0.05
+)
+
+
+class CountingProjection:
+    """Counts one org's events per type; optionally slow (to be cancelled mid-batch) or poisoned."""
+
+    event_types = None
+
+    def __init__(self, org_id: uuid.UUID, table: str, delay: float = 0.0, poison: str | None = None) -> None:
+        self.org_id = org_id
+        self.table = table
+        self.name = f"test.{table}"
+        self.delay = delay
+        self.poison = poison
+
+    async def handle(self, transaction: Transaction, events: Sequence[RecordedEvent]) -> None:
+        mine = [event for event in events if event.org_id == self.org_id]
+        for event in mine:
+            if self.poison and self.poison in str(event.payload):
+                raise ValueError(f"cannot digest event {event.position}")
+        if mine:
+            await transaction.connection.executemany(
+                f"INSERT INTO {self.table} (type, n) VALUES ($1, 1) "
+                f"ON CONFLICT (type) DO UPDATE SET n = {self.table}.n + 1",
+                [(event.type,) for event in mine],
+            )
+        if self.delay:
+            await asyncio.sleep(self.delay)  # inside the batch's transaction: a cancellation lands mid-batch
+
+    async def reset(self, connection: Connection) -> None:
+        await connection.execute(f"DELETE FROM {self.table}")
+
+
+@pytest.fixture
+async def counting(pool: asyncpg.Pool) -> AsyncIterator[tuple[uuid.UUID, str]]:
+    org_id, table = uuid.uuid4(), f"counts_{uuid.uuid4().hex[:10]}"
+    await pool.execute(f"CREATE TABLE {table} (type text PRIMARY KEY, n bigint NOT NULL)")
+    yield org_id, table
+    await pool.execute(f"DROP TABLE {table}")
+
+
+async def counted(pool: asyncpg.Pool, table: str) -> dict[str, int]:
+    return {row["type"]: row["n"] for row in await pool.fetch(f"SELECT type, n FROM {table}")}
+
+
+async def in_the_log(pool: asyncpg.Pool, org_id: uuid.UUID, excluding: str | None = None) -> dict[str, int]:
+    rows = await pool.fetch(
+        "SELECT type, count(*) AS n FROM events WHERE org_id = $1 AND ($2::text IS NULL OR payload::text NOT LIKE "
+        "'%' || $2 || '%') GROUP BY type",
+        org_id,
+        excluding,
+    )
+    return {row["type"]: row["n"] for row in rows}
+
+
+async def write_users(services: Services, org_id: uuid.UUID, count: int, prefix: str = "u") -> None:
+    """Provision and then flip `count` users, four writers at a time."""
+    semaphore = asyncio.Semaphore(4)
+
+    async def one(index: int) -> None:
+        async with semaphore:
+            row = await services.users.provision(org_id, {"userName": f"{prefix}{index}@runner.test"}, META)
+            await services.users.replace(
+                org_id, row.user_id, {"userName": f"{prefix}{index}@runner.test", "active": False}, META
+            )
+
+    await asyncio.gather(*(one(index) for index in range(count)))
+
+
+async def caught_up(pool: asyncpg.Pool, org_id: uuid.UUID, table: str) -> None:
+    deadline = time.monotonic() + 30
+    while await counted(pool, table) != await in_the_log(pool, org_id):
+        assert time.monotonic() < deadline, "the runner did not catch up"
+        await asyncio.sleep(0.05)
+
+
+async def run_for(runner: Runner, seconds: float) -> None:
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(seconds)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_every_event_is_applied_once(
+    services: Services, pool: asyncpg.Pool, database_url: str, counting: tuple[uuid.UUID, str]
+) -> None:
+    org_id, table = counting
+    projection = CountingProjection(org_id, table)
+    task = asyncio.create_task(Runner(database_url, [projection], FAST).run())
+    try:
+        await write_users(services, org_id, 60)
+        await caught_up(pool, org_id, table)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert await counted(pool, table) == {"UserProvisioned": 60, "UserDeactivated": 60}
+
+
+async def test_a_runner_cancelled_mid_batch_again_and_again_loses_and_repeats_nothing(
+    services: Services, pool: asyncpg.Pool, database_url: str, counting: tuple[uuid.UUID, str]
+) -> None:
+    org_id, table = counting
+    slow = CountingProjection(org_id, table, delay=0.01)
+    writing = asyncio.create_task(write_users(services, org_id, 120))
+    chooser = random.Random(7)
+    cancellations = 0
+    while not writing.done() or cancellations < 10:
+        await run_for(Runner(database_url, [slow], FAST), chooser.uniform(0.005, 0.06))
+        cancellations += 1
+    await writing
+    task = asyncio.create_task(Runner(database_url, [slow], FAST).run())
+    try:
+        await caught_up(pool, org_id, table)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert cancellations >= 10
+    live = await counted(pool, table)
+    async with pool.acquire() as connection:
+        await rebuild(connection, CountingProjection(org_id, table))
+    assert await counted(pool, table) == live == {"UserProvisioned": 120, "UserDeactivated": 120}
+
+
+async def test_two_runners_racing_for_one_projection_apply_each_event_once(
+    services: Services, pool: asyncpg.Pool, database_url: str, counting: tuple[uuid.UUID, str]
+) -> None:
+    org_id, table = counting
+    projection = CountingProjection(org_id, table)
+    first, second = Runner(database_url, [projection], FAST), Runner(database_url, [projection], FAST)
+    tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
+    try:
+        await write_users(services, org_id, 80)
+        await caught_up(pool, org_id, table)
+        states = {first.states[projection.name].state, second.states[projection.name].state}
+        assert states == {"running", "standby"}, "exactly one of the two holds the projection"
+        # The one running goes away; the other takes over and carries on.
+        running = tasks[0] if first.states[projection.name].state == "running" else tasks[1]
+        running.cancel()
+        await write_users(services, org_id, 20, prefix="late")
+        await caught_up(pool, org_id, table)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert await counted(pool, table) == {"UserProvisioned": 100, "UserDeactivated": 100}
+
+
+async def test_a_poison_event_is_parked_with_its_error_while_the_others_go_on(
+    services: Services, pool: asyncpg.Pool, database_url: str, counting: tuple[uuid.UUID, str]
+) -> None:
+    org_id, table = counting
+    poisoned = CountingProjection(org_id, table, poison="poison@runner.test")
+    options = RunnerOptions(
+        batch_size=50, poll_seconds=0.05, max_attempts=3, backoff_seconds=0.01, backoff_max_seconds=0.02
+    )
+    await write_users(services, org_id, 10)
+    await services.users.provision(org_id, {"userName": "poison@runner.test"}, META)
+    await write_users(services, org_id, 10, prefix="after")
+    runner = Runner(database_url, [poisoned], options)
+    task = asyncio.create_task(runner.run())
+    try:
+        deadline = time.monotonic() + 20
+        expected = await in_the_log(pool, org_id, excluding="poison@runner.test")
+        while await counted(pool, table) != expected:
+            assert time.monotonic() < deadline, "the events after the poison were not applied"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert expected == {"UserProvisioned": 20, "UserDeactivated": 20}
+    [parked] = await pool.fetch(
+        "SELECT position, error, attempts FROM parked_events WHERE name = $1", poisoned.name
+    )
+    assert parked["error"] == f"ValueError: cannot digest event {parked['position']}"
+    assert parked["attempts"] == 3
+    async with pool.acquire() as connection:
+        [report] = await status(connection, [poisoned])
+    assert (report.parked, report.lag_events, report.running) == (1, 0, False)
+    assert "cannot digest" in (report.last_parked_error or "")
+
+
+async def test_a_worker_killed_with_sigkill_resumes_and_its_projection_equals_a_rebuild(
+    services: Services, pool: asyncpg.Pool, cli_env: dict[str, str]
+) -> None:
+    org_id = uuid.uuid4()
+    cli = str(Path(sys.executable).parent / "scimledger")
+    env = {**cli_env, "SCIMLEDGER_RUNNER_POLL_SECONDS": "0.05"}
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [cli, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    async def activity() -> dict[tuple[str, object], int]:
+        rows = await pool.fetch(
+            "SELECT event_type, day, events FROM analytics.provisioning_activity WHERE org_id = $1", org_id
+        )
+        return {(row["event_type"], row["day"]): row["events"] for row in rows}
+
+    async def oracle() -> dict[tuple[str, object], int]:
+        rows = await pool.fetch(
+            "SELECT type, (occurred_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM events "
+            "WHERE org_id = $1 GROUP BY 1, 2",
+            org_id,
+        )
+        return {(row["type"], row["day"]): row["n"] for row in rows}
+
+    worker = start()
+    try:
+        writing = asyncio.create_task(write_users(services, org_id, 150))
+        await asyncio.sleep(0.4)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        await writing
+        worker = start()
+        deadline = time.monotonic() + 60
+        while await activity() != await oracle():
+            assert time.monotonic() < deadline, "the restarted worker did not catch up"
+            await asyncio.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(15) == 0
+    live = await activity()
+    async with pool.acquire() as connection:
+        await rebuild(connection, services.consumer("analytics.provisioning_activity"))  # type: ignore[arg-type]
+    assert await activity() == live
+    assert sum(live.values()) == 300
