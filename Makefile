@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean bench-groups
+.PHONY: install run test lint clean bench-groups bench-reactors
 
 install: $(STAMP)
 
@@ -37,3 +37,7 @@ clean:
 # Benchmarks are measured, never asserted in tests: this one is issue 3's scale claim.
 bench-groups: install
 	$(BIN)/python bench/group_membership.py
+
+# Issue 4's figure: reactor lag from an Okta deactivation to the memberships being gone.
+bench-reactors: install
+	$(BIN)/python bench/reactor_lag.py

@@ -11,6 +11,7 @@ more, and a deactivation that Okta already reversed removes nobody.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from domain.users import User
@@ -26,23 +27,42 @@ class UserReactor:
         self._projection = projection
 
     async def handle(self, transaction: Transaction, events: Sequence[RecordedEvent]) -> None:
+        """Decide on a whole batch at once: each organization's users are loaded in one query, decided on
+        in log order, and their decisions appended in one statement per causing request."""
+        by_org: dict[uuid.UUID, list[RecordedEvent]] = {}
         for event in events:
-            if not self.concerns(event):
-                continue
-            user = (await transaction.load(event.org_id, [event.stream_id])).get(event.stream_id)
-            if not isinstance(user, User):
-                continue
-            self.decide(user, event)
-            # The decision carries the request id of what caused it, so an auditor can follow the chain.
-            metadata = Metadata(actor=f"reactor:{self.name}", request_id=event.request_id)
-            recorded = await transaction.save(event.org_id, [user], metadata)
-            await self._projection.apply(transaction.connection, recorded, {user.id: user})
+            if self.concerns(event):
+                by_org.setdefault(event.org_id, []).append(event)
+        for org_id, concerned in by_org.items():
+            users = await transaction.load(org_id, {event.stream_id for event in concerned})
+            for request_id, batch in _by_request(concerned):
+                decided: dict[uuid.UUID, User] = {}
+                for event in batch:
+                    user = users.get(event.stream_id)
+                    if isinstance(user, User):
+                        self.decide(user, event)
+                        decided[user.id] = user
+                # Decisions carry the request id of what caused them, so an auditor can follow the chain.
+                metadata = Metadata(actor=f"reactor:{self.name}", request_id=request_id)
+                recorded = await transaction.save(org_id, decided.values(), metadata)
+                await self._projection.apply(transaction.connection, recorded, decided)
 
     def concerns(self, event: RecordedEvent) -> bool:
         raise NotImplementedError
 
     def decide(self, user: User, event: RecordedEvent) -> None:
         raise NotImplementedError
+
+
+def _by_request(events: Sequence[RecordedEvent]) -> list[tuple[str | None, list[RecordedEvent]]]:
+    """Consecutive runs of events caused by the same request, in order."""
+    runs: list[tuple[str | None, list[RecordedEvent]]] = []
+    for event in events:
+        if runs and runs[-1][0] == event.request_id:
+            runs[-1][1].append(event)
+        else:
+            runs.append((event.request_id, [event]))
+    return runs
 
 
 class DeactivationRemovesFromOrganization(UserReactor):
