@@ -172,6 +172,12 @@ class Runner:
             for consumer in self.consumers:
                 group.create_task(self._run_consumer(consumer))
 
+    async def _connect(self, role: str) -> asyncpg.Connection:
+        # Named, so that pg_stat_activity shows which connection serves which consumer.
+        return await asyncpg.connect(
+            self.dsn, server_settings={"application_name": f"scimledger-runner:{role}"[:63]}
+        )
+
     def _wake_all(self, *_: object) -> None:
         for state in self.states.values():
             state.wake.set()
@@ -181,7 +187,7 @@ class Runner:
         attempt = 0
         while True:
             try:
-                connection = await asyncpg.connect(self.dsn)
+                connection = await self._connect("listener")
             except TRANSIENT_ERRORS:
                 attempt += 1
                 await asyncio.sleep(backoff(attempt, self.options))
@@ -200,7 +206,7 @@ class Runner:
         attempt = 0
         while True:
             try:
-                connection = await asyncpg.connect(self.dsn)
+                connection = await self._connect(consumer.name)
                 await init_connection(connection)
                 try:
                     await self._hold_lock_and_consume(connection, consumer, state)

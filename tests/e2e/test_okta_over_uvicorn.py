@@ -316,3 +316,33 @@ def test_projections_status_and_rebuild_through_the_cli(server: Server) -> None:
     refused = run_cli(server.env, "projections", "rebuild", "reactor.removal_deactivates", check=False)
     assert refused.returncode == 1
     assert "is a reactor" in refused.stderr
+
+
+async def test_an_okta_deactivation_empties_the_users_groups_within_a_second(
+    okta: Okta, server: Server
+) -> None:
+    client = okta.client
+    run_cli(server.env, "project", "create", "--org", okta.org, "Hermes")
+    run_cli(server.env, "role", "create", "--org", okta.org, "Reader")
+    user = (await client.post("/Users", json=assign_body("departing@acme.com"))).json()["id"]
+    group = (await client.get("/Groups", params={"filter": 'displayName eq "Statsig-Hermes-Reader"'})).json()
+    group_id = group["Resources"][0]["id"]
+    await client.patch(
+        f"/Groups/{group_id}",
+        json={
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}],
+        },
+    )
+    assert (await client.get(f"/Groups/{group_id}")).json()["members"][0]["value"] == user
+    deactivated = await client.patch(
+        f"/Users/{user}",
+        json={"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]},
+    )
+    assert deactivated.status_code == 200
+    started = time.monotonic()
+    while "members" in (await client.get(f"/Groups/{group_id}")).json():
+        assert time.monotonic() - started < 1.0, (
+            "serve's in-process runner did not remove the member within 1 s"
+        )
+        await asyncio.sleep(0.02)

@@ -258,3 +258,28 @@ async def test_a_worker_killed_with_sigkill_resumes_and_its_projection_equals_a_
         await rebuild(connection, services.consumer("analytics.provisioning_activity"))  # type: ignore[arg-type]
     assert await activity() == live
     assert sum(live.values()) == 300
+
+
+async def test_a_runner_whose_connection_is_killed_reconnects_and_carries_on(
+    services: Services, pool: asyncpg.Pool, database_url: str, counting: tuple[uuid.UUID, str]
+) -> None:
+    org_id, table = counting
+    projection = CountingProjection(org_id, table)
+    runner = Runner(database_url, [projection], FAST)
+    task = asyncio.create_task(runner.run())
+    try:
+        await write_users(services, org_id, 10)
+        await caught_up(pool, org_id, table)
+        killed = await pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            f"scimledger-runner:{projection.name}",
+        )
+        assert killed == 1
+        await write_users(services, org_id, 10, prefix="after")
+        await caught_up(pool, org_id, table)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert await counted(pool, table) == {"UserProvisioned": 20, "UserDeactivated": 20}
+    assert runner.states[projection.name].state == "running"
