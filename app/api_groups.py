@@ -16,13 +16,13 @@ from starlette.routing import Route
 
 from app.api_users import list_parameters, selection
 from app.http import (
-    LIST_SCHEMA,
     ScimResponse,
     authenticate,
     base_url,
     decode_as,
     etag,
     if_match,
+    list_response,
     metadata,
     parse_id,
     read_json,
@@ -105,15 +105,7 @@ class GroupsCollection(HTTPEndpoint):
             )
             for row in page.rows
         ]
-        return ScimResponse(
-            {
-                "schemas": [LIST_SCHEMA],
-                "totalResults": page.total,
-                "startIndex": listing.start_index,
-                "itemsPerPage": len(resources),
-                "Resources": resources,
-            }
-        )
+        return list_response(page.total, listing.start_index, resources)
 
     async def post(self, request: Request) -> Response:
         await authenticate(request)

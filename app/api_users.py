@@ -12,13 +12,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.http import (
-    LIST_SCHEMA,
     ScimResponse,
     authenticate,
     base_url,
     decode_as,
     etag,
     if_match,
+    list_response,
     metadata,
     parse_id,
     read_json,
@@ -150,15 +150,7 @@ class UsersCollection(HTTPEndpoint):
         resources = [
             select_attributes(USER, render(row, base), listing.include, listing.exclude) for row in page.rows
         ]
-        return ScimResponse(
-            {
-                "schemas": [LIST_SCHEMA],
-                "totalResults": page.total,
-                "startIndex": listing.start_index,
-                "itemsPerPage": len(resources),
-                "Resources": resources,
-            }
-        )
+        return list_response(page.total, listing.start_index, resources)
 
     async def post(self, request: Request) -> Response:
         principal = await authenticate(request)

@@ -9,22 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http import LIST_SCHEMA, ScimResponse, base_url, services_of
+from app.http import ScimResponse, base_url, list_response, services_of
 from domain.errors import NotFound
 from scim.schema import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA
 
 RESOURCE_TYPES = (USER, GROUP)
 SCHEMAS = (USER_SCHEMA, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA)
-
-
-def _list(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "schemas": [LIST_SCHEMA],
-        "totalResults": len(resources),
-        "startIndex": 1,
-        "itemsPerPage": len(resources),
-        "Resources": resources,
-    }
 
 
 async def service_provider_config(request: Request) -> Response:
@@ -67,7 +57,8 @@ def _read_only_collection(
     """GET `path` lists the documents; GET `path/{key}` returns one."""
 
     async def listing(request: Request) -> Response:
-        return ScimResponse(_list(list(documents(base_url(request)).values())))
+        listed = list(documents(base_url(request)).values())
+        return list_response(len(listed), 1, listed)
 
     async def item(request: Request) -> Response:
         key = request.path_params["key"]

@@ -41,6 +41,19 @@ class ScimResponse(Response):
         return _encoder.encode(content)
 
 
+def list_response(total: int, start_index: int, resources: list[dict[str, Any]]) -> ScimResponse:
+    """An RFC 7644 §3.4.2 ListResponse; the counts are integers, as Okta's connection test checks."""
+    return ScimResponse(
+        {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": total,
+            "startIndex": start_index,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+    )
+
+
 def error_response(
     status: int, detail: str, scim_type: str | None = None, headers: dict[str, str] | None = None
 ) -> ScimResponse:

@@ -20,7 +20,7 @@ from domain.errors import DomainError
 from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
-from projections.scim_sql import Column, Parameters, QueryCompiler, Relation
+from projections.scim_sql import Column, PagedQuery, QueryCompiler, Relation
 from scim.filter import AttrPath, Filter
 from scim.schema import GROUP
 
@@ -81,6 +81,7 @@ class GroupPage:
 
 
 _GROUP_FIELDS = "group_id, display_name, created, last_modified, version, linked, project_id, role_id"
+GROUP_PAGES = PagedQuery("scim_groups", _GROUP_FIELDS, GROUP_QUERIES, stable_order="sort_key, group_id")
 
 
 class GroupProjector:
@@ -254,28 +255,10 @@ async def query(
     sort_by: AttrPath | None = None,
     descending: bool = False,
 ) -> GroupPage:
-    parameters = Parameters(offset=1)
-    where = "scim_groups.org_id = $1"
-    if scim_filter is not None:
-        where += f" AND {GROUP_QUERIES.where(scim_filter, parameters)}"
-    order = "sort_key, group_id"
-    if sort_by is not None:
-        expression, _ = GROUP_QUERIES.order_by(sort_by)
-        order = f"{expression} {'DESC' if descending else 'ASC'} NULLS LAST, {order}"
-    filter_values = list(parameters.values)
-    limit, offset = parameters.add(count, "bigint"), parameters.add(start_index - 1, "bigint")
-    rows = await connection.fetch(
-        f"SELECT {_GROUP_FIELDS}, count(*) OVER () AS total FROM scim_groups WHERE {where} "
-        f"ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-        org_id,
-        *parameters.values,
+    total, rows = await GROUP_PAGES.fetch(
+        connection, org_id, scim_filter, start_index, count, sort_by, descending
     )
-    if rows:
-        return GroupPage(rows[0]["total"], [GroupRow(*row[:8]) for row in rows])
-    total = await connection.fetchval(
-        f"SELECT count(*) FROM scim_groups WHERE {where}", org_id, *filter_values
-    )
-    return GroupPage(total, [])
+    return GroupPage(total, [GroupRow(*row[:8]) for row in rows])
 
 
 async def members_of(

@@ -9,10 +9,14 @@ read from the jsonb document.
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
+from eventstore.pool import Connection
 from scim.errors import invalid_filter
 from scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
 from scim.schema import Attribute, Resolved, ResourceType
@@ -44,6 +48,54 @@ class Relation:
         if column is None:
             raise invalid_filter(f"Filtering on '{sub.name}' of this attribute is not supported.")
         return column
+
+
+@dataclass(frozen=True)
+class PagedQuery:
+    """One page of a projection table, filtered and sorted: what every SCIM collection GET runs."""
+
+    table: str
+    fields: str
+    compiler: QueryCompiler
+    stable_order: str  # the order under any sortBy, total, so that pages never overlap or skip
+
+    async def fetch(
+        self,
+        connection: Connection,
+        org_id: uuid.UUID,
+        scim_filter: Filter | None,
+        start_index: int,
+        count: int,
+        sort_by: AttrPath | None,
+        descending: bool,
+    ) -> tuple[int, list[asyncpg.Record]]:
+        """The total matching, and the rows of the page starting at the 1-based `start_index`."""
+        parameters = Parameters(offset=1)
+        where = f"{self.table}.org_id = $1"
+        if scim_filter is not None:
+            where += f" AND {self.compiler.where(scim_filter, parameters)}"
+        order = self.stable_order
+        if sort_by is not None:
+            expression, _ = self.compiler.order_by(sort_by)
+            order = f"{expression} {'DESC' if descending else 'ASC'} NULLS LAST, {order}"
+        filter_values = list(parameters.values)
+        limit, offset = parameters.add(count, "bigint"), parameters.add(start_index - 1, "bigint")
+        # count(*) OVER () gives the total in the same round trip as the page.
+        rows = await connection.fetch(
+            f"SELECT {self.fields}, count(*) OVER () AS total FROM {self.table} WHERE {where} "
+            f"ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            org_id,
+            *parameters.values,
+        )
+        if rows:
+            return rows[0]["total"], rows
+        if count == 0 or start_index > 1:
+            # No row to carry the window count (count=0, or a page past the end): count separately.
+            total: int = await connection.fetchval(
+                f"SELECT count(*) FROM {self.table} WHERE {where}", org_id, *filter_values
+            )
+            return total, []
+        return 0, []
 
 
 class Parameters:

@@ -19,7 +19,7 @@ from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
-from projections.scim_sql import Column, Parameters, QueryCompiler, Relation
+from projections.scim_sql import Column, PagedQuery, QueryCompiler, Relation
 from scim.filter import AttrPath, Filter
 from scim.schema import USER
 
@@ -57,6 +57,7 @@ _GROUPS = (
     "WHERE membership.org_id = scim_users.org_id AND membership.user_id = scim_users.user_id)"
 )
 _FIELDS = f"user_id, resource, version, created, last_modified, {_GROUPS} AS groups"
+USER_PAGES = PagedQuery("scim_users", _FIELDS, USER_QUERIES, stable_order="sort_key, user_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,33 +168,10 @@ async def query(
     descending: bool = False,
 ) -> Page:
     """One page in a stable order: `sortBy` first if given, then provisioning order."""
-    parameters = Parameters(offset=1)
-    where = "org_id = $1"
-    if scim_filter is not None:
-        where += f" AND {USER_QUERIES.where(scim_filter, parameters)}"
-    order = "sort_key, user_id"
-    if sort_by is not None:
-        expression, _ = USER_QUERIES.order_by(sort_by)
-        direction = "DESC" if descending else "ASC"
-        order = f"{expression} {direction} NULLS LAST, {order}"
-    limit = parameters.add(count, "bigint")
-    offset = parameters.add(start_index - 1, "bigint")
-    # count(*) OVER () gives the total in the same round trip as the page.
-    rows = await connection.fetch(
-        f"SELECT {_FIELDS}, count(*) OVER () AS total "
-        f"FROM scim_users WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-        org_id,
-        *parameters.values,
+    total, rows = await USER_PAGES.fetch(
+        connection, org_id, scim_filter, start_index, count, sort_by, descending
     )
-    if rows:
-        return Page(rows[0]["total"], [UserRow(*row[:6]) for row in rows])
-    if count == 0 or start_index > 1:
-        # No row to carry the window count (count=0, or a page past the end): count separately.
-        total = await connection.fetchval(
-            f"SELECT count(*) FROM scim_users WHERE {where}", org_id, *parameters.values[:-2]
-        )
-        return Page(total, [])
-    return Page(0, [])
+    return Page(total, [UserRow(*row[:6]) for row in rows])
 
 
 async def rebuild(connection: Connection) -> int:
