@@ -84,15 +84,7 @@ class GroupsCollection(HTTPEndpoint):
         services = services_of(request)
         listing = list_parameters(request)
         async with services.pool.acquire() as connection:
-            page = await scim_groups.query(
-                connection,
-                principal.org_id,
-                listing.filter,
-                listing.start_index,
-                listing.count,
-                listing.sort_by,
-                listing.descending,
-            )
+            page = await scim_groups.query(connection, principal.org_id, listing)
             members: dict[Any, list[Member]] = {}
             if page.rows and _wants_members(listing.include, listing.exclude):
                 members = await scim_groups.members_of(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
@@ -27,8 +26,9 @@ from app.http import (
 from projections import scim_users
 from projections.scim_users import UserRow
 from scim.errors import invalid_value
-from scim.filter import AttrPath, Filter, parse_attr_path, parse_attribute_list, parse_filter
+from scim.filter import AttrPath, parse_attr_path, parse_attribute_list, parse_filter
 from scim.patch import PatchRequest, parse_operations
+from scim.query import ListQuery
 from scim.schema import CORE_USER, USER, select_attributes
 
 
@@ -87,27 +87,14 @@ def selection(request: Request) -> tuple[list[AttrPath] | None, list[AttrPath] |
     return include, exclude
 
 
-@dataclass(frozen=True, slots=True)
-class ListParameters:
-    """RFC 7644 §3.4.2 query parameters of a collection GET."""
-
-    filter: Filter | None
-    start_index: int
-    count: int
-    sort_by: AttrPath | None
-    descending: bool
-    include: list[AttrPath] | None
-    exclude: list[AttrPath] | None
-
-
-def list_parameters(request: Request) -> ListParameters:
+def list_parameters(request: Request) -> ListQuery:
     params = request.query_params
     settings = services_of(request).settings
     sort_order = params.get("sortOrder", "ascending").lower()
     if sort_order not in ("ascending", "descending"):
         raise invalid_value(f"sortOrder must be 'ascending' or 'descending', not '{sort_order}'.")
     include, exclude = selection(request)
-    return ListParameters(
+    return ListQuery(
         filter=parse_filter(params["filter"]) if params.get("filter") else None,
         start_index=max(1, _integer(params, "startIndex", 1)),
         count=min(max(0, _integer(params, "count", settings.default_page_size)), settings.max_page_size),
@@ -137,15 +124,7 @@ class UsersCollection(HTTPEndpoint):
         services = services_of(request)
         listing = list_parameters(request)
         async with services.pool.acquire() as connection:
-            page = await scim_users.query(
-                connection,
-                principal.org_id,
-                listing.filter,
-                listing.start_index,
-                listing.count,
-                listing.sort_by,
-                listing.descending,
-            )
+            page = await scim_users.query(connection, principal.org_id, listing)
         base = base_url(request)
         resources = [
             select_attributes(USER, render(row, base), listing.include, listing.exclude) for row in page.rows

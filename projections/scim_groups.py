@@ -21,7 +21,7 @@ from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
 from projections.scim_sql import Column, PagedQuery, QueryCompiler, Relation
-from scim.filter import AttrPath, Filter
+from scim.query import ListQuery
 from scim.schema import GROUP
 
 GROUP_COLUMNS = {
@@ -246,18 +246,9 @@ async def get(connection: Connection, org_id: uuid.UUID, group_id: uuid.UUID) ->
     return GroupRow(*row) if row is not None else None
 
 
-async def query(
-    connection: Connection,
-    org_id: uuid.UUID,
-    scim_filter: Filter | None,
-    start_index: int,
-    count: int,
-    sort_by: AttrPath | None = None,
-    descending: bool = False,
-) -> GroupPage:
-    total, rows = await GROUP_PAGES.fetch(
-        connection, org_id, scim_filter, start_index, count, sort_by, descending
-    )
+async def query(connection: Connection, org_id: uuid.UUID, listing: ListQuery) -> GroupPage:
+    """One page in a stable order: `sortBy` first if given, then creation order."""
+    total, rows = await GROUP_PAGES.fetch(connection, org_id, listing)
     return GroupPage(total, [GroupRow(*row[:8]) for row in rows])
 
 

@@ -19,6 +19,7 @@ import asyncpg
 from eventstore.pool import Connection
 from scim.errors import invalid_filter
 from scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
+from scim.query import ListQuery
 from scim.schema import Attribute, Resolved, ResourceType
 
 _SQL_TYPES = {"boolean": "boolean", "dateTime": "timestamptz", "integer": "numeric", "decimal": "numeric"}
@@ -60,16 +61,11 @@ class PagedQuery:
     stable_order: str  # the order under any sortBy, total, so that pages never overlap or skip
 
     async def fetch(
-        self,
-        connection: Connection,
-        org_id: uuid.UUID,
-        scim_filter: Filter | None,
-        start_index: int,
-        count: int,
-        sort_by: AttrPath | None,
-        descending: bool,
+        self, connection: Connection, org_id: uuid.UUID, listing: ListQuery
     ) -> tuple[int, list[asyncpg.Record]]:
-        """The total matching, and the rows of the page starting at the 1-based `start_index`."""
+        """The total matching, and the rows of the page the listing asks for."""
+        scim_filter, start_index, count = listing.filter, listing.start_index, listing.count
+        sort_by, descending = listing.sort_by, listing.descending
         parameters = Parameters(offset=1)
         where = f"{self.table}.org_id = $1"
         if scim_filter is not None:

@@ -20,7 +20,7 @@ from domain.users import EVENT_TYPES, User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
 from projections.scim_sql import Column, PagedQuery, QueryCompiler, Relation
-from scim.filter import AttrPath, Filter
+from scim.query import ListQuery
 from scim.schema import USER
 
 USER_COLUMNS = {
@@ -158,19 +158,9 @@ async def groups_of(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUI
     return groups or []
 
 
-async def query(
-    connection: Connection,
-    org_id: uuid.UUID,
-    scim_filter: Filter | None,
-    start_index: int,
-    count: int,
-    sort_by: AttrPath | None = None,
-    descending: bool = False,
-) -> Page:
+async def query(connection: Connection, org_id: uuid.UUID, listing: ListQuery) -> Page:
     """One page in a stable order: `sortBy` first if given, then provisioning order."""
-    total, rows = await USER_PAGES.fetch(
-        connection, org_id, scim_filter, start_index, count, sort_by, descending
-    )
+    total, rows = await USER_PAGES.fetch(connection, org_id, listing)
     return Page(total, [UserRow(*row[:6]) for row in rows])
 
 

@@ -7,8 +7,15 @@ from app.services import Services
 from eventstore.store import Metadata
 from projections import scim_users
 from scim.filter import parse_filter
+from scim.query import ListQuery
 
 META = Metadata("token:test")
+
+
+def listing(text: str) -> ListQuery:
+    return ListQuery(parse_filter(text), 1, 100, None, False, None, None)
+
+
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
@@ -52,9 +59,7 @@ async def test_the_user_name_index_decides_a_race_between_two_orgs_independently
     await users.provision(first, {"userName": "same@x.org"}, META)
     await users.provision(second, {"userName": "SAME@x.org"}, META)
     async with pool.acquire() as connection:
-        assert (
-            await scim_users.query(connection, first, parse_filter('userName eq "Same@X.org"'), 1, 10)
-        ).total == 1
+        assert (await scim_users.query(connection, first, listing('userName eq "Same@X.org"'))).total == 1
 
 
 async def test_filters_select_the_right_users_in_sql(services: Services, pool: asyncpg.Pool) -> None:
@@ -88,7 +93,7 @@ async def test_filters_select_the_right_users_in_sql(services: Services, pool: a
 
     async def matching(text: str) -> set[str]:
         async with pool.acquire() as connection:
-            page = await scim_users.query(connection, org_id, parse_filter(text), 1, 100)
+            page = await scim_users.query(connection, org_id, listing(text))
         assert page.total == len(page.rows)
         return {names[row.user_id] for row in page.rows}
 
