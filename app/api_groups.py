@@ -7,6 +7,7 @@ unlinks: the memberships go, the group stays, ready to be linked again.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
@@ -28,6 +29,7 @@ from app.http import (
     read_json,
     services_of,
 )
+from domain.errors import NotFound
 from projections import scim_groups
 from projections.scim_groups import GroupRow, Member
 from scim.errors import ScimError, invalid_value
@@ -112,7 +114,9 @@ class GroupResource(HTTPEndpoint):
         async with services.pool.acquire() as connection:
             row = await scim_groups.get(connection, principal.org_id, group_id)
         if row is None:
-            raise ScimError(404, f"No group {group_id}.")
+            raise NotFound(f"No group {group_id}.")
+        if request.headers.get("if-none-match") == etag(row.version):
+            return Response(status_code=304, headers={"ETag": etag(row.version)})
         return await self._respond(request, row, principal.org_id)
 
     async def put(self, request: Request) -> Response:
@@ -148,7 +152,7 @@ class GroupResource(HTTPEndpoint):
         return Response(status_code=204)
 
     @staticmethod
-    async def _respond(request: Request, row: GroupRow, org_id: Any) -> Response:
+    async def _respond(request: Request, row: GroupRow, org_id: uuid.UUID) -> Response:
         include, exclude = selection(request)
         members = None
         if _wants_members(include, exclude):

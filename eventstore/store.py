@@ -60,7 +60,7 @@ class RecordedEvent:
         )
 
 
-_COLUMNS = (
+EVENT_COLUMNS = (
     "position, tx, org_id, stream_id, version, type, schema_version, payload, occurred_at, recorded_at, "
     "actor, request_id"
 )
@@ -78,11 +78,11 @@ FROM unnest($3::uuid[], $4::uuid[], $5::int[], $6::int[], $7::text[], $8::int[],
      AS e(org_id, stream_id, expected_version, version, type, schema_version, payload, occurred_at)
 WHERE (SELECT coalesce(max(version), 0) FROM events AS existing
        WHERE existing.org_id = e.org_id AND existing.stream_id = e.stream_id) = e.expected_version
-RETURNING {_COLUMNS}
+RETURNING {EVENT_COLUMNS}
 """
 
 _READ_STREAMS = f"""
-SELECT {_COLUMNS} FROM events WHERE org_id = $1 AND stream_id = ANY($2::uuid[]) ORDER BY stream_id, version
+SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND stream_id = ANY($2::uuid[]) ORDER BY stream_id, version
 """
 
 # Positions are taken at INSERT but become visible at COMMIT, so "position > last seen" skips events whose
@@ -90,7 +90,7 @@ SELECT {_COLUMNS} FROM events WHERE org_id = $1 AND stream_id = ANY($2::uuid[]) 
 # than the oldest one still running (the snapshot's xmin) returns each event exactly once, after every
 # event that sorts before it is visible. The cost: a long-running transaction anywhere holds readers back.
 _READ_LOG = f"""
-SELECT {_COLUMNS} FROM events
+SELECT {EVENT_COLUMNS} FROM events
 WHERE (tx, position) > ($1::xid8, $2::bigint)
   AND tx < pg_snapshot_xmin(pg_current_snapshot())
   AND ($4::text[] IS NULL OR type = ANY($4::text[]))

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import RecordedEvent
+from eventstore.store import EVENT_COLUMNS, RecordedEvent
 from projections import scim_users
 from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector
@@ -44,10 +44,9 @@ class ScimProjection:
         """
         async with connection.transaction():
             await connection.execute(f"LOCK TABLE {_TABLES} IN EXCLUSIVE MODE")
-            replayed = await scim_users.rebuild(connection)
+            replayed = await scim_users.rebuild_rows(connection)
             rows = await connection.fetch(
-                "SELECT position, tx, org_id, stream_id, version, type, schema_version, payload, occurred_at, "
-                "recorded_at, actor, request_id FROM events WHERE type = ANY($1::text[]) ORDER BY tx, position",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE type = ANY($1::text[]) ORDER BY tx, position",
                 sorted(GROUP_EVENT_TYPES),
             )
             await self.groups.rebuild(connection, [RecordedEvent(*row) for row in rows])

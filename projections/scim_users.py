@@ -18,7 +18,7 @@ from eventsourcing.utils import get_topic
 from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
 from eventstore.pool import Connection
-from eventstore.store import RecordedEvent
+from eventstore.store import EVENT_COLUMNS, RecordedEvent
 from projections.scim_sql import Column, PagedQuery, QueryCompiler, Relation
 from scim.query import ListQuery
 from scim.schema import USER
@@ -164,47 +164,39 @@ async def query(connection: Connection, org_id: uuid.UUID, listing: ListQuery) -
     return Page(total, [UserRow(*row[:6]) for row in rows])
 
 
-async def rebuild(connection: Connection) -> int:
-    """Replace every row with rows folded from the log alone; returns the number of events replayed.
-
-    Holds an exclusive lock on the table for the duration: writers, which update it in the same
-    transaction as their events, wait and then apply their change on top of the rebuilt rows.
-    """
-    async with connection.transaction():
-        await connection.execute("LOCK TABLE scim_users IN EXCLUSIVE MODE")
-        users: dict[uuid.UUID, tuple[User, int]] = {}
-        replayed = 0
-        cursor = connection.cursor(
-            "SELECT position, tx, org_id, stream_id, version, type, schema_version, payload, occurred_at, "
-            "recorded_at, actor, request_id FROM events WHERE type = ANY($1::text[]) "
-            "ORDER BY org_id, stream_id, version",
-            USER_EVENT_TYPES,
-            prefetch=2000,
-        )
-        async for row in cursor:
-            recorded = RecordedEvent(*row)
-            event = recorded.to_domain_event()
-            existing = users.get(recorded.stream_id)
-            user = event.mutate(existing[0] if existing else None)
-            assert isinstance(user, User)
-            if existing is None:
-                users[recorded.stream_id] = (user, recorded.position)
-            replayed += 1
-        await connection.execute("DELETE FROM scim_users")
-        await connection.copy_records_to_table(
-            "scim_users",
-            records=[_row_values(user, sort_key) for user, sort_key in users.values() if not user.deleted],
-            columns=[
-                "org_id",
-                "user_id",
-                "user_name",
-                "external_id",
-                "active",
-                "resource",
-                "version",
-                "created",
-                "last_modified",
-                "sort_key",
-            ],
-        )
-        return replayed
+async def rebuild_rows(connection: Connection) -> int:
+    """Replace every row with rows folded from the log alone; returns the number of events replayed. Runs in
+    the caller's transaction, which holds the table locks (see ScimProjection.rebuild)."""
+    users: dict[uuid.UUID, tuple[User, int]] = {}
+    replayed = 0
+    cursor = connection.cursor(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE type = ANY($1::text[]) ORDER BY org_id, stream_id, version",
+        USER_EVENT_TYPES,
+        prefetch=2000,
+    )
+    async for row in cursor:
+        recorded = RecordedEvent(*row)
+        existing = users.get(recorded.stream_id)
+        user = recorded.to_domain_event().mutate(existing[0] if existing else None)
+        assert isinstance(user, User)
+        if existing is None:
+            users[recorded.stream_id] = (user, recorded.position)
+        replayed += 1
+    await connection.execute("DELETE FROM scim_users")
+    await connection.copy_records_to_table(
+        "scim_users",
+        records=[_row_values(user, sort_key) for user, sort_key in users.values() if not user.deleted],
+        columns=[
+            "org_id",
+            "user_id",
+            "user_name",
+            "external_id",
+            "active",
+            "resource",
+            "version",
+            "created",
+            "last_modified",
+            "sort_key",
+        ],
+    )
+    return replayed

@@ -16,7 +16,7 @@ import httpx
 from app.catalog import PROJECT, ROLE
 from app.services import Services
 from eventstore.runner import Runner
-from eventstore.store import Metadata, RecordedEvent
+from eventstore.store import EVENT_COLUMNS, Metadata, RecordedEvent
 from reactors.membership import DeactivationRemovesFromOrganization
 from tests.conftest import Tenant, okta_user
 
@@ -149,8 +149,7 @@ async def test_a_deactivation_reversed_before_the_reactor_ran_removes_nobody(
     await scim.patch(f"/Users/{user}", json=active(True))
     reactor = DeactivationRemovesFromOrganization(services.projection)
     [deactivation] = await pool.fetch(
-        "SELECT position, tx, org_id, stream_id, version, type, schema_version, payload, occurred_at, recorded_at, "
-        "actor, request_id FROM events WHERE stream_id = $1 AND type = 'UserDeactivated'",
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND type = 'UserDeactivated'",
         uuid.UUID(user),
     )
     await apply_directly(services, reactor, deactivation)
@@ -167,8 +166,7 @@ async def test_reacting_to_the_same_event_twice_changes_nothing_more(
     await scim.patch(f"/Users/{user}", json=active(False))
     reactor = DeactivationRemovesFromOrganization(services.projection)
     [deactivation] = await pool.fetch(
-        "SELECT position, tx, org_id, stream_id, version, type, schema_version, payload, occurred_at, recorded_at, "
-        "actor, request_id FROM events WHERE stream_id = $1 AND type = 'UserDeactivated'",
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND type = 'UserDeactivated'",
         uuid.UUID(user),
     )
     await apply_directly(services, reactor, deactivation)
