@@ -49,4 +49,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         try:
             return msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as error:
-            raise SystemExit(f"Invalid setting: {error}") from error
+            problem, _, where = str(error).partition(" - at `$.")
+            field = where.rstrip("`")
+            variable = next((name for name, target in ENVIRONMENT.items() if target == field), field)
+            raise SystemExit(f"Invalid setting {variable}={source.get(variable)!r}: {problem}") from error
