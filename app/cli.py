@@ -31,6 +31,7 @@ from domain.errors import DomainError
 from eventstore.pool import Connection, create_pool
 from eventstore.runner import Projection, Runner, RunnerOptions, rebuild, status
 from eventstore.store import Metadata
+from projections import seals
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +243,37 @@ async def _projections_status(context: Context, args: argparse.Namespace) -> int
     return 0
 
 
+async def _audit_head(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    latest = await seals.head(context.connection, org.org_id)
+    if latest is None:
+        raise DomainError(f"'{org.name}' has no sealed events yet.")
+    _print(latest)
+    return 0
+
+
+async def _audit_verify(context: Context, args: argparse.Namespace) -> int:
+    connection = context.connection
+    orgs = [await tenancy.find_org(connection, args.org)] if args.org else await tenancy.list_orgs(connection)
+    try:
+        expected = seals.Head.parse(args.head) if args.head else None
+    except ValueError as error:
+        raise DomainError(str(error)) from error
+    if expected is not None and len(orgs) != 1:
+        raise DomainError("--head applies to one organization: give --org too.")
+    broken = 0
+    for org in orgs:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            verdict = await seals.verify(connection, org.org_id, expected)
+        if verdict.intact:
+            pending = f"; {verdict.unsealed} newer event(s) not sealed yet" if verdict.unsealed else ""
+            _print(f"{org.name}: intact, {verdict.checked} sealed event(s) verified{pending}")
+        else:
+            broken += 1
+            print(f"{org.name}: TAMPERED: {verdict.problem}", file=sys.stderr)
+    return 3 if broken else 0
+
+
 async def _user_remove(context: Context, args: argparse.Namespace) -> int:
     org = await tenancy.find_org(context.connection, args.org)
     try:
@@ -334,6 +366,23 @@ def _parser() -> argparse.ArgumentParser:
     group_list = group.add_parser("list", help="list groups, whether Okta linked them, and member counts")
     group_list.add_argument("--org", required=True, help="organization id or name")
     group_list.set_defaults(db_handler=_group_list)
+
+    audit = commands.add_parser("audit", help="for auditors: tamper evidence").add_subparsers(
+        dest="audit_command", required=True
+    )
+    audit_head = audit.add_parser(
+        "head", help="print the latest seal of an org's chain, to keep outside the database"
+    )
+    audit_head.add_argument("--org", required=True, help="organization id or name")
+    audit_head.set_defaults(db_handler=_audit_head)
+    audit_verify = audit.add_parser(
+        "verify", help="recompute the seal chain; exit 3 naming the first event tampered with"
+    )
+    audit_verify.add_argument("--org", help="organization id or name (default: every organization)")
+    audit_verify.add_argument(
+        "--head", help="a head printed by 'audit head': also proves nothing was cut off"
+    )
+    audit_verify.set_defaults(db_handler=_audit_verify)
 
     projections = commands.add_parser("projections", help="read models").add_subparsers(
         dest="projections_command", required=True

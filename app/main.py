@@ -31,6 +31,7 @@ from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
 from projections.activity import ProvisioningActivity
 from projections.scim import ScimProjection
+from projections.seals import Sealer
 from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates
 
 log = logging.getLogger("scimledger")
@@ -74,6 +75,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         projection=projection,
         consumers=(
             ProvisioningActivity(),
+            Sealer(),
             DeactivationRemovesFromOrganization(projection),
             RemovalDeactivates(projection),
         ),
