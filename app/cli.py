@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
+import datetime
 import getpass
 import logging
 import signal
@@ -31,7 +33,7 @@ from domain.errors import DomainError
 from eventstore.pool import Connection, create_pool
 from eventstore.runner import Projection, Runner, RunnerOptions, rebuild, status
 from eventstore.store import Metadata
-from projections import seals
+from projections import audit, seals
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +276,127 @@ async def _audit_verify(context: Context, args: argparse.Namespace) -> int:
     return 3 if broken else 0
 
 
+def _instant(text: str | None, what: str) -> datetime.datetime | None:
+    if text is None:
+        return None
+    try:
+        return audit.parse_instant(text)
+    except ValueError as error:
+        raise DomainError(f"{what}: {error}") from error
+
+
+def _write_rows(rows: list[dict[str, Any]], output_format: str) -> None:
+    """Rows as an aligned table, JSON lines, or CSV with a header, on stdout."""
+    if output_format == "jsonl":
+        for row in rows:
+            sys.stdout.write(msgspec.json.encode(row).decode() + "\n")
+    elif output_format == "csv":
+        writer = csv.writer(sys.stdout)
+        if rows:
+            writer.writerow(rows[0])
+        for row in rows:
+            writer.writerow("" if value is None else value for value in row.values())
+    elif rows:
+        widths = {key: max(len(key), *(len(str(row[key] or "")) for row in rows)) for key in rows[0]}
+        _print("  ".join(key.ljust(width) for key, width in widths.items()))
+        for row in rows:
+            _print("  ".join(str(row[key] or "").ljust(width) for key, width in widths.items()).rstrip())
+
+
+async def _audit_history(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    async with context.connection.transaction(isolation="repeatable_read", readonly=True):
+        entries = await audit.history(
+            context.connection,
+            org.org_id,
+            context.services.settings.group_prefix,
+            user=_uuid(args.user, "--user"),
+            group=_uuid(args.group, "--group"),
+            actor=args.actor,
+            since=_instant(args.since, "--since"),
+            until=_instant(args.until, "--until"),
+        )
+    _write_rows([entry.to_row() for entry in entries], args.format)
+    return 0
+
+
+async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    at = _instant(args.at, "--at")
+    assert at is not None
+    async with context.connection.transaction(isolation="repeatable_read", readonly=True):
+        report = (
+            await audit.as_of(context.connection, org.org_id, at, context.services.settings.group_prefix)
+        ).to_report()
+    if args.format == "json":
+        _print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        return 0
+    rows = [
+        {
+            "kind": "user",
+            "id": user["id"],
+            "name": user["userName"],
+            "active": user["active"],
+            "member": user["member"],
+            "group": "",
+        }
+        for user in report["users"]
+    ]
+    rows += [
+        {
+            "kind": "group",
+            "id": group["id"],
+            "name": group["displayName"],
+            "active": "",
+            "member": "",
+            "group": "",
+        }
+        for group in report["groups"]
+    ]
+    rows += [
+        {
+            "kind": "membership",
+            "id": membership["user"],
+            "name": membership["userName"],
+            "active": "",
+            "member": "",
+            "group": membership["displayName"],
+        }
+        for membership in report["memberships"]
+    ]
+    _write_rows(rows, "csv")
+    return 0
+
+
+async def _audit_access(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    start, end = _instant(args.start, "--from"), _instant(args.end, "--to")
+    assert start is not None
+    assert end is not None
+    async with context.connection.transaction(isolation="repeatable_read", readonly=True):
+        intervals = await audit.access(
+            context.connection,
+            org.org_id,
+            context.services.settings.group_prefix,
+            start,
+            end,
+            project=args.project,
+            role=args.role,
+            user=args.user,
+        )
+    _write_rows([interval.to_row() for interval in intervals], args.format)
+    return 0
+
+
+def _uuid(text: str | None, what: str) -> uuid.UUID | None:
+    if text is None:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError as error:
+        raise DomainError(f"{what} takes an id, not '{text}'.") from error
+
+
 async def _user_remove(context: Context, args: argparse.Namespace) -> int:
     org = await tenancy.find_org(context.connection, args.org)
     try:
@@ -383,6 +506,36 @@ def _parser() -> argparse.ArgumentParser:
         "--head", help="a head printed by 'audit head': also proves nothing was cut off"
     )
     audit_verify.set_defaults(db_handler=_audit_verify)
+    audit_history = audit.add_parser("history", help="the org's events in order, with the change in words")
+    audit_history.add_argument("--org", required=True, help="organization id or name")
+    about = audit_history.add_mutually_exclusive_group()
+    about.add_argument("--user", help="only events about this user (id)")
+    about.add_argument("--group", help="only events about this group (id), memberships included")
+    about.add_argument(
+        "--actor", help="only events caused by this token id, or 'admin:<login>', 'reactor:<name>'"
+    )
+    audit_history.add_argument("--since", help="from this ISO 8601 time on")
+    audit_history.add_argument("--until", help="up to this ISO 8601 time")
+    audit_history.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    audit_history.set_defaults(db_handler=_audit_history)
+    audit_as_of = audit.add_parser(
+        "as-of", help="users, groups and memberships at an instant, replayed from the log"
+    )
+    audit_as_of.add_argument("--org", required=True, help="organization id or name")
+    audit_as_of.add_argument("--at", required=True, help="ISO 8601 time")
+    audit_as_of.add_argument("--format", choices=("json", "csv"), default="json")
+    audit_as_of.set_defaults(db_handler=_audit_as_of)
+    audit_access = audit.add_parser(
+        "access", help="who held which Project × Role in a window, granted by whom"
+    )
+    audit_access.add_argument("--org", required=True, help="organization id or name")
+    audit_access.add_argument("--project", help="project id or name")
+    audit_access.add_argument("--role", help="role id or name")
+    audit_access.add_argument("--user", help="user id or userName")
+    audit_access.add_argument("--from", dest="start", required=True, help="ISO 8601 time")
+    audit_access.add_argument("--to", dest="end", required=True, help="ISO 8601 time")
+    audit_access.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    audit_access.set_defaults(db_handler=_audit_access)
 
     projections = commands.add_parser("projections", help="read models").add_subparsers(
         dest="projections_command", required=True

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from app import api_groups, api_users, discovery
+from app import api_audit, api_groups, api_users, discovery
 from app.catalog import CatalogService
 from app.database import database_url
 from app.groups import GroupService
@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Mount(SCIM_BASE, routes=[*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
+            Mount("/audit", routes=api_audit.ROUTES),
         ],
         middleware=[Middleware(EdgeHeadersMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
