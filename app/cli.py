@@ -114,6 +114,12 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
         await pool.close()
 
 
+async def _db_url(settings: Settings, args: argparse.Namespace) -> int:
+    """The connection URL in use, so that `psql "$(scimledger db url)"` works on the embedded server too."""
+    _print(await asyncio.to_thread(database_url, settings, True))
+    return 0
+
+
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     url = await asyncio.to_thread(database_url, settings)
     connection = await asyncpg.connect(url)
@@ -439,6 +445,10 @@ def _parser() -> argparse.ArgumentParser:
     user_remove.set_defaults(db_handler=_user_remove)
 
     commands.add_parser("migrate", help="apply pending database migrations").set_defaults(handler=_migrate)
+    database = commands.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
+    database.add_parser("url", help="print the connection URL in use (for psql and BI tools)").set_defaults(
+        handler=_db_url
+    )
 
     org = commands.add_parser("org", help="organizations").add_subparsers(dest="org_command", required=True)
     org_create = org.add_parser("create", help="create an organization; prints its id on the last line")

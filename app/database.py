@@ -102,8 +102,9 @@ def _repair(pgdata: Path) -> None:
     (pgdata / "postmaster.pid").unlink(missing_ok=True)
 
 
-def start_embedded(data_dir: Path) -> str:
-    """Start (or join) the embedded server for `data_dir`; returns its connection URL."""
+def start_embedded(data_dir: Path, keep_running: bool = False) -> str:
+    """Start (or join) the embedded server for `data_dir`; returns its connection URL. The last scimledger
+    process to exit stops it, unless one asked to keep it running (as `db url` does, for psql to use)."""
     data_dir = data_dir.resolve()
     pgdata = data_dir / "postgres"
     with warnings.catch_warnings():
@@ -115,7 +116,7 @@ def start_embedded(data_dir: Path) -> str:
         if pgdata.exists():
             _repair(pgdata)
         try:
-            server = get_server(pgdata, cleanup_mode="stop")
+            server = get_server(pgdata, cleanup_mode=None if keep_running else "stop")
         except Exception as error:
             raise EmbeddedDatabaseError(
                 f"Could not start the embedded PostgreSQL in {pgdata}: {error}. Its log is {pgdata / 'log'}."
@@ -124,8 +125,8 @@ def start_embedded(data_dir: Path) -> str:
     return url
 
 
-def database_url(settings: Settings) -> str:
+def database_url(settings: Settings, keep_running: bool = False) -> str:
     """DATABASE_URL if set, else the embedded server's URL (starting it if needed)."""
     if settings.database_url:
         return settings.database_url
-    return start_embedded(Path(settings.data_dir))
+    return start_embedded(Path(settings.data_dir), keep_running)

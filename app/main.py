@@ -30,6 +30,7 @@ from eventstore.pool import create_pool
 from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
 from projections.activity import ProvisioningActivity
+from projections.analytics import AnalyticsAccess
 from projections.scim import ScimProjection
 from projections.seals import Sealer
 from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates
@@ -75,6 +76,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         projection=projection,
         consumers=(
             ProvisioningActivity(),
+            AnalyticsAccess(),
             Sealer(),
             DeactivationRemovesFromOrganization(projection),
             RemovalDeactivates(projection),

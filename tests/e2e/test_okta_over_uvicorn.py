@@ -306,6 +306,7 @@ def test_projections_status_and_rebuild_through_the_cli(server: Server) -> None:
     assert set(lines) == {
         "scim",
         "analytics.provisioning_activity",
+        "analytics.access",
         "audit.seals",
         "reactor.deactivation_removes_from_organization",
         "reactor.removal_deactivates",

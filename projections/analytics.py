@@ -1,0 +1,356 @@
+"""analytics.users, groups, memberships and membership_intervals: the access model for analysts' SQL.
+
+An asynchronous projection, kept by the runner. Each batch is folded in memory, in log order, then written
+with a fixed number of set-based statements whatever its size, so that a rebuild over millions of events
+is bounded by COPY-like throughput rather than by round trips. Membership changes are collapsed per
+(user, group) pair in event order, so that add, remove, add within one batch ends as it should.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventstore.pool import Connection
+from eventstore.store import RecordedEvent, Transaction
+
+Pair = tuple[uuid.UUID, uuid.UUID, uuid.UUID]  # org, user, group
+Key = tuple[uuid.UUID, uuid.UUID]  # org, entity
+
+_USER_COLUMNS = (
+    "user_name",
+    "external_id",
+    "display_name",
+    "email",
+    "active",
+    "member",
+    "deleted",
+    "provisioned_at",
+    "last_modified",
+)
+_USER_TYPES = frozenset(
+    {
+        "UserProvisioned",
+        "UserProfileUpdated",
+        "UserDeactivated",
+        "UserReactivated",
+        "UserDeleted",
+        "UserRemovedFromOrganization",
+        "UserJoinedOrganization",
+    }
+)
+_MEMBERSHIP_TYPES = frozenset({"GroupMemberAdded", "GroupMemberRemoved"})
+_CATALOG_TYPES = frozenset(
+    {
+        "ProjectCreated",
+        "ProjectRenamed",
+        "ProjectArchived",
+        "RoleCreated",
+        "RoleRenamed",
+        "RoleArchived",
+        "GroupCreated",
+        "GroupLinked",
+        "GroupUnlinked",
+    }
+)
+
+
+def _email(emails: Any) -> str | None:
+    if not isinstance(emails, list) or not emails:
+        return None
+    primary = next((email for email in emails if isinstance(email, dict) and email.get("primary")), emails[0])
+    value = primary.get("value") if isinstance(primary, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _profile(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "user_name": attributes.get("userName"),
+        "external_id": attributes.get("externalId"),
+        "display_name": attributes.get("displayName"),
+        "email": _email(attributes.get("emails")),
+    }
+
+
+_PROFILE_FIELDS = {"userName": "user_name", "externalId": "external_id", "displayName": "display_name"}
+
+
+@dataclass
+class _Batch:
+    names: dict[Key, str] = field(default_factory=dict)
+    group_entities: dict[Key, tuple[uuid.UUID, uuid.UUID]] = field(default_factory=dict)
+    catalog: dict[Key, tuple[str, str, bool]] = field(default_factory=dict)  # kind, name, archived
+    new_groups: dict[Key, list[Any]] = field(default_factory=dict)
+    linked: dict[Key, bool] = field(default_factory=dict)
+    renamed_orgs: set[uuid.UUID] = field(default_factory=set)
+    archived: list[tuple[uuid.UUID, str, uuid.UUID]] = field(default_factory=list)  # org, column, id
+    new_users: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    user_changes: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    opened: dict[Pair, dict[str, Any]] = field(default_factory=dict)
+    completed: list[dict[str, Any]] = field(default_factory=list)
+    closes: list[tuple[Any, ...]] = field(default_factory=list)
+    memberships: dict[Pair, tuple[Any, ...] | None] = field(default_factory=dict)
+
+
+class AnalyticsAccess:
+    name = "analytics.access"
+    event_types: frozenset[str] | None = _USER_TYPES | _MEMBERSHIP_TYPES | _CATALOG_TYPES
+
+    async def handle(self, transaction: Transaction, events: Sequence[RecordedEvent]) -> None:
+        connection = transaction.connection
+        batch = _Batch()
+        await self._load(connection, events, batch)
+        for event in events:
+            if event.type in _CATALOG_TYPES:
+                self._catalog(event, batch)
+            elif event.type in _USER_TYPES:
+                self._user(event, batch)
+            else:
+                self._membership(event, batch)
+        await self._write(connection, batch)
+
+    async def _load(self, connection: Connection, events: Sequence[RecordedEvent], batch: _Batch) -> None:
+        """What the batch needs from earlier batches: group labels and intervals left open."""
+        group_keys = {
+            (event.org_id, uuid.UUID(event.payload["group_id"]))
+            for event in events
+            if event.type in _MEMBERSHIP_TYPES
+        }
+        if group_keys:
+            rows = await connection.fetch(
+                "SELECT g.org_id, g.group_id, g.project_id, g.role_id, g.project, g.role FROM analytics.groups g "
+                "JOIN unnest($1::uuid[], $2::uuid[]) AS k(org_id, group_id) USING (org_id, group_id)",
+                [key[0] for key in group_keys],
+                [key[1] for key in group_keys],
+            )
+            for org_id, group_id, project_id, role_id, project, role in rows:
+                batch.group_entities[(org_id, group_id)] = (project_id, role_id)
+                batch.names[(org_id, project_id)] = project
+                batch.names[(org_id, role_id)] = role
+        entity_ids = {
+            (event.org_id, event.stream_id) for event in events if event.type.startswith(("Project", "Role"))
+        }
+        entity_ids |= {
+            (event.org_id, uuid.UUID(event.payload[key]))
+            for event in events
+            if event.type == "GroupCreated"
+            for key in ("project_id", "role_id")
+        }
+        if entity_ids:
+            rows = await connection.fetch(
+                "SELECT c.org_id, c.entity_id, c.kind, c.name, c.archived FROM analytics.catalog c "
+                "JOIN unnest($1::uuid[], $2::uuid[]) AS k(org_id, entity_id) USING (org_id, entity_id)",
+                [key[0] for key in entity_ids],
+                [key[1] for key in entity_ids],
+            )
+            for org_id, entity_id, kind, name, archived in rows:
+                batch.names[(org_id, entity_id)] = name
+                batch.catalog[(org_id, entity_id)] = (kind, name, archived)
+
+    def _catalog(self, event: RecordedEvent, batch: _Batch) -> None:
+        key = (event.org_id, event.stream_id)
+        kind = "project" if event.type.startswith("Project") else "role"
+        if event.type in ("ProjectCreated", "RoleCreated"):
+            batch.names[key] = event.payload["name"]
+            batch.catalog[key] = (kind, event.payload["name"], False)
+        elif event.type in ("ProjectRenamed", "RoleRenamed"):
+            batch.names[key] = event.payload["name"]
+            batch.catalog[key] = (kind, event.payload["name"], batch.catalog.get(key, (kind, "", False))[2])
+            batch.renamed_orgs.add(event.org_id)
+        elif event.type in ("ProjectArchived", "RoleArchived"):
+            batch.catalog[key] = (kind, batch.names.get(key, ""), True)
+            batch.archived.append((event.org_id, f"{kind}_id", event.stream_id))
+        elif event.type == "GroupCreated":
+            project_id, role_id = uuid.UUID(event.payload["project_id"]), uuid.UUID(event.payload["role_id"])
+            batch.group_entities[key] = (project_id, role_id)
+            batch.new_groups[key] = [
+                event.org_id,
+                event.stream_id,
+                project_id,
+                role_id,
+                batch.names[(event.org_id, project_id)],
+                batch.names[(event.org_id, role_id)],
+                False,
+                False,
+                event.recorded_at,
+            ]
+        else:
+            batch.linked[key] = event.type == "GroupLinked"
+
+    def _user(self, event: RecordedEvent, batch: _Batch) -> None:
+        key = (event.org_id, event.stream_id)
+        payload = event.payload
+        if event.type == "UserProvisioned":
+            batch.new_users[key] = {
+                **_profile(payload["attributes"]),
+                "active": payload["active"],
+                "member": True,
+                "deleted": False,
+                "provisioned_at": event.recorded_at,
+                "last_modified": event.recorded_at,
+            }
+            return
+        changes = batch.new_users.get(key) or batch.user_changes.setdefault(key, {})
+        changes["last_modified"] = event.recorded_at
+        if event.type == "UserProfileUpdated":
+            for attribute, column in _PROFILE_FIELDS.items():
+                if attribute in payload["changed"]:
+                    changes[column] = payload["changed"][attribute]
+                elif attribute in payload["removed"]:
+                    changes[column] = None
+            if "emails" in payload["changed"]:
+                changes["email"] = _email(payload["changed"]["emails"])
+            elif "emails" in payload["removed"]:
+                changes["email"] = None
+        elif event.type in ("UserDeactivated", "UserReactivated"):
+            changes["active"] = event.type == "UserReactivated"
+        elif event.type == "UserDeleted":
+            changes["deleted"] = True
+        else:
+            changes["member"] = event.type == "UserJoinedOrganization"
+
+    def _membership(self, event: RecordedEvent, batch: _Batch) -> None:
+        group_id = uuid.UUID(event.payload["group_id"])
+        pair = (event.org_id, event.stream_id, group_id)
+        cause = event.payload.get("cause", "")
+        if event.type == "GroupMemberAdded":
+            project_id, role_id = batch.group_entities[(event.org_id, group_id)]
+            batch.opened[pair] = {
+                "org_id": event.org_id,
+                "user_id": event.stream_id,
+                "group_id": group_id,
+                "project": batch.names[(event.org_id, project_id)],
+                "role": batch.names[(event.org_id, role_id)],
+                "valid_from": event.recorded_at,
+                "valid_to": None,
+                "granted_by": event.actor,
+                "revoked_by": None,
+                "cause": cause,
+                "revoke_cause": None,
+            }
+            batch.memberships[pair] = (event.recorded_at, event.actor, cause)
+            return
+        interval = batch.opened.pop(pair, None)
+        if interval is not None:
+            interval.update(valid_to=event.recorded_at, revoked_by=event.actor, revoke_cause=cause)
+            batch.completed.append(interval)
+        else:  # opened in an earlier batch
+            batch.closes.append(
+                (event.org_id, event.stream_id, group_id, event.recorded_at, event.actor, cause)
+            )
+        batch.memberships[pair] = None
+
+    async def _write(self, connection: Connection, batch: _Batch) -> None:
+        if batch.catalog:
+            await connection.executemany(
+                "INSERT INTO analytics.catalog (org_id, entity_id, kind, name, archived) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (org_id, entity_id) DO UPDATE SET name = EXCLUDED.name, archived = EXCLUDED.archived",
+                [(key[0], key[1], *value) for key, value in batch.catalog.items()],
+            )
+        if batch.new_groups:
+            await connection.copy_records_to_table(
+                "groups",
+                schema_name="analytics",
+                records=list(batch.new_groups.values()),
+                columns=[
+                    "org_id",
+                    "group_id",
+                    "project_id",
+                    "role_id",
+                    "project",
+                    "role",
+                    "linked",
+                    "archived",
+                    "created_at",
+                ],
+            )
+        if batch.renamed_orgs:
+            await connection.execute(
+                "UPDATE analytics.groups g SET project = p.name, role = r.name "
+                "FROM analytics.catalog p, analytics.catalog r WHERE g.org_id = ANY($1::uuid[]) "
+                "AND p.org_id = g.org_id AND p.entity_id = g.project_id AND r.org_id = g.org_id "
+                "AND r.entity_id = g.role_id",
+                list(batch.renamed_orgs),
+            )
+        for org_id, column, entity_id in batch.archived:
+            await connection.execute(
+                f"UPDATE analytics.groups SET archived = true WHERE org_id = $1 AND {column} = $2",
+                org_id,
+                entity_id,
+            )
+        if batch.linked:
+            await connection.executemany(
+                "UPDATE analytics.groups SET linked = $3 WHERE org_id = $1 AND group_id = $2",
+                [(key[0], key[1], linked) for key, linked in batch.linked.items()],
+            )
+        if batch.new_users:
+            await connection.copy_records_to_table(
+                "users",
+                schema_name="analytics",
+                columns=["org_id", "user_id", *_USER_COLUMNS],
+                records=[
+                    (key[0], key[1], *(row[column] for column in _USER_COLUMNS))
+                    for key, row in batch.new_users.items()
+                ],
+            )
+        await self._update_users(connection, batch.user_changes)
+        if batch.closes:
+            await connection.executemany(
+                "UPDATE analytics.membership_intervals SET valid_to = $4, revoked_by = $5, revoke_cause = $6 "
+                "WHERE org_id = $1 AND user_id = $2 AND group_id = $3 AND valid_to IS NULL",
+                batch.closes,
+            )
+        intervals = [*batch.completed, *batch.opened.values()]
+        if intervals:
+            columns = list(intervals[0])
+            await connection.copy_records_to_table(
+                "membership_intervals",
+                schema_name="analytics",
+                columns=columns,
+                records=[tuple(interval[column] for column in columns) for interval in intervals],
+            )
+        gone = [pair for pair, state in batch.memberships.items() if state is None]
+        held = [(*pair, *state) for pair, state in batch.memberships.items() if state is not None]
+        if gone:
+            await connection.execute(
+                "DELETE FROM analytics.memberships m USING unnest($1::uuid[], $2::uuid[], $3::uuid[]) "
+                "AS k(org_id, user_id, group_id) WHERE m.org_id = k.org_id AND m.user_id = k.user_id "
+                "AND m.group_id = k.group_id",
+                [pair[0] for pair in gone],
+                [pair[1] for pair in gone],
+                [pair[2] for pair in gone],
+            )
+        if held:
+            await connection.executemany(
+                "INSERT INTO analytics.memberships (org_id, user_id, group_id, since, granted_by, cause) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, group_id, user_id) DO UPDATE SET "
+                "since = EXCLUDED.since, granted_by = EXCLUDED.granted_by, cause = EXCLUDED.cause",
+                held,
+            )
+
+    @staticmethod
+    async def _update_users(connection: Connection, changes: dict[Key, dict[str, Any]]) -> None:
+        if not changes:
+            return
+        keys = list(changes)
+        rows = await connection.fetch(
+            f"SELECT u.org_id, u.user_id, {', '.join(_USER_COLUMNS)} FROM analytics.users u "
+            "JOIN unnest($1::uuid[], $2::uuid[]) AS k(org_id, user_id) USING (org_id, user_id)",
+            [key[0] for key in keys],
+            [key[1] for key in keys],
+        )
+        merged = []
+        for row in rows:
+            current = dict(zip(_USER_COLUMNS, row[2:], strict=True))
+            current.update(changes[(row[0], row[1])])
+            merged.append((row[0], row[1], *(current[column] for column in _USER_COLUMNS)))
+        assignments = ", ".join(f"{column} = ${index + 3}" for index, column in enumerate(_USER_COLUMNS))
+        await connection.executemany(
+            f"UPDATE analytics.users SET {assignments} WHERE org_id = $1 AND user_id = $2", merged
+        )
+
+    async def reset(self, connection: Connection) -> None:
+        for table in ("membership_intervals", "memberships", "users", "groups", "catalog"):
+            await connection.execute(f"DELETE FROM analytics.{table}")

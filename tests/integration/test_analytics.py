@@ -1,0 +1,171 @@
+"""The analytics schema agrees with the log, however the runner cuts it into batches; analysts read it and
+nothing else."""
+
+import datetime
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from app.catalog import PROJECT, ROLE
+from app.services import Services
+from eventstore.runner import ensure_position, process_batch, rebuild
+from eventstore.store import Metadata
+from projections import audit
+from projections.analytics import AnalyticsAccess
+from scim.group_patch import GroupChange, MembershipStep
+
+META = Metadata("token:analytics-test")
+ADMIN = Metadata("admin:analytics-test")
+EVER = (
+    datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC),
+    datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC),
+)
+
+
+async def make_history(services: Services, pool: asyncpg.Pool) -> uuid.UUID:
+    org_id = uuid.uuid4()
+    await services.catalog.create(PROJECT, org_id, "Apollo", ADMIN)
+    await services.catalog.create(PROJECT, org_id, "Zeus", ADMIN)
+    await services.catalog.create(ROLE, org_id, "Admin", ADMIN)
+    await services.catalog.create(ROLE, org_id, "Viewer", ADMIN)
+    users = [
+        (
+            await services.users.provision(
+                org_id,
+                {
+                    "userName": f"an{index}@x.org",
+                    "displayName": f"An {index}",
+                    "emails": [{"value": f"an{index}@x.org", "primary": True}],
+                },
+                META,
+            )
+        ).user_id
+        for index in range(5)
+    ]
+    groups = {
+        row["display_name"]: row["group_id"]
+        for row in await pool.fetch(
+            "SELECT display_name, group_id FROM scim_groups WHERE org_id = $1", org_id
+        )
+    }
+
+    async def push(group: str, *steps: MembershipStep) -> None:
+        await services.groups.change(org_id, groups[group], GroupChange(steps=list(steps)), META)
+
+    ids = [str(user) for user in users]
+    await push("Statsig-Apollo-Admin", MembershipStep("add", (ids[0], ids[1])))
+    await push("Statsig-Apollo-Viewer", MembershipStep("add", tuple(ids[1:4])))
+    await push("Statsig-Apollo-Admin", MembershipStep("remove", (ids[0],)))
+    await push("Statsig-Apollo-Admin", MembershipStep("add", (ids[0],)))  # back again: a second interval
+    await push("Statsig-Zeus-Admin", MembershipStep("add", (ids[4],)))
+    await services.catalog.rename(PROJECT, org_id, "Apollo", "Artemis", ADMIN)
+    await push("Statsig-Apollo-Viewer", MembershipStep("replace", (ids[0],)))  # the same group, now Artemis
+    await services.users.replace(org_id, users[2], {"userName": "renamed@x.org", "active": False}, META)
+    await services.catalog.archive(PROJECT, org_id, "Zeus", ADMIN)
+    await services.users.remove_from_organization(org_id, users[3], ADMIN)
+    return org_id
+
+
+async def analytics_of(pool: asyncpg.Pool, org_id: uuid.UUID) -> dict[str, Any]:
+    intervals = await pool.fetch(
+        "SELECT user_id, group_id, project, role, valid_from, valid_to, granted_by, revoked_by, cause, revoke_cause "
+        "FROM analytics.membership_intervals WHERE org_id = $1 ORDER BY valid_from, user_id, group_id",
+        org_id,
+    )
+    return {
+        "intervals": [tuple(row) for row in intervals],
+        "users": sorted(
+            tuple(row)
+            for row in await pool.fetch(
+                "SELECT user_id, user_name, display_name, email, active, member FROM analytics.users WHERE org_id = $1",
+                org_id,
+            )
+        ),
+        "memberships": sorted(
+            tuple(row)
+            for row in await pool.fetch(
+                "SELECT user_id, group_id FROM analytics.memberships WHERE org_id = $1", org_id
+            )
+        ),
+        "groups": sorted(
+            tuple(row)
+            for row in await pool.fetch(
+                "SELECT project, role, linked, archived FROM analytics.groups WHERE org_id = $1", org_id
+            )
+        ),
+    }
+
+
+async def test_analytics_agree_with_the_log_in_one_batch_or_in_batches_of_three(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    org_id = await make_history(services, pool)
+    consumer = AnalyticsAccess()
+    async with pool.acquire() as connection:
+        await rebuild(connection, consumer)
+    whole = await analytics_of(pool, org_id)
+
+    async with pool.acquire() as connection:
+        await consumer.reset(connection)
+        await ensure_position(connection, consumer.name)
+        await connection.execute(
+            "UPDATE consumer_positions SET tx = '0', position = 0 WHERE name = $1", consumer.name
+        )
+        while await process_batch(connection, consumer, limit=3):
+            pass
+    assert await analytics_of(pool, org_id) == whole
+
+    async with pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
+        oracle = await audit.access(connection, org_id, "Statsig", *EVER)
+        replayed = (await audit.as_of(connection, org_id, EVER[1], "Statsig")).to_report()
+    assert whole["intervals"] == [
+        (
+            uuid.UUID(row.user_id),
+            uuid.UUID(row.group_id),
+            row.project,
+            row.role,
+            row.valid_from,
+            row.valid_to,
+            row.granted_by,
+            row.revoked_by,
+            row.grant_cause,
+            row.revoke_cause,
+        )
+        for row in sorted(oracle, key=lambda row: (row.valid_from, row.user_id, row.group_id))
+    ]
+    assert whole["memberships"] == sorted(
+        (uuid.UUID(membership["user"]), uuid.UUID(membership["group"]))
+        for membership in replayed["memberships"]
+    )
+    assert sorted((user[1], user[4], user[5]) for user in whole["users"]) == sorted(
+        (user["userName"], user["active"], user["member"]) for user in replayed["users"]
+    )
+    closed = [row for row in whole["intervals"] if row[5] is not None]
+    assert {(row[2], row[3], row[9]) for row in closed} >= {
+        ("Apollo", "Admin", "push"),
+        ("Zeus", "Admin", "archive"),
+    }
+    assert ("Artemis", "Viewer", True, False) in whole["groups"]
+    assert ("Zeus", "Admin", False, True) in whole["groups"]  # archiving unlinked it
+    names = [user[1] for user in whole["users"]]
+    assert "an0@x.org" in names
+    assert "renamed@x.org" in names
+
+
+async def test_the_analyst_role_reads_the_analytics_schema_and_nothing_else(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL ROLE scimledger_analyst")
+        await connection.fetchval("SELECT count(*) FROM analytics.membership_intervals")
+        await connection.fetchval("SELECT count(*) FROM analytics.provisioning_activity")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.fetchval("SELECT count(*) FROM events")
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL ROLE scimledger_analyst")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("DELETE FROM analytics.users")
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL ROLE scimledger_analyst")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.fetchval("SELECT count(*) FROM api_tokens")
