@@ -31,7 +31,15 @@ from app.services import Services
 from app.settings import Settings
 from domain.errors import DomainError
 from eventstore.pool import Connection, create_pool
-from eventstore.runner import Projection, Runner, RunnerOptions, rebuild, status
+from eventstore.runner import (
+    Projection,
+    Relocatable,
+    Runner,
+    RunnerOptions,
+    rebuild,
+    rebuild_beside,
+    status,
+)
 from eventstore.store import Metadata
 from projections import audit, seals
 
@@ -228,11 +236,14 @@ async def _projections_rebuild(context: Context, args: argparse.Namespace) -> in
         replayed = await context.services.projection.rebuild(context.connection)
     else:
         consumer = context.services.consumer(args.name)
-        if not isinstance(consumer, Projection):
+        if isinstance(consumer, Relocatable):
+            replayed = await rebuild_beside(context.connection, consumer)
+        elif isinstance(consumer, Projection):
+            replayed = await rebuild(context.connection, consumer)
+        else:
             raise DomainError(
                 f"'{args.name}' is a reactor: its decisions are events, and events are never redone."
             )
-        replayed = await rebuild(context.connection, consumer)
     _print(f"rebuilt {args.name} from {replayed} events")
     return 0
 

@@ -14,17 +14,24 @@ from eventstore.store import RecordedEvent, Transaction
 
 
 class ProvisioningActivity:
-    name = "analytics.provisioning_activity"
     event_types: frozenset[str] | None = None
+    tables = ("provisioning_activity",)
+
+    def __init__(self, schema: str = "analytics", name: str = "analytics.provisioning_activity") -> None:
+        self.schema = schema
+        self.name = name
+
+    def relocated(self, schema: str, name: str) -> ProvisioningActivity:
+        return ProvisioningActivity(schema, name)
 
     async def handle(self, transaction: Transaction, events: Sequence[RecordedEvent]) -> None:
         counts = Counter((event.org_id, event.occurred_at.date(), event.type) for event in events)
         keys = list(counts)
         await transaction.connection.execute(
-            "INSERT INTO analytics.provisioning_activity (org_id, day, event_type, events) "
+            f"INSERT INTO {self.schema}.provisioning_activity (org_id, day, event_type, events) "
             "SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::bigint[]) "
             "ON CONFLICT (org_id, day, event_type) "
-            "DO UPDATE SET events = analytics.provisioning_activity.events + EXCLUDED.events",
+            f"DO UPDATE SET events = {self.schema}.provisioning_activity.events + EXCLUDED.events",
             [key[0] for key in keys],
             [key[1] for key in keys],
             [key[2] for key in keys],
@@ -32,4 +39,4 @@ class ProvisioningActivity:
         )
 
     async def reset(self, connection: Connection) -> None:
-        await connection.execute("DELETE FROM analytics.provisioning_activity")
+        await connection.execute(f"DELETE FROM {self.schema}.provisioning_activity")

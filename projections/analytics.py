@@ -95,8 +95,15 @@ class _Batch:
 
 
 class AnalyticsAccess:
-    name = "analytics.access"
     event_types: frozenset[str] | None = _USER_TYPES | _MEMBERSHIP_TYPES | _CATALOG_TYPES
+    tables = ("catalog", "groups", "users", "memberships", "membership_intervals")
+
+    def __init__(self, schema: str = "analytics", name: str = "analytics.access") -> None:
+        self.schema = schema
+        self.name = name
+
+    def relocated(self, schema: str, name: str) -> AnalyticsAccess:
+        return AnalyticsAccess(schema, name)
 
     async def handle(self, transaction: Transaction, events: Sequence[RecordedEvent]) -> None:
         connection = transaction.connection
@@ -120,7 +127,7 @@ class AnalyticsAccess:
         }
         if group_keys:
             rows = await connection.fetch(
-                "SELECT g.org_id, g.group_id, g.project_id, g.role_id, g.project, g.role FROM analytics.groups g "
+                f"SELECT g.org_id, g.group_id, g.project_id, g.role_id, g.project, g.role FROM {self.schema}.groups g "
                 "JOIN unnest($1::uuid[], $2::uuid[]) AS k(org_id, group_id) USING (org_id, group_id)",
                 [key[0] for key in group_keys],
                 [key[1] for key in group_keys],
@@ -140,7 +147,7 @@ class AnalyticsAccess:
         }
         if entity_ids:
             rows = await connection.fetch(
-                "SELECT c.org_id, c.entity_id, c.kind, c.name, c.archived FROM analytics.catalog c "
+                f"SELECT c.org_id, c.entity_id, c.kind, c.name, c.archived FROM {self.schema}.catalog c "
                 "JOIN unnest($1::uuid[], $2::uuid[]) AS k(org_id, entity_id) USING (org_id, entity_id)",
                 [key[0] for key in entity_ids],
                 [key[1] for key in entity_ids],
@@ -245,14 +252,14 @@ class AnalyticsAccess:
     async def _write(self, connection: Connection, batch: _Batch) -> None:
         if batch.catalog:
             await connection.executemany(
-                "INSERT INTO analytics.catalog (org_id, entity_id, kind, name, archived) VALUES ($1, $2, $3, $4, $5) "
+                f"INSERT INTO {self.schema}.catalog (org_id, entity_id, kind, name, archived) VALUES ($1, $2, $3, $4, $5) "
                 "ON CONFLICT (org_id, entity_id) DO UPDATE SET name = EXCLUDED.name, archived = EXCLUDED.archived",
                 [(key[0], key[1], *value) for key, value in batch.catalog.items()],
             )
         if batch.new_groups:
             await connection.copy_records_to_table(
                 "groups",
-                schema_name="analytics",
+                schema_name=self.schema,
                 records=list(batch.new_groups.values()),
                 columns=[
                     "org_id",
@@ -268,27 +275,27 @@ class AnalyticsAccess:
             )
         if batch.renamed_orgs:
             await connection.execute(
-                "UPDATE analytics.groups g SET project = p.name, role = r.name "
-                "FROM analytics.catalog p, analytics.catalog r WHERE g.org_id = ANY($1::uuid[]) "
+                f"UPDATE {self.schema}.groups g SET project = p.name, role = r.name "
+                f"FROM {self.schema}.catalog p, {self.schema}.catalog r WHERE g.org_id = ANY($1::uuid[]) "
                 "AND p.org_id = g.org_id AND p.entity_id = g.project_id AND r.org_id = g.org_id "
                 "AND r.entity_id = g.role_id",
                 list(batch.renamed_orgs),
             )
         for org_id, column, entity_id in batch.archived:
             await connection.execute(
-                f"UPDATE analytics.groups SET archived = true WHERE org_id = $1 AND {column} = $2",
+                f"UPDATE {self.schema}.groups SET archived = true WHERE org_id = $1 AND {column} = $2",
                 org_id,
                 entity_id,
             )
         if batch.linked:
             await connection.executemany(
-                "UPDATE analytics.groups SET linked = $3 WHERE org_id = $1 AND group_id = $2",
+                f"UPDATE {self.schema}.groups SET linked = $3 WHERE org_id = $1 AND group_id = $2",
                 [(key[0], key[1], linked) for key, linked in batch.linked.items()],
             )
         if batch.new_users:
             await connection.copy_records_to_table(
                 "users",
-                schema_name="analytics",
+                schema_name=self.schema,
                 columns=["org_id", "user_id", *_USER_COLUMNS],
                 records=[
                     (key[0], key[1], *(row[column] for column in _USER_COLUMNS))
@@ -298,7 +305,7 @@ class AnalyticsAccess:
         await self._update_users(connection, batch.user_changes)
         if batch.closes:
             await connection.executemany(
-                "UPDATE analytics.membership_intervals SET valid_to = $4, revoked_by = $5, revoke_cause = $6 "
+                f"UPDATE {self.schema}.membership_intervals SET valid_to = $4, revoked_by = $5, revoke_cause = $6 "
                 "WHERE org_id = $1 AND user_id = $2 AND group_id = $3 AND valid_to IS NULL",
                 batch.closes,
             )
@@ -307,7 +314,7 @@ class AnalyticsAccess:
             columns = list(intervals[0])
             await connection.copy_records_to_table(
                 "membership_intervals",
-                schema_name="analytics",
+                schema_name=self.schema,
                 columns=columns,
                 records=[tuple(interval[column] for column in columns) for interval in intervals],
             )
@@ -315,7 +322,7 @@ class AnalyticsAccess:
         held = [(*pair, *state) for pair, state in batch.memberships.items() if state is not None]
         if gone:
             await connection.execute(
-                "DELETE FROM analytics.memberships m USING unnest($1::uuid[], $2::uuid[], $3::uuid[]) "
+                f"DELETE FROM {self.schema}.memberships m USING unnest($1::uuid[], $2::uuid[], $3::uuid[]) "
                 "AS k(org_id, user_id, group_id) WHERE m.org_id = k.org_id AND m.user_id = k.user_id "
                 "AND m.group_id = k.group_id",
                 [pair[0] for pair in gone],
@@ -324,19 +331,18 @@ class AnalyticsAccess:
             )
         if held:
             await connection.executemany(
-                "INSERT INTO analytics.memberships (org_id, user_id, group_id, since, granted_by, cause) "
+                f"INSERT INTO {self.schema}.memberships (org_id, user_id, group_id, since, granted_by, cause) "
                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, group_id, user_id) DO UPDATE SET "
                 "since = EXCLUDED.since, granted_by = EXCLUDED.granted_by, cause = EXCLUDED.cause",
                 held,
             )
 
-    @staticmethod
-    async def _update_users(connection: Connection, changes: dict[Key, dict[str, Any]]) -> None:
+    async def _update_users(self, connection: Connection, changes: dict[Key, dict[str, Any]]) -> None:
         if not changes:
             return
         keys = list(changes)
         rows = await connection.fetch(
-            f"SELECT u.org_id, u.user_id, {', '.join(_USER_COLUMNS)} FROM analytics.users u "
+            f"SELECT u.org_id, u.user_id, {', '.join(_USER_COLUMNS)} FROM {self.schema}.users u "
             "JOIN unnest($1::uuid[], $2::uuid[]) AS k(org_id, user_id) USING (org_id, user_id)",
             [key[0] for key in keys],
             [key[1] for key in keys],
@@ -348,9 +354,9 @@ class AnalyticsAccess:
             merged.append((row[0], row[1], *(current[column] for column in _USER_COLUMNS)))
         assignments = ", ".join(f"{column} = ${index + 3}" for index, column in enumerate(_USER_COLUMNS))
         await connection.executemany(
-            f"UPDATE analytics.users SET {assignments} WHERE org_id = $1 AND user_id = $2", merged
+            f"UPDATE {self.schema}.users SET {assignments} WHERE org_id = $1 AND user_id = $2", merged
         )
 
     async def reset(self, connection: Connection) -> None:
-        for table in ("membership_intervals", "memberships", "users", "groups", "catalog"):
-            await connection.execute(f"DELETE FROM analytics.{table}")
+        for table in self.tables:
+            await connection.execute(f"DELETE FROM {self.schema}.{table}")

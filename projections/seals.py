@@ -48,8 +48,15 @@ def chain(previous: bytes, event: RecordedEvent) -> bytes:
 
 
 class Sealer:
-    name = "audit.seals"
     event_types: frozenset[str] | None = None
+    tables = ("audit_seals",)
+
+    def __init__(self, schema: str = "public", name: str = "audit.seals") -> None:
+        self.schema = schema
+        self.name = name
+
+    def relocated(self, schema: str, name: str) -> Sealer:
+        return Sealer(schema, name)
 
     async def handle(self, transaction: Transaction, events: Sequence[RecordedEvent]) -> None:
         connection = transaction.connection
@@ -60,7 +67,8 @@ class Sealer:
             if previous is None:
                 previous = (
                     await connection.fetchval(
-                        "SELECT seal FROM audit_seals WHERE org_id = $1 ORDER BY tx DESC, position DESC LIMIT 1",
+                        f"SELECT seal FROM {self.schema}.audit_seals WHERE org_id = $1 "
+                        "ORDER BY tx DESC, position DESC LIMIT 1",
                         event.org_id,
                     )
                     or GENESIS
@@ -69,11 +77,11 @@ class Sealer:
             heads[event.org_id] = seal
             rows.append((event.org_id, event.position, event.tx, seal))
         await connection.copy_records_to_table(
-            "audit_seals", records=rows, columns=["org_id", "position", "tx", "seal"]
+            "audit_seals", schema_name=self.schema, records=rows, columns=["org_id", "position", "tx", "seal"]
         )
 
     async def reset(self, connection: Connection) -> None:
-        await connection.execute("DELETE FROM audit_seals")
+        await connection.execute(f"DELETE FROM {self.schema}.audit_seals")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """The analytics schema agrees with the log, however the runner cuts it into batches; analysts read it and
 nothing else."""
 
+import asyncio
 import datetime
+import time
 import uuid
 from typing import Any
 
@@ -10,9 +12,10 @@ import pytest
 
 from app.catalog import PROJECT, ROLE
 from app.services import Services
-from eventstore.runner import ensure_position, process_batch, rebuild
+from eventstore.runner import ensure_position, process_batch, rebuild, rebuild_beside
 from eventstore.store import Metadata
 from projections import audit
+from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess
 from scim.group_patch import GroupChange, MembershipStep
 
@@ -169,3 +172,78 @@ async def test_the_analyst_role_reads_the_analytics_schema_and_nothing_else(pool
         await connection.execute("SET LOCAL ROLE scimledger_analyst")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await connection.fetchval("SELECT count(*) FROM api_tokens")
+
+
+async def activity_of(pool: asyncpg.Pool, org_id: uuid.UUID) -> dict[tuple[str, Any], int]:
+    rows = await pool.fetch(
+        "SELECT event_type, day, events FROM analytics.provisioning_activity WHERE org_id = $1", org_id
+    )
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+async def log_counts(pool: asyncpg.Pool, org_id: uuid.UUID) -> dict[tuple[str, Any], int]:
+    rows = await pool.fetch(
+        "SELECT type, (occurred_at AT TIME ZONE 'UTC')::date, count(*) FROM events WHERE org_id = $1 GROUP BY 1, 2",
+        org_id,
+    )
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+async def test_a_rebuild_builds_beside_the_live_rows_which_readers_see_until_the_swap(
+    services: Services, pool: asyncpg.Pool, runner: Any
+) -> None:
+    org_id = await make_history(services, pool)
+    bogus = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO analytics.provisioning_activity VALUES ($1, '2001-01-01', 'Bogus', 1)", bogus
+    )
+    seen_during: dict[str, Any] = {}
+
+    async def before_swap() -> None:
+        # Another session, as a reader would: the live table still has the old rows, the new ones are beside it.
+        seen_during["live_bogus"] = await pool.fetchval(
+            "SELECT count(*) FROM analytics.provisioning_activity WHERE org_id = $1", bogus
+        )
+        seen_during["shadow"] = await pool.fetchval(
+            "SELECT count(*) FROM scimledger_rebuild.provisioning_activity WHERE org_id = $1", org_id
+        )
+        # The live runner keeps applying new events meanwhile.
+        await services.users.provision(org_id, {"userName": "during-rebuild@x.org"}, META)
+
+    async with pool.acquire() as connection:
+        replayed = await rebuild_beside(connection, ProvisioningActivity(), before_swap=before_swap)
+    assert replayed > 0
+    assert seen_during["live_bogus"] == 1
+    assert seen_during["shadow"] > 0
+    assert (
+        await pool.fetchval("SELECT count(*) FROM analytics.provisioning_activity WHERE org_id = $1", bogus)
+        == 0
+    )
+    deadline = time.monotonic() + 10
+    while await activity_of(pool, org_id) != await log_counts(pool, org_id):
+        assert time.monotonic() < deadline, (
+            "after the swap, the live runner did not carry on from the new position"
+        )
+        await asyncio.sleep(0.05)
+    schemas = await pool.fetchval(
+        "SELECT count(*) FROM pg_namespace WHERE nspname IN ('scimledger_rebuild', 'scimledger_retired')"
+    )
+    assert schemas == 0
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL ROLE scimledger_analyst")
+        assert await connection.fetchval("SELECT count(*) FROM analytics.provisioning_activity") > 0
+
+
+async def test_rebuilding_the_access_tables_beside_the_live_ones_gives_the_same_rows(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    org_id = await make_history(services, pool)
+    async with pool.acquire() as connection:
+        await rebuild(connection, AnalyticsAccess())
+    before = await analytics_of(pool, org_id)
+    async with pool.acquire() as connection:
+        await rebuild_beside(connection, AnalyticsAccess())
+    assert await analytics_of(pool, org_id) == before
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL ROLE scimledger_analyst")
+        await connection.fetchval("SELECT count(*) FROM analytics.membership_intervals")
