@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean bench-groups bench-reactors
+.PHONY: install run test lint clean bench-groups bench-reactors bench-replay
 
 install: $(STAMP)
 
@@ -41,3 +41,7 @@ bench-groups: install
 # Issue 4's figure: reactor lag from an Okta deactivation to the memberships being gone.
 bench-reactors: install
 	$(BIN)/python bench/reactor_lag.py
+
+# Issue 5's figure: replay to an instant and analytics rebuilds over 1,000,000 events.
+bench-replay: install
+	$(BIN)/python bench/replay_rebuild.py

@@ -8,6 +8,7 @@ is bounded by COPY-like throughput rather than by round trips. Membership change
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,22 @@ def _profile(attributes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# An interval is a list in this column order, written to COPY as it is; a revocation fills three slots.
+_INTERVAL_COLUMNS = [
+    "org_id",
+    "user_id",
+    "group_id",
+    "project",
+    "role",
+    "valid_from",
+    "valid_to",
+    "granted_by",
+    "revoked_by",
+    "cause",
+    "revoke_cause",
+]
+_VALID_TO, _REVOKED_BY, _REVOKE_CAUSE = 6, 8, 10
+
 _PROFILE_FIELDS = {"userName": "user_name", "externalId": "external_id", "displayName": "display_name"}
 
 
@@ -88,10 +105,19 @@ class _Batch:
     archived: list[tuple[uuid.UUID, str, uuid.UUID]] = field(default_factory=list)  # org, column, id
     new_users: dict[Key, dict[str, Any]] = field(default_factory=dict)
     user_changes: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    opened: dict[Pair, dict[str, Any]] = field(default_factory=dict)
-    completed: list[dict[str, Any]] = field(default_factory=list)
+    opened: dict[Pair, list[Any]] = field(default_factory=dict)
+    completed: list[list[Any]] = field(default_factory=list)
     closes: list[tuple[Any, ...]] = field(default_factory=list)
     memberships: dict[Pair, tuple[Any, ...] | None] = field(default_factory=dict)
+
+
+# Group ids repeat across a batch (a handful of groups, thousands of memberships): parse each once.
+_group_id = functools.lru_cache(maxsize=65_536)(uuid.UUID)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as column arrays, for one unnest() statement instead of a statement per row."""
+    return [[row[index] for row in rows] for index in range(width)]
 
 
 class AnalyticsAccess:
@@ -121,7 +147,7 @@ class AnalyticsAccess:
     async def _load(self, connection: Connection, events: Sequence[RecordedEvent], batch: _Batch) -> None:
         """What the batch needs from earlier batches: group labels and intervals left open."""
         group_keys = {
-            (event.org_id, uuid.UUID(event.payload["group_id"]))
+            (event.org_id, _group_id(event.payload["group_id"]))
             for event in events
             if event.type in _MEMBERSHIP_TYPES
         }
@@ -219,29 +245,33 @@ class AnalyticsAccess:
             changes["member"] = event.type == "UserJoinedOrganization"
 
     def _membership(self, event: RecordedEvent, batch: _Batch) -> None:
-        group_id = uuid.UUID(event.payload["group_id"])
+        group_id = _group_id(event.payload["group_id"])
         pair = (event.org_id, event.stream_id, group_id)
         cause = event.payload.get("cause", "")
         if event.type == "GroupMemberAdded":
             project_id, role_id = batch.group_entities[(event.org_id, group_id)]
-            batch.opened[pair] = {
-                "org_id": event.org_id,
-                "user_id": event.stream_id,
-                "group_id": group_id,
-                "project": batch.names[(event.org_id, project_id)],
-                "role": batch.names[(event.org_id, role_id)],
-                "valid_from": event.recorded_at,
-                "valid_to": None,
-                "granted_by": event.actor,
-                "revoked_by": None,
-                "cause": cause,
-                "revoke_cause": None,
-            }
+            batch.opened[pair] = [
+                event.org_id,
+                event.stream_id,
+                group_id,
+                batch.names[(event.org_id, project_id)],
+                batch.names[(event.org_id, role_id)],
+                event.recorded_at,
+                None,
+                event.actor,
+                None,
+                cause,
+                None,
+            ]
             batch.memberships[pair] = (event.recorded_at, event.actor, cause)
             return
         interval = batch.opened.pop(pair, None)
         if interval is not None:
-            interval.update(valid_to=event.recorded_at, revoked_by=event.actor, revoke_cause=cause)
+            interval[_VALID_TO], interval[_REVOKED_BY], interval[_REVOKE_CAUSE] = (
+                event.recorded_at,
+                event.actor,
+                cause,
+            )
             batch.completed.append(interval)
         else:  # opened in an earlier batch
             batch.closes.append(
@@ -304,19 +334,17 @@ class AnalyticsAccess:
             )
         await self._update_users(connection, batch.user_changes)
         if batch.closes:
-            await connection.executemany(
-                f"UPDATE {self.schema}.membership_intervals SET valid_to = $4, revoked_by = $5, revoke_cause = $6 "
-                "WHERE org_id = $1 AND user_id = $2 AND group_id = $3 AND valid_to IS NULL",
-                batch.closes,
+            await connection.execute(
+                f"UPDATE {self.schema}.membership_intervals AS i SET valid_to = c.valid_to, revoked_by = c.revoked_by, "
+                "revoke_cause = c.revoke_cause FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], "
+                "$5::text[], $6::text[]) AS c(org_id, user_id, group_id, valid_to, revoked_by, revoke_cause) "
+                "WHERE i.org_id = c.org_id AND i.user_id = c.user_id AND i.group_id = c.group_id AND i.valid_to IS NULL",
+                *_columns(batch.closes, 6),
             )
         intervals = [*batch.completed, *batch.opened.values()]
         if intervals:
-            columns = list(intervals[0])
             await connection.copy_records_to_table(
-                "membership_intervals",
-                schema_name=self.schema,
-                columns=columns,
-                records=[tuple(interval[column] for column in columns) for interval in intervals],
+                "membership_intervals", schema_name=self.schema, columns=_INTERVAL_COLUMNS, records=intervals
             )
         gone = [pair for pair, state in batch.memberships.items() if state is None]
         held = [(*pair, *state) for pair, state in batch.memberships.items() if state is not None]
@@ -330,11 +358,13 @@ class AnalyticsAccess:
                 [pair[2] for pair in gone],
             )
         if held:
-            await connection.executemany(
+            # One row per pair (batch.memberships is keyed by pair), as ON CONFLICT DO UPDATE requires.
+            await connection.execute(
                 f"INSERT INTO {self.schema}.memberships (org_id, user_id, group_id, since, granted_by, cause) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, group_id, user_id) DO UPDATE SET "
+                "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[]) "
+                "ON CONFLICT (org_id, group_id, user_id) DO UPDATE SET "
                 "since = EXCLUDED.since, granted_by = EXCLUDED.granted_by, cause = EXCLUDED.cause",
-                held,
+                *_columns(held, 6),
             )
 
     async def _update_users(self, connection: Connection, changes: dict[Key, dict[str, Any]]) -> None:
@@ -352,9 +382,13 @@ class AnalyticsAccess:
             current = dict(zip(_USER_COLUMNS, row[2:], strict=True))
             current.update(changes[(row[0], row[1])])
             merged.append((row[0], row[1], *(current[column] for column in _USER_COLUMNS)))
-        assignments = ", ".join(f"{column} = ${index + 3}" for index, column in enumerate(_USER_COLUMNS))
-        await connection.executemany(
-            f"UPDATE {self.schema}.users SET {assignments} WHERE org_id = $1 AND user_id = $2", merged
+        assignments = ", ".join(f"{column} = v.{column}" for column in _USER_COLUMNS)
+        await connection.execute(
+            f"UPDATE {self.schema}.users AS u SET {assignments} FROM unnest($1::uuid[], $2::uuid[], $3::text[], "
+            "$4::text[], $5::text[], $6::text[], $7::boolean[], $8::boolean[], $9::boolean[], $10::timestamptz[], "
+            f"$11::timestamptz[]) AS v(org_id, user_id, {', '.join(_USER_COLUMNS)}) "
+            "WHERE u.org_id = v.org_id AND u.user_id = v.user_id",
+            *_columns(merged, 2 + len(_USER_COLUMNS)),
         )
 
     async def reset(self, connection: Connection) -> None:
