@@ -19,11 +19,10 @@ import os
 import statistics
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
+from scratch import scratch_database  # beside this script
 
 from app import tenancy
 from app.catalog import PROJECT, ROLE
@@ -46,11 +45,7 @@ def percentile(values: list[float], fraction: float) -> float:
 async def main(members: int, samples: int) -> None:
     base_settings = Settings.from_env()
     server = await asyncio.to_thread(database_url, base_settings)
-    name = f"scimledger_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    try:
+    async with scratch_database(server) as url:
         settings = Settings(database_url=url, token_cache_seconds=60)
         async with LifespanManager(create_app(settings)) as manager, contextlib.AsyncExitStack() as stack:
             # Set-up goes through the same services the app builds, on a pool of its own.
@@ -133,9 +128,6 @@ async def main(members: int, samples: int) -> None:
             )
         ratio = statistics.median(timings["large"]) / statistics.median(timings["empty"])
         print(f"ratio of medians, large / empty: {ratio:.2f}")
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":

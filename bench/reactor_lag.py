@@ -18,11 +18,11 @@ import asyncio
 import statistics
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
+from scratch import scratch_database  # beside this script
 
 from app import tenancy
 from app.catalog import PROJECT, ROLE
@@ -54,11 +54,7 @@ async def lags(pool: asyncpg.Pool, org_id: uuid.UUID) -> list[float]:
 
 
 async def scenario(label: str, users: int, pace: float | None, server: str) -> None:
-    name = f"scimledger_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    try:
+    async with scratch_database(server) as url:
         settings = Settings(database_url=url, token_cache_seconds=60, runner_poll_seconds=1.0)
         async with LifespanManager(create_app(settings)) as manager:
             pool = await create_pool(url, min_size=2, max_size=8)
@@ -119,9 +115,6 @@ async def scenario(label: str, users: int, pace: float | None, server: str) -> N
             f"{percentile(measured, 0.99):>10.1f}{max(measured):>10.1f}",
             flush=True,
         )
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def main(users: int) -> None:

@@ -17,9 +17,8 @@ import datetime
 import random
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
+from scratch import scratch_database  # beside this script
 
 from app.database import database_url
 from app.migrate import migrate
@@ -108,79 +107,79 @@ async def timed(label: str, events: int, work: object, baseline: float | None) -
 
 async def main(count: int) -> None:
     server = await asyncio.to_thread(database_url, Settings.from_env())
-    name = f"scimledger_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    pool = await create_pool(url, min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as connection:
-            await migrate(connection)
-            org_id = uuid.uuid4()
-            started = time.perf_counter()
-            rows = history(org_id, count)
-            generated = time.perf_counter() - started
-            started = time.perf_counter()
-            for start in range(0, len(rows), 50_000):
-                await connection.copy_records_to_table(
-                    "events",
-                    records=rows[start : start + 50_000],
-                    columns=[
-                        "org_id",
-                        "stream_id",
-                        "version",
-                        "type",
-                        "schema_version",
-                        "payload",
-                        "occurred_at",
-                        "actor",
-                        "request_id",
-                    ],
+    async with scratch_database(server) as url:
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as connection:
+                await migrate(connection)
+                org_id = uuid.uuid4()
+                started = time.perf_counter()
+                rows = history(org_id, count)
+                generated = time.perf_counter() - started
+                started = time.perf_counter()
+                for start in range(0, len(rows), 50_000):
+                    await connection.copy_records_to_table(
+                        "events",
+                        records=rows[start : start + 50_000],
+                        columns=[
+                            "org_id",
+                            "stream_id",
+                            "version",
+                            "type",
+                            "schema_version",
+                            "payload",
+                            "occurred_at",
+                            "actor",
+                            "request_id",
+                        ],
+                    )
+                loaded = time.perf_counter() - started
+                total = len(rows)
+                del rows
+                await connection.execute("ANALYZE events")
+                print(
+                    f"{total:,} events generated through the domain in {generated:.1f} s, loaded with COPY in "
+                    f"{loaded:.1f} s\n"
                 )
-            loaded = time.perf_counter() - started
-            total = len(rows)
-            del rows
-            await connection.execute("ANALYZE events")
-            print(
-                f"{total:,} events generated through the domain in {generated:.1f} s, loaded with COPY in "
-                f"{loaded:.1f} s\n"
-            )
-            print(f"{'scenario':<52}{'seconds':>9}{'events/s':>14}{'ratio':>10}")
+                print(f"{'scenario':<52}{'seconds':>9}{'events/s':>14}{'ratio':>10}")
 
-            async def read_and_decode() -> None:
-                async with connection.transaction():
-                    async for row in connection.cursor(
-                        f"SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 ORDER BY tx, position",
-                        org_id,
-                        prefetch=5000,
-                    ):
-                        RecordedEvent(*row).to_domain_event()
+                async def read_and_decode() -> None:
+                    async with connection.transaction():
+                        async for row in connection.cursor(
+                            f"SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 ORDER BY tx, position",
+                            org_id,
+                            prefetch=5000,
+                        ):
+                            RecordedEvent(*row).to_domain_event()
 
-            async def replay() -> None:
-                async with connection.transaction(isolation="repeatable_read"):
-                    await audit.as_of(connection, org_id, datetime.datetime.now(datetime.UTC), "Statsig")
+                async def replay() -> None:
+                    async with connection.transaction(isolation="repeatable_read"):
+                        await audit.as_of(connection, org_id, datetime.datetime.now(datetime.UTC), "Statsig")
 
-            baseline = await timed("baseline: read and decode every event", total, read_and_decode(), None)
-            await timed("audit as-of: replay through the domain", total, replay(), baseline)
-            await timed(
-                "rebuild analytics.access (in place)", total, rebuild(connection, AnalyticsAccess()), baseline
-            )
-            await timed(
-                "rebuild analytics.provisioning_activity (in place)",
-                total,
-                rebuild(connection, ProvisioningActivity()),
-                baseline,
-            )
-            await timed(
-                "rebuild analytics.access (beside, then swap)",
-                total,
-                rebuild_beside(connection, AnalyticsAccess()),
-                baseline,
-            )
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+                baseline = await timed(
+                    "baseline: read and decode every event", total, read_and_decode(), None
+                )
+                await timed("audit as-of: replay through the domain", total, replay(), baseline)
+                await timed(
+                    "rebuild analytics.access (in place)",
+                    total,
+                    rebuild(connection, AnalyticsAccess()),
+                    baseline,
+                )
+                await timed(
+                    "rebuild analytics.provisioning_activity (in place)",
+                    total,
+                    rebuild(connection, ProvisioningActivity()),
+                    baseline,
+                )
+                await timed(
+                    "rebuild analytics.access (beside, then swap)",
+                    total,
+                    rebuild_beside(connection, AnalyticsAccess()),
+                    baseline,
+                )
+        finally:
+            await pool.close()
 
 
 if __name__ == "__main__":
