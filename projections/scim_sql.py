@@ -127,7 +127,7 @@ class QueryCompiler:
         if isinstance(node, Or):
             return f"({self._compile(node.left, parameters)} OR {self._compile(node.right, parameters)})"
         if isinstance(node, Not):
-            return f"(NOT {self._compile(node.inner, parameters)})"
+            return _negated(self._compile(node.inner, parameters))
         if isinstance(node, ValuePath):
             return self._value_path(node, parameters)
         resolved = self._resolve(node.path)
@@ -183,7 +183,7 @@ class QueryCompiler:
             right = self._element_filter(node.right, attribute, column_of, parameters)
             return f"({left} {'AND' if isinstance(node, And) else 'OR'} {right})"
         if isinstance(node, Not):
-            return f"(NOT {self._element_filter(node.inner, attribute, column_of, parameters)})"
+            return _negated(self._element_filter(node.inner, attribute, column_of, parameters))
         if isinstance(node, ValuePath):
             raise invalid_filter("A value filter cannot be nested inside another value filter.")
         sub = attribute.sub(node.path.name) if node.path.schema is None and node.path.sub is None else None
@@ -267,10 +267,17 @@ def _text(base: str, key: str) -> str:
     return f"({base}->>{_literal_key(key)})"
 
 
+def _negated(condition: str) -> str:
+    """`not (...)`. A comparison with an absent attribute is SQL NULL, which excludes a row just as false does
+    everywhere but under NOT; so unknown becomes false here, at the one place it matters. Comparisons stay
+    bare everywhere else, which is what lets PostgreSQL match them to indexes (userName eq)."""
+    return f"(NOT coalesce({condition}, false))"
+
+
 def _leaf(
     node: Compare | Present, expression: str, scim_type: str, case_exact: bool, parameters: Parameters
 ) -> str:
-    """One comparison, always true or false (never SQL NULL), so that `not (...)` means what it says."""
+    """One comparison, as a bare predicate that an index can serve; NULL when the attribute is absent."""
     if isinstance(node, Present):
         if scim_type == "string" or scim_type == "reference":
             return f"coalesce({expression} <> '', false)"
@@ -305,7 +312,7 @@ def _leaf(
     else:
         comparison = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
         condition = f'{expression} COLLATE "C" {comparison} {placeholder}'
-    return f"coalesce({condition}, false)"
+    return condition
 
 
 def _compare_boolean(node: Compare, expression: str, parameters: Parameters) -> str:
@@ -316,7 +323,7 @@ def _compare_boolean(node: Compare, expression: str, parameters: Parameters) -> 
         raise invalid_filter(f"'{node.path}' is a boolean: compare it with eq or ne and true or false.")
     placeholder = parameters.add(value, "boolean")
     if node.op == "eq":
-        return f"coalesce(({expression})::boolean = {placeholder}, false)"
+        return f"(({expression})::boolean = {placeholder})"
     return f"(({expression})::boolean IS DISTINCT FROM {placeholder})"
 
 
@@ -341,4 +348,4 @@ def _compare_ordered(node: Compare, expression: str, scim_type: str, parameters:
     if node.op == "ne":
         return f"({typed} IS DISTINCT FROM {placeholder})"
     comparison = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}[node.op]
-    return f"coalesce({typed} {comparison} {placeholder}, false)"
+    return f"({typed} {comparison} {placeholder})"

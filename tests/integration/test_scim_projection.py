@@ -185,3 +185,20 @@ async def test_groups_memberships_and_the_catalog_rebuilt_from_the_log_equal_the
     async with pool.acquire() as connection:
         await services.projection.rebuild(connection)
     assert await snapshot() == before
+
+
+async def test_a_user_name_filter_is_an_index_lookup_not_a_scan(pool: asyncpg.Pool) -> None:
+    """Wrapping the comparison (in coalesce, say) would hide it from the (org_id, lower(userName)) index."""
+    from projections.scim_sql import Parameters
+    from projections.scim_users import USER_QUERIES
+
+    parameters = Parameters(offset=1)
+    where = USER_QUERIES.where(parse_filter('userName eq "Someone@X.org"'), parameters)
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        plan = await connection.fetchval(
+            f"EXPLAIN (FORMAT JSON) SELECT user_id FROM scim_users WHERE scim_users.org_id = $1 AND {where}",
+            uuid.uuid4(),
+            *parameters.values,
+        )
+    assert "lower(user_name)" in str(plan).split("Index Cond", 1)[-1].split("}", 1)[0]
