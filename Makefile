@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean bench-groups bench-reactors bench-replay
+.PHONY: install run test lint clean bench bench-groups bench-reactors bench-replay
 
 install: $(STAMP)
 
@@ -37,6 +37,13 @@ clean:
 # Benchmarks are measured, never asserted in tests: this one is issue 3's scale claim.
 bench-groups: install
 	$(BIN)/python bench/group_membership.py
+
+# Every path users wait on, against the stack's ceilings and a peer, in one bounded run (about 5 minutes).
+# Not part of `make test`. wrk comes from Debian's packages; traffic stays on 127.0.0.1.
+bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/http/run.py
 
 # Issue 4's figure: reactor lag from an Okta deactivation to the memberships being gone.
 bench-reactors: install

@@ -1,0 +1,546 @@
+"""`make bench`: every path users wait on, each beside the ceiling of this stack, measured in one run.
+
+The service runs under uvicorn on 127.0.0.1, driven by wrk from a separate process (Lua scripts make every
+request body unique). Baselines in the same run:
+- (a) a bare Starlette + asyncpg endpoint doing one INSERT in a transaction into an events-shaped table,
+- (b) one doing one indexed SELECT,
+- (c) scim2-server from PyPI, a peer SCIM server (in memory), for POST /Users and GET filter,
+- and the trivial endpoint, which shows the load generator is not the bottleneck.
+
+Writes bench/results/latest.json and BENCHMARKS.md, and prints the table. Every load run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import httpx
+
+from app.database import database_url
+from app.settings import Settings
+from domain.users import User
+from eventstore.codec import encode_event
+from eventstore.pool import create_pool
+from projections.scim import ScimProjection
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scratch import scratch_database
+
+ROOT = Path(__file__).resolve().parents[2]
+LUA = Path(__file__).resolve().parent / "lua"
+THREADS, CONNECTIONS, SECONDS = 2, 32, 10
+CLI = str(Path(sys.executable).parent / "scimledger")
+UVICORN = str(Path(sys.executable).parent / "uvicorn")
+IMPORT_USERS = 100_000
+
+
+@dataclass
+class Result:
+    scenario: str
+    rps: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    baseline: str | None = None
+    ratio: float | None = None
+    seconds: float | None = None
+    events_per_s: float | None = None
+    note: str | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _milliseconds(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(
+    url: str, script: str, env: dict[str, str], seconds: int = SECONDS
+) -> tuple[float, float, float, int]:
+    """Requests/s, p50 ms, p99 ms, and the count of non-2xx answers."""
+    completed = subprocess.run(
+        [
+            "wrk",
+            f"-t{THREADS}",
+            f"-c{CONNECTIONS}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(LUA / script),
+            url,
+        ],
+        env={**os.environ, "BENCH_LUA": str(LUA), "BENCH_THREADS": str(THREADS), **env},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    out = completed.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _milliseconds(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _milliseconds(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, p50, p99, int(errors.group(1)) if errors else 0
+
+
+class Server:
+    """A uvicorn process on loopback, stopped on exit."""
+
+    def __init__(self, command: list[str], port: int, env: dict[str, str], ready_path: str) -> None:
+        self.process = subprocess.Popen(
+            command, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.base + ready_path, timeout=1).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not start")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(20)
+
+
+def run_cli(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(
+        [CLI, *args], env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+
+
+def write_lines(directory: Path, name: str, lines: list[str]) -> str:
+    path = directory / name
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+async def main() -> None:
+    results: list[Result] = []
+
+    def record(result: Result) -> None:
+        results.append(result)
+        print(
+            f"  {result.scenario}: "
+            + ", ".join(
+                f"{key}={value}"
+                for key, value in asdict(result).items()
+                if value is not None and key != "scenario"
+            ),
+            flush=True,
+        )
+
+    server_url = await asyncio.to_thread(database_url, Settings.from_env())
+    work = Path(tempfile.mkdtemp(prefix="scimledger-bench-"))
+    async with scratch_database(server_url) as url:
+        env = {"DATABASE_URL": url, "SCIMLEDGER_LOG_LEVEL": "warning", "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60"}
+
+        print("baselines: bare Starlette + asyncpg", flush=True)
+        port = free_port()
+        baseline = Server(
+            [
+                UVICORN,
+                "--factory",
+                "bench.http.baseline_app:create_app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            port,
+            env,
+            "/trivial",
+        )
+        try:
+            rps, p50, p99, _ = wrk(
+                baseline.base + "/trivial",
+                "get_random.lua",
+                {"BENCH_PATH": "/trivial", "BENCH_IDS": write_lines(work, "none", ["x"])},
+            )
+            record(Result("load generator ceiling: trivial JSON endpoint", rps, p50, p99))
+            rps, p50, p99, errors = wrk(baseline.base, "baseline_insert.lua", {})
+            insert = Result("(a) baseline: one INSERT in a transaction", rps, p50, p99)
+            record(insert)
+            pool = await create_pool(url, min_size=1, max_size=2)
+            await pool.execute(
+                "INSERT INTO baseline_events (org_id, stream_id, version, type, payload) "
+                "SELECT '00000000-0000-0000-0000-000000000001', ('00000000-0000-0000-0000-' || lpad(n::text, 12, '0'))"
+                "::uuid, 1, 'UserProvisioned', '{}' FROM generate_series(1, 20000) AS n ON CONFLICT DO NOTHING"
+            )
+            await pool.execute("ANALYZE baseline_events")
+            numbers = write_lines(work, "numbers", [str(n) for n in range(1, 20001)])
+            rps, p50, p99, _ = wrk(
+                baseline.base, "get_random.lua", {"BENCH_PATH": "/select/{}", "BENCH_IDS": numbers}
+            )
+            select = Result("(b) baseline: one indexed SELECT", rps, p50, p99)
+            record(select)
+        finally:
+            baseline.stop()
+
+        print("baseline: scim2-server (in memory)", flush=True)
+        port = free_port()
+        peer = Server(
+            [
+                UVICORN,
+                "--factory",
+                "bench.http.peer_app:create_app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            port,
+            {},
+            "/v2/ServiceProviderConfig",
+        )
+        try:
+            async with httpx.AsyncClient(base_url=peer.base) as client:
+                for index in range(2000):
+                    await client.post(
+                        "/v2/Users",
+                        json={
+                            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                            "userName": f"seed{index}@bench.example",
+                        },
+                    )
+            rps, p50, p99, errors = wrk(
+                peer.base, "post_users.lua", {"BENCH_PATH": "/v2/Users", "BENCH_RUN": "peer"}
+            )
+            peer_post = Result("(c) scim2-server: POST /Users", rps, p50, p99, note=f"{errors} non-2xx")
+            record(peer_post)
+            filters = write_lines(
+                work,
+                "peer-filters",
+                [quote(f'userName eq "seed{index}@bench.example"') for index in range(2000)],
+            )
+            rps, p50, p99, _ = wrk(
+                peer.base, "get_random.lua", {"BENCH_PATH": "/v2/Users?filter={}", "BENCH_IDS": filters}
+            )
+            peer_filter = Result("(c) scim2-server: GET /Users?filter=userName eq", rps, p50, p99)
+            record(peer_filter)
+        finally:
+            peer.stop()
+
+        print("scimledger", flush=True)
+        run_cli(env, "migrate")
+        org = run_cli(env, "org", "create", "Bench").splitlines()[-1]
+        token = run_cli(env, "token", "issue", "--org", org)
+        run_cli(env, "project", "create", "--org", org, "Apollo")
+        run_cli(env, "role", "create", "--org", org, "Admin")
+        port = free_port()
+        service = Server([CLI, "serve", "--port", str(port)], port, env, "/healthz")
+        auth = {"BENCH_TOKEN": token}
+        try:
+            rps, p50, p99, errors = wrk(
+                service.base, "post_users.lua", {**auth, "BENCH_PATH": "/scim/v2/Users", "BENCH_RUN": "sl"}
+            )
+            record(
+                Result(
+                    "POST /Users (unique userNames)",
+                    rps,
+                    p50,
+                    p99,
+                    insert.scenario,
+                    rps / insert.rps,
+                    note=f"{errors} non-2xx; vs (c) {rps / peer_post.rps:.2f}",
+                )
+            )
+            rows = await pool.fetch(
+                "SELECT user_id, user_name FROM scim_users WHERE org_id = $1", uuid.UUID(org)
+            )
+            ids = write_lines(work, "ids", [str(row[0]) for row in rows])
+            names = write_lines(work, "filters", [quote(f'userName eq "{row[1]}"') for row in rows])
+            rps, p50, p99, _ = wrk(
+                service.base,
+                "get_random.lua",
+                {**auth, "BENCH_PATH": "/scim/v2/Users?filter={}", "BENCH_IDS": names},
+            )
+            record(
+                Result(
+                    "GET /Users?filter=userName eq",
+                    rps,
+                    p50,
+                    p99,
+                    select.scenario,
+                    rps / select.rps,
+                    note=f"vs (c) {rps / peer_filter.rps:.2f}",
+                )
+            )
+            rps, p50, p99, _ = wrk(
+                service.base, "get_random.lua", {**auth, "BENCH_PATH": "/scim/v2/Users/{}", "BENCH_IDS": ids}
+            )
+            record(Result("GET /Users/{id}", rps, p50, p99, select.scenario, rps / select.rps))
+            deactivate = json.dumps(
+                {
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "value": {"active": False}}],
+                }
+            )
+            rps, p50, p99, errors = wrk(
+                service.base,
+                "patch_each.lua",
+                {**auth, "BENCH_PATH": "/scim/v2/Users/{}", "BENCH_BODY": deactivate, "BENCH_IDS": ids},
+            )
+            record(
+                Result(
+                    "PATCH /Users/{id} deactivate",
+                    rps,
+                    p50,
+                    p99,
+                    insert.scenario,
+                    rps / insert.rps,
+                    note=f"{errors} non-2xx",
+                )
+            )
+            # Reactivate everyone, so that the group scenario adds active users.
+            await pool.execute("SELECT 1")
+            async with httpx.AsyncClient(
+                base_url=service.base, headers={"Authorization": f"Bearer {token}"}
+            ) as client:
+                group = (await client.get("/scim/v2/Groups")).json()["Resources"][0]["id"]
+            lag = await reactor_lag(pool, uuid.UUID(org))
+            record(
+                Result(
+                    "reactor lag: deactivation → removal from the org (under the PATCH load)",
+                    None,
+                    lag[0],
+                    lag[1],
+                    note=f"{lag[2]} deactivations",
+                )
+            )
+            add = json.dumps(
+                {
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "add", "path": "members", "value": [{"value": "{}"}]}],
+                }
+            )
+            actives = await pool.fetch(
+                "SELECT user_id FROM scim_users WHERE org_id = $1 AND active", uuid.UUID(org)
+            )
+            await reactivate(
+                service.base,
+                token,
+                [str(row[0]) for row in rows if row[0] not in {active[0] for active in actives}][:20000],
+            )
+            rps, p50, p99, errors = wrk(
+                service.base,
+                "patch_each.lua",
+                {**auth, "BENCH_PATH": f"/scim/v2/Groups/{group}", "BENCH_BODY": add, "BENCH_IDS": ids},
+            )
+            record(
+                Result(
+                    "PATCH /Groups/{id} add member",
+                    rps,
+                    p50,
+                    p99,
+                    insert.scenario,
+                    rps / insert.rps,
+                    note=f"{errors} non-2xx",
+                )
+            )
+        finally:
+            service.stop()
+
+        print(f"Okta import of {IMPORT_USERS:,} users", flush=True)
+        import_org = run_cli(env, "org", "create", "Import").splitlines()[-1]
+        import_token = run_cli(env, "token", "issue", "--org", import_org)
+        await load_users(pool, uuid.UUID(import_org), IMPORT_USERS)
+        started = time.perf_counter()
+        async with pool.acquire() as connection:
+            replayed = await ScimProjection("Statsig").rebuild(connection)
+        seconds = time.perf_counter() - started
+        record(
+            Result(
+                "rebuild of the SCIM projections from the log",
+                None,
+                None,
+                None,
+                seconds=round(seconds, 1),
+                events_per_s=round(replayed / seconds),
+            )
+        )
+        port = free_port()
+        service = Server([CLI, "serve", "--no-worker", "--port", str(port)], port, env, "/healthz")
+        try:
+            pages = await import_users(service.base, import_token)
+        finally:
+            service.stop()
+        first = pages[0]
+        record(
+            Result(
+                f"Okta import: {IMPORT_USERS:,} users, count=100",
+                None,
+                statistics.median(pages),
+                percentile(pages, 0.99),
+                seconds=round(sum(pages) / 1000, 1),
+                note=f"first page {first:.1f} ms, slowest {max(pages):.1f} ms "
+                f"({max(pages) / first:.1f}x the first)",
+            )
+        )
+        await pool.close()
+
+    write_outputs(results)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def reactor_lag(pool: asyncpg.Pool, org_id: uuid.UUID) -> tuple[float, float, int]:
+    deadline = time.monotonic() + 60
+    query = (
+        "SELECT extract(epoch FROM removed.recorded_at - deactivated.recorded_at) * 1000 FROM events deactivated "
+        "JOIN events removed ON removed.org_id = deactivated.org_id AND removed.stream_id = deactivated.stream_id "
+        "AND removed.type = 'UserRemovedFromOrganization' AND removed.version > deactivated.version "
+        "WHERE deactivated.org_id = $1 AND deactivated.type = 'UserDeactivated'"
+    )
+    expected = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE org_id = $1 AND type = 'UserDeactivated'", org_id
+    )
+    while True:
+        lags = [float(row[0]) for row in await pool.fetch(query, org_id)]
+        if len(lags) >= expected or time.monotonic() > deadline:
+            return statistics.median(lags), percentile(lags, 0.99), len(lags)
+        await asyncio.sleep(0.5)
+
+
+async def reactivate(base: str, token: str, ids: list[str]) -> None:
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": True}}],
+    }
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+        semaphore = asyncio.Semaphore(16)
+
+        async def one(user_id: str) -> None:
+            async with semaphore:
+                await client.patch(f"/scim/v2/Users/{user_id}", json=body)
+
+        await asyncio.gather(*(one(user_id) for user_id in ids))
+
+
+async def load_users(pool: asyncpg.Pool, org_id: uuid.UUID, count: int) -> None:
+    """Okta's users, written straight to the log (as the service would have), to be imported over SCIM."""
+    rows = []
+    for index in range(count):
+        user = User(
+            org_id=str(org_id),
+            attributes={
+                "userName": f"import{index}@bench.example",
+                "name": {"givenName": "Im", "familyName": f"Port{index}"},
+                "emails": [{"value": f"import{index}@bench.example", "primary": True, "type": "work"}],
+            },
+            active=True,
+        )
+        for event in user.collect_events():
+            encoded = encode_event(event)
+            rows.append(
+                (
+                    org_id,
+                    user.id,
+                    encoded.version,
+                    encoded.type,
+                    encoded.schema_version,
+                    encoded.payload,
+                    encoded.occurred_at,
+                    "token:bench",
+                    None,
+                )
+            )
+    for start in range(0, len(rows), 50_000):
+        await pool.copy_records_to_table(
+            "events",
+            records=rows[start : start + 50_000],
+            columns=[
+                "org_id",
+                "stream_id",
+                "version",
+                "type",
+                "schema_version",
+                "payload",
+                "occurred_at",
+                "actor",
+                "request_id",
+            ],
+        )
+
+
+async def import_users(base: str, token: str) -> list[float]:
+    """Okta's import: pages of 100 until totalResults; the latency of each page, in ms."""
+    pages = []
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as client:
+        start, total, seen = 1, None, 0
+        while total is None or start <= total:
+            begun = time.perf_counter()
+            body = (await client.get("/scim/v2/Users", params={"startIndex": start, "count": 100})).json()
+            pages.append((time.perf_counter() - begun) * 1000)
+            total = body["totalResults"]
+            seen += body["itemsPerPage"]
+            start += body["itemsPerPage"] or 100
+    assert seen == IMPORT_USERS, f"imported {seen} of {IMPORT_USERS}"
+    return pages
+
+
+def write_outputs(results: list[Result]) -> None:
+    rows = [
+        {
+            key: (round(value, 2) if isinstance(value, float) else value)
+            for key, value in asdict(result).items()
+        }
+        for result in results
+    ]
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "latest.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+    def cell(value: Any) -> str:
+        return "" if value is None else (f"{value:,.2f}" if isinstance(value, float) else str(value))
+
+    header = ["scenario", "req/s", "p50 ms", "p99 ms", "baseline", "ratio", "seconds", "events/s", "note"]
+    keys = ["scenario", "rps", "p50_ms", "p99_ms", "baseline", "ratio", "seconds", "events_per_s", "note"]
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(cell(row[key]) for key in keys) + " |" for row in rows]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    today = datetime.date.today().isoformat()
+    (ROOT / "BENCHMARKS.md").write_text(
+        "# Benchmarks\n\n"
+        f"`make bench`, run on {today} ({machine}); wrk with {THREADS} threads and {CONNECTIONS} connections, "
+        f"{SECONDS} s a scenario, against one uvicorn worker on 127.0.0.1. Ratios are against the baseline "
+        "named on the same row, measured in the same run. scim2-server keeps its data in memory.\n\n"
+        + "\n".join(table)
+        + "\n"
+    )
+    print("\n" + "\n".join(table))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
