@@ -318,8 +318,6 @@ async def main() -> None:
                     note=f"{errors} non-2xx",
                 )
             )
-            # Reactivate everyone, so that the group scenario adds active users.
-            await pool.execute("SELECT 1")
             async with httpx.AsyncClient(
                 base_url=service.base, headers={"Authorization": f"Bearer {token}"}
             ) as client:
@@ -340,6 +338,7 @@ async def main() -> None:
                     "Operations": [{"op": "add", "path": "members", "value": [{"value": "{}"}]}],
                 }
             )
+            # The PATCH scenario deactivated users; reactivate them, so that the group scenario adds active users.
             actives = await pool.fetch(
                 "SELECT user_id FROM scim_users WHERE org_id = $1 AND active", uuid.UUID(org)
             )
