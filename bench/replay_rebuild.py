@@ -18,14 +18,13 @@ import random
 import time
 import uuid
 
-from scratch import scratch_database  # beside this script
+from scratch import copy_events, event_rows, scratch_database  # beside this script
 
 from app.database import database_url
 from app.migrate import migrate
 from app.settings import Settings
 from domain.catalog import Group, Project, Role
 from domain.users import User
-from eventstore.codec import encode_event
 from eventstore.pool import create_pool
 from eventstore.runner import rebuild, rebuild_beside
 from eventstore.store import EVENT_COLUMNS, RecordedEvent
@@ -47,25 +46,8 @@ def history(org_id: uuid.UUID, events: int) -> list[tuple[object, ...]]:
     aggregates += [*projects, *roles, *groups]
     rows: list[tuple[object, ...]] = []
 
-    def add(aggregate: object) -> None:
-        for event in aggregate.collect_events():  # type: ignore[attr-defined]
-            encoded = encode_event(event)
-            rows.append(
-                (
-                    org_id,
-                    event.originator_id,
-                    encoded.version,
-                    encoded.type,
-                    encoded.schema_version,
-                    encoded.payload,
-                    encoded.occurred_at,
-                    "token:bench",
-                    None,
-                )
-            )
-
     for aggregate in aggregates:
-        add(aggregate)
+        rows += event_rows(org_id, aggregate)
     index = 0
     while len(rows) < events:
         user = User(
@@ -90,7 +72,7 @@ def history(org_id: uuid.UUID, events: int) -> list[tuple[object, ...]]:
                 user.set_active(not user.active)
                 if not user.active:
                     user.set_active(True)
-        add(user)
+        rows += event_rows(org_id, user)
         index += 1
     return rows
 
@@ -117,22 +99,7 @@ async def main(count: int) -> None:
                 rows = history(org_id, count)
                 generated = time.perf_counter() - started
                 started = time.perf_counter()
-                for start in range(0, len(rows), 50_000):
-                    await connection.copy_records_to_table(
-                        "events",
-                        records=rows[start : start + 50_000],
-                        columns=[
-                            "org_id",
-                            "stream_id",
-                            "version",
-                            "type",
-                            "schema_version",
-                            "payload",
-                            "occurred_at",
-                            "actor",
-                            "request_id",
-                        ],
-                    )
+                await copy_events(connection, rows)
                 loaded = time.perf_counter() - started
                 total = len(rows)
                 del rows

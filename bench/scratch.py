@@ -1,13 +1,16 @@
-"""A database of a benchmark's own on the server scimledger uses, dropped afterwards whatever happens."""
+"""Helpers the benchmarks share: a database of a benchmark's own on the server scimledger uses, dropped afterwards whatever happens."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from eventstore.codec import encode_event
 
 
 @asynccontextmanager
@@ -20,3 +23,45 @@ async def scratch_database(server: str) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+EVENT_ROW_COLUMNS = [
+    "org_id",
+    "stream_id",
+    "version",
+    "type",
+    "schema_version",
+    "payload",
+    "occurred_at",
+    "actor",
+    "request_id",
+]
+
+
+def event_rows(org_id: uuid.UUID, aggregate: Any) -> list[tuple[Any, ...]]:
+    """An aggregate's pending events as rows of the events table, as the store would write them."""
+    rows = []
+    for event in aggregate.collect_events():
+        encoded = encode_event(event)
+        rows.append(
+            (
+                org_id,
+                event.originator_id,
+                encoded.version,
+                encoded.type,
+                encoded.schema_version,
+                encoded.payload,
+                encoded.occurred_at,
+                "token:bench",
+                None,
+            )
+        )
+    return rows
+
+
+async def copy_events(target: Any, rows: list[tuple[Any, ...]], chunk: int = 50_000) -> None:
+    """Load rows straight into the log with COPY (a pool or a connection), a chunk per transaction."""
+    for start in range(0, len(rows), chunk):
+        await target.copy_records_to_table(
+            "events", records=rows[start : start + chunk], columns=EVENT_ROW_COLUMNS
+        )

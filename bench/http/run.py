@@ -36,12 +36,11 @@ import httpx
 from app.database import database_url
 from app.settings import Settings
 from domain.users import User
-from eventstore.codec import encode_event
 from eventstore.pool import create_pool
 from projections.scim import ScimProjection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scratch import scratch_database
+from scratch import copy_events, event_rows, scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA = Path(__file__).resolve().parent / "lua"
@@ -458,37 +457,8 @@ async def load_users(pool: asyncpg.Pool, org_id: uuid.UUID, count: int) -> None:
             },
             active=True,
         )
-        for event in user.collect_events():
-            encoded = encode_event(event)
-            rows.append(
-                (
-                    org_id,
-                    user.id,
-                    encoded.version,
-                    encoded.type,
-                    encoded.schema_version,
-                    encoded.payload,
-                    encoded.occurred_at,
-                    "token:bench",
-                    None,
-                )
-            )
-    for start in range(0, len(rows), 50_000):
-        await pool.copy_records_to_table(
-            "events",
-            records=rows[start : start + 50_000],
-            columns=[
-                "org_id",
-                "stream_id",
-                "version",
-                "type",
-                "schema_version",
-                "payload",
-                "occurred_at",
-                "actor",
-                "request_id",
-            ],
-        )
+        rows += event_rows(org_id, user)
+    await copy_events(pool, rows)
 
 
 async def import_users(base: str, token: str) -> list[float]:
