@@ -104,11 +104,7 @@ class GroupProjector:
         org_id, payload = event.org_id, event.payload
         match event.type:
             case "ProjectCreated" | "RoleCreated":
-                table, key = (
-                    ("catalog_projects", "project_id")
-                    if event.type == "ProjectCreated"
-                    else ("catalog_roles", "role_id")
-                )
+                table, key = _catalog_table(event.type)
                 await connection.execute(
                     f"INSERT INTO {table} (org_id, {key}, name, created) VALUES ($1, $2, $3, $4)",
                     org_id,
@@ -117,11 +113,7 @@ class GroupProjector:
                     event.occurred_at,
                 )
             case "ProjectRenamed" | "RoleRenamed":
-                table, key = (
-                    ("catalog_projects", "project_id")
-                    if event.type == "ProjectRenamed"
-                    else ("catalog_roles", "role_id")
-                )
+                table, key = _catalog_table(event.type)
                 await connection.execute(
                     f"UPDATE {table} SET name = $3 WHERE org_id = $1 AND {key} = $2",
                     org_id,
@@ -130,11 +122,7 @@ class GroupProjector:
                 )
                 await self._rename_groups(connection, event, key)
             case "ProjectArchived" | "RoleArchived":
-                table, key = (
-                    ("catalog_projects", "project_id")
-                    if event.type == "ProjectArchived"
-                    else ("catalog_roles", "role_id")
-                )
+                table, key = _catalog_table(event.type)
                 await connection.execute(
                     f"UPDATE {table} SET archived = true WHERE org_id = $1 AND {key} = $2",
                     org_id,
@@ -223,6 +211,15 @@ class GroupProjector:
         await connection.execute("DELETE FROM catalog_projects")
         await connection.execute("DELETE FROM catalog_roles")
         await self.apply(connection, recorded)
+
+
+def _catalog_table(event_type: str) -> tuple[str, str]:
+    """The catalog table, and its key column, that a Project… or Role… event belongs to."""
+    return (
+        ("catalog_projects", "project_id")
+        if event_type.startswith("Project")
+        else ("catalog_roles", "role_id")
+    )
 
 
 def _name_taken(error: asyncpg.UniqueViolationError) -> DomainError:
