@@ -34,8 +34,6 @@ from eventstore.pool import Connection, create_pool
 from eventstore.runner import (
     Projection,
     Relocatable,
-    Runner,
-    RunnerOptions,
     rebuild,
     rebuild_beside,
     status,
@@ -101,7 +99,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run the asynchronous projections and reactors alone, until SIGTERM or SIGINT."""
-    from app.main import build_services
+    from app.main import build_runner, build_services
 
     url = await asyncio.to_thread(database_url, settings)
     pool = await create_pool(url, min_size=1, max_size=4)
@@ -109,8 +107,7 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
         async with pool.acquire() as connection:
             await migrate(connection)
         services = build_services(settings, pool)
-        runner = Runner(url, services.consumers, RunnerOptions(poll_seconds=settings.runner_poll_seconds))
-        task = asyncio.create_task(runner.run(), name="runner")
+        task = asyncio.create_task(build_runner(settings, url, services).run(), name="runner")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)

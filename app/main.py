@@ -51,8 +51,7 @@ async def _runner(settings: Settings, url: str, services: Services) -> AsyncIter
     if not settings.worker:
         yield
         return
-    runner = Runner(url, services.consumers, RunnerOptions(poll_seconds=settings.runner_poll_seconds))
-    task = asyncio.create_task(runner.run(), name="runner")
+    task = asyncio.create_task(build_runner(settings, url, services).run(), name="runner")
     try:
         yield
     finally:
@@ -60,6 +59,13 @@ async def _runner(settings: Settings, url: str, services: Services) -> AsyncIter
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def build_runner(settings: Settings, url: str, services: Services) -> Runner:
+    options = RunnerOptions(
+        poll_seconds=settings.runner_poll_seconds, batch_delay_seconds=settings.runner_batch_delay_seconds
+    )
+    return Runner(url, services.consumers, options)
 
 
 def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Services:

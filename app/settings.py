@@ -23,6 +23,7 @@ ENVIRONMENT = {
     "SCIMLEDGER_GROUP_PREFIX": "group_prefix",
     "SCIMLEDGER_WORKER": "worker",
     "SCIMLEDGER_RUNNER_POLL_SECONDS": "runner_poll_seconds",
+    "SCIMLEDGER_RUNNER_BATCH_DELAY_SECONDS": "runner_batch_delay_seconds",
 }
 
 
@@ -41,6 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     group_prefix: str = "Statsig"
     worker: bool = True
     runner_poll_seconds: float = 1.0
+    runner_batch_delay_seconds: float = 0.05
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -73,6 +73,10 @@ class Projection(Consumer, Protocol):
 class RunnerOptions:
     batch_size: int = 500
     poll_seconds: float = 1.0
+    # How long a consumer that has caught up waits before reading again. Under load every commit sends a
+    # NOTIFY; without this pause each one would cost every consumer a transaction of its own for a batch of
+    # one or two events. With it, a busy log is read in batches, at the price of this much added lag.
+    batch_delay_seconds: float = 0.05
     standby_seconds: float = 2.0
     max_attempts: int = 3
     backoff_seconds: float = 0.1
@@ -230,9 +234,12 @@ class Runner:
         while True:
             state.wake.clear()
             applied = await self._step(connection, consumer, state, progress)
+            if applied >= self.options.batch_size or progress.isolating:
+                continue  # behind the log, or isolating a failure: go on at once
             if not applied:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(state.wake.wait(), self.options.poll_seconds)
+            await asyncio.sleep(self.options.batch_delay_seconds)
 
     async def _step(
         self, connection: Connection, consumer: Consumer, state: ConsumerState, progress: _Progress
