@@ -52,8 +52,8 @@ class UserService:
     ) -> UserRow:
         profile, active = split_active(attributes)
         user = User(org_id=str(org_id), attributes=profile, active=True if active is None else active)
-        async with self._store.transaction() as transaction:
-            await self._save(transaction, user, metadata)
+        async with self._store.autocommit() as transaction:
+            await self._projection.save_user(transaction, user, metadata)
         return row_of(user)
 
     async def get(self, connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> UserRow:
@@ -120,14 +120,18 @@ class UserService:
     ) -> UserRow:
         for attempt in range(_ATTEMPTS):
             try:
-                async with self._store.transaction() as transaction:
+                # The first attempt reads, then appends with its row in one statement, optimistically. A
+                # retry queues on the stream's lock, which only lasts as long as an explicit transaction.
+                async with (
+                    self._store.autocommit() if attempt == 0 else self._store.transaction()
+                ) as transaction:
                     if attempt > 0:
                         await transaction.lock_stream(user_id)
                     user = await _load(transaction, org_id, user_id)
                     if if_match is not None and not if_match(user.version):
                         raise PreconditionFailed(user.version)
                     decide(user)
-                    await self._save(transaction, user, metadata)
+                    await self._projection.save_user(transaction, user, metadata)
                     groups = (
                         await scim_users.groups_of(transaction.connection, org_id, user_id)
                         if (user.groups and not user.deleted)
@@ -138,7 +142,3 @@ class UserService:
                 if if_match is not None or attempt == _ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
-
-    async def _save(self, transaction: Transaction, user: User, metadata: Metadata) -> None:
-        recorded = await transaction.save(uuid.UUID(user.org_id), [user], metadata)
-        await self._projection.apply(transaction.connection, recorded, {user.id: user})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -70,7 +71,7 @@ EVENT_COLUMNS = (
 # together. An expected version ahead of the stream is filtered out (it would leave a gap); a stale one
 # collides with the primary key (org_id, stream_id, version), which is how the second of two concurrent
 # writers with the same expected version fails. Fewer rows returned than sent means a conflict.
-_APPEND = f"""
+_APPEND_ROWS = f"""
 INSERT INTO events (org_id, stream_id, version, type, schema_version, payload, occurred_at, actor, request_id)
 SELECT e.org_id, e.stream_id, e.version, e.type, e.schema_version, e.payload, e.occurred_at, $1, $2
 FROM unnest($3::uuid[], $4::uuid[], $5::int[], $6::int[], $7::text[], $8::int[], $9::jsonb[],
@@ -80,6 +81,42 @@ WHERE (SELECT coalesce(max(version), 0) FROM events AS existing
        WHERE existing.org_id = e.org_id AND existing.stream_id = e.stream_id) = e.expected_version
 RETURNING {EVENT_COLUMNS}
 """
+_APPEND_PARAMETERS = 10
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A write that rides in the append's own statement, such as the inline projection's row.
+
+    Its SQL may read the `position` and `version` of the rows just appended from the CTE `appended`, and must
+    change nothing when that is empty (a lost race): the statement is its own transaction when no explicit
+    one is open. Placeholders are numbered from $1, as if it stood alone.
+    """
+
+    sql: str
+    args: tuple[Any, ...]
+
+    def within_append(self) -> str:
+        return (
+            f"WITH appended AS ({_APPEND_ROWS}), follow_up AS ({self._shifted(_APPEND_PARAMETERS)}) "
+            f"SELECT {EVENT_COLUMNS} FROM appended"
+        )
+
+    async def run_after(self, connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
+        """Run on its own, for events appended by an earlier statement of the same transaction; `appended`
+        then holds their position and version."""
+        await connection.execute(
+            f"WITH appended AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS a(position, version)) "
+            f"{self._shifted(2)}",
+            [event.position for event in recorded],
+            [event.version for event in recorded],
+            *self.args,
+        )
+
+    def _shifted(self, offset: int) -> str:
+        return _PLACEHOLDER.sub(lambda match: f"${int(match[1]) + offset}", self.sql)
+
 
 _READ_STREAMS = f"""
 SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND stream_id = ANY($2::uuid[]) ORDER BY stream_id, version
@@ -138,9 +175,13 @@ class Transaction:
         )
 
     async def append_streams(
-        self, appends: Sequence[StreamAppend], metadata: Metadata
+        self, appends: Sequence[StreamAppend], metadata: Metadata, follow_up: FollowUp | None = None
     ) -> list[RecordedEvent]:
-        """Append to several streams at once; any stale expected version fails the whole append."""
+        """Append to several streams at once; any stale expected version fails the whole append.
+
+        `follow_up` is written in the same statement, so it takes no round trip of its own and, outside an
+        explicit transaction, commits with the append or not at all.
+        """
         rows: list[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent]] = []
         for append in appends:
             encoded = [encode_event(event) for event in append.events]
@@ -154,7 +195,7 @@ class Transaction:
             return []
         try:
             recorded = await self.connection.fetch(
-                _APPEND,
+                _APPEND_ROWS if follow_up is None else follow_up.within_append(),
                 metadata.actor,
                 metadata.request_id,
                 [row[0] for row in rows],
@@ -165,8 +206,11 @@ class Transaction:
                 [row[3].schema_version for row in rows],
                 [row[3].payload for row in rows],
                 [row[3].occurred_at for row in rows],
+                *(follow_up.args if follow_up is not None else ()),
             )
         except asyncpg.UniqueViolationError as error:
+            if error.table_name != "events":
+                raise  # the follow-up's own constraint: its author knows what that means
             stale = _colliding_append(error, appends)
             raise ConcurrencyConflict(stale.stream_id, stale.expected_version) from error
         if len(recorded) != len(rows):
@@ -199,7 +243,11 @@ class Transaction:
         return aggregates
 
     async def save(
-        self, org_id: uuid.UUID, aggregates: Iterable[Aggregate], metadata: Metadata
+        self,
+        org_id: uuid.UUID,
+        aggregates: Iterable[Aggregate],
+        metadata: Metadata,
+        follow_up: FollowUp | None = None,
     ) -> list[RecordedEvent]:
         """Append every aggregate's pending events, each stream expected where the aggregate was loaded."""
         appends = []
@@ -207,7 +255,7 @@ class Transaction:
             events = aggregate.collect_events()
             if events:
                 appends.append(StreamAppend(org_id, aggregate.id, events[0].originator_version - 1, events))
-        return await self.append_streams(appends, metadata)
+        return await self.append_streams(appends, metadata, follow_up)
 
     async def lock_stream(self, stream_id: uuid.UUID) -> None:
         """Queue behind other lockers of this stream until this transaction ends.
@@ -232,6 +280,16 @@ class EventStore:
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as error:
             # The database chose this transaction to give way; like a lost append race, it may be retried.
             raise ConcurrencyConflict(reason=f"the database aborted the transaction: {error}") from error
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Transaction]:
+        """A connection with no explicit transaction: each statement commits on its own.
+
+        For writes that a single statement does whole (an append with its follow-up), which saves the two
+        round trips of BEGIN and COMMIT.
+        """
+        async with self._pool.acquire() as connection:
+            yield Transaction(connection)
 
     async def append(
         self,

@@ -9,9 +9,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 
+import asyncpg
+from eventsourcing.utils import get_topic
+
+from domain.errors import UserNameTaken
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import EVENT_COLUMNS, RecordedEvent
+from eventstore.store import EVENT_COLUMNS, Metadata, RecordedEvent, Transaction
 from projections import scim_users
 from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector
@@ -35,6 +39,25 @@ class ScimProjection:
             if user is not None:
                 await scim_users.write(connection, user, events)
         await self.groups.apply(connection, recorded)
+
+    async def save_user(
+        self, transaction: Transaction, user: User, metadata: Metadata
+    ) -> list[RecordedEvent]:
+        """Append the user's pending events with the user's row in the same statement: one round trip, and
+        outside an explicit transaction both commit together or not at all. Changes that reach the group
+        tables too (memberships) go through `apply`, in the caller's transaction."""
+        types = [get_topic(type(event)) for event in user.pending_events]
+        if any(event_type in GROUP_EVENT_TYPES for event_type in types):
+            recorded = await transaction.save(uuid.UUID(user.org_id), [user], metadata)
+            await self.apply(transaction.connection, recorded, {user.id: user})
+            return recorded
+        first_version = user.pending_events[0].originator_version if user.pending_events else user.version
+        try:
+            return await transaction.save(
+                uuid.UUID(user.org_id), [user], metadata, scim_users.follow_up(user, first_version, types)
+            )
+        except asyncpg.UniqueViolationError as error:
+            raise UserNameTaken(user.user_name) from error
 
     async def rebuild(self, connection: Connection) -> int:
         """Replace every SCIM row with rows derived from the log alone; returns the events replayed.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +18,8 @@ from eventsourcing.utils import get_topic
 from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
 from eventstore.pool import Connection
-from eventstore.store import EVENT_COLUMNS, RecordedEvent
-from projections.scim_sql import Column, PagedQuery, QueryCompiler, Relation
+from eventstore.store import EVENT_COLUMNS, FollowUp, RecordedEvent
+from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
 from scim.query import ListQuery
 from scim.schema import USER
 
@@ -57,7 +57,7 @@ _GROUPS = (
     "WHERE membership.org_id = scim_users.org_id AND membership.user_id = scim_users.user_id)"
 )
 _FIELDS = f"user_id, resource, version, created, last_modified, {_GROUPS} AS groups"
-USER_PAGES = PagedQuery("scim_users", _FIELDS, USER_QUERIES, stable_order="sort_key, user_id")
+USER_PAGES = PagedQuery("scim_users", _FIELDS, USER_QUERIES, id_column="user_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,46 +99,46 @@ def _row_values(user: User, sort_key: int) -> tuple[Any, ...]:
     )
 
 
+def follow_up(user: User, first_version: int, types: Iterable[str]) -> FollowUp:
+    """The write that brings the user's row up to date with `user`, once events from `first_version` on, of
+    `types`, are appended; it rides in the append's statement (see FollowUp) and changes nothing if the
+    append lost a race."""
+    org_id = uuid.UUID(user.org_id)
+    if all(event_type in _MEMBERSHIP_ONLY for event_type in types):
+        # Group membership is projected by scim_groups; here only the version moves.
+        return FollowUp(
+            "UPDATE scim_users SET version = $3, last_modified = $4 "
+            "WHERE org_id = $1 AND user_id = $2 AND EXISTS (SELECT FROM appended)",
+            (org_id, user.id, user.version, user.modified_on),
+        )
+    if user.deleted:
+        return FollowUp(
+            "DELETE FROM scim_users WHERE org_id = $1 AND user_id = $2 AND EXISTS (SELECT FROM appended)",
+            (org_id, user.id),
+        )
+    values = _row_values(user, 0)[:-1]
+    if first_version == 1:
+        # The provisioning event's log position is the row's paging order, as a rebuild derives it.
+        return FollowUp(
+            "INSERT INTO scim_users (org_id, user_id, user_name, external_id, active, resource, version, "
+            "created, last_modified, sort_key) "
+            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, position FROM appended WHERE version = 1",
+            values,
+        )
+    *columns, _created, last_modified = values
+    return FollowUp(
+        "UPDATE scim_users SET user_name = $3, external_id = $4, active = $5, resource = $6, version = $7, "
+        "last_modified = $8 WHERE org_id = $1 AND user_id = $2 AND EXISTS (SELECT FROM appended)",
+        (*columns, last_modified),
+    )
+
+
 async def write(connection: Connection, user: User, recorded: Sequence[RecordedEvent]) -> None:
     """Bring the user's row up to date with `user`, inside the transaction that appended `recorded`."""
-    if recorded and all(event.type in _MEMBERSHIP_ONLY for event in recorded):
-        # Group membership is projected by scim_groups; here only the version moves.
-        await connection.execute(
-            "UPDATE scim_users SET version = $3, last_modified = $4 WHERE org_id = $1 AND user_id = $2",
-            uuid.UUID(user.org_id),
-            user.id,
-            user.version,
-            user.modified_on,
-        )
-        return
-    if user.deleted:
-        await connection.execute(
-            "DELETE FROM scim_users WHERE org_id = $1 AND user_id = $2", uuid.UUID(user.org_id), user.id
-        )
-        return
     try:
-        if recorded and recorded[0].version == 1:
-            await connection.execute(
-                "INSERT INTO scim_users (org_id, user_id, user_name, external_id, active, resource, version, "
-                "created, last_modified, sort_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                *_row_values(user, recorded[0].position),
-            )
-        else:
-            org_id, user_id, user_name, external_id, active, resource, version, _, last_modified, _ = (
-                _row_values(user, 0)
-            )
-            await connection.execute(
-                "UPDATE scim_users SET user_name = $3, external_id = $4, active = $5, resource = $6, "
-                "version = $7, last_modified = $8 WHERE org_id = $1 AND user_id = $2",
-                org_id,
-                user_id,
-                user_name,
-                external_id,
-                active,
-                resource,
-                version,
-                last_modified,
-            )
+        await follow_up(user, recorded[0].version, (event.type for event in recorded)).run_after(
+            connection, recorded
+        )
     except asyncpg.UniqueViolationError as error:
         # Only the userName index can collide here: the primary key is the stream id, fresh per user.
         raise UserNameTaken(user.user_name) from error
@@ -158,10 +158,12 @@ async def groups_of(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUI
     return groups or []
 
 
-async def query(connection: Connection, org_id: uuid.UUID, listing: ListQuery) -> Page:
+async def query(
+    connection: Connection, org_id: uuid.UUID, listing: ListQuery, page_ends: PageEnds | None = None
+) -> Page:
     """One page in a stable order: `sortBy` first if given, then provisioning order."""
-    total, rows = await USER_PAGES.fetch(connection, org_id, listing)
-    return Page(total, [UserRow(*row[:6]) for row in rows])
+    total, rows = await USER_PAGES.fetch(connection, org_id, listing, page_ends)
+    return Page(total, [UserRow(*row) for row in rows])
 
 
 async def rebuild_rows(connection: Connection) -> int:
