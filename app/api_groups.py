@@ -86,7 +86,7 @@ class GroupsCollection(HTTPEndpoint):
         services = services_of(request)
         listing = list_parameters(request)
         async with services.pool.acquire() as connection:
-            page = await scim_groups.query(connection, principal.org_id, listing)
+            page = await scim_groups.query(connection, principal.org_id, listing, services.page_ends)
             members: dict[Any, list[Member]] = {}
             if page.rows and _wants_members(listing.include, listing.exclude):
                 members = await scim_groups.members_of(

@@ -124,7 +124,7 @@ class UsersCollection(HTTPEndpoint):
         services = services_of(request)
         listing = list_parameters(request)
         async with services.pool.acquire() as connection:
-            page = await scim_users.query(connection, principal.org_id, listing)
+            page = await scim_users.query(connection, principal.org_id, listing, services.page_ends)
         base = base_url(request)
         resources = [
             select_attributes(USER, render(row, base), listing.include, listing.exclude) for row in page.rows

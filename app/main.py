@@ -32,6 +32,7 @@ from eventstore.store import EventStore
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess
 from projections.scim import ScimProjection
+from projections.scim_sql import PageEnds
 from projections.seals import Sealer
 from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates
 
@@ -87,6 +88,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
             DeactivationRemovesFromOrganization(projection),
             RemovalDeactivates(projection),
         ),
+        page_ends=PageEnds(),
     )
 
 

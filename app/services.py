@@ -15,6 +15,7 @@ from domain.errors import NotFound
 from eventstore.runner import Consumer
 from eventstore.store import EventStore
 from projections.scim import ScimProjection
+from projections.scim_sql import PageEnds
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Services:
     authenticator: Authenticator
     projection: ScimProjection
     consumers: tuple[Consumer, ...]
+    page_ends: PageEnds
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

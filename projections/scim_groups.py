@@ -20,7 +20,7 @@ from domain.errors import DomainError
 from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
-from projections.scim_sql import Column, PagedQuery, QueryCompiler, Relation
+from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
 from scim.query import ListQuery
 from scim.schema import GROUP
 
@@ -81,7 +81,7 @@ class GroupPage:
 
 
 _GROUP_FIELDS = "group_id, display_name, created, last_modified, version, linked, project_id, role_id"
-GROUP_PAGES = PagedQuery("scim_groups", _GROUP_FIELDS, GROUP_QUERIES, stable_order="sort_key, group_id")
+GROUP_PAGES = PagedQuery("scim_groups", _GROUP_FIELDS, GROUP_QUERIES, id_column="group_id")
 
 
 class GroupProjector:
@@ -243,10 +243,12 @@ async def get(connection: Connection, org_id: uuid.UUID, group_id: uuid.UUID) ->
     return GroupRow(*row) if row is not None else None
 
 
-async def query(connection: Connection, org_id: uuid.UUID, listing: ListQuery) -> GroupPage:
+async def query(
+    connection: Connection, org_id: uuid.UUID, listing: ListQuery, page_ends: PageEnds | None = None
+) -> GroupPage:
     """One page in a stable order: `sortBy` first if given, then creation order."""
-    total, rows = await GROUP_PAGES.fetch(connection, org_id, listing)
-    return GroupPage(total, [GroupRow(*row[:8]) for row in rows])
+    total, rows = await GROUP_PAGES.fetch(connection, org_id, listing, page_ends)
+    return GroupPage(total, [GroupRow(*row) for row in rows])
 
 
 async def members_of(

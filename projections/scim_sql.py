@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import asyncpg
+from typing import Any, TypeAlias
 
 from eventstore.pool import Connection
 from scim.errors import invalid_filter
@@ -51,6 +50,37 @@ class Relation:
         return column
 
 
+PageKey: TypeAlias = tuple[Hashable, ...]
+
+
+class PageEnds:
+    """Where recently served pages ended, so that the page after one is found by key, not by OFFSET.
+
+    Okta imports with startIndex=1, 101, 201... until totalResults. With OFFSET each page walks past every
+    row before it, so the last pages of a large org cost hundreds of times the first. When a page in the
+    stable order is asked for right where a served one ended, it starts from that row's key instead: the
+    same rows when nothing changed meanwhile, and no row skipped or repeated when something did. A miss
+    (another process served the page before, or the entry aged out) falls back to OFFSET, which is correct,
+    only slower. Bounded; one per process, made in the lifespan.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._ends: OrderedDict[PageKey, tuple[int, uuid.UUID]] = OrderedDict()
+
+    def start_after(self, key: PageKey) -> tuple[int, uuid.UUID] | None:
+        end = self._ends.get(key)
+        if end is not None:
+            self._ends.move_to_end(key)
+        return end
+
+    def remember(self, key: PageKey, end: tuple[int, uuid.UUID]) -> None:
+        self._ends[key] = end
+        self._ends.move_to_end(key)
+        if len(self._ends) > self._capacity:
+            self._ends.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class PagedQuery:
     """One page of a projection table, filtered and sorted: what every SCIM collection GET runs."""
@@ -58,40 +88,48 @@ class PagedQuery:
     table: str
     fields: str
     compiler: QueryCompiler
-    stable_order: str  # the order under any sortBy, total, so that pages never overlap or skip
+    id_column: str  # with sort_key, the stable order under any sortBy: total, so pages never overlap or skip
 
     async def fetch(
-        self, connection: Connection, org_id: uuid.UUID, listing: ListQuery
-    ) -> tuple[int, list[asyncpg.Record]]:
-        """The total matching, and the rows of the page the listing asks for."""
-        scim_filter, start_index, count = listing.filter, listing.start_index, listing.count
-        sort_by, descending = listing.sort_by, listing.descending
+        self,
+        connection: Connection,
+        org_id: uuid.UUID,
+        listing: ListQuery,
+        page_ends: PageEnds | None = None,
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """The total matching, and the page the listing asks for as tuples of `fields`, in one round trip."""
         parameters = Parameters(offset=1)
         where = f"{self.table}.org_id = $1"
-        if scim_filter is not None:
-            where += f" AND {self.compiler.where(scim_filter, parameters)}"
-        order = self.stable_order
-        if sort_by is not None:
-            expression, _ = self.compiler.order_by(sort_by)
-            order = f"{expression} {'DESC' if descending else 'ASC'} NULLS LAST, {order}"
-        filter_values = list(parameters.values)
-        limit, offset = parameters.add(count, "bigint"), parameters.add(start_index - 1, "bigint")
-        # count(*) OVER () gives the total in the same round trip as the page.
+        if listing.filter is not None:
+            where += f" AND {self.compiler.where(listing.filter, parameters)}"
+        stable_order = f"sort_key, {self.id_column}"
+        order = stable_order
+        if listing.sort_by is not None:
+            expression, _ = self.compiler.order_by(listing.sort_by)
+            order = f"{expression} {'DESC' if listing.descending else 'ASC'} NULLS LAST, {order}"
+        shape = (self.table, org_id, where, *parameters.values)
+        start = None
+        if listing.sort_by is None and page_ends is not None and listing.start_index > 1:
+            start = page_ends.start_after((*shape, listing.start_index))
+        page_where, offset = where, listing.start_index - 1
+        if start is not None:
+            after_key, after_id = parameters.add(start[0], "bigint"), parameters.add(start[1], "uuid")
+            page_where, offset = f"{where} AND ({stable_order}) > ({after_key}, {after_id})", 0
+        limit, skip = parameters.add(listing.count, "bigint"), parameters.add(offset, "bigint")
+        # The total and the page in one round trip; the LEFT JOIN yields one row of NULLs for an empty page.
         rows = await connection.fetch(
-            f"SELECT {self.fields}, count(*) OVER () AS total FROM {self.table} WHERE {where} "
-            f"ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            f"SELECT total.n, page.* FROM (SELECT count(*) AS n FROM {self.table} WHERE {where}) AS total "
+            f"LEFT JOIN LATERAL (SELECT {self.fields}, {stable_order} FROM {self.table} WHERE {page_where} "
+            f"ORDER BY {order} LIMIT {limit} OFFSET {skip}) AS page ON TRUE",
             org_id,
             *parameters.values,
         )
-        if rows:
-            return rows[0]["total"], rows
-        if count == 0 or start_index > 1:
-            # No row to carry the window count (count=0, or a page past the end): count separately.
-            total: int = await connection.fetchval(
-                f"SELECT count(*) FROM {self.table} WHERE {where}", org_id, *filter_values
-            )
-            return total, []
-        return 0, []
+        total: int = rows[0]["n"]
+        page = [row[1:-2] for row in rows if row[-1] is not None]
+        if page and listing.sort_by is None and page_ends is not None:
+            last = rows[-1]
+            page_ends.remember((*shape, listing.start_index + len(page)), (last[-2], last[-1]))
+        return total, page
 
 
 class Parameters:

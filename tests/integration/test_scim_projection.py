@@ -6,6 +6,7 @@ import asyncpg
 from app.services import Services
 from eventstore.store import Metadata
 from projections import scim_users
+from projections.scim_sql import PageEnds
 from scim.filter import parse_filter
 from scim.query import ListQuery
 
@@ -202,3 +203,62 @@ async def test_a_user_name_filter_is_an_index_lookup_not_a_scan(pool: asyncpg.Po
             *parameters.values,
         )
     assert "lower(user_name)" in str(plan).split("Index Cond", 1)[-1].split("}", 1)[0]
+
+
+def page_of(start_index: int, count: int) -> ListQuery:
+    return ListQuery(None, start_index, count, None, False, None, None)
+
+
+async def import_all(
+    pool: asyncpg.Pool, org_id: uuid.UUID, page_ends: PageEnds | None, between_pages: Any = None
+) -> list[uuid.UUID]:
+    """Okta's import: startIndex 1, 1 + count... until totalResults."""
+    seen: list[uuid.UUID] = []
+    start, total = 1, None
+    while total is None or start <= total:
+        async with pool.acquire() as connection:
+            page = await scim_users.query(connection, org_id, page_of(start, 40), page_ends)
+        total = page.total
+        seen += [row.user_id for row in page.rows]
+        start += len(page.rows) or 40
+        if between_pages is not None:
+            await between_pages()
+    return seen
+
+
+async def test_pages_continued_by_key_are_the_pages_offset_gives(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    org_id = uuid.uuid4()
+    ids = [
+        (await services.users.provision(org_id, {"userName": f"p{n}@x.org"}, META)).user_id
+        for n in range(101)
+    ]
+
+    by_offset = await import_all(pool, org_id, None)
+    by_key = await import_all(pool, org_id, PageEnds())
+
+    assert by_offset == by_key == ids
+
+
+async def test_an_import_continued_by_key_skips_no_one_when_users_before_the_page_are_deleted(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    org_id = uuid.uuid4()
+    ids = [
+        (await services.users.provision(org_id, {"userName": f"d{n}@x.org"}, META)).user_id
+        for n in range(100)
+    ]
+    deleted: list[uuid.UUID] = []
+
+    async def delete_an_early_user() -> None:
+        # Deleting a user already imported shifts every later user one place down in OFFSET terms.
+        victim = ids[len(deleted)]
+        deleted.append(victim)
+        await services.users.delete(org_id, victim, META)
+
+    seen = await import_all(pool, org_id, PageEnds(), delete_an_early_user)
+
+    assert seen == ids, "every user seen once, in order, although users before each page were deleted"
+    offset_pages = await import_all(pool, org_id, None)
+    assert offset_pages == [user_id for user_id in ids if user_id not in deleted]
