@@ -126,7 +126,8 @@ class PagedQuery:
         )
         total: int = rows[0]["n"]
         page = [row[1:-2] for row in rows if row[-1] is not None]
-        if page and listing.sort_by is None and page_ends is not None:
+        if len(page) == listing.count and listing.sort_by is None and page_ends is not None:
+            # Only a full page can have a next one; a lookup by userName never does.
             last = rows[-1]
             page_ends.remember((*shape, listing.start_index + len(page)), (last[-2], last[-1]))
         return total, page

@@ -83,18 +83,19 @@ def row_of(user: User, groups: list[dict[str, Any]] | None = None) -> UserRow:
     return UserRow(user.id, resource, user.version, user.created_on, user.modified_on, groups or [])
 
 
-def _row_values(user: User, sort_key: int) -> tuple[Any, ...]:
-    row = row_of(user)
+def _row_values(user: User, sort_key: int, org_id: uuid.UUID | None = None) -> tuple[Any, ...]:
+    """The scim_users row of `user`; a rebuild passes the org id it already holds as a UUID."""
+    attributes = user.attributes
     return (
-        uuid.UUID(user.org_id),
-        row.user_id,
-        user.user_name,
-        user.attributes.get("externalId"),
+        uuid.UUID(user.org_id) if org_id is None else org_id,
+        user.id,
+        attributes["userName"],
+        attributes.get("externalId"),
         user.active,
-        row.resource,
-        row.version,
-        row.created,
-        row.last_modified,
+        {**attributes, "active": user.active},
+        user.version,
+        user.created_on,
+        user.modified_on,
         sort_key,
     )
 
@@ -169,12 +170,12 @@ async def query(
 async def rebuild_rows(connection: Connection) -> int:
     """Replace every row with rows folded from the log alone; returns the number of events replayed. Runs in
     the caller's transaction, which holds the table locks (see ScimProjection.rebuild)."""
-    users: dict[uuid.UUID, tuple[User, int]] = {}
+    users: dict[uuid.UUID, tuple[User, int, uuid.UUID]] = {}
     replayed = 0
     cursor = connection.cursor(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE type = ANY($1::text[]) ORDER BY org_id, stream_id, version",
         USER_EVENT_TYPES,
-        prefetch=2000,
+        prefetch=5000,
     )
     async for row in cursor:
         recorded = RecordedEvent(*row)
@@ -182,12 +183,16 @@ async def rebuild_rows(connection: Connection) -> int:
         user = recorded.to_domain_event().mutate(existing[0] if existing else None)
         assert isinstance(user, User)
         if existing is None:
-            users[recorded.stream_id] = (user, recorded.position)
+            users[recorded.stream_id] = (user, recorded.position, recorded.org_id)
         replayed += 1
     await connection.execute("DELETE FROM scim_users")
     await connection.copy_records_to_table(
         "scim_users",
-        records=[_row_values(user, sort_key) for user, sort_key in users.values() if not user.deleted],
+        records=[
+            _row_values(user, sort_key, org_id)
+            for user, sort_key, org_id in users.values()
+            if not user.deleted
+        ],
         columns=[
             "org_id",
             "user_id",
