@@ -54,8 +54,12 @@ def create_app() -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        # The service's own pool settings, so that the ceiling is measured on equal terms.
-        pool = await create_pool(os.environ["DATABASE_URL"], min_size=4, max_size=10)
+        # BASELINE_POOL=service: the service's own pool settings (no session reset on release), to show the
+        # ceiling on equal terms; otherwise asyncpg's defaults, the bare stack.
+        if os.environ.get("BASELINE_POOL") == "service":
+            pool = await create_pool(os.environ["DATABASE_URL"], min_size=4, max_size=10)
+        else:
+            pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=4, max_size=10)
         await pool.execute(SCHEMA)
         yield {"pool": pool}
         await pool.close()

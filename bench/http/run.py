@@ -140,6 +140,42 @@ def write_lines(directory: Path, name: str, lines: list[str]) -> str:
     return str(path)
 
 
+async def baselines(
+    work: Path, pool: asyncpg.Pool, env: dict[str, str], label: str, record: Any
+) -> tuple[Result, Result]:
+    """(a) and (b) against the bare Starlette + asyncpg app, and the load generator's ceiling the first time."""
+    print(f"baselines: bare Starlette + asyncpg{label}", flush=True)
+    port = free_port()
+    command = [UVICORN, "--factory", "bench.http.baseline_app:create_app", "--port", str(port)]
+    baseline = Server([*command, "--log-level", "warning"], port, env, "/trivial")
+    try:
+        if not label:
+            rps, p50, p99, _ = wrk(
+                baseline.base + "/trivial",
+                "get_random.lua",
+                {"BENCH_PATH": "/trivial", "BENCH_IDS": write_lines(work, "none", ["x"])},
+            )
+            record(Result("load generator ceiling: trivial JSON endpoint", rps, p50, p99))
+        rps, p50, p99, _ = wrk(baseline.base, "baseline_insert.lua", {})
+        insert = Result(f"(a) baseline: one INSERT in a transaction{label}", rps, p50, p99)
+        record(insert)
+        await pool.execute(
+            "INSERT INTO baseline_events (org_id, stream_id, version, type, payload) "
+            "SELECT '00000000-0000-0000-0000-000000000001', ('00000000-0000-0000-0000-' || lpad(n::text, 12, '0'))"
+            "::uuid, 1, 'UserProvisioned', '{}' FROM generate_series(1, 20000) AS n ON CONFLICT DO NOTHING"
+        )
+        await pool.execute("ANALYZE baseline_events")
+        numbers = write_lines(work, "numbers", [str(n) for n in range(1, 20001)])
+        rps, p50, p99, _ = wrk(
+            baseline.base, "get_random.lua", {"BENCH_PATH": "/select/{}", "BENCH_IDS": numbers}
+        )
+        select = Result(f"(b) baseline: one indexed SELECT{label}", rps, p50, p99)
+        record(select)
+    finally:
+        baseline.stop()
+    return insert, select
+
+
 async def main() -> None:
     results: list[Result] = []
 
@@ -160,47 +196,12 @@ async def main() -> None:
     async with scratch_database(server_url) as url:
         env = {"DATABASE_URL": url, "SCIMLEDGER_LOG_LEVEL": "warning", "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60"}
 
-        print("baselines: bare Starlette + asyncpg", flush=True)
-        port = free_port()
-        baseline = Server(
-            [
-                UVICORN,
-                "--factory",
-                "bench.http.baseline_app:create_app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            port,
-            env,
-            "/trivial",
+        pool = await create_pool(url, min_size=1, max_size=2)
+        insert, select = await baselines(work, pool, env, "", record)
+        # The same ceilings with the service's own pool settings (no session reset on release).
+        equal_insert, equal_select = await baselines(
+            work, pool, {**env, "BASELINE_POOL": "service"}, ", service's pool settings", record
         )
-        try:
-            rps, p50, p99, _ = wrk(
-                baseline.base + "/trivial",
-                "get_random.lua",
-                {"BENCH_PATH": "/trivial", "BENCH_IDS": write_lines(work, "none", ["x"])},
-            )
-            record(Result("load generator ceiling: trivial JSON endpoint", rps, p50, p99))
-            rps, p50, p99, errors = wrk(baseline.base, "baseline_insert.lua", {})
-            insert = Result("(a) baseline: one INSERT in a transaction", rps, p50, p99)
-            record(insert)
-            pool = await create_pool(url, min_size=1, max_size=2)
-            await pool.execute(
-                "INSERT INTO baseline_events (org_id, stream_id, version, type, payload) "
-                "SELECT '00000000-0000-0000-0000-000000000001', ('00000000-0000-0000-0000-' || lpad(n::text, 12, '0'))"
-                "::uuid, 1, 'UserProvisioned', '{}' FROM generate_series(1, 20000) AS n ON CONFLICT DO NOTHING"
-            )
-            await pool.execute("ANALYZE baseline_events")
-            numbers = write_lines(work, "numbers", [str(n) for n in range(1, 20001)])
-            rps, p50, p99, _ = wrk(
-                baseline.base, "get_random.lua", {"BENCH_PATH": "/select/{}", "BENCH_IDS": numbers}
-            )
-            select = Result("(b) baseline: one indexed SELECT", rps, p50, p99)
-            record(select)
-        finally:
-            baseline.stop()
 
         print("baseline: scim2-server (in memory)", flush=True)
         port = free_port()
@@ -267,7 +268,8 @@ async def main() -> None:
                     p99,
                     insert.scenario,
                     rps / insert.rps,
-                    note=f"{errors} non-2xx; vs (c) {rps / peer_post.rps:.2f}",
+                    note=f"{errors} non-2xx; vs (c) {rps / peer_post.rps:.2f}; "
+                    f"vs (a) with the service's pool settings {rps / equal_insert.rps:.2f}",
                 )
             )
             rows = await pool.fetch(
@@ -288,13 +290,24 @@ async def main() -> None:
                     p99,
                     select.scenario,
                     rps / select.rps,
-                    note=f"vs (c) {rps / peer_filter.rps:.2f}",
+                    note=f"vs (c) {rps / peer_filter.rps:.2f}; "
+                    f"vs (b) with the service's pool settings {rps / equal_select.rps:.2f}",
                 )
             )
             rps, p50, p99, _ = wrk(
                 service.base, "get_random.lua", {**auth, "BENCH_PATH": "/scim/v2/Users/{}", "BENCH_IDS": ids}
             )
-            record(Result("GET /Users/{id}", rps, p50, p99, select.scenario, rps / select.rps))
+            record(
+                Result(
+                    "GET /Users/{id}",
+                    rps,
+                    p50,
+                    p99,
+                    select.scenario,
+                    rps / select.rps,
+                    note=f"vs (b) with the service's pool settings {rps / equal_select.rps:.2f}",
+                )
+            )
             deactivate = json.dumps(
                 {
                     "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -504,7 +517,10 @@ def write_outputs(results: list[Result]) -> None:
         "# Benchmarks\n\n"
         f"`make bench`, run on {today} ({machine}); wrk with {THREADS} threads and {CONNECTIONS} connections, "
         f"{SECONDS} s a scenario, against one uvicorn worker on 127.0.0.1. Ratios are against the baseline "
-        "named on the same row, measured in the same run. scim2-server keeps its data in memory.\n\n"
+        "named on the same row, measured in the same run. (a) and (b) run with asyncpg's defaults, as a bare "
+        "app would; the rows marked \"service's pool settings\" rerun them with the service's pool, which "
+        "skips asyncpg's per-release session reset. The service runs as `scimledger serve`, with its runner "
+        "in the same process, except for the import (`--no-worker`). scim2-server keeps its data in memory.\n\n"
         + "\n".join(table)
         + "\n"
     )

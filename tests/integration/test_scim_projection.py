@@ -209,6 +209,13 @@ def page_of(start_index: int, count: int) -> ListQuery:
     return ListQuery(None, start_index, count, None, False, None, None)
 
 
+async def provision_many(services: Services, org_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+    return [
+        (await services.users.provision(org_id, {"userName": f"u{n}@x.org"}, META)).user_id
+        for n in range(count)
+    ]
+
+
 async def import_all(
     pool: asyncpg.Pool, org_id: uuid.UUID, page_ends: PageEnds | None, between_pages: Any = None
 ) -> list[uuid.UUID]:
@@ -230,10 +237,7 @@ async def test_pages_continued_by_key_are_the_pages_offset_gives(
     services: Services, pool: asyncpg.Pool
 ) -> None:
     org_id = uuid.uuid4()
-    ids = [
-        (await services.users.provision(org_id, {"userName": f"p{n}@x.org"}, META)).user_id
-        for n in range(101)
-    ]
+    ids = await provision_many(services, org_id, 101)
 
     by_offset = await import_all(pool, org_id, None)
     by_key = await import_all(pool, org_id, PageEnds())
@@ -245,10 +249,7 @@ async def test_an_import_continued_by_key_skips_no_one_when_users_before_the_pag
     services: Services, pool: asyncpg.Pool
 ) -> None:
     org_id = uuid.uuid4()
-    ids = [
-        (await services.users.provision(org_id, {"userName": f"d{n}@x.org"}, META)).user_id
-        for n in range(100)
-    ]
+    ids = await provision_many(services, org_id, 100)
     deleted: list[uuid.UUID] = []
 
     async def delete_an_early_user() -> None:
