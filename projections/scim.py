@@ -9,10 +9,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 
-import asyncpg
 from eventsourcing.utils import get_topic
 
-from domain.errors import UserNameTaken
 from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import EVENT_COLUMNS, Metadata, RecordedEvent, Transaction
@@ -46,18 +44,17 @@ class ScimProjection:
         """Append the user's pending events with the user's row in the same statement: one round trip, and
         outside an explicit transaction both commit together or not at all. Changes that reach the group
         tables too (memberships) go through `apply`, in the caller's transaction."""
-        types = [get_topic(type(event)) for event in user.pending_events]
+        pending = user.pending_events
+        if not pending:
+            return []  # the request changed nothing
+        types = [get_topic(type(event)) for event in pending]
         if any(event_type in GROUP_EVENT_TYPES for event_type in types):
             recorded = await transaction.save(uuid.UUID(user.org_id), [user], metadata)
             await self.apply(transaction.connection, recorded, {user.id: user})
             return recorded
-        first_version = user.pending_events[0].originator_version if user.pending_events else user.version
-        try:
-            return await transaction.save(
-                uuid.UUID(user.org_id), [user], metadata, scim_users.follow_up(user, first_version, types)
-            )
-        except asyncpg.UniqueViolationError as error:
-            raise UserNameTaken(user.user_name) from error
+        follow_up = scim_users.follow_up(user, pending[0].originator_version, types)
+        with scim_users.user_name_collision(user):
+            return await transaction.save(uuid.UUID(user.org_id), [user], metadata, follow_up)
 
     async def rebuild(self, connection: Connection) -> int:
         """Replace every SCIM row with rows derived from the log alone; returns the events replayed.

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,10 +137,17 @@ def follow_up(user: User, first_version: int, types: Iterable[str]) -> FollowUp:
 
 async def write(connection: Connection, user: User, recorded: Sequence[RecordedEvent]) -> None:
     """Bring the user's row up to date with `user`, inside the transaction that appended `recorded`."""
-    try:
+    with user_name_collision(user):
         await follow_up(user, recorded[0].version, (event.type for event in recorded)).run_after(
             connection, recorded
         )
+
+
+@contextmanager
+def user_name_collision(user: User) -> Iterator[None]:
+    """Around a write of the user's row, alone or riding in the append: a collision is a taken userName."""
+    try:
+        yield
     except asyncpg.UniqueViolationError as error:
         # Only the userName index can collide here: the primary key is the stream id, fresh per user.
         raise UserNameTaken(user.user_name) from error
