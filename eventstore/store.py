@@ -73,10 +73,12 @@ EVENT_COLUMNS = (
 # writers with the same expected version fails. Fewer rows returned than sent means a conflict.
 _APPEND_ROWS = f"""
 INSERT INTO events (org_id, stream_id, version, type, schema_version, payload, occurred_at, actor, request_id)
-SELECT e.org_id, e.stream_id, e.version, e.type, e.schema_version, e.payload, e.occurred_at, $1, $2
-FROM unnest($3::uuid[], $4::uuid[], $5::int[], $6::int[], $7::text[], $8::int[], $9::jsonb[],
-            $10::timestamptz[])
-     AS e(org_id, stream_id, expected_version, version, type, schema_version, payload, occurred_at)
+SELECT e.org_id, e.stream_id, e.version, e.type, e.schema_version, e.payload, e.occurred_at, e.actor,
+       e.request_id
+FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::int[], $6::int[], $7::text[], $8::int[],
+            $9::jsonb[], $10::timestamptz[])
+     AS e(actor, request_id, org_id, stream_id, expected_version, version, type, schema_version, payload,
+          occurred_at)
 WHERE (SELECT coalesce(max(version), 0) FROM events AS existing
        WHERE existing.org_id = e.org_id AND existing.stream_id = e.stream_id) = e.expected_version
 RETURNING {EVENT_COLUMNS}
@@ -101,17 +103,6 @@ class FollowUp:
         return (
             f"WITH appended AS ({_APPEND_ROWS}), follow_up AS ({self._shifted(_APPEND_PARAMETERS)}) "
             f"SELECT {EVENT_COLUMNS} FROM appended"
-        )
-
-    async def run_after(self, connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
-        """Run on its own, for events appended by an earlier statement of the same transaction; `appended`
-        then holds their position and version."""
-        await connection.execute(
-            f"WITH appended AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS a(position, version)) "
-            f"{self._shifted(2)}",
-            [event.position for event in recorded],
-            [event.version for event in recorded],
-            *self.args,
         )
 
     def _shifted(self, offset: int) -> str:
@@ -148,12 +139,27 @@ def _colliding_append(error: asyncpg.UniqueViolationError, appends: Sequence[Str
 
 @dataclass(frozen=True, slots=True)
 class StreamAppend:
-    """New events for one stream, which must still be at `expected_version` when they are written."""
+    """New events for one stream, which must still be at `expected_version` when they are written.
+
+    `causes` gives each event's own metadata where one append records events caused by different requests
+    (a reactor's batch); otherwise every event carries the metadata of the append.
+    """
 
     org_id: uuid.UUID
     stream_id: uuid.UUID
     expected_version: int
     events: Sequence[AggregateEvent]
+    causes: Sequence[Metadata] | None = None
+
+
+def pending_append(
+    org_id: uuid.UUID, aggregate: Aggregate, causes: Sequence[Metadata] | None = None
+) -> StreamAppend | None:
+    """The aggregate's pending events, collected, expected where the aggregate was loaded; None if none."""
+    events = aggregate.collect_events()
+    if not events:
+        return None
+    return StreamAppend(org_id, aggregate.id, events[0].originator_version - 1, events, causes)
 
 
 class Transaction:
@@ -182,7 +188,7 @@ class Transaction:
         `follow_up` is written in the same statement, so it takes no round trip of its own and, outside an
         explicit transaction, commits with the append or not at all.
         """
-        rows: list[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent]] = []
+        rows: list[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metadata]] = []
         for append in appends:
             encoded = [encode_event(event) for event in append.events]
             if encoded and encoded[0].version != append.expected_version + 1:
@@ -190,14 +196,20 @@ class Transaction:
                     f"events of {append.stream_id} start at version {encoded[0].version}, "
                     f"expected {append.expected_version + 1}"
                 )
-            rows += [(append.org_id, append.stream_id, append.expected_version, item) for item in encoded]
+            causes = append.causes if append.causes is not None else [metadata] * len(encoded)
+            if len(causes) != len(encoded):
+                raise ValueError(f"{len(encoded)} events of {append.stream_id} but {len(causes)} causes")
+            rows += [
+                (append.org_id, append.stream_id, append.expected_version, item, cause)
+                for item, cause in zip(encoded, causes, strict=True)
+            ]
         if not rows:
             return []
         try:
             recorded = await self.connection.fetch(
                 _APPEND_ROWS if follow_up is None else follow_up.within_append(),
-                metadata.actor,
-                metadata.request_id,
+                [row[4].actor for row in rows],
+                [row[4].request_id for row in rows],
                 [row[0] for row in rows],
                 [row[1] for row in rows],
                 [row[2] for row in rows],
@@ -250,12 +262,8 @@ class Transaction:
         follow_up: FollowUp | None = None,
     ) -> list[RecordedEvent]:
         """Append every aggregate's pending events, each stream expected where the aggregate was loaded."""
-        appends = []
-        for aggregate in aggregates:
-            events = aggregate.collect_events()
-            if events:
-                appends.append(StreamAppend(org_id, aggregate.id, events[0].originator_version - 1, events))
-        return await self.append_streams(appends, metadata, follow_up)
+        appends = [pending_append(org_id, aggregate) for aggregate in aggregates]
+        return await self.append_streams([append for append in appends if append], metadata, follow_up)
 
     async def lock_stream(self, stream_id: uuid.UUID) -> None:
         """Queue behind other lockers of this stream until this transaction ends.

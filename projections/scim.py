@@ -32,10 +32,11 @@ class ScimProjection:
         by_stream: dict[uuid.UUID, list[RecordedEvent]] = {}
         for event in recorded:
             by_stream.setdefault(event.stream_id, []).append(event)
-        for stream_id, events in by_stream.items():
-            user = users.get(stream_id)
-            if user is not None:
-                await scim_users.write(connection, user, events)
+        changed = [
+            (users[stream_id], events) for stream_id, events in by_stream.items() if stream_id in users
+        ]
+        if changed:
+            await scim_users.write(connection, changed)
         await self.groups.apply(connection, recorded)
 
     async def save_user(

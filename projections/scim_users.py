@@ -135,22 +135,59 @@ def follow_up(user: User, first_version: int, types: Iterable[str]) -> FollowUp:
     )
 
 
-async def write(connection: Connection, user: User, recorded: Sequence[RecordedEvent]) -> None:
-    """Bring the user's row up to date with `user`, inside the transaction that appended `recorded`."""
-    with user_name_collision(user):
-        await follow_up(user, recorded[0].version, (event.type for event in recorded)).run_after(
-            connection, recorded
+_ROW_COLUMNS = (
+    "org_id, user_id, user_name, external_id, active, resource, version, created, last_modified, sort_key"
+)
+_ROW_TYPES = (
+    "uuid[], uuid[], text[], text[], boolean[], jsonb[], int[], timestamptz[], timestamptz[], bigint[]"
+)
+_UNNEST_ROWS = f"unnest({', '.join(f'${n}::{kind}' for n, kind in enumerate(_ROW_TYPES.split(', '), 1))})"
+_INSERT_ROWS = f"INSERT INTO scim_users ({_ROW_COLUMNS}) SELECT * FROM {_UNNEST_ROWS}"
+_UPDATE_ROWS = (
+    "UPDATE scim_users SET user_name = r.user_name, external_id = r.external_id, active = r.active, "
+    "resource = r.resource, version = r.version, last_modified = r.last_modified "
+    f"FROM {_UNNEST_ROWS} AS r({_ROW_COLUMNS}) "
+    "WHERE scim_users.org_id = r.org_id AND scim_users.user_id = r.user_id"
+)
+_DELETE_ROWS = (
+    "DELETE FROM scim_users USING unnest($1::uuid[], $2::uuid[]) AS r(org_id, user_id) "
+    "WHERE scim_users.org_id = r.org_id AND scim_users.user_id = r.user_id"
+)
+
+
+async def write(connection: Connection, changed: Sequence[tuple[User, Sequence[RecordedEvent]]]) -> None:
+    """Bring the rows of every user in `changed` up to date, inside the transaction that appended their
+    events: at most one statement each for the new, the changed and the deleted, whatever their number (a
+    reactor's batch changes thousands)."""
+    created, updated, deleted = [], [], []
+    for user, recorded in changed:
+        if user.deleted:
+            deleted.append(user)
+        elif recorded[0].version == 1:
+            # The provisioning event's log position is the row's paging order, as a rebuild derives it.
+            created.append(_row_values(user, recorded[0].position))
+        else:
+            updated.append(_row_values(user, 0))
+    for statement, rows in ((_INSERT_ROWS, created), (_UPDATE_ROWS, updated)):
+        if rows:
+            with user_name_collision(*(user for user, _ in changed)):
+                await connection.execute(statement, *(list(column) for column in zip(*rows, strict=True)))
+    if deleted:
+        await connection.execute(
+            _DELETE_ROWS, [uuid.UUID(user.org_id) for user in deleted], [user.id for user in deleted]
         )
 
 
 @contextmanager
-def user_name_collision(user: User) -> Iterator[None]:
-    """Around a write of the user's row, alone or riding in the append: a collision is a taken userName."""
+def user_name_collision(*users: User) -> Iterator[None]:
+    """Around a write of users' rows, alone or riding in the append: a collision is a taken userName."""
     try:
         yield
     except asyncpg.UniqueViolationError as error:
         # Only the userName index can collide here: the primary key is the stream id, fresh per user.
-        raise UserNameTaken(user.user_name) from error
+        detail = getattr(error, "detail", "") or ""
+        taken = next((user for user in users if user.user_name.lower() in detail.lower()), users[0])
+        raise UserNameTaken(taken.user_name) from error
 
 
 async def get(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> UserRow | None:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 
 from domain.users import User
-from eventstore.store import Metadata, RecordedEvent, Transaction
+from eventstore.store import Metadata, RecordedEvent, Transaction, pending_append
 from projections.scim import ScimProjection
 
 
@@ -28,41 +28,36 @@ class UserReactor:
 
     async def handle(self, transaction: Transaction, events: Sequence[RecordedEvent]) -> None:
         """Decide on a whole batch at once: each organization's users are loaded in one query, decided on
-        in log order, and their decisions appended in one statement per causing request."""
+        in log order, and all their decisions appended and projected in one statement each."""
         by_org: dict[uuid.UUID, list[RecordedEvent]] = {}
         for event in events:
             if self.concerns(event):
                 by_org.setdefault(event.org_id, []).append(event)
         for org_id, concerned in by_org.items():
             users = await transaction.load(org_id, {event.stream_id for event in concerned})
-            for request_id, batch in _by_request(concerned):
-                decided: dict[uuid.UUID, User] = {}
-                for event in batch:
-                    user = users.get(event.stream_id)
-                    if isinstance(user, User):
-                        self.decide(user, event)
-                        decided[user.id] = user
-                # Decisions carry the request id of what caused them, so an auditor can follow the chain.
-                metadata = Metadata(actor=f"reactor:{self.name}", request_id=request_id)
-                recorded = await transaction.save(org_id, decided.values(), metadata)
-                await self._projection.apply(transaction.connection, recorded, decided)
+            decided: dict[uuid.UUID, User] = {}
+            causes: dict[uuid.UUID, list[Metadata]] = {}
+            for event in concerned:
+                user = users.get(event.stream_id)
+                if not isinstance(user, User):
+                    continue
+                already = len(user.pending_events)
+                self.decide(user, event)
+                # Each decision carries the request id of what caused it, so an auditor can follow the chain.
+                cause = Metadata(actor=f"reactor:{self.name}", request_id=event.request_id)
+                causes.setdefault(user.id, []).extend([cause] * (len(user.pending_events) - already))
+                decided[user.id] = user
+            appends = [pending_append(org_id, user, causes[user.id]) for user in decided.values()]
+            recorded = await transaction.append_streams(
+                [append for append in appends if append], Metadata(actor=f"reactor:{self.name}")
+            )
+            await self._projection.apply(transaction.connection, recorded, decided)
 
     def concerns(self, event: RecordedEvent) -> bool:
         raise NotImplementedError
 
     def decide(self, user: User, event: RecordedEvent) -> None:
         raise NotImplementedError
-
-
-def _by_request(events: Sequence[RecordedEvent]) -> list[tuple[str | None, list[RecordedEvent]]]:
-    """Consecutive runs of events caused by the same request, in order."""
-    runs: list[tuple[str | None, list[RecordedEvent]]] = []
-    for event in events:
-        if runs and runs[-1][0] == event.request_id:
-            runs[-1][1].append(event)
-        else:
-            runs.append((event.request_id, [event]))
-    return runs
 
 
 class DeactivationRemovesFromOrganization(UserReactor):

@@ -176,6 +176,52 @@ async def test_reacting_to_the_same_event_twice_changes_nothing_more(
     assert [event[0] for event in once].count("UserRemovedFromOrganization") == 1
 
 
-async def apply_directly(services: Services, reactor: DeactivationRemovesFromOrganization, row: Any) -> None:
+async def test_one_batch_of_many_requests_records_each_decision_with_its_own_cause(
+    scim: httpx.AsyncClient, services: Services, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    _, groups = await setup(scim, services, tenant)
+    users = [(await scim.post("/Users", json=okta_user(f"batch{n}@acme.com"))).json()["id"] for n in range(3)]
+    await scim.patch(
+        f"/Groups/{groups[0]}",
+        json={
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": users[0]}]}],
+        },
+    )
+    for n, user in enumerate(users):
+        response = await scim.patch(
+            f"/Users/{user}", json=active(False), headers={"X-Request-Id": f"okta-{n}"}
+        )
+        assert response.status_code == 200
+    deactivations = await pool.fetch(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1::uuid[]) AND type = 'UserDeactivated' "
+        "ORDER BY position",
+        [uuid.UUID(user) for user in users],
+    )
+    await apply_directly(services, DeactivationRemovesFromOrganization(services.projection), *deactivations)
+
+    for n, user in enumerate(users):
+        caused = await pool.fetch(
+            "SELECT type, request_id FROM events WHERE stream_id = $1 AND actor LIKE 'reactor:%' ORDER BY version",
+            uuid.UUID(user),
+        )
+        expected = ["UserRemovedFromOrganization"] + (["GroupMemberRemoved"] if n == 0 else [])
+        assert [row["type"] for row in caused] == expected
+        assert {row["request_id"] for row in caused} == {f"okta-{n}"}
+        row = await pool.fetchrow(
+            "SELECT version, active FROM scim_users WHERE user_id = $1", uuid.UUID(user)
+        )
+        assert row["active"] is False
+        assert row["version"] == await pool.fetchval(
+            "SELECT max(version) FROM events WHERE stream_id = $1", uuid.UUID(user)
+        )
+    assert (
+        await pool.fetchval("SELECT count(*) FROM group_members WHERE user_id = $1", uuid.UUID(users[0])) == 0
+    )
+
+
+async def apply_directly(
+    services: Services, reactor: DeactivationRemovesFromOrganization, *rows: Any
+) -> None:
     async with services.store.transaction() as transaction:
-        await reactor.handle(transaction, [RecordedEvent(*row)])
+        await reactor.handle(transaction, [RecordedEvent(*row) for row in rows])
