@@ -6,8 +6,10 @@ from the log alone, through the same code.
 
 from __future__ import annotations
 
+import gc
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from eventsourcing.utils import get_topic
 
@@ -19,6 +21,20 @@ from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector
 
 _TABLES = "scim_users, scim_groups, group_members, catalog_projects, catalog_roles"
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """A fold keeps every aggregate alive until its rows are copied, and the cyclic collector would walk all of
+    them again and again while they accumulate: a third of a rebuild's time, measured. Nothing a fold builds
+    is garbage before the fold ends, so collecting then loses nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class ScimProjection:
@@ -61,8 +77,13 @@ class ScimProjection:
         """Replace every SCIM row with rows derived from the log alone; returns the events replayed.
 
         Writers update these tables in the transaction that appends their events, so the exclusive locks
-        make them wait, and they then apply their change on top of the rebuilt rows.
+        make them wait, and they then apply their change on top of the rebuilt rows. Readers of users wait
+        too (see `scim_users.rebuild_rows`): about a second per 30,000 events.
         """
+        with _without_cyclic_gc():
+            return await self._rebuild(connection)
+
+    async def _rebuild(self, connection: Connection) -> int:
         async with connection.transaction():
             await connection.execute(f"LOCK TABLE {_TABLES} IN EXCLUSIVE MODE")
             replayed = await scim_users.rebuild_rows(connection)

@@ -18,8 +18,9 @@ from eventsourcing.utils import get_topic
 
 from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
+from eventstore.codec import decode_event
 from eventstore.pool import Connection
-from eventstore.store import EVENT_COLUMNS, FollowUp, RecordedEvent
+from eventstore.store import FollowUp, RecordedEvent
 from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
 from scim.query import ListQuery
 from scim.schema import USER
@@ -217,20 +218,24 @@ async def rebuild_rows(connection: Connection) -> int:
     the caller's transaction, which holds the table locks (see ScimProjection.rebuild)."""
     users: dict[uuid.UUID, tuple[User, int, uuid.UUID]] = {}
     replayed = 0
+    # Only the columns a fold needs: decoding the others cost a tenth of a rebuild.
     cursor = connection.cursor(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE type = ANY($1::text[]) ORDER BY org_id, stream_id, version",
+        "SELECT type, schema_version, payload, stream_id, version, occurred_at, position, org_id FROM events "
+        "WHERE type = ANY($1::text[]) ORDER BY org_id, stream_id, version",
         USER_EVENT_TYPES,
         prefetch=5000,
     )
     async for row in cursor:
-        recorded = RecordedEvent(*row)
-        existing = users.get(recorded.stream_id)
-        user = recorded.to_domain_event().mutate(existing[0] if existing else None)
+        stream_id = row[3]
+        existing = users.get(stream_id)
+        user = decode_event(*row[:6]).mutate(existing[0] if existing else None)
         assert isinstance(user, User)
         if existing is None:
-            users[recorded.stream_id] = (user, recorded.position, recorded.org_id)
+            users[stream_id] = (user, row[6], row[7])
         replayed += 1
-    await connection.execute("DELETE FROM scim_users")
+    # TRUNCATE rather than DELETE: copying into a table full of dead rows made every unique-index check visit
+    # them, and took twice as long. Its lock makes readers wait for the rebuild too, as writers already do.
+    await connection.execute("TRUNCATE scim_users")
     await connection.copy_records_to_table(
         "scim_users",
         records=[
