@@ -12,7 +12,6 @@ import contextlib
 import csv
 import datetime
 import getpass
-import logging
 import signal
 import sys
 import uuid
@@ -23,7 +22,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from app import tenancy
+from app import logs, tenancy
 from app.catalog import KINDS, CatalogService
 from app.database import EmbeddedDatabaseError, database_url
 from app.migrate import MigrationError, migrate
@@ -90,7 +89,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.no_worker:
         settings = msgspec.structs.replace(settings, worker=False)
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level=settings.log_level, proxy_headers=False
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        # Logging is configured by `main`; the app writes its own access log, without query strings.
+        log_config=None,
+        access_log=False,
     )
     server = Server(config)
     server.run()
@@ -583,9 +589,10 @@ async def _with_services(settings: Settings, handler: Handler, args: argparse.Na
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
-    # Administrative commands stay quiet unless something is wrong; `serve` logs at the configured level.
-    level = settings.log_level.upper() if args.command == "serve" else "WARNING"
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Administrative commands stay quiet unless something is wrong; `serve` and `worker` log at the configured
+    # level, in the configured format.
+    level = settings.log_level if args.command in ("serve", "worker") else "warning"
+    logs.configure(level, settings.log_format)
     try:
         if hasattr(args, "sync_handler"):
             return int(args.sync_handler(settings, args))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,17 +17,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import logs
 from app.groups import InvalidMember
+from app.operations import Metrics
 from app.services import Services
 from app.tenancy import Principal
 from app.users import PreconditionFailed
 from domain.errors import ConcurrencyConflict, DomainError, NotFound, UserDeletedError, UserNameTaken
 from domain.users import InactiveMember
+from eventstore.pool import DATABASE_UNAVAILABLE
 from eventstore.store import Metadata
 from projections.scim_groups import NameTaken
 from scim.errors import ScimError, invalid_syntax, invalid_value
 
 log = logging.getLogger("scimledger.http")
+access = logging.getLogger("scimledger.access")
+RETRY_AFTER_SECONDS = 5
 
 SCIM_MEDIA_TYPE = "application/scim+json"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -73,8 +79,8 @@ class Unauthorized(ScimError):
 
 async def on_scim_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ScimError)
-    headers = {"WWW-Authenticate": 'Bearer realm="scimledger"'} if error.status == 401 else None
-    return error_response(error.status, error.detail, error.scim_type, headers)
+    headers = {"WWW-Authenticate": 'Bearer realm="scimledger"'} if error.status == 401 else {}
+    return error_response(error.status, error.detail, error.scim_type, {**headers, **error.headers})
 
 
 async def on_domain_error(request: Request, error: Exception) -> Response:
@@ -103,31 +109,50 @@ async def on_http_exception(request: Request, error: Exception) -> Response:
     return error_response(error.status_code, detail, headers=dict(error.headers or {}))
 
 
-async def on_unexpected(request: Request, error: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-    return error_response(500, "The service failed to handle this request; it has been logged.")
+async def on_database_unavailable(request: Request, error: Exception) -> Response:
+    log.warning("database unavailable: %s", type(error).__name__, extra={"error_type": type(error).__name__})
+    return error_response(
+        503,
+        "The service cannot reach its database right now; nothing was changed. Retry after a few seconds.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
+# Anything else reaches EdgeMiddleware, which answers a SCIM 500.
 EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     ScimError: on_scim_error,
     DomainError: on_domain_error,
     PreconditionFailed: on_domain_error,
     HTTPException: on_http_exception,
-    Exception: on_unexpected,
+    **dict.fromkeys(DATABASE_UNAVAILABLE, on_database_unavailable),
 }
 
 
-class EdgeHeadersMiddleware:
-    """Gives every request an id (the client's X-Request-Id when it sends a sane one) and echoes it, and sets
-    headers that keep browsers from treating SCIM responses as anything but data."""
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=31536000"),
+]
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class EdgeMiddleware:
+    """Around every request: an id (the client's X-Request-Id when it sends a sane one), echoed and put on
+    every log line and event the request causes; headers that keep browsers from treating responses as
+    anything but data; the request's metrics and its access log line, by route template (never the raw
+    path, which may hold a userName); and a SCIM 500 for anything unhandled, with the same headers."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         request_id = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
@@ -136,20 +161,52 @@ class EdgeHeadersMiddleware:
                 break
         request_id = request_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        extra = [
-            (b"x-request-id", request_id.encode()),
-            (b"x-content-type-options", b"nosniff"),
-            (b"cache-control", b"no-store"),
-            (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
-            (b"referrer-policy", b"no-referrer"),
-        ]
+        token = logs.request_id.set(request_id)
+        extra = [(b"x-request-id", request_id.encode()), *_SECURITY_HEADERS]
+        status = 500
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as error:
+            log.exception("unhandled %s", type(error).__name__, extra={"error_type": type(error).__name__})
+            if status == 500:  # nothing sent yet
+                response = error_response(
+                    500, "The service failed to handle this request; it has been logged."
+                )
+                await response(scope, receive, send_with_headers)
+        finally:
+            route = _route_template(scope)
+            seconds = time.perf_counter() - started
+            self.metrics.observe(route, scope["method"], status, seconds)
+            access.info(
+                "%s %s %d",
+                scope["method"],
+                route,
+                status,
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )
+            logs.request_id.reset(token)
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path is None:
+        return "unmatched"
+    mounted = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    return f"{mounted}{path}" if mounted != path else path
 
 
 def services_of(request: Request) -> Services:
@@ -173,6 +230,13 @@ async def authenticate(request: Request, scope: str = "scim") -> Principal:
         )
     if principal.scope != scope:
         raise ScimError(403, f"This token has the '{principal.scope}' scope; this endpoint needs '{scope}'.")
+    wait = services_of(request).rate_limiter.retry_after(principal.token_id)
+    if wait is not None:
+        raise ScimError(
+            429,
+            "This token sent more requests than its rate limit allows; retry after the time in Retry-After.",
+            headers={"Retry-After": str(wait)},
+        )
     return principal
 
 

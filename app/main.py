@@ -12,16 +12,16 @@ from typing import Any
 import asyncpg
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from app import api_audit, api_groups, api_users, discovery
+from app import api_audit, api_groups, api_users, discovery, operations
 from app.catalog import CatalogService
 from app.database import database_url
 from app.groups import GroupService
-from app.http import EXCEPTION_HANDLERS, EdgeHeadersMiddleware
+from app.http import EXCEPTION_HANDLERS, EdgeMiddleware
 from app.migrate import migrate
+from app.operations import Metrics, Operations
+from app.ratelimit import RateLimiter
 from app.services import Services
 from app.settings import Settings
 from app.tenancy import Authenticator
@@ -41,20 +41,17 @@ log = logging.getLogger("scimledger")
 SCIM_BASE = "/scim/v2"
 
 
-async def healthz(request: Request) -> Response:
-    # Routes are served only after the lifespan has connected and migrated, so answering means ready.
-    return JSONResponse({"status": "ok"})
-
-
 @asynccontextmanager
-async def _runner(settings: Settings, url: str, services: Services) -> AsyncIterator[None]:
+async def _runner(
+    settings: Settings, url: str, services: Services
+) -> AsyncIterator[asyncio.Task[None] | None]:
     """The runner for asynchronous projections and reactors, in this process unless the worker is off."""
     if not settings.worker:
-        yield
+        yield None
         return
     task = asyncio.create_task(build_runner(settings, url, services).run(), name="runner")
     try:
-        yield
+        yield task
     finally:
         # A batch in flight rolls back with its transaction; its events are read again next time.
         task.cancel()
@@ -89,32 +86,41 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
             RemovalDeactivates(projection),
         ),
         page_ends=PageEnds(),
+        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
     )
 
 
 def create_app(settings: Settings) -> Starlette:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         url = await asyncio.to_thread(database_url, settings)
-        pool = await create_pool(url, min_size=1, max_size=settings.pool_size)
+        # Bounded waits, so that a database that is down or stuck turns into a prompt 503, never a hang.
+        timeout = settings.database_timeout_seconds
+        pool = await create_pool(
+            url, min_size=1, max_size=settings.pool_size, timeout=timeout, command_timeout=timeout
+        )
         try:
             async with pool.acquire() as connection:
                 applied = await migrate(connection)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
             services = build_services(settings, pool)
-            async with _runner(settings, url, services):
-                yield {"services": services}
+            async with _runner(settings, url, services) as runner:
+                yield {"services": services, "operations": Operations(services, metrics, runner)}
         finally:
             await pool.close()
 
     return Starlette(
         routes=[
-            Route("/healthz", healthz, methods=["GET"]),
+            Route("/healthz", operations.healthz, methods=["GET"]),
+            Route("/readyz", operations.readyz, methods=["GET"]),
+            Route("/metrics", operations.metrics, methods=["GET"]),
             Mount(SCIM_BASE, routes=[*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
             Mount("/audit", routes=api_audit.ROUTES),
         ],
-        middleware=[Middleware(EdgeHeadersMiddleware)],
+        middleware=[Middleware(EdgeMiddleware, metrics=metrics)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -8,6 +8,7 @@ import asyncpg
 
 from app.catalog import CatalogService
 from app.groups import GroupService
+from app.ratelimit import RateLimiter
 from app.settings import Settings
 from app.tenancy import Authenticator
 from app.users import UserService
@@ -30,6 +31,7 @@ class Services:
     projection: ScimProjection
     consumers: tuple[Consumer, ...]
     page_ends: PageEnds
+    rate_limiter: RateLimiter
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 import msgspec
 
@@ -24,6 +25,10 @@ ENVIRONMENT = {
     "SCIMLEDGER_WORKER": "worker",
     "SCIMLEDGER_RUNNER_POLL_SECONDS": "runner_poll_seconds",
     "SCIMLEDGER_RUNNER_BATCH_DELAY_SECONDS": "runner_batch_delay_seconds",
+    "SCIMLEDGER_LOG_FORMAT": "log_format",
+    "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "rate_limit_per_second",
+    "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
+    "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
 }
 
 
@@ -43,6 +48,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker: bool = True
     runner_poll_seconds: float = 1.0
     runner_batch_delay_seconds: float = 0.05
+    log_format: Literal["json", "text"] = "json"
+    # Per token. Okta's own limits keep it far below these; they stop a runaway or stolen token.
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 500
+    database_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -140,10 +141,14 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             return cached[1]
         row = await self._pool.fetchrow(
-            "SELECT org_id, token_id, scope FROM api_tokens WHERE secret_hash = $1 AND revoked_at IS NULL",
+            "SELECT org_id, token_id, scope, secret_hash FROM api_tokens "
+            "WHERE secret_hash = $1 AND revoked_at IS NULL",
             digest,
         )
-        principal = Principal(*row) if row is not None else None
+        # The index lookup compares digests, which a caller cannot steer byte by byte; the constant-time
+        # comparison makes the match itself independent of how much of it agrees, whatever index is used.
+        found = row is not None and hmac.compare_digest(row["secret_hash"], digest)
+        principal = Principal(row["org_id"], row["token_id"], row["scope"]) if found and row else None
         if self._cache_seconds > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()  # bound memory against floods of made-up tokens

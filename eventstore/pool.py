@@ -11,6 +11,19 @@ from asyncpg.pool import PoolConnectionProxy
 # A connection of our own or one lent by the pool: everything that runs SQL accepts either.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
+# What a request or a runner gets when the database is down, restarting, refusing connections or too slow:
+# nothing wrong with the work itself, which may be tried again once the database is back.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 

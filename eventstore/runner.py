@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import asyncpg
 
 from domain.errors import ConcurrencyConflict
-from eventstore.pool import Connection, init_connection
+from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
 from eventstore.store import LogPosition, RecordedEvent, Transaction, read_log
 
 log = logging.getLogger("scimledger.runner")
@@ -37,14 +37,9 @@ _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('scimledger.consumer:' || 
 
 # Errors after which the same work may simply be tried again.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
+    *DATABASE_UNAVAILABLE,
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
-    asyncpg.AdminShutdownError,
     ConcurrencyConflict,
 )
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 class ScimError(Exception):
     """A request the SCIM protocol rejects. `detail` is shown to the Okta admin, so it is written for one."""
 
-    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, scim_type: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.scim_type = scim_type
+        self.headers = headers or {}
 
 
 def invalid_filter(detail: str) -> ScimError:

@@ -145,7 +145,13 @@ async def tenant(pool: asyncpg.Pool) -> Tenant:
 def settings(database_url: str) -> Settings:
     # No token cache, so that revocation tests see revocations at once; no runner, so that what a request
     # records is all there is until a test starts one (the `runner` fixture).
-    return Settings(database_url=database_url, token_cache_seconds=0, max_body_bytes=64 * 1024, worker=False)
+    return Settings(
+        database_url=database_url,
+        token_cache_seconds=0,
+        max_body_bytes=64 * 1024,
+        worker=False,
+        rate_limit_per_second=0,
+    )
 
 
 @pytest.fixture(scope="session")
