@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean bench bench-groups bench-reactors bench-replay
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ lint: install
 	$(BIN)/ruff check $(PACKAGES) tests bench
 	$(BIN)/ruff format --check $(PACKAGES) tests bench
 	$(BIN)/mypy
+
+# The Schemathesis run of `make test`, at ten times the cases per operation (a few minutes).
+fuzz: install
+	SCIMLEDGER_FUZZ_EXAMPLES=$${SCIMLEDGER_FUZZ_EXAMPLES:-200} $(BIN)/pytest tests/e2e/test_fuzz.py tests/unit/test_properties.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

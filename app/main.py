@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from app import api_audit, api_groups, api_users, discovery, operations
+from app import api_audit, api_groups, api_users, discovery, openapi, operations
 from app.catalog import CatalogService
 from app.database import database_url
 from app.groups import GroupService
@@ -117,6 +117,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),
+            Route("/openapi.json", openapi.endpoint(openapi.document()), methods=["GET"]),
             Mount(SCIM_BASE, routes=[*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
             Mount("/audit", routes=api_audit.ROUTES),
         ],

@@ -24,7 +24,12 @@ def parse_instant(text: str) -> datetime.datetime:
         parsed = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as error:
         raise ValueError(f"'{text}' is not an ISO 8601 time such as 2026-11-22T10:00:00Z.") from error
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+    try:
+        # In UTC, so that an offset cannot carry it past the calendar's ends (0001-01-01T00:00+01:00).
+        return parsed.astimezone(datetime.UTC)
+    except OverflowError as error:
+        raise ValueError(f"'{text}' is outside the years 1 to 9999 in UTC.") from error
 
 
 async def org_events(

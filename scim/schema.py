@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -335,6 +335,9 @@ def _fields(
         renames[field_name] = attribute.name
         python_type = _python_type(attribute, f"{name}_{attribute.name.strip('$')}")
         if required and attribute.required:
+            if python_type is str:
+                # Required means assigned, and an empty string assigns nothing (RFC 7643 §2.5).
+                python_type = Annotated[str, msgspec.Meta(min_length=1)]
             fields.append((field_name, python_type))
         else:
             fields.append((field_name, python_type | None | msgspec.UnsetType, msgspec.UNSET))
@@ -514,6 +517,8 @@ def _describe_validation_error(message: str) -> str:
         missing = problem.split("`")[1]
         prefix = f"{attribute}." if attribute else ""
         return f"Attribute '{prefix}{missing}' is required."
+    if problem.startswith("Expected `str` of length >= 1"):
+        return f"Attribute '{attribute}' must not be empty."
     problem = problem.replace("`", "").replace("null", "nothing")
     if attribute:
         return f"Attribute '{attribute}' has an invalid value: {problem.lower()}."

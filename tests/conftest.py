@@ -9,6 +9,7 @@ themselves from each other by using fresh organizations and ids, never by wiping
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import uuid
@@ -22,6 +23,7 @@ import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from starlette.routing import Mount, Route
 
 from app import tenancy
 from app.database import start_embedded
@@ -34,6 +36,37 @@ from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
 
 REPO = Path(__file__).resolve().parent.parent
+# Schemathesis cases run, by operation, for the summary at the end of the run (tests/e2e/test_fuzz.py).
+FUZZ_CASES = pytest.StashKey[collections.Counter[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[FUZZ_CASES] = collections.Counter()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    cases = config.stash[FUZZ_CASES]
+    if cases:
+        terminalreporter.write_line(
+            f"schemathesis: {sum(cases.values())} generated requests across {len(cases)} operations"
+        )
+
+
+def app_routes() -> set[tuple[str, str]]:
+    """Every (method, path) the app serves, HEAD aside."""
+    found = set()
+    for route in create_app(Settings()).routes:
+        children = route.routes if isinstance(route, Mount) else [route]
+        prefix = route.path if isinstance(route, Mount) else ""
+        for child in children:
+            assert isinstance(child, Route)
+            methods = child.methods or {
+                method
+                for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+                if hasattr(child.endpoint, method.lower())
+            }
+            found |= {(method, prefix + child.path) for method in methods if method != "HEAD"}
+    return found
 
 
 def with_database(url: str, database: str) -> str:

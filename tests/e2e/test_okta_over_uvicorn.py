@@ -2,71 +2,30 @@
 
 import asyncio
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import okta_user
+from tests.service import ServiceProcess, run_cli
 
 pytestmark = pytest.mark.slow
 
-CLI = str(Path(sys.executable).parent / "scimledger")
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
-def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=check)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    base: str
-    env: dict[str, str]
-    process: subprocess.Popen[bytes]
-
-
 @pytest.fixture(scope="module")
-def server(cli_env: dict[str, str]) -> Iterator[Server]:
-    port = free_port()
-    env = {
-        **cli_env,
-        "PORT": str(port),
-        "SCIMLEDGER_TOKEN_CACHE_SECONDS": "0",
-        "SCIMLEDGER_LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen([CLI, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, "scimledger serve exited during start-up"
-        assert time.monotonic() < deadline, "scimledger serve was not ready within 30 s"
-        time.sleep(0.1)
-    yield Server(f"{base}/scim/v2", env, process)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=15) == 0
+def server(cli_env: dict[str, str]) -> Iterator[ServiceProcess]:
+    env = {**cli_env, "SCIMLEDGER_TOKEN_CACHE_SECONDS": "0", "SCIMLEDGER_LOG_LEVEL": "warning"}
+    service = ServiceProcess(env).start()
+    yield service
+    assert service.stop() == 0, service.output()
 
 
 @dataclass
@@ -77,7 +36,7 @@ class Okta:
 
 
 @pytest.fixture
-async def okta(server: Server) -> AsyncIterator[Okta]:
+async def okta(server: ServiceProcess) -> AsyncIterator[Okta]:
     org_name = f"Acme {uuid.uuid4().hex[:6]}"
     created = run_cli(server.env, "org", "create", org_name)
     org_id = created.stdout.strip().splitlines()[-1]
@@ -171,7 +130,7 @@ async def test_twenty_concurrent_creates_of_one_user_name_through_uvicorn(okta: 
     assert sorted(response.status_code for response in responses) == [201] + [409] * 19
 
 
-async def test_unknown_ids_and_bad_tokens(okta: Okta, server: Server) -> None:
+async def test_unknown_ids_and_bad_tokens(okta: Okta, server: ServiceProcess) -> None:
     missing = await okta.client.get(f"/Users/{uuid.uuid4()}")
     assert missing.status_code == 404
     assert missing.json()["status"] == "404"
@@ -181,7 +140,7 @@ async def test_unknown_ids_and_bad_tokens(okta: Okta, server: Server) -> None:
         assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
 
 
-async def test_token_list_and_revoke_through_the_cli(okta: Okta, server: Server) -> None:
+async def test_token_list_and_revoke_through_the_cli(okta: Okta, server: ServiceProcess) -> None:
     listed = run_cli(server.env, "token", "list", "--org", okta.org).stdout
     [line] = listed.strip().splitlines()
     token_id = line.split()[0]
@@ -195,7 +154,7 @@ async def test_token_list_and_revoke_through_the_cli(okta: Okta, server: Server)
 
 
 async def test_rebuilding_the_scim_projection_while_serving_changes_no_answer(
-    okta: Okta, server: Server
+    okta: Okta, server: ServiceProcess
 ) -> None:
     client = okta.client
     for index in range(5):
@@ -219,7 +178,7 @@ async def test_rebuilding_the_scim_projection_while_serving_changes_no_answer(
     assert (await client.get("/Users")).json() == before
 
 
-def test_cli_reports_unknown_organizations_clearly(server: Server) -> None:
+def test_cli_reports_unknown_organizations_clearly(server: ServiceProcess) -> None:
     result = run_cli(server.env, "token", "issue", "--org", "no-such-org", check=False)
     assert result.returncode == 1
     assert "No organization 'no-such-org'" in result.stderr
@@ -240,7 +199,9 @@ def test_cli_on_a_fresh_embedded_data_dir_needs_no_database_url(
     assert "migrations are current" in run_cli(env, "migrate").stdout
 
 
-async def test_catalog_commands_and_a_push_group_link_through_uvicorn(okta: Okta, server: Server) -> None:
+async def test_catalog_commands_and_a_push_group_link_through_uvicorn(
+    okta: Okta, server: ServiceProcess
+) -> None:
     org = okta.org
 
     def cli(*args: str) -> str:
@@ -292,7 +253,9 @@ async def test_catalog_commands_and_a_push_group_link_through_uvicorn(okta: Okta
     assert "Artemis" not in cli("project", "list", "--org", org)
 
 
-async def test_an_admins_removal_reaches_okta_as_inactive_within_a_second(okta: Okta, server: Server) -> None:
+async def test_an_admins_removal_reaches_okta_as_inactive_within_a_second(
+    okta: Okta, server: ServiceProcess
+) -> None:
     client = okta.client
     user = (await client.post("/Users", json=assign_body("leaver@acme.com"))).json()["id"]
     removed = run_cli(server.env, "user", "remove", "--org", okta.org, user)
@@ -308,7 +271,7 @@ async def test_an_admins_removal_reaches_okta_as_inactive_within_a_second(okta: 
     assert unassign.status_code == 200
 
 
-def test_projections_status_and_rebuild_through_the_cli(server: Server) -> None:
+def test_projections_status_and_rebuild_through_the_cli(server: ServiceProcess) -> None:
     report = run_cli(server.env, "projections", "status").stdout
     lines = {line.split()[0]: line for line in report.splitlines()}
     assert set(lines) == {
@@ -329,7 +292,7 @@ def test_projections_status_and_rebuild_through_the_cli(server: Server) -> None:
 
 
 async def test_an_okta_deactivation_empties_the_users_groups_within_a_second(
-    okta: Okta, server: Server
+    okta: Okta, server: ServiceProcess
 ) -> None:
     client = okta.client
     run_cli(server.env, "project", "create", "--org", okta.org, "Hermes")

@@ -52,6 +52,7 @@ def test_unknown_attributes_are_ignored_and_nulls_mean_unassigned() -> None:
     ("body", "named"),
     [
         ({}, "userName"),
+        ({"userName": ""}, "userName' must not be empty"),
         ({"userName": 7}, "userName"),
         ({"userName": "a", "active": "maybe"}, "active"),
         ({"userName": "a", "emails": [{"value": 5}]}, "emails[0].value"),

@@ -1,0 +1,430 @@
+"""The OpenAPI 3.1 description of every route, served at /openapi.json.
+
+It is kept true by tests rather than generated: `test_openapi.py` compares its operations with the app's
+routes, and the Schemathesis run checks every response the service gives against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+SCIM = "application/scim+json"
+_REF = "#/components/schemas/"
+
+_ERRORS = {
+    400: "The request is malformed or breaks a SCIM rule; `scimType` says which.",
+    401: "No bearer token, or an unknown or revoked one.",
+    403: "The token's scope does not allow this endpoint, or SCIM may not do this here.",
+    404: "No such resource in the token's organization.",
+    409: "The userName or group name is taken, or another request changed the resource at the same time.",
+    412: "The resource changed since the version in If-Match.",
+    413: "The request body is over the size limit.",
+    429: "The token is over its rate limit; see Retry-After.",
+    503: "The database is unavailable; nothing was changed. See Retry-After.",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _json(schema: dict[str, Any], media_type: str = SCIM) -> dict[str, Any]:
+    return {"content": {media_type: {"schema": schema}}}
+
+
+def _responses(success: dict[int, tuple[str, str | None]], *errors: int) -> dict[str, Any]:
+    """`success` maps a status to (description, schema name or None for no body)."""
+    responses: dict[str, Any] = {}
+    for status, (description, schema) in success.items():
+        responses[str(status)] = {"description": description, **(_json(_ref(schema)) if schema else {})}
+    for status in errors:
+        responses[str(status)] = {"description": _ERRORS[status], **_json(_ref("Error"))}
+    return responses
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": 'The ETag of the version this change is based on, e.g. W/"3".',
+}
+_SELECTION = [
+    _query("attributes", {"type": "string"}, "Comma-separated attributes to return (RFC 7644 §3.4.2.5)."),
+    _query("excludedAttributes", {"type": "string"}, "Comma-separated attributes to leave out."),
+]
+_LISTING = [
+    _query("filter", {"type": "string"}, 'A SCIM filter, e.g. userName eq "ann@example.com".'),
+    _query("startIndex", {"type": "integer"}, "1-based index of the first result; below 1 counts as 1."),
+    _query(
+        "count", {"type": "integer"}, "Page size; negative counts as 0, capped at the configured maximum."
+    ),
+    _query("sortBy", {"type": "string"}, "Attribute to sort by; provisioning order otherwise."),
+    _query("sortOrder", {"type": "string", "enum": ["ascending", "descending"]}, "Sort direction."),
+    *_SELECTION,
+]
+_AUTHED = [401, 403, 429, 503]
+_INSTANT = {"type": "string", "format": "date-time"}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {SCIM: {"schema": _ref(schema)}, "application/json": {"schema": _ref(schema)}},
+    }
+
+
+def _scim_resource(kind: str, input_schema: str) -> dict[str, Any]:
+    """The collection and item paths of Users or Groups."""
+    collection = {
+        "get": {
+            "operationId": f"list{kind}",
+            "summary": f"List or filter {kind}, a page at a time.",
+            "parameters": _LISTING,
+            "responses": _responses({200: ("A ListResponse.", f"{kind}List")}, 400, *_AUTHED),
+        },
+    }
+    item_errors = [400, 404, 409, 412, 413, *_AUTHED]
+    item: dict[str, Any] = {
+        "parameters": [_ID],
+        "get": {
+            "operationId": f"get{kind[:-1]}",
+            "parameters": _SELECTION,
+            "responses": _responses({200: ("The resource.", kind[:-1])}, 400, 404, *_AUTHED),
+        },
+        "put": {
+            "operationId": f"replace{kind[:-1]}",
+            "parameters": [_IF_MATCH, *_SELECTION],
+            "requestBody": _body(input_schema),
+            "responses": _responses({200: ("The resource as replaced.", kind[:-1])}, *item_errors),
+        },
+        "patch": {
+            "operationId": f"patch{kind[:-1]}",
+            "parameters": [_IF_MATCH, *_SELECTION],
+            "requestBody": _body("PatchOp"),
+            "responses": _responses(
+                {200: ("The resource as patched.", kind[:-1]), 204: ("Patched.", None)}, *item_errors
+            ),
+        },
+        "delete": {
+            "operationId": f"delete{kind[:-1]}",
+            "parameters": [_IF_MATCH],
+            "responses": _responses(
+                {204: ("Deleted (Users) or unlinked (Groups).", None)}, 404, 409, 412, *_AUTHED
+            ),
+        },
+    }
+    return {"collection": collection, "item": item}
+
+
+def _discovery(path: str, summary: str, item: bool = False) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": summary, **_json({"type": "object"})}}
+    if item:
+        responses["404"] = {"description": "No such entry.", **_json(_ref("Error"))}
+    return {"get": {"summary": summary, "security": [], "responses": responses}}
+
+
+def _audit(operation: str, summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation,
+            "summary": summary,
+            "description": "Needs a token with the auditor scope.",
+            "parameters": parameters,
+            "responses": _responses({200: (summary, "AuditReport")}, 400, *_AUTHED),
+        }
+    }
+
+
+def _probe(summary: str, statuses: dict[int, str], media_type: str = "application/json") -> dict[str, Any]:
+    body = {"type": "object"} if media_type == "application/json" else {"type": "string"}
+    return {
+        "get": {
+            "summary": summary,
+            "security": [],
+            "responses": {
+                str(status): {"description": description, **_json(body, media_type)}
+                for status, description in statuses.items()
+            },
+        }
+    }
+
+
+def _accepting_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """The request form of a resource schema. RFC 7644 §3.5.1: null means unassigned, so a client may send
+    null for any attribute that is not required, at any depth."""
+    result = dict(schema)
+    required = set(schema.get("required", ()))
+    if "properties" in schema:
+        result["properties"] = {
+            name: _accepting_null(child) if name in required else _or_null(_accepting_null(child))
+            for name, child in schema["properties"].items()
+        }
+    if isinstance(schema.get("items"), dict):
+        result["items"] = _accepting_null(schema["items"])
+    return result
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema.get("type")
+    if kind is None:
+        return schema
+    return {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
+
+
+_MULTI_VALUED = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "value": {"type": "string"},
+            "display": {"type": "string"},
+            "type": {"type": "string"},
+            "primary": {"type": "boolean"},
+        },
+    },
+}
+_META = {
+    "type": "object",
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["User", "Group"]},
+        "created": _INSTANT,
+        "lastModified": _INSTANT,
+        "location": {"type": "string"},
+        "version": {"type": "string"},
+    },
+}
+_USER_ATTRIBUTES: dict[str, Any] = {
+    "userName": {"type": "string", "minLength": 1},
+    "externalId": {"type": "string"},
+    "name": {
+        "type": "object",
+        "properties": {
+            name: {"type": "string"}
+            for name in (
+                "formatted",
+                "familyName",
+                "givenName",
+                "middleName",
+                "honorificPrefix",
+                "honorificSuffix",
+            )
+        },
+    },
+    "displayName": {"type": "string"},
+    "nickName": {"type": "string"},
+    "title": {"type": "string"},
+    "locale": {"type": "string"},
+    "timezone": {"type": "string"},
+    "active": {"type": "boolean"},
+    "emails": _MULTI_VALUED,
+    "phoneNumbers": _MULTI_VALUED,
+}
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["schemas", "status", "detail"],
+        "properties": {
+            "schemas": {"const": ["urn:ietf:params:scim:api:messages:2.0:Error"]},
+            "status": {"type": "string", "pattern": "^[1-5][0-9][0-9]$"},
+            "scimType": {"type": "string"},
+            "detail": {"type": "string", "minLength": 1},
+        },
+    },
+    "UserInput": _accepting_null(
+        {
+            "type": "object",
+            "required": ["userName"],
+            "properties": {"schemas": {"type": "array", "items": {"type": "string"}}, **_USER_ATTRIBUTES},
+        }
+    ),
+    "User": {
+        "type": "object",
+        "required": ["schemas", "id"],
+        "properties": {
+            "schemas": {"type": "array", "items": {"type": "string"}},
+            "id": {"type": "string", "format": "uuid"},
+            **_USER_ATTRIBUTES,
+            "groups": {"type": "array", "items": {"type": "object", "required": ["value"]}},
+            "meta": _META,
+        },
+    },
+    "GroupInput": _accepting_null(
+        {
+            "type": "object",
+            "required": ["displayName"],
+            "properties": {
+                "schemas": {"type": "array", "items": {"type": "string"}},
+                "displayName": {"type": "string"},
+                "externalId": {"type": "string"},
+                "members": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"value": {"type": "string"}}},
+                },
+            },
+        }
+    ),
+    "Group": {
+        "type": "object",
+        "required": ["schemas", "id"],
+        "properties": {
+            "schemas": {"type": "array", "items": {"type": "string"}},
+            "id": {"type": "string", "format": "uuid"},
+            "displayName": {"type": "string"},
+            "externalId": {"type": "string"},
+            "members": {"type": "array", "items": {"type": "object", "required": ["value"]}},
+            "meta": _META,
+        },
+    },
+    "PatchOp": {
+        "type": "object",
+        "required": ["schemas", "Operations"],
+        "properties": {
+            "schemas": {"type": "array", "items": {"type": "string"}},
+            "Operations": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["op"],
+                    "properties": {
+                        "op": {"type": "string", "description": "add, remove or replace; any case."},
+                        "path": {"type": "string"},
+                        "value": {},
+                    },
+                },
+            },
+        },
+    },
+    "AuditReport": {"type": "object"},
+}
+
+
+def _list_of(kind: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["schemas", "totalResults", "startIndex", "itemsPerPage", "Resources"],
+        "properties": {
+            "schemas": {"const": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]},
+            "totalResults": {"type": "integer", "minimum": 0},
+            "startIndex": {"type": "integer", "minimum": 1},
+            "itemsPerPage": {"type": "integer", "minimum": 0},
+            "Resources": {"type": "array", "items": _ref(kind)},
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    users, groups = _scim_resource("Users", "UserInput"), _scim_resource("Groups", "GroupInput")
+    users["collection"]["post"] = {
+        "operationId": "createUser",
+        "summary": "Create (provision) a user.",
+        "requestBody": _body("UserInput"),
+        "responses": _responses({201: ("The user as created.", "User")}, 400, 409, 413, *_AUTHED),
+    }
+    groups["collection"]["post"] = {
+        "operationId": "createGroup",
+        "summary": "Refused: groups exist for each Project × Role; link them with Push Groups → Link Group.",
+        "responses": _responses({}, 403, 401, 429, 503),
+    }
+    period = [
+        _query("since", _INSTANT, "Only events at or after this instant."),
+        _query("until", _INSTANT, "Only events before this instant."),
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "scimledger",
+            "version": "1",
+            "description": "SCIM 2.0 (RFC 7643/7644) provisioning for Project × Role access, and its audit API.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/scim/v2/Users": users["collection"],
+            "/scim/v2/Users/{id}": users["item"],
+            "/scim/v2/Groups": groups["collection"],
+            "/scim/v2/Groups/{id}": groups["item"],
+            "/scim/v2/ServiceProviderConfig": _discovery(
+                "ServiceProviderConfig", "What this service supports."
+            ),
+            "/scim/v2/ResourceTypes": _discovery("ResourceTypes", "The resource types, as a ListResponse."),
+            "/scim/v2/ResourceTypes/{key}": {
+                "parameters": [_KEY],
+                **_discovery("ResourceType", "One resource type.", item=True),
+            },
+            "/scim/v2/Schemas": _discovery("Schemas", "The schemas, as a ListResponse."),
+            "/scim/v2/Schemas/{key}": {
+                "parameters": [_KEY],
+                **_discovery("Schema", "One schema.", item=True),
+            },
+            "/audit/head": _audit("auditHead", "The newest seal of the organization's log.", []),
+            "/audit/verify": _audit(
+                "auditVerify",
+                "Recompute the seal chain and compare it with a head kept elsewhere.",
+                [_query("head", {"type": "string"}, "A head from /audit/head, kept outside the service.")],
+            ),
+            "/audit/history": _audit(
+                "auditHistory",
+                "The organization's events, told in words.",
+                [
+                    _query("user", {"type": "string", "format": "uuid"}, "Only events about this user."),
+                    _query("group", {"type": "string", "format": "uuid"}, "Only events about this group."),
+                    _query("actor", {"type": "string"}, "Only events by this actor."),
+                    *period,
+                ],
+            ),
+            "/audit/as-of": _audit(
+                "auditAsOf",
+                "Users, groups and memberships as they stood at an instant, replayed from the log.",
+                [_query("at", _INSTANT, "The instant to replay to.", required=True)],
+            ),
+            "/audit/access": _audit(
+                "auditAccess",
+                "Who held which Project × Role when, and who granted and revoked it.",
+                [
+                    _query("from", _INSTANT, "Start of the review period.", required=True),
+                    _query("to", _INSTANT, "End of the review period.", required=True),
+                    _query("project", {"type": "string"}, "Only this project."),
+                    _query("role", {"type": "string"}, "Only this role."),
+                    _query("user", {"type": "string"}, "Only this user."),
+                ],
+            ),
+            "/healthz": _probe("Liveness: the process answers.", {200: "Alive."}),
+            "/readyz": _probe(
+                "Readiness: database, migrations, runner.",
+                {200: "Ready.", 503: "Not ready; the body says why."},
+            ),
+            "/metrics": _probe("Prometheus metrics.", {200: "Metrics in the text format."}, "text/plain"),
+            "/openapi.json": _probe("This document.", {200: "OpenAPI 3.1."}),
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token from `scimledger token issue`: scope scim for /scim/v2, auditor for "
+                    "/audit.",
+                }
+            },
+            "schemas": {**_SCHEMAS, "UsersList": _list_of("User"), "GroupsList": _list_of("Group")},
+        },
+    }
+
+
+def endpoint(described: dict[str, Any]) -> Callable[[Request], Awaitable[Response]]:
+    """The route's handler, serving `described` as built once by create_app."""
+    body = JSONResponse(described).body
+
+    async def openapi(request: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    return openapi

@@ -1,0 +1,241 @@
+"""No route ever shows or changes one organization's data to another organization's token.
+
+Every route of the app has a probe here, or is named as holding no organization's data; a route added
+without either fails `test_every_route_is_probed`. Each probe runs twice: with the owning organization's
+credentials, where its markers must appear (so the probe can see a leak), and with the other organization's,
+where they must not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import asyncpg
+import httpx
+import pytest
+
+from app import tenancy
+from app.catalog import PROJECT, ROLE
+from app.services import Services
+from eventstore.runner import Runner
+from eventstore.store import Metadata
+from tests.conftest import Tenant, app_routes, new_tenant, okta_user
+
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+BASE = "http://scim.test"
+# Routes that hold no organization's data: the same answer for every caller.
+NOT_ORG_DATA = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/scim/v2/ServiceProviderConfig"),
+    ("GET", "/scim/v2/ResourceTypes"),
+    ("GET", "/scim/v2/ResourceTypes/{key}"),
+    ("GET", "/scim/v2/Schemas"),
+    ("GET", "/scim/v2/Schemas/{key}"),
+}
+
+
+@dataclass
+class Org:
+    tenant: Tenant
+    auditor: dict[str, str]
+    user_id: str
+    user_name: str
+    group_id: str
+    group_name: str
+
+    @property
+    def scim(self) -> dict[str, str]:
+        return self.tenant.headers
+
+    @property
+    def markers(self) -> list[str]:
+        return [self.user_id, self.user_name, self.group_id, self.group_name]
+
+
+async def populated_org(http: httpx.AsyncClient, services: Services, pool: asyncpg.Pool) -> Org:
+    tenant = await new_tenant(pool)
+    org_id = tenant.org.org_id
+    async with pool.acquire() as connection:
+        _, auditor = await tenancy.issue_token(connection, org_id, scope="auditor")
+    project = f"Iso{uuid.uuid4().hex[:8]}"
+    await services.catalog.create(PROJECT, org_id, project, Metadata("admin:test"))
+    await services.catalog.create(ROLE, org_id, "Lead", Metadata("admin:test"))
+    user_name = f"iso.{uuid.uuid4().hex[:8]}@acme.example"
+    user_id = (await http.post("/Users", json=okta_user(user_name), headers=tenant.headers)).json()["id"]
+    [group] = (await http.get("/Groups", headers=tenant.headers)).json()["Resources"]
+    add = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
+    }
+    assert (await http.patch(f"/Groups/{group['id']}", json=add, headers=tenant.headers)).status_code == 204
+    return Org(
+        tenant, {"Authorization": f"Bearer {auditor}"}, user_id, user_name, group["id"], group["displayName"]
+    )
+
+
+Probe = Callable[[httpx.AsyncClient, Org, Org], Awaitable[httpx.Response]]
+
+
+def reading(method: str, path: str, auditor: bool = False, **params: str) -> Probe:
+    """A read of `owner`'s data with `caller`'s token; `{user}`, `{group}` and `{now}` are filled in."""
+
+    async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        fill = {"user": owner.user_id, "group": owner.group_id, "user_name": owner.user_name, "now": now}
+        return await http.request(
+            method,
+            BASE + path.format(**fill),
+            params={key: value.format(**fill) for key, value in params.items()},
+            headers=caller.auditor if auditor else caller.scim,
+        )
+
+    return probe
+
+
+def writing(method: str, path: str, body: Callable[[Org], object]) -> Probe:
+    async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
+        url = BASE + path.format(user=owner.user_id, group=owner.group_id)
+        return await http.request(method, url, json=body(owner), headers=caller.scim)
+
+    return probe
+
+
+DEACTIVATE = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]}
+EPOCH = "2000-01-01T00:00:00+00:00"
+# (method, route) → probes that read the owner's data: each must show it to the owner and hide it from others.
+READS: dict[tuple[str, str], list[Probe]] = {
+    ("GET", "/scim/v2/Users"): [
+        reading("GET", "/scim/v2/Users"),
+        reading("GET", "/scim/v2/Users", filter='userName eq "{user_name}"'),
+    ],
+    ("GET", "/scim/v2/Users/{id}"): [reading("GET", "/scim/v2/Users/{user}")],
+    ("GET", "/scim/v2/Groups"): [
+        reading("GET", "/scim/v2/Groups"),
+        reading("GET", "/scim/v2/Groups", filter='members[value eq "{user}"]'),
+    ],
+    ("GET", "/scim/v2/Groups/{id}"): [reading("GET", "/scim/v2/Groups/{group}")],
+    ("GET", "/audit/history"): [
+        reading("GET", "/audit/history", auditor=True),
+        reading("GET", "/audit/history", auditor=True, user="{user}"),
+    ],
+    ("GET", "/audit/as-of"): [reading("GET", "/audit/as-of", auditor=True, at="{now}")],
+    ("GET", "/audit/access"): [
+        reading("GET", "/audit/access", auditor=True, **{"from": EPOCH, "to": "{now}"}),
+        reading("GET", "/audit/access", auditor=True, user="{user}", **{"from": EPOCH, "to": "{now}"}),
+    ],
+}
+# (method, route) → writes aimed at the owner's resources: refused to others, the resources untouched.
+WRITES: dict[tuple[str, str], Probe] = {
+    ("PUT", "/scim/v2/Users/{id}"): writing("PUT", "/scim/v2/Users/{user}", lambda owner: okta_user("x@y.z")),
+    ("PATCH", "/scim/v2/Users/{id}"): writing("PATCH", "/scim/v2/Users/{user}", lambda owner: DEACTIVATE),
+    ("DELETE", "/scim/v2/Users/{id}"): writing("DELETE", "/scim/v2/Users/{user}", lambda owner: None),
+    ("PUT", "/scim/v2/Groups/{id}"): writing(
+        "PUT", "/scim/v2/Groups/{group}", lambda owner: {"displayName": owner.group_name, "members": []}
+    ),
+    ("PATCH", "/scim/v2/Groups/{id}"): writing(
+        "PATCH",
+        "/scim/v2/Groups/{group}",
+        lambda owner: {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "replace", "path": "members", "value": []}],
+        },
+    ),
+    ("DELETE", "/scim/v2/Groups/{id}"): writing("DELETE", "/scim/v2/Groups/{group}", lambda owner: None),
+}
+
+
+SEPARATE: set[tuple[str, str]] = {
+    ("POST", "/scim/v2/Users"),
+    ("POST", "/scim/v2/Groups"),
+    ("GET", "/audit/head"),
+    ("GET", "/audit/verify"),
+}
+
+
+def test_every_route_is_probed() -> None:
+    assert app_routes() == NOT_ORG_DATA | set(READS) | set(WRITES) | SEPARATE
+
+
+@pytest.fixture
+async def orgs(http: httpx.AsyncClient, services: Services, pool: asyncpg.Pool) -> tuple[Org, Org]:
+    return await populated_org(http, services, pool), await populated_org(http, services, pool)
+
+
+@pytest.mark.parametrize("route", sorted(READS), ids=" ".join)
+async def test_reads_show_an_organizations_data_to_it_alone(
+    http: httpx.AsyncClient, orgs: tuple[Org, Org], route: tuple[str, str]
+) -> None:
+    owner, other = orgs
+    for probe in READS[route]:
+        seen = await probe(http, owner, owner)
+        assert seen.status_code == 200
+        assert any(marker in seen.text for marker in owner.markers), "the probe must be able to see a leak"
+        leaked = await probe(http, owner, other)
+        assert leaked.status_code in (200, 404)
+        # What the caller itself sent (an id in the path, a name in a filter) may be echoed in an error.
+        asked = unquote(str(leaked.request.url))
+        assert not [marker for marker in owner.markers if marker in leaked.text and marker not in asked]
+
+
+@pytest.mark.parametrize("route", sorted(WRITES), ids=" ".join)
+async def test_writes_to_another_organizations_resources_are_404_and_change_nothing(
+    http: httpx.AsyncClient, orgs: tuple[Org, Org], route: tuple[str, str], pool: asyncpg.Pool
+) -> None:
+    owner, other = orgs
+
+    async def owners_log() -> list[tuple[str, int]]:
+        rows = await pool.fetch(
+            "SELECT type, version FROM events WHERE org_id = $1 ORDER BY position", owner.tenant.org.org_id
+        )
+        return [(row["type"], row["version"]) for row in rows]
+
+    before = await owners_log()
+    response = await WRITES[route](http, owner, other)
+    assert response.status_code == 404
+    assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert await owners_log() == before
+    # The same request from the owner does change the owner's data: the probe aims at something real.
+    assert (await WRITES[route](http, owner, owner)).status_code in (200, 204)
+    assert await owners_log() != before
+
+
+async def test_creating_takes_no_hold_of_another_organizations_names(
+    http: httpx.AsyncClient, orgs: tuple[Org, Org]
+) -> None:
+    owner, other = orgs
+    created = await http.post("/Users", json=okta_user(owner.user_name), headers=other.scim)
+    assert created.status_code == 201, "the same userName may exist in two organizations"
+    assert created.json()["id"] != owner.user_id
+    linked = await http.post("/Groups", json={"displayName": owner.group_name}, headers=other.scim)
+    assert linked.status_code == 403
+    assert owner.group_id not in linked.text
+
+
+async def test_each_auditor_verifies_its_own_organizations_seals_only(
+    http: httpx.AsyncClient, orgs: tuple[Org, Org], runner: Runner
+) -> None:
+    owner, other = orgs
+
+    async def sealed_head(org: Org) -> str:
+        for _ in range(100):
+            head: str | None = (await http.get(f"{BASE}/audit/head", headers=org.auditor)).json()["head"]
+            if head is not None:
+                return head
+            await asyncio.sleep(0.05)
+        raise AssertionError("the runner sealed nothing within 5 s")
+
+    owners_head, others_head = await sealed_head(owner), await sealed_head(other)
+    assert owners_head != others_head
+    mine = await http.get(f"{BASE}/audit/verify", params={"head": owners_head}, headers=owner.auditor)
+    assert mine.json()["intact"] is True
+    # Another organization's head does not verify against this one's chain.
+    theirs = await http.get(f"{BASE}/audit/verify", params={"head": owners_head}, headers=other.auditor)
+    assert theirs.status_code == 400 or theirs.json()["intact"] is False

@@ -1,0 +1,274 @@
+"""Properties, checked by Hypothesis over generated inputs: the filter parser, the PATCH engine, the event codec.
+
+`make test` runs each with Hypothesis's default number of examples; `make fuzz` with SCIMLEDGER_FUZZ_EXAMPLES.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import string
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from domain.users import User
+from eventstore.codec import decode_event, encode_event
+from scim.errors import ScimError
+from scim.filter import (
+    COMPARE_OPERATORS,
+    And,
+    AttrPath,
+    Compare,
+    Filter,
+    Not,
+    Or,
+    Present,
+    ValuePath,
+    parse_filter,
+)
+from scim.patch import PatchRequest, apply_patch, parse_operations
+from scim.schema import USER
+
+EXAMPLES = int(os.environ.get("SCIMLEDGER_FUZZ_EXAMPLES", "100"))
+PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+# ---------------------------------------------------------------------------------------------------------
+# The filter parser: whatever parses prints back to a filter that parses to the same tree; anything else is a
+# SCIM 400 (invalidFilter), never another exception.
+
+names = st.from_regex(r"\A[A-Za-z][A-Za-z0-9_-]{0,11}\Z").filter(
+    lambda name: name.lower() not in {"and", "or", "not", "pr", "true", "false", "null", *COMPARE_OPERATORS}
+)
+schemas = st.sampled_from([None, "urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE])
+paths = st.builds(AttrPath, schemas, names, st.none() | names)
+plain_paths = st.builds(AttrPath, st.none(), names, st.none())
+values = (
+    st.text(st.characters(exclude_characters="\x00"))  # NUL is refused everywhere: PostgreSQL cannot store it
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False, width=64)
+    | st.booleans()
+    | st.none()
+)
+
+
+def filters(path_strategy: st.SearchStrategy[AttrPath], nested: bool) -> st.SearchStrategy[Filter]:
+    leaves = st.builds(
+        Compare, path_strategy, st.sampled_from(sorted(COMPARE_OPERATORS)), values
+    ) | st.builds(Present, path_strategy)
+    if nested:
+        # A value path's inner filter names sub-attributes, and holds no value path of its own.
+        leaves = leaves | st.builds(ValuePath, plain_paths, filters(plain_paths, nested=False))
+    return st.recursive(
+        leaves,
+        lambda inner: st.builds(And, inner, inner) | st.builds(Or, inner, inner) | st.builds(Not, inner),
+        max_leaves=8,
+    )
+
+
+@PROPERTY
+@given(filters(paths, nested=True))
+def test_every_filter_prints_to_text_that_parses_back_to_it(tree: Filter) -> None:
+    assert parse_filter(str(tree)) == tree
+
+
+TOKENS = [
+    "userName", "emails", "emails.value", "name.givenName", ENTERPRISE + ":manager", "eq", "ne", "co", "sw",
+    "pr", "gt", "and", "or", "not", "(", ")", "[", "]", '"x"', '"', "\\", "true", "null", "1", "-2.5e3", " ",
+    ".", ":", "type", "value",
+]  # fmt: skip
+
+
+@PROPERTY
+@given(st.text() | st.lists(st.sampled_from(TOKENS), max_size=14).map(" ".join))
+def test_any_text_either_parses_and_round_trips_or_is_a_scim_400(text: str) -> None:
+    try:
+        tree = parse_filter(text)
+    except ScimError as error:
+        refused = error
+    else:
+        assert parse_filter(str(tree)) == tree
+        return
+    assert (refused.status, refused.scim_type) == (400, "invalidFilter")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The PATCH engine, against RFC 7644 §3.5.2.
+
+SIMPLE = ["displayName", "nickName", "title", "locale", "timezone", "profileUrl", "preferredLanguage"]
+texts = st.text(alphabet=string.ascii_letters + string.digits + " .-@", min_size=1, max_size=20)
+emails = st.lists(
+    st.fixed_dictionaries(
+        {"value": texts.map(lambda text: text.strip() + "@x.example" if text.strip() else "a@x")}
+    ),
+    max_size=3,
+)
+users = st.fixed_dictionaries(
+    {"userName": texts, "active": st.booleans()},
+    optional={
+        **dict.fromkeys(SIMPLE[:4], texts),
+        "name": st.fixed_dictionaries({}, optional={"givenName": texts, "familyName": texts}),
+        "emails": emails,
+    },
+)
+
+
+def patched(state: dict[str, Any], *operations: dict[str, Any]) -> dict[str, Any]:
+    request = msgspec.convert({"schemas": [PATCH_OP], "Operations": list(operations)}, PatchRequest)
+    return apply_patch(USER, state, parse_operations(request), read_only={})
+
+
+def as_validated(state: dict[str, Any]) -> dict[str, Any]:
+    return USER.validate(state)
+
+
+@PROPERTY
+@given(users, st.sampled_from(SIMPLE), texts, st.sampled_from(["replace", "add", "Replace", "ADD"]))
+def test_add_or_replace_of_a_single_valued_attribute_sets_it_and_nothing_else(
+    state: dict[str, Any], attribute: str, value: str, op: str
+) -> None:
+    result = patched(state, {"op": op, "path": attribute, "value": value})
+    assert result[attribute] == value
+    others = {key: item for key, item in as_validated(state).items() if key != attribute}
+    assert {key: item for key, item in result.items() if key != attribute} == others
+
+
+@PROPERTY
+@given(users, st.sampled_from(SIMPLE), texts)
+def test_a_pathless_replace_equals_the_replace_by_path(
+    state: dict[str, Any], attribute: str, value: str
+) -> None:
+    assert patched(state, {"op": "replace", "value": {attribute: value}}) == patched(
+        state, {"op": "replace", "path": attribute, "value": value}
+    )
+
+
+@PROPERTY
+@given(users, st.sampled_from(SIMPLE), texts)
+def test_replace_is_idempotent_and_remove_unassigns(
+    state: dict[str, Any], attribute: str, value: str
+) -> None:
+    once = patched(state, {"op": "replace", "path": attribute, "value": value})
+    assert patched(once, {"op": "replace", "path": attribute, "value": value}) == once
+    assert attribute not in patched(once, {"op": "remove", "path": attribute})
+
+
+@PROPERTY
+@given(users, emails.filter(bool))
+def test_add_to_a_multi_valued_attribute_keeps_the_old_values_and_adds_the_new(
+    state: dict[str, Any], added: list[dict[str, str]]
+) -> None:
+    result = patched(state, {"op": "add", "path": "emails", "value": added})
+    values = [email["value"] for email in result.get("emails", [])]
+    before = [email["value"] for email in as_validated(state).get("emails", [])]
+    assert set(values) == set(before) | {email["value"] for email in added}
+
+
+@PROPERTY
+@given(users, st.sampled_from(SIMPLE), texts)
+def test_a_failing_operation_applies_none_of_the_request(
+    state: dict[str, Any], attribute: str, value: str
+) -> None:
+    untouched = copy.deepcopy(state)
+    with pytest.raises(ScimError) as caught:
+        # Remove without a path is an error (noTarget); the replace before it must not survive it.
+        patched(state, {"op": "replace", "path": attribute, "value": value}, {"op": "remove"})
+    assert caught.value.status == 400
+    assert state == untouched
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+operations = st.fixed_dictionaries(
+    {"op": st.sampled_from(["add", "remove", "replace", "Replace", "move", ""])},
+    optional={
+        "path": st.sampled_from(
+            ["emails", 'emails[type eq "work"].value', "name.givenName", "active", "userName", "groups", "id",
+             ENTERPRISE + ":manager.value", "emails[", "", "meta.created"]
+        ) | st.text(max_size=12),
+        "value": json_values,
+    },
+)  # fmt: skip
+
+
+@PROPERTY
+@given(users, st.lists(operations, min_size=1, max_size=4))
+def test_any_patch_request_either_applies_or_is_a_scim_400(
+    state: dict[str, Any], requested: list[dict[str, Any]]
+) -> None:
+    try:
+        result = patched(state, *requested)
+    except ScimError as error:
+        refused = error
+    else:
+        assert result == as_validated(result), "what a PATCH produces is itself a valid User"
+        return
+    assert refused.status == 400
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The event codec: every event a User records survives encoding, storage as JSON and decoding unchanged.
+
+attribute_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=12,
+)
+profiles = st.dictionaries(st.text(min_size=1, max_size=12), attribute_values, max_size=5).map(
+    lambda attributes: {**attributes, "userName": "u"}
+)
+commands = st.lists(
+    st.one_of(
+        st.tuples(st.just("replace"), profiles, st.none() | st.booleans()),
+        st.tuples(st.just("active"), st.booleans()),
+        st.tuples(st.just("join"), st.sampled_from(["g1", "g2"])),
+        st.tuples(st.just("leave"), st.sampled_from(["g1", "g2"])),
+        st.tuples(st.just("remove"), st.sampled_from(["admin", "okta_deactivation"])),
+    ),
+    max_size=8,
+)
+
+
+@PROPERTY
+@given(profiles, commands)
+def test_every_event_survives_encoding_and_replays_to_the_same_user(
+    profile: dict[str, Any], issued: list[tuple[Any, ...]]
+) -> None:
+    user = User(org_id="org", attributes=profile, active=True)
+    for command, *arguments in issued:
+        if command == "replace":
+            user.replace(arguments[0], arguments[1])
+        elif command == "active":
+            user.set_active(arguments[0])
+        elif command == "join" and user.active:
+            user.join_group(arguments[0], "okta")
+        elif command == "leave":
+            user.leave_group(arguments[0], "okta")
+        elif command == "remove":
+            user.remove_from_organization(arguments[0])
+    replayed = None
+    for event in user.collect_events():
+        encoded = encode_event(event)
+        stored = msgspec.json.decode(encoded.payload)  # as jsonb gives it back
+        decoded = decode_event(
+            encoded.type, encoded.schema_version, stored, user.id, encoded.version, encoded.occurred_at
+        )
+        assert type(decoded) is type(event)
+        assert vars(decoded) == vars(event)
+        replayed = decoded.mutate(replayed)
+    assert isinstance(replayed, User)
+    assert (replayed.attributes, replayed.active, replayed.groups, replayed.member, replayed.version) == (
+        user.attributes,
+        user.active,
+        user.groups,
+        user.member,
+        user.version,
+    )
