@@ -22,6 +22,9 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    # A connection the server is closing (a shutdown's FATAL has arrived, its socket's end not yet) can be
+    # lent once more before asyncpg notices; using it fails before anything is sent.
+    asyncpg.InternalClientError,
 )
 
 _encoder = msgspec.json.Encoder()

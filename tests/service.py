@@ -80,5 +80,9 @@ class ServiceProcess:
             self.process.kill()
             raise
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-5000:]
+    def output(self, containing: str = "") -> str:
+        """The end of the log, or only its lines containing `containing`."""
+        text = self.log.read_text(errors="replace")
+        if containing:
+            text = "\n".join(line for line in text.splitlines() if containing in line)
+        return text[-5000:]
