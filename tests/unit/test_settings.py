@@ -1,6 +1,8 @@
+from pathlib import Path
+
 import pytest
 
-from app.settings import Settings
+from app.settings import ENVIRONMENT, Settings
 
 
 def test_a_bad_setting_names_the_environment_variable() -> None:
@@ -14,3 +16,8 @@ def test_settings_come_from_the_environment_with_types() -> None:
     )
     assert (settings.port, settings.worker, settings.group_prefix) == (8080, False, "Acme")
     assert Settings.from_env({}) == Settings()
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert [name for name in ENVIRONMENT if f"| `{name}` |" not in readme] == []
