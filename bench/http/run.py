@@ -194,7 +194,13 @@ async def main() -> None:
     server_url = await asyncio.to_thread(database_url, Settings.from_env())
     work = Path(tempfile.mkdtemp(prefix="scimledger-bench-"))
     async with scratch_database(server_url) as url:
-        env = {"DATABASE_URL": url, "SCIMLEDGER_LOG_LEVEL": "warning", "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60"}
+        # One token drives thousands of requests a second here: the per-token rate limit would refuse them.
+        env = {
+            "DATABASE_URL": url,
+            "SCIMLEDGER_LOG_LEVEL": "warning",
+            "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60",
+            "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
+        }
 
         pool = await create_pool(url, min_size=1, max_size=2)
         insert, select = await baselines(work, pool, env, "", record)
