@@ -113,7 +113,7 @@ async def on_database_unavailable(request: Request, error: Exception) -> Respons
     log.warning("database unavailable: %s", type(error).__name__, extra={"error_type": type(error).__name__})
     return error_response(
         503,
-        "The service cannot reach its database right now; nothing was changed. Retry after a few seconds.",
+        "The service's database is unavailable or too slow right now; nothing was changed. Retry in a few seconds.",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 

@@ -96,10 +96,17 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         url = await asyncio.to_thread(database_url, settings)
-        # Bounded waits, so that a database that is down or stuck turns into a prompt 503, never a hang.
+        # Bounded waits, so that a database that is down or stuck turns into a prompt 503, never a hang:
+        # PostgreSQL cancels a statement past the bound (and so stops its work), and the client gives up a
+        # second later in case no answer can arrive at all (a network that drops packets).
         timeout = settings.database_timeout_seconds
         pool = await create_pool(
-            url, min_size=1, max_size=settings.pool_size, timeout=timeout, command_timeout=timeout
+            url,
+            min_size=1,
+            max_size=settings.pool_size,
+            timeout=timeout,
+            command_timeout=timeout + 1,
+            server_settings={"statement_timeout": f"{int(timeout * 1000)}ms"},
         )
         try:
             async with pool.acquire() as connection:

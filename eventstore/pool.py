@@ -21,6 +21,7 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    asyncpg.QueryCanceledError,  # statement_timeout: the database is too slow to answer
     asyncpg.TooManyConnectionsError,
     # A connection the server is closing (a shutdown's FATAL has arrived, its socket's end not yet) can be
     # lent once more before asyncpg notices; using it fails before anything is sent.

@@ -196,3 +196,19 @@ async def test_a_token_over_its_rate_limit_gets_a_scim_429_with_retry_after(
         assert 1 <= int(refused.headers["retry-after"]) <= 2
         # Limits are per token: another organization's token is unaffected.
         assert (await client.get("/scim/v2/Users", headers=quiet.headers)).status_code == 200
+
+
+async def test_a_request_the_database_cannot_answer_in_time_is_a_503_not_a_hang(
+    settings: Settings, pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    impatient = msgspec.structs.replace(settings, database_timeout_seconds=0.5)
+    async with serving(impatient) as client, pool.acquire() as blocker, blocker.transaction():
+        # Another session holds the users table, as a long migration or a rebuild would.
+        await blocker.execute("LOCK TABLE scim_users IN ACCESS EXCLUSIVE MODE")
+        started = asyncio.get_running_loop().time()
+        response = await client.get("/scim/v2/Users", headers=tenant.headers)
+        waited = asyncio.get_running_loop().time() - started
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["detail"].startswith("The service's database is unavailable or too slow")
+    assert 0.4 < waited < 5
