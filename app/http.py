@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -147,6 +149,10 @@ class EdgeMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Ids need only be unique, not unguessable: a random prefix per process and a counter cost nothing,
+        # where uuid4 (a urandom call per request) took 3% of a GET.
+        self._id_prefix = secrets.token_hex(8)
+        self._id_counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -159,7 +165,7 @@ class EdgeMiddleware:
                 candidate = value.decode("latin-1")
                 request_id = candidate if _REQUEST_ID.match(candidate) else None
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or f"{self._id_prefix}{next(self._id_counter):016x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = logs.request_id.set(request_id)
         extra = [(b"x-request-id", request_id.encode()), *_SECURITY_HEADERS]
