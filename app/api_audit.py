@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.http import ScimResponse, authenticate, services_of
+from app.tenancy import Principal
 from projections import audit, seals
 from scim.errors import invalid_value
 
@@ -42,9 +43,13 @@ def _id(request: Request, name: str) -> uuid.UUID | None:
         raise invalid_value(f"'{name}' takes an id, not '{text}'.") from error
 
 
-async def _read(request: Request, query: Any) -> Any:
+async def _auditor(request: Request) -> Principal:
+    # Before any parameter is looked at: a caller without the right token learns nothing of the API.
+    return await authenticate(request, scope=AUDITOR)
+
+
+async def _read(request: Request, principal: Principal, query: Any) -> Any:
     """Run `query(connection, org_id, prefix)` for the auditor's organization in one consistent snapshot."""
-    principal = await authenticate(request, scope=AUDITOR)
     services = services_of(request)
     async with (
         services.pool.acquire() as connection,
@@ -54,12 +59,15 @@ async def _read(request: Request, query: Any) -> Any:
 
 
 async def verify(request: Request) -> Response:
+    principal = await _auditor(request)
     head_text = request.query_params.get("head")
     try:
         expected = seals.Head.parse(head_text) if head_text else None
     except ValueError as error:
         raise invalid_value(str(error)) from error
-    verdict = await _read(request, lambda connection, org_id, _: seals.verify(connection, org_id, expected))
+    verdict = await _read(
+        request, principal, lambda connection, org_id, _: seals.verify(connection, org_id, expected)
+    )
     return ScimResponse(
         {
             "intact": verdict.intact,
@@ -71,15 +79,18 @@ async def verify(request: Request) -> Response:
 
 
 async def head(request: Request) -> Response:
-    latest = await _read(request, lambda connection, org_id, _: seals.head(connection, org_id))
+    principal = await _auditor(request)
+    latest = await _read(request, principal, lambda connection, org_id, _: seals.head(connection, org_id))
     return ScimResponse({"head": str(latest) if latest else None})
 
 
 async def history(request: Request) -> Response:
+    principal = await _auditor(request)
     user, group, actor = _id(request, "user"), _id(request, "group"), request.query_params.get("actor")
     since, until = _instant(request, "since"), _instant(request, "until")
     entries = await _read(
         request,
+        principal,
         lambda connection, org_id, prefix: audit.history(
             connection, org_id, prefix, user=user, group=group, actor=actor, since=since, until=until
         ),
@@ -88,21 +99,24 @@ async def history(request: Request) -> Response:
 
 
 async def as_of(request: Request) -> Response:
+    principal = await _auditor(request)
     at = _instant(request, "at", required=True)
     assert at is not None
     snapshot = await _read(
-        request, lambda connection, org_id, prefix: audit.as_of(connection, org_id, at, prefix)
+        request, principal, lambda connection, org_id, prefix: audit.as_of(connection, org_id, at, prefix)
     )
     return ScimResponse({"at": at.isoformat(), **snapshot.to_report()})
 
 
 async def access(request: Request) -> Response:
+    principal = await _auditor(request)
     start, end = _instant(request, "from", required=True), _instant(request, "to", required=True)
     assert start is not None
     assert end is not None
     params = request.query_params
     intervals = await _read(
         request,
+        principal,
         lambda connection, org_id, prefix: audit.access(
             connection,
             org_id,

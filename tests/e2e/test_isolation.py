@@ -239,3 +239,22 @@ async def test_each_auditor_verifies_its_own_organizations_seals_only(
     # Another organization's head does not verify against this one's chain.
     theirs = await http.get(f"{BASE}/audit/verify", params={"head": owners_head}, headers=other.auditor)
     assert theirs.status_code == 400 or theirs.json()["intact"] is False
+
+
+async def test_every_route_with_organization_data_checks_its_scope(
+    http: httpx.AsyncClient, orgs: tuple[Org, Org]
+) -> None:
+    owner, _ = orgs
+    checked = set()
+    for method, path in sorted(app_routes() - NOT_ORG_DATA):
+        url = BASE + path.replace("{id}", owner.user_id)
+        wrong_scope = owner.scim if path.startswith("/audit") else owner.auditor
+        body = {} if method in ("POST", "PUT", "PATCH") else None
+        refused = await http.request(method, url, headers=wrong_scope, json=body)
+        assert refused.status_code == 403, (method, path, refused.status_code)
+        assert "scope" in refused.json()["detail"]
+        anonymous = await http.request(method, url, json=body)
+        assert anonymous.status_code == 401, (method, path)
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+        checked.add((method, path))
+    assert len(checked) == len(set(READS) | set(WRITES) | SEPARATE)
