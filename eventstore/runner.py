@@ -214,7 +214,12 @@ class Runner:
             except Exception as error:  # transient (the database went away) or not: back off, start over
                 attempt += 1
                 state.state, state.last_error = "backing off", f"{type(error).__name__}: {error}"
-                log.warning("%s: %s; retrying", consumer.name, state.last_error)
+                # The type only: a database error's message quotes row values, userNames included. The
+                # message is kept in `projections status` and, at debug level, in the log.
+                log.warning(
+                    "%s: %s; retrying", consumer.name, type(error).__name__, extra=_failure(consumer, error)
+                )
+                log.debug("%s: %s", consumer.name, state.last_error)
                 await asyncio.sleep(backoff(attempt, self.options))
 
     async def _hold_lock_and_consume(
@@ -280,22 +285,29 @@ class Runner:
                 "%s: event %d failed (%s), attempt %d",
                 consumer.name,
                 failing.position,
-                message,
+                type(error).__name__,
                 progress.attempts,
+                extra=_failure(consumer, error),
             )
+            log.debug("%s: event %d: %s", consumer.name, failing.position, message)
             await asyncio.sleep(backoff(progress.attempts, self.options))
             return 0
         log.error(
-            "%s: parking event %d after %d attempts: %s",
+            "%s: parking event %d after %d attempts (%s); its error is in parked_events",
             consumer.name,
             failing.position,
             progress.attempts,
-            message,
+            type(error).__name__,
+            extra=_failure(consumer, error),
         )
         await park(connection, consumer, failing, message, progress.attempts)
         state.parked += 1
         progress.isolating, progress.attempts, progress.failing_position = False, 0, None
         return 1
+
+
+def _failure(consumer: Consumer, error: BaseException) -> dict[str, str]:
+    return {"consumer": consumer.name, "error_type": type(error).__name__}
 
 
 def _setting(event: asyncio.Event) -> Callable[[object], None]:

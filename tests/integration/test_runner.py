@@ -6,6 +6,9 @@ counts with the log itself, counted by SQL: a lost event or a duplicate shows as
 
 import asyncio
 import contextlib
+import io
+import json
+import logging
 import os
 import random
 import signal
@@ -19,6 +22,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from app.logs import JsonFormatter
 from app.services import Services
 from eventstore.pool import Connection
 from eventstore.runner import Runner, RunnerOptions, rebuild, status
@@ -46,7 +50,8 @@ class CountingProjection:
         mine = [event for event in events if event.org_id == self.org_id]
         for event in mine:
             if self.poison and self.poison in str(event.payload):
-                raise ValueError(f"cannot digest event {event.position}")
+                # As a database error would, the message quotes the row: here, its userName.
+                raise ValueError(f"cannot digest event {event.position} ({self.poison})")
         if mine:
             await transaction.connection.executemany(
                 f"INSERT INTO {self.table} (type, n) VALUES ($1, 1) "
@@ -189,6 +194,11 @@ async def test_a_poison_event_is_parked_with_its_error_while_the_others_go_on(
     await services.users.provision(org_id, {"userName": "poison@runner.test"}, META)
     await write_users(services, org_id, 10, prefix="after")
     runner = Runner(database_url, [poisoned], options)
+    logged = io.StringIO()
+    handler = logging.StreamHandler(logged)
+    handler.setFormatter(JsonFormatter(verbose=False))
+    runner_log = logging.getLogger("scimledger.runner")
+    runner_log.addHandler(handler)
     task = asyncio.create_task(runner.run())
     try:
         deadline = time.monotonic() + 20
@@ -200,11 +210,17 @@ async def test_a_poison_event_is_parked_with_its_error_while_the_others_go_on(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        runner_log.removeHandler(handler)
     assert expected == {"UserProvisioned": 20, "UserDeactivated": 20}
     [parked] = await pool.fetch(
         "SELECT position, error, attempts FROM parked_events WHERE name = $1", poisoned.name
     )
-    assert parked["error"] == f"ValueError: cannot digest event {parked['position']}"
+    assert parked["error"] == f"ValueError: cannot digest event {parked['position']} (poison@runner.test)"
+    # The log says which event failed and how, never the user it was about.
+    lines = [json.loads(line) for line in logged.getvalue().splitlines()]
+    assert [line["error_type"] for line in lines if line["level"] == "error"] == ["ValueError"]
+    assert "poison@runner.test" not in logged.getvalue()
+    assert "poison" not in logged.getvalue()
     assert parked["attempts"] == 3
     async with pool.acquire() as connection:
         [report] = await status(connection, [poisoned])
