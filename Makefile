@@ -31,9 +31,9 @@ lint: install
 	$(BIN)/ruff format --check $(PACKAGES) tests bench
 	$(BIN)/mypy
 
-# The Schemathesis run of `make test`, at ten times the cases per operation (a few minutes).
+# The Schemathesis and Hypothesis tests of `make test`, with 1,000 cases per operation and property.
 fuzz: install
-	SCIMLEDGER_FUZZ_EXAMPLES=$${SCIMLEDGER_FUZZ_EXAMPLES:-200} $(BIN)/pytest tests/e2e/test_fuzz.py tests/unit/test_properties.py
+	SCIMLEDGER_FUZZ_EXAMPLES=$${SCIMLEDGER_FUZZ_EXAMPLES:-1000} $(BIN)/pytest tests/e2e/test_fuzz.py tests/unit/test_properties.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -169,12 +169,12 @@ class EdgeMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         token = logs.request_id.set(request_id)
         extra = [(b"x-request-id", request_id.encode()), *_SECURITY_HEADERS]
-        status = 500
+        responded: int | None = None
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                responded = message["status"]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
@@ -182,7 +182,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send_with_headers)
         except Exception as error:
             log.exception("unhandled %s", type(error).__name__, extra={"error_type": type(error).__name__})
-            if status == 500:  # nothing sent yet
+            if responded is None:  # otherwise the response is cut short, which is all that can be done
                 response = error_response(
                     500, "The service failed to handle this request; it has been logged."
                 )
@@ -190,19 +190,21 @@ class EdgeMiddleware:
         finally:
             route = _route_template(scope)
             seconds = time.perf_counter() - started
+            status = responded if responded is not None else 500
             self.metrics.observe(route, scope["method"], status, seconds)
-            access.info(
-                "%s %s %d",
-                scope["method"],
-                route,
-                status,
-                extra={
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                },
-            )
+            if access.isEnabledFor(logging.INFO):
+                access.info(
+                    "%s %s %d",
+                    scope["method"],
+                    route,
+                    status,
+                    extra={
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
+                    },
+                )
             logs.request_id.reset(token)
 
 
@@ -211,8 +213,9 @@ def _route_template(scope: Scope) -> str:
     path = getattr(route, "path", None)
     if path is None:
         return "unmatched"
+    # Inside a Mount, root_path has grown by the mount's prefix beyond the app's own.
     mounted = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
-    return f"{mounted}{path}" if mounted != path else path
+    return f"{mounted}{path}"
 
 
 def services_of(request: Request) -> Services:

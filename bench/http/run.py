@@ -526,7 +526,8 @@ def write_outputs(results: list[Result]) -> None:
         "named on the same row, measured in the same run. (a) and (b) run with asyncpg's defaults, as a bare "
         "app would; the rows marked \"service's pool settings\" rerun them with the service's pool, which "
         "skips asyncpg's per-release session reset. The service runs as `scimledger serve`, with its runner "
-        "in the same process, except for the import (`--no-worker`). scim2-server keeps its data in memory.\n\n"
+        "in the same process, except for the import (`--no-worker`), at log level warning and with the per-token "
+        "rate limit off (one token sends every request). scim2-server keeps its data in memory.\n\n"
         + "\n".join(table)
         + "\n"
     )
