@@ -63,6 +63,7 @@ def _print(*lines: Any) -> None:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.http import SECURITY_HEADERS
     from app.main import create_app
 
     class Server(uvicorn.Server):
@@ -97,6 +98,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # Logging is configured by `main`; the app writes its own access log, without query strings.
         log_config=None,
         access_log=False,
+        headers=SECURITY_HEADERS,
     )
     server = Server(config)
     server.run()

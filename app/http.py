@@ -130,21 +130,23 @@ EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
 }
 
 
-_SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"cache-control", b"no-store"),
-    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"strict-transport-security", b"max-age=31536000"),
+# Headers that keep browsers from treating any response as anything but data. `serve` gives them to uvicorn
+# as its default headers rather than adding them here, because uvicorn answers requests it cannot parse as
+# HTTP itself, without the app, and those answers must carry them too.
+SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Strict-Transport-Security", "max-age=31536000"),
 ]
 
 
 class EdgeMiddleware:
     """Around every request: an id (the client's X-Request-Id when it sends a sane one), echoed and put on
-    every log line and event the request causes; headers that keep browsers from treating responses as
-    anything but data; the request's metrics and its access log line, by route template (never the raw
-    path, which may hold a userName); and a SCIM 500 for anything unhandled, with the same headers."""
+    every log line and event the request causes; the request's metrics and its access log line, by route
+    template (never the raw path, which may hold a userName); and a SCIM 500 for anything unhandled."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -168,14 +170,14 @@ class EdgeMiddleware:
         request_id = request_id or f"{self._id_prefix}{next(self._id_counter):016x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = logs.request_id.set(request_id)
-        extra = [(b"x-request-id", request_id.encode()), *_SECURITY_HEADERS]
+        echoed = (b"x-request-id", request_id.encode())
         responded: int | None = None
 
         async def send_with_headers(message: Message) -> None:
             nonlocal responded
             if message["type"] == "http.response.start":
                 responded = message["status"]
-                message["headers"] = [*message.get("headers", []), *extra]
+                message["headers"] = [*message.get("headers", []), echoed]
             await send(message)
 
         try:

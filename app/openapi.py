@@ -323,6 +323,21 @@ def _list_of(kind: str) -> dict[str, Any]:
     }
 
 
+def _with_malformed_http(paths: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn answers a request it cannot parse as HTTP (a Content-Length of "qz", say) with a plain-text
+    400 before the app sees it, on any path: every operation documents that answer too."""
+    malformed = {"text/plain": {"schema": {"type": "string"}}}
+    for item in paths.values():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            known = operation["responses"].setdefault(
+                "400", {"description": "The request is not well-formed HTTP.", "content": {}}
+            )
+            known.setdefault("content", {}).update(malformed)
+    return paths
+
+
 def document() -> dict[str, Any]:
     users, groups = _scim_resource("Users", "UserInput"), _scim_resource("Groups", "GroupInput")
     users["collection"]["post"] = {
@@ -348,64 +363,74 @@ def document() -> dict[str, Any]:
             "description": "SCIM 2.0 (RFC 7643/7644) provisioning for Project × Role access, and its audit API.",
         },
         "security": [{"bearer": []}],
-        "paths": {
-            "/scim/v2/Users": users["collection"],
-            "/scim/v2/Users/{id}": users["item"],
-            "/scim/v2/Groups": groups["collection"],
-            "/scim/v2/Groups/{id}": groups["item"],
-            "/scim/v2/ServiceProviderConfig": _discovery(
-                "ServiceProviderConfig", "What this service supports."
-            ),
-            "/scim/v2/ResourceTypes": _discovery("ResourceTypes", "The resource types, as a ListResponse."),
-            "/scim/v2/ResourceTypes/{key}": {
-                "parameters": [_KEY],
-                **_discovery("ResourceType", "One resource type.", item=True),
-            },
-            "/scim/v2/Schemas": _discovery("Schemas", "The schemas, as a ListResponse."),
-            "/scim/v2/Schemas/{key}": {
-                "parameters": [_KEY],
-                **_discovery("Schema", "One schema.", item=True),
-            },
-            "/audit/head": _audit("auditHead", "The newest seal of the organization's log.", []),
-            "/audit/verify": _audit(
-                "auditVerify",
-                "Recompute the seal chain and compare it with a head kept elsewhere.",
-                [_query("head", {"type": "string"}, "A head from /audit/head, kept outside the service.")],
-            ),
-            "/audit/history": _audit(
-                "auditHistory",
-                "The organization's events, told in words.",
-                [
-                    _query("user", {"type": "string", "format": "uuid"}, "Only events about this user."),
-                    _query("group", {"type": "string", "format": "uuid"}, "Only events about this group."),
-                    _query("actor", {"type": "string"}, "Only events by this actor."),
-                    *period,
-                ],
-            ),
-            "/audit/as-of": _audit(
-                "auditAsOf",
-                "Users, groups and memberships as they stood at an instant, replayed from the log.",
-                [_query("at", _INSTANT, "The instant to replay to.", required=True)],
-            ),
-            "/audit/access": _audit(
-                "auditAccess",
-                "Who held which Project × Role when, and who granted and revoked it.",
-                [
-                    _query("from", _INSTANT, "Start of the review period.", required=True),
-                    _query("to", _INSTANT, "End of the review period.", required=True),
-                    _query("project", {"type": "string"}, "Only this project."),
-                    _query("role", {"type": "string"}, "Only this role."),
-                    _query("user", {"type": "string"}, "Only this user."),
-                ],
-            ),
-            "/healthz": _probe("Liveness: the process answers.", {200: "Alive."}),
-            "/readyz": _probe(
-                "Readiness: database, migrations, runner.",
-                {200: "Ready.", 503: "Not ready; the body says why."},
-            ),
-            "/metrics": _probe("Prometheus metrics.", {200: "Metrics in the text format."}, "text/plain"),
-            "/openapi.json": _probe("This document.", {200: "OpenAPI 3.1."}),
-        },
+        "paths": _with_malformed_http(
+            {
+                "/scim/v2/Users": users["collection"],
+                "/scim/v2/Users/{id}": users["item"],
+                "/scim/v2/Groups": groups["collection"],
+                "/scim/v2/Groups/{id}": groups["item"],
+                "/scim/v2/ServiceProviderConfig": _discovery(
+                    "ServiceProviderConfig", "What this service supports."
+                ),
+                "/scim/v2/ResourceTypes": _discovery(
+                    "ResourceTypes", "The resource types, as a ListResponse."
+                ),
+                "/scim/v2/ResourceTypes/{key}": {
+                    "parameters": [_KEY],
+                    **_discovery("ResourceType", "One resource type.", item=True),
+                },
+                "/scim/v2/Schemas": _discovery("Schemas", "The schemas, as a ListResponse."),
+                "/scim/v2/Schemas/{key}": {
+                    "parameters": [_KEY],
+                    **_discovery("Schema", "One schema.", item=True),
+                },
+                "/audit/head": _audit("auditHead", "The newest seal of the organization's log.", []),
+                "/audit/verify": _audit(
+                    "auditVerify",
+                    "Recompute the seal chain and compare it with a head kept elsewhere.",
+                    [
+                        _query(
+                            "head", {"type": "string"}, "A head from /audit/head, kept outside the service."
+                        )
+                    ],
+                ),
+                "/audit/history": _audit(
+                    "auditHistory",
+                    "The organization's events, told in words.",
+                    [
+                        _query("user", {"type": "string", "format": "uuid"}, "Only events about this user."),
+                        _query(
+                            "group", {"type": "string", "format": "uuid"}, "Only events about this group."
+                        ),
+                        _query("actor", {"type": "string"}, "Only events by this actor."),
+                        *period,
+                    ],
+                ),
+                "/audit/as-of": _audit(
+                    "auditAsOf",
+                    "Users, groups and memberships as they stood at an instant, replayed from the log.",
+                    [_query("at", _INSTANT, "The instant to replay to.", required=True)],
+                ),
+                "/audit/access": _audit(
+                    "auditAccess",
+                    "Who held which Project × Role when, and who granted and revoked it.",
+                    [
+                        _query("from", _INSTANT, "Start of the review period.", required=True),
+                        _query("to", _INSTANT, "End of the review period.", required=True),
+                        _query("project", {"type": "string"}, "Only this project."),
+                        _query("role", {"type": "string"}, "Only this role."),
+                        _query("user", {"type": "string"}, "Only this user."),
+                    ],
+                ),
+                "/healthz": _probe("Liveness: the process answers.", {200: "Alive."}),
+                "/readyz": _probe(
+                    "Readiness: database, migrations, runner.",
+                    {200: "Ready.", 503: "Not ready; the body says why."},
+                ),
+                "/metrics": _probe("Prometheus metrics.", {200: "Metrics in the text format."}, "text/plain"),
+                "/openapi.json": _probe("This document.", {200: "OpenAPI 3.1."}),
+            }
+        ),
         "components": {
             "securitySchemes": {
                 "bearer": {
