@@ -21,7 +21,7 @@ run: install
 	@echo "Get a token in another terminal:"
 	@echo "  $(BIN)/scimledger org create 'Acme'    # prints the org id"
 	@echo "  $(BIN)/scimledger token issue --org 'Acme'"
-	$(BIN)/scimledger serve
+	SCIMLEDGER_LOG_FORMAT=$${SCIMLEDGER_LOG_FORMAT:-text} $(BIN)/scimledger serve
 
 test: install
 	$(BIN)/pytest
