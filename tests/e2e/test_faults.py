@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -196,10 +196,10 @@ async def get(url: str, headers: dict[str, str] | None = None) -> httpx.Response
         return await client.get(url, headers=headers)
 
 
-async def until(check: object, within: float, every: float = 0.05) -> float:
-    """Seconds until `check()` (a coroutine function returning bool) first holds; fails after `within`."""
+async def until(check: Callable[[], Awaitable[bool]], within: float, every: float = 0.05) -> float:
+    """Seconds until `check()` first holds; fails after `within`."""
     started = time.monotonic()
-    while not await check():  # type: ignore[operator]
+    while not await check():
         assert time.monotonic() - started < within, f"not within {within} s"
         await asyncio.sleep(every)
     return time.monotonic() - started
