@@ -109,17 +109,24 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run the asynchronous projections and reactors alone, until SIGTERM or SIGINT."""
     from app.main import build_runner, build_services
 
+    # Handled from the start: a supervisor may stop the worker while it is still starting, and that is a
+    # clean stop too.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
     url = await asyncio.to_thread(database_url, settings)
     pool = await create_pool(url, min_size=1, max_size=4)
     try:
         async with pool.acquire() as connection:
             await migrate(connection)
         services = build_services(settings, pool)
+        if stopping.is_set():
+            return 0
         task = asyncio.create_task(build_runner(settings, url, services).run(), name="runner")
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
         print(f"scimledger worker: running {', '.join(c.name for c in services.consumers)}", file=sys.stderr)
+        await asyncio.wait([task, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task  # a batch in flight rolls back; it is read again on the next start
         return 0

@@ -34,6 +34,18 @@ log = logging.getLogger("scimledger.runner")
 NOTIFY_CHANNEL = "scimledger_events"
 _LOCK = "SELECT pg_try_advisory_lock(hashtextextended('scimledger.consumer:' || $1::text, 0))"
 _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('scimledger.consumer:' || $1::text, 0))"
+# Whether some session holds a consumer's lock, read from pg_locks without taking it: probing by taking it
+# could leave it taken on a pooled connection if the probe were cancelled halfway, stalling that consumer.
+# A bigint advisory key shows as its high and low 32 bits in classid and objid, with objsubid 1.
+_HELD = """
+SELECT EXISTS (
+    SELECT FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 1
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND classid = ((key >> 32) & 4294967295)::oid AND objid = (key & 4294967295)::oid
+)
+FROM (SELECT hashtextextended('scimledger.consumer:' || $1::text, 0) AS key) AS consumer
+"""
 
 # Errors after which the same work may simply be tried again.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -346,9 +358,7 @@ async def status(connection: Connection, consumers: Sequence[Consumer]) -> list[
             types,
         )
         assert lag is not None
-        free = await connection.fetchval(_LOCK, consumer.name)
-        if free:
-            await connection.fetchval(_UNLOCK, consumer.name)
+        running = await connection.fetchval(_HELD, consumer.name)
         parked = await connection.fetchrow(
             "SELECT count(*) AS parked, (SELECT error FROM parked_events WHERE name = $1 ORDER BY parked_at DESC "
             "LIMIT 1) AS error FROM parked_events WHERE name = $1",
@@ -361,7 +371,7 @@ async def status(connection: Connection, consumers: Sequence[Consumer]) -> list[
                 after.position,
                 lag["events"],
                 float(lag["seconds"] or 0.0),
-                not free,
+                running,
                 parked["parked"],
                 parked["error"],
             )
