@@ -47,7 +47,7 @@ bench-groups: install
 bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python bench/http/run.py
+	$(BIN)/python bench/load/run.py
 
 # Issue 4's figure: reactor lag from an Okta deactivation to the memberships being gone.
 bench-reactors: install

@@ -4,7 +4,7 @@
 - POST /insert: one INSERT into a table shaped like the event log, inside an explicit transaction.
 - GET /select/{id}: one indexed SELECT.
 
-    DATABASE_URL=... uvicorn --factory bench.http.baseline_app:create_app
+    DATABASE_URL=... uvicorn --factory bench.load.baseline_app:create_app
 """
 
 from __future__ import annotations

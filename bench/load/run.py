@@ -146,7 +146,7 @@ async def baselines(
     """(a) and (b) against the bare Starlette + asyncpg app, and the load generator's ceiling the first time."""
     print(f"baselines: bare Starlette + asyncpg{label}", flush=True)
     port = free_port()
-    command = [UVICORN, "--factory", "bench.http.baseline_app:create_app", "--port", str(port)]
+    command = [UVICORN, "--factory", "bench.load.baseline_app:create_app", "--port", str(port)]
     baseline = Server([*command, "--log-level", "warning"], port, env, "/trivial")
     try:
         if not label:
@@ -215,7 +215,7 @@ async def main() -> None:
             [
                 UVICORN,
                 "--factory",
-                "bench.http.peer_app:create_app",
+                "bench.load.peer_app:create_app",
                 "--port",
                 str(port),
                 "--log-level",

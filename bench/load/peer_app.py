@@ -2,7 +2,7 @@
 
 It keeps its resources in memory: no database, no log. It is a reference for the protocol work per request.
 
-    uvicorn --factory bench.http.peer_app:create_app
+    uvicorn --factory bench.load.peer_app:create_app
 """
 
 from __future__ import annotations
