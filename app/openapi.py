@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from scim.patch import PatchRequest
+from scim.schema import GROUP, USER
 
 SCIM = "application/scim+json"
 _REF = "#/components/schemas/"
@@ -160,40 +164,6 @@ def _probe(summary: str, statuses: dict[int, str], media_type: str = "applicatio
     }
 
 
-def _accepting_null(schema: dict[str, Any]) -> dict[str, Any]:
-    """The request form of a resource schema. RFC 7644 §3.5.1: null means unassigned, so a client may send
-    null for any attribute that is not required, at any depth."""
-    result = dict(schema)
-    required = set(schema.get("required", ()))
-    if "properties" in schema:
-        result["properties"] = {
-            name: _accepting_null(child) if name in required else _or_null(_accepting_null(child))
-            for name, child in schema["properties"].items()
-        }
-    if isinstance(schema.get("items"), dict):
-        result["items"] = _accepting_null(schema["items"])
-    return result
-
-
-def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
-    kind = schema.get("type")
-    if kind is None:
-        return schema
-    return {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
-
-
-_MULTI_VALUED = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {
-            "value": {"type": "string"},
-            "display": {"type": "string"},
-            "type": {"type": "string"},
-            "primary": {"type": "boolean"},
-        },
-    },
-}
 _META = {
     "type": "object",
     "properties": {
@@ -203,32 +173,6 @@ _META = {
         "location": {"type": "string"},
         "version": {"type": "string"},
     },
-}
-_USER_ATTRIBUTES: dict[str, Any] = {
-    "userName": {"type": "string", "minLength": 1},
-    "externalId": {"type": "string"},
-    "name": {
-        "type": "object",
-        "properties": {
-            name: {"type": "string"}
-            for name in (
-                "formatted",
-                "familyName",
-                "givenName",
-                "middleName",
-                "honorificPrefix",
-                "honorificSuffix",
-            )
-        },
-    },
-    "displayName": {"type": "string"},
-    "nickName": {"type": "string"},
-    "title": {"type": "string"},
-    "locale": {"type": "string"},
-    "timezone": {"type": "string"},
-    "active": {"type": "boolean"},
-    "emails": _MULTI_VALUED,
-    "phoneNumbers": _MULTI_VALUED,
 }
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -241,72 +185,35 @@ _SCHEMAS: dict[str, Any] = {
             "detail": {"type": "string", "minLength": 1},
         },
     },
-    "UserInput": _accepting_null(
-        {
-            "type": "object",
-            "required": ["userName"],
-            "properties": {"schemas": {"type": "array", "items": {"type": "string"}}, **_USER_ATTRIBUTES},
-        }
-    ),
-    "User": {
-        "type": "object",
-        "required": ["schemas", "id"],
-        "properties": {
-            "schemas": {"type": "array", "items": {"type": "string"}},
-            "id": {"type": "string", "format": "uuid"},
-            **_USER_ATTRIBUTES,
-            "groups": {"type": "array", "items": {"type": "object", "required": ["value"]}},
-            "meta": _META,
-        },
-    },
-    "GroupInput": _accepting_null(
-        {
-            "type": "object",
-            "required": ["displayName"],
-            "properties": {
-                "schemas": {"type": "array", "items": {"type": "string"}},
-                "displayName": {"type": "string"},
-                "externalId": {"type": "string"},
-                "members": {
-                    "type": "array",
-                    "items": {"type": "object", "properties": {"value": {"type": "string"}}},
-                },
-            },
-        }
-    ),
-    "Group": {
-        "type": "object",
-        "required": ["schemas", "id"],
-        "properties": {
-            "schemas": {"type": "array", "items": {"type": "string"}},
-            "id": {"type": "string", "format": "uuid"},
-            "displayName": {"type": "string"},
-            "externalId": {"type": "string"},
-            "members": {"type": "array", "items": {"type": "object", "required": ["value"]}},
-            "meta": _META,
-        },
-    },
-    "PatchOp": {
-        "type": "object",
-        "required": ["schemas", "Operations"],
-        "properties": {
-            "schemas": {"type": "array", "items": {"type": "string"}},
-            "Operations": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["op"],
-                    "properties": {
-                        "op": {"type": "string", "description": "add, remove or replace; any case."},
-                        "path": {"type": "string"},
-                        "value": {},
-                    },
-                },
-            },
-        },
-    },
     "AuditReport": {"type": "object"},
 }
+
+
+def _resource_schemas() -> dict[str, Any]:
+    """Request bodies described by the very msgspec types the service decodes them with, and the resources
+    it returns: those attributes, plus the ones only the server sets."""
+    (user, group, patch), schemas = msgspec.json.schema_components(
+        [USER.validator, GROUP.validator, PatchRequest], ref_template=_REF + "{name}"
+    )
+    readable = {
+        "schemas": {"type": "array", "items": {"type": "string"}},
+        "id": {"type": "string", "format": "uuid"},
+    }
+    returned_groups = {"type": "array", "items": {"type": "object", "required": ["value"]}}
+    for name, sent, server_set in (("User", user, {"groups": returned_groups}), ("Group", group, {})):
+        schemas[f"{name}Input"] = sent
+        schemas[name] = {
+            "type": "object",
+            "required": ["schemas", "id"],
+            "properties": {
+                **schemas[sent["$ref"].removeprefix(_REF)]["properties"],
+                **readable,
+                "meta": _META,
+                **server_set,
+            },
+        }
+    schemas["PatchOp"] = patch
+    return schemas
 
 
 def _list_of(kind: str) -> dict[str, Any]:
@@ -440,7 +347,12 @@ def document() -> dict[str, Any]:
                     "/audit.",
                 }
             },
-            "schemas": {**_SCHEMAS, "UsersList": _list_of("User"), "GroupsList": _list_of("Group")},
+            "schemas": {
+                **_SCHEMAS,
+                **_resource_schemas(),
+                "UsersList": _list_of("User"),
+                "GroupsList": _list_of("Group"),
+            },
         },
     }
 

@@ -385,6 +385,11 @@ class ResourceType:
         object.__setattr__(self, "_validator", validator)
 
     @property
+    def validator(self) -> type[msgspec.Struct]:
+        """The msgspec Struct that `validate` converts a canonicalized resource to: what a client may send."""
+        return self._validator
+
+    @property
     def schema_ids(self) -> tuple[str, ...]:
         return (self.schema.id, *(extension.id for extension in self.extensions))
 
