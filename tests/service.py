@@ -19,6 +19,17 @@ def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=check)
 
 
+def response_head(connection: socket.socket) -> bytes:
+    """Read a raw HTTP response from `connection` up to the end of its headers."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received.split(b"\r\n\r\n", 1)[0]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

