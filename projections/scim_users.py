@@ -85,6 +85,12 @@ def row_of(user: User, groups: list[dict[str, Any]] | None = None) -> UserRow:
     return UserRow(user.id, resource, user.version, user.created_on, user.modified_on, groups or [])
 
 
+# The columns of a scim_users row, in the order `_row_values` gives them.
+_ROW_COLUMNS = (
+    "org_id, user_id, user_name, external_id, active, resource, version, created, last_modified, sort_key"
+)
+
+
 def _row_values(user: User, sort_key: int, org_id: uuid.UUID | None = None) -> tuple[Any, ...]:
     """The scim_users row of `user`; a rebuild passes the org id it already holds as a UUID."""
     attributes = user.attributes
@@ -123,8 +129,7 @@ def follow_up(user: User, first_version: int, types: Iterable[str]) -> FollowUp:
     if first_version == 1:
         # The provisioning event's log position is the row's paging order, as a rebuild derives it.
         return FollowUp(
-            "INSERT INTO scim_users (org_id, user_id, user_name, external_id, active, resource, version, "
-            "created, last_modified, sort_key) "
+            f"INSERT INTO scim_users ({_ROW_COLUMNS}) "
             "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, position FROM appended WHERE version = 1",
             values,
         )
@@ -136,9 +141,6 @@ def follow_up(user: User, first_version: int, types: Iterable[str]) -> FollowUp:
     )
 
 
-_ROW_COLUMNS = (
-    "org_id, user_id, user_name, external_id, active, resource, version, created, last_modified, sort_key"
-)
 _ROW_TYPES = (
     "uuid[], uuid[], text[], text[], boolean[], jsonb[], int[], timestamptz[], timestamptz[], bigint[]"
 )
@@ -243,17 +245,6 @@ async def rebuild_rows(connection: Connection) -> int:
             for user, sort_key, org_id in users.values()
             if not user.deleted
         ],
-        columns=[
-            "org_id",
-            "user_id",
-            "user_name",
-            "external_id",
-            "active",
-            "resource",
-            "version",
-            "created",
-            "last_modified",
-            "sort_key",
-        ],
+        columns=_ROW_COLUMNS.split(", "),
     )
     return replayed
