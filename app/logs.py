@@ -56,7 +56,8 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.verbose = verbose
 
-    def format(self, record: logging.LogRecord) -> str:
+    def entry(self, record: logging.LogRecord) -> dict[str, Any]:
+        """What a line says, whatever its format."""
         message = record.getMessage()
         entry: dict[str, Any] = {
             "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
@@ -73,14 +74,17 @@ class JsonFormatter(logging.Formatter):
                 entry[field] = value
         if record.exc_info and record.exc_info[1] is not None:
             entry["traceback"] = _traceback(record, self.verbose)
-        return _encoder.encode(entry).decode()
+        return entry
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _encoder.encode(self.entry(record)).decode()
 
 
 class TextFormatter(JsonFormatter):
     """The same content for a person at a terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = msgspec.json.decode(super().format(record))
+        entry = self.entry(record)
         traceback_text = entry.pop("traceback", "")
         head = f"{entry.pop('time')} {entry.pop('level').upper():7} {entry.pop('logger')}: {entry.pop('message')}"
         rest = " ".join(f"{key}={value}" for key, value in entry.items())

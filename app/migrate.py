@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -33,7 +34,9 @@ class MigrationError(RuntimeError):
     pass
 
 
-def available_migrations() -> list[Migration]:
+# The files ship with the code and never change under a running process; /readyz asks on every probe.
+@functools.cache
+def available_migrations() -> tuple[Migration, ...]:
     found = []
     for entry in resources.files("migrations").iterdir():
         match = _NAME.match(entry.name)
@@ -43,7 +46,7 @@ def available_migrations() -> list[Migration]:
     versions = [migration.version for migration in found]
     if len(set(versions)) != len(versions):
         raise MigrationError(f"two migrations share a number: {versions}")
-    return found
+    return tuple(found)
 
 
 async def applied_versions(connection: Connection) -> dict[int, str]:

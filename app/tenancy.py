@@ -147,8 +147,9 @@ class Authenticator:
         )
         # The index lookup compares digests, which a caller cannot steer byte by byte; the constant-time
         # comparison makes the match itself independent of how much of it agrees, whatever index is used.
-        found = row is not None and hmac.compare_digest(row["secret_hash"], digest)
-        principal = Principal(row["org_id"], row["token_id"], row["scope"]) if found and row else None
+        principal = None
+        if row is not None and hmac.compare_digest(row["secret_hash"], digest):
+            principal = Principal(row["org_id"], row["token_id"], row["scope"])
         if self._cache_seconds > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()  # bound memory against floods of made-up tokens
