@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import logs
 from app.groups import InvalidMember
-from app.operations import Metrics
+from app.operations import RETRY_AFTER_SECONDS, Metrics
 from app.services import Services
 from app.tenancy import Principal
 from app.users import PreconditionFailed
@@ -34,7 +34,6 @@ from scim.errors import ScimError, invalid_syntax, invalid_value
 
 log = logging.getLogger("scimledger.http")
 access = logging.getLogger("scimledger.access")
-RETRY_AFTER_SECONDS = 5
 
 SCIM_MEDIA_TYPE = "application/scim+json"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"

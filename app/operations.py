@@ -21,6 +21,8 @@ from app.services import Services
 from eventstore.pool import DATABASE_UNAVAILABLE
 from eventstore.runner import status
 
+# What a client told to come back (a 503, a /readyz that is not ready) is asked to wait, in seconds.
+RETRY_AFTER_SECONDS = 5
 # A probe must answer before its caller gives up, whatever the database is doing.
 _PROBE_TIMEOUT_SECONDS = 2.0
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -120,7 +122,7 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
-        headers=None if ready else {"Retry-After": "5"},
+        headers=None if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
