@@ -267,7 +267,7 @@ class _Parser:
         if token.kind == "string":
             try:
                 text: str = msgspec.json.decode(token.text, type=str)
-            except msgspec.DecodeError as decode_error:
+            except (msgspec.DecodeError, UnicodeEncodeError) as decode_error:  # a lone surrogate is not text
                 raise self.error(
                     f"The string at position {token.position + 1} is malformed."
                 ) from decode_error

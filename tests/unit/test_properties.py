@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from domain.users import User
@@ -49,7 +49,8 @@ schemas = st.sampled_from([None, "urn:ietf:params:scim:schemas:core:2.0:User", E
 paths = st.builds(AttrPath, schemas, names, st.none() | names)
 plain_paths = st.builds(AttrPath, st.none(), names, st.none())
 values = (
-    st.text(st.characters(exclude_characters="\x00"))  # NUL is refused everywhere: PostgreSQL cannot store it
+    # NUL is refused everywhere (PostgreSQL cannot store it), and a lone surrogate is not text at all.
+    st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]))
     | st.integers(-(2**53), 2**53)
     | st.floats(allow_nan=False, allow_infinity=False, width=64)
     | st.booleans()
@@ -85,7 +86,8 @@ TOKENS = [
 
 
 @PROPERTY
-@given(st.text() | st.lists(st.sampled_from(TOKENS), max_size=14).map(" ".join))
+@given(st.text(st.characters()) | st.lists(st.sampled_from(TOKENS), max_size=14).map(" ".join))
+@example('userName eq "\ud800"')  # found by make fuzz: a lone surrogate was a UnicodeEncodeError
 def test_any_text_either_parses_and_round_trips_or_is_a_scim_400(text: str) -> None:
     try:
         tree = parse_filter(text)
