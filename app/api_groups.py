@@ -10,13 +10,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api_users import list_parameters, selection
 from app.http import (
+    Endpoint,
     ScimResponse,
     authenticate,
     base_url,
@@ -80,7 +80,7 @@ def _wants_members(include: list[AttrPath] | None, exclude: list[AttrPath] | Non
     return not (exclude and names_members(exclude))
 
 
-class GroupsCollection(HTTPEndpoint):
+class GroupsCollection(Endpoint):
     async def get(self, request: Request) -> Response:
         principal = await authenticate(request)
         services = services_of(request)
@@ -106,7 +106,7 @@ class GroupsCollection(HTTPEndpoint):
         raise ScimError(403, CREATE_REFUSED)
 
 
-class GroupResource(HTTPEndpoint):
+class GroupResource(Endpoint):
     async def get(self, request: Request) -> Response:
         principal = await authenticate(request)
         services = services_of(request)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.http import (
+    Endpoint,
     ScimResponse,
     authenticate,
     base_url,
@@ -81,6 +81,8 @@ def _integer(params: Mapping[str, str], name: str, default: int) -> int:
 
 
 def selection(request: Request) -> tuple[list[AttrPath] | None, list[AttrPath] | None]:
+    if not request.scope["query_string"]:
+        return None, None  # most requests: no query string to parse
     params = request.query_params
     include = parse_attribute_list(params["attributes"]) if params.get("attributes") else None
     exclude = parse_attribute_list(params["excludedAttributes"]) if params.get("excludedAttributes") else None
@@ -118,7 +120,7 @@ def _resource_response(request: Request, row: UserRow, status: int = 200) -> Res
     return ScimResponse(document, status_code=status, headers=headers)
 
 
-class UsersCollection(HTTPEndpoint):
+class UsersCollection(Endpoint):
     async def get(self, request: Request) -> Response:
         principal = await authenticate(request)
         services = services_of(request)
@@ -143,7 +145,7 @@ class UsersCollection(HTTPEndpoint):
         return _resource_response(request, row, status=201)
 
 
-class UserResource(HTTPEndpoint):
+class UserResource(Endpoint):
     async def get(self, request: Request) -> Response:
         principal = await authenticate(request)
         services = services_of(request)

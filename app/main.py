@@ -120,13 +120,14 @@ def create_app(settings: Settings) -> Starlette:
             await pool.close()
 
     return Starlette(
+        # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
         routes=[
+            Mount(SCIM_BASE, routes=[*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
+            Mount("/audit", routes=api_audit.ROUTES),
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint(openapi.document()), methods=["GET"]),
-            Mount(SCIM_BASE, routes=[*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
-            Mount("/audit", routes=api_audit.ROUTES),
         ],
         middleware=[Middleware(EdgeMiddleware, metrics=metrics)],
         exception_handlers=EXCEPTION_HANDLERS,

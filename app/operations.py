@@ -70,10 +70,16 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        # Looking the labelled series up (`labels`) cost more than counting; there are few of them.
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = self.requests.labels(route, method, str(status)), self.latency.labels(route, method)
+            self._series[(route, method, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 @dataclass(slots=True)
