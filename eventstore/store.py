@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -100,13 +101,14 @@ class FollowUp:
     args: tuple[Any, ...]
 
     def within_append(self) -> str:
-        return (
-            f"WITH appended AS ({_APPEND_ROWS}), follow_up AS ({self._shifted(_APPEND_PARAMETERS)}) "
-            f"SELECT {EVENT_COLUMNS} FROM appended"
-        )
+        return _within_append(self.sql)
 
-    def _shifted(self, offset: int) -> str:
-        return _PLACEHOLDER.sub(lambda match: f"${int(match[1]) + offset}", self.sql)
+
+# A follow-up's SQL is one of a few fixed texts, so each is composed once rather than on every write.
+@functools.lru_cache(maxsize=64)
+def _within_append(follow_up_sql: str) -> str:
+    shifted = _PLACEHOLDER.sub(lambda match: f"${int(match[1]) + _APPEND_PARAMETERS}", follow_up_sql)
+    return f"WITH appended AS ({_APPEND_ROWS}), follow_up AS ({shifted}) SELECT {EVENT_COLUMNS} FROM appended"
 
 
 _READ_STREAMS = f"""

@@ -8,7 +8,7 @@ case-insensitive, RFC 7643 §2.1), and the SQL compiler reads each attribute's t
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -40,13 +40,13 @@ class Attribute:
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
     sub_attributes: tuple[Attribute, ...] = ()
+    _subs_by_name: Mapping[str, Attribute] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_subs_by_name", _by_name(self.sub_attributes))
 
     def sub(self, name: str) -> Attribute | None:
-        lowered = name.lower()
-        for candidate in self.sub_attributes:
-            if candidate.name.lower() == lowered:
-                return candidate
-        return None
+        return self._subs_by_name.get(name.lower())
 
     @property
     def stored(self) -> bool:
@@ -75,12 +75,10 @@ class Attribute:
         return rendered
 
 
-def _find(attributes: Iterable[Attribute], name: str) -> Attribute | None:
-    lowered = name.lower()
-    for attribute in attributes:
-        if attribute.name.lower() == lowered:
-            return attribute
-    return None
+def _by_name(attributes: Iterable[Attribute]) -> dict[str, Attribute]:
+    """Attributes by lowercased name: names are case-insensitive (RFC 7643 §2.1), and looked up for every
+    attribute of every request, so each set of them is indexed once, as the schema is built."""
+    return {attribute.name.lower(): attribute for attribute in attributes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +87,13 @@ class Schema:
     name: str
     description: str
     attributes: tuple[Attribute, ...]
+    _attributes_by_name: Mapping[str, Attribute] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_attributes_by_name", _by_name(self.attributes))
 
     def attribute(self, name: str) -> Attribute | None:
-        return _find(self.attributes, name)
+        return self._attributes_by_name.get(name.lower())
 
     def to_scim(self, location: str) -> dict[str, Any]:
         return {
@@ -157,6 +159,7 @@ META = Attribute(
     ),
 )
 COMMON_ATTRIBUTES = (ID, EXTERNAL_ID, META)
+_COMMON_BY_NAME = _by_name(COMMON_ATTRIBUTES)
 
 USER_SCHEMA = Schema(
     CORE_USER,
@@ -410,7 +413,7 @@ class ResourceType:
         if extension is not None:
             attribute = extension.attribute(name)
         else:
-            attribute = self.schema.attribute(name) or _find(COMMON_ATTRIBUTES, name)
+            attribute = self.schema.attribute(name) or _COMMON_BY_NAME.get(name.lower())
         if attribute is None:
             return None
         sub_attribute = None
@@ -427,9 +430,9 @@ class ResourceType:
         for key, value in raw.items():
             extension = self.extension(key) if key[:4].lower() == "urn:" else None
             if extension is not None:
-                canonical[extension.id] = _canonical_value(extension.attributes, value)
+                canonical[extension.id] = _canonical_value(extension.attribute, value)
                 continue
-            attribute = self.schema.attribute(key) or _find(COMMON_ATTRIBUTES, key)
+            attribute = self.schema.attribute(key) or _COMMON_BY_NAME.get(key.lower())
             if attribute is not None:
                 canonical[attribute.name] = _canonical_attribute(attribute, value)
             elif key.lower() == "schemas":
@@ -499,16 +502,16 @@ def _canonical_attribute(attribute: Attribute, value: Any) -> Any:
     if attribute.type != "complex":
         return value
     if attribute.multi_valued and isinstance(value, list):
-        return [_canonical_value(attribute.sub_attributes, element) for element in value]
-    return _canonical_value(attribute.sub_attributes, value)
+        return [_canonical_value(attribute.sub, element) for element in value]
+    return _canonical_value(attribute.sub, value)
 
 
-def _canonical_value(attributes: tuple[Attribute, ...], value: Any) -> Any:
+def _canonical_value(attribute_named: Callable[[str], Attribute | None], value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     canonical = {}
     for key, item in value.items():
-        attribute = _find(attributes, key)
+        attribute = attribute_named(key)
         if attribute is not None:
             canonical[attribute.name] = _canonical_attribute(attribute, item)
     return canonical
