@@ -128,17 +128,6 @@ class Server:
         self.process.wait(20)
 
 
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`scimledger worker`: the runner in a process of its own; terminate it when done."""
-    return subprocess.Popen(
-        [CLI, "worker"],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def run_cli(env: dict[str, str], *args: str) -> str:
     return subprocess.run(
         [CLI, *args], env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=120
@@ -270,33 +259,9 @@ async def main() -> None:
         token = run_cli(env, "token", "issue", "--org", org)
         run_cli(env, "project", "create", "--org", org, "Apollo")
         run_cli(env, "role", "create", "--org", org, "Admin")
+        port = free_port()
+        service = Server([CLI, "serve", "--port", str(port)], port, env, "/healthz")
         auth = {"BENCH_TOKEN": token}
-        # `serve` alone, its runner in the same process: one process does the requests and all the follow-up
-        # work the log drives (the activity, analytics and seal projections, the reactors).
-        port = free_port()
-        single = Server([CLI, "serve", "--port", str(port)], port, env, "/healthz")
-        try:
-            rps, p50, p99, errors = wrk(
-                single.base, "post_users.lua", {**auth, "BENCH_PATH": "/scim/v2/Users", "BENCH_RUN": "single"}
-            )
-        finally:
-            single.stop()
-        record(
-            Result(
-                "POST /Users, runner in the serve process",
-                rps,
-                p50,
-                p99,
-                insert.scenario,
-                rps / insert.rps,
-                note=f"{errors} non-2xx; vs (c) {rps / peer_post.rps:.2f}",
-            )
-        )
-        # The rest as README's production section runs it: `serve --no-worker` for the requests and
-        # `scimledger worker` for the runner, each its own process.
-        port = free_port()
-        service = Server([CLI, "serve", "--no-worker", "--port", str(port)], port, env, "/healthz")
-        worker = start_worker(env)
         try:
             rps, p50, p99, errors = wrk(
                 service.base, "post_users.lua", {**auth, "BENCH_PATH": "/scim/v2/Users", "BENCH_RUN": "sl"}
@@ -418,8 +383,6 @@ async def main() -> None:
             )
         finally:
             service.stop()
-            worker.terminate()
-            worker.wait(20)
 
         print(f"Okta import of {IMPORT_USERS:,} users", flush=True)
         import_org = run_cli(env, "org", "create", "Import").splitlines()[-1]
@@ -562,11 +525,11 @@ def write_outputs(results: list[Result]) -> None:
         f"{SECONDS} s a scenario, against one uvicorn worker on 127.0.0.1. Ratios are against the baseline "
         "named on the same row, measured in the same run. (a) and (b) run with asyncpg's defaults, as a bare "
         "app would; the rows marked \"service's pool settings\" rerun them with the service's pool, which "
-        "skips asyncpg's per-release session reset. The service runs as README's production section runs it: "
-        "`scimledger serve --no-worker` answers requests and `scimledger worker` runs the projections and "
-        'reactors, each in its own process; the row "runner in the serve process" is `serve` alone, doing '
-        "both. The import runs with no worker. Log level warning, and the per-token rate limit off (one token "
-        "sends every request). scim2-server keeps its data in memory.\n\n" + "\n".join(table) + "\n"
+        "skips asyncpg's per-release session reset. The service runs as `scimledger serve`, with its runner "
+        "in the same process, except for the import (`--no-worker`), at log level warning and with the per-token "
+        "rate limit off (one token sends every request). scim2-server keeps its data in memory.\n\n"
+        + "\n".join(table)
+        + "\n"
     )
     print("\n" + "\n".join(table))
 
