@@ -109,7 +109,9 @@ def list_parameters(request: Request) -> ListQuery:
 
 def _resource_response(request: Request, row: UserRow, status: int = 200) -> Response:
     include, exclude = selection(request)
-    document = select_attributes(USER, render(row, base_url(request)), include, exclude)
+    document = render(row, base_url(request))
+    if include or exclude:
+        document = select_attributes(USER, document, include, exclude)
     headers = {"ETag": etag(row.version)}
     if status == 201:
         headers["Location"] = (

@@ -8,6 +8,7 @@ case-insensitive, RFC 7643 §2.1), and the SQL compiler reads each attribute's t
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -392,7 +393,7 @@ class ResourceType:
         """The msgspec Struct that `validate` converts a canonicalized resource to: what a client may send."""
         return self._validator
 
-    @property
+    @functools.cached_property
     def schema_ids(self) -> tuple[str, ...]:
         return (self.schema.id, *(extension.id for extension in self.extensions))
 
@@ -462,7 +463,7 @@ class ResourceType:
                 ordered[extension.id] = _ordered(extension.attributes, value)
         return ordered
 
-    @property
+    @functools.cached_property
     def _core_attributes(self) -> tuple[Attribute, ...]:
         return (EXTERNAL_ID, *self.schema.attributes)
 
