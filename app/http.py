@@ -212,13 +212,8 @@ class EdgeMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if path is None:
-        return "unmatched"
-    # Inside a Mount, root_path has grown by the mount's prefix beyond the app's own.
-    mounted = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
-    return f"{mounted}{path}"
+    path: str | None = getattr(scope.get("route"), "path", None)
+    return "unmatched" if path is None else path
 
 
 class Endpoint(HTTPEndpoint):

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from app import api_audit, api_groups, api_users, discovery, openapi, operations
 from app.catalog import CatalogService
@@ -90,6 +90,13 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
     )
 
 
+def _under(prefix: str, routes: list[Route]) -> list[Route]:
+    """`routes` with their paths under `prefix`. Not a Mount: its second router cost 5% of a GET."""
+    return [
+        Route(prefix + route.path, route.endpoint, methods=route.methods, name=route.name) for route in routes
+    ]
+
+
 def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
 
@@ -122,8 +129,8 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
         routes=[
-            Mount(SCIM_BASE, routes=[*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
-            Mount("/audit", routes=api_audit.ROUTES),
+            *_under(SCIM_BASE, [*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
+            *_under("/audit", api_audit.ROUTES),
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),
