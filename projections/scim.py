@@ -81,7 +81,12 @@ class ScimProjection:
         too (see `scim_users.rebuild_rows`): about a second per 30,000 events.
         """
         with _without_cyclic_gc():
-            return await self._rebuild(connection)
+            replayed = await self._rebuild(connection)
+        # Rows copied in bulk are not yet marked visible to all, so counting an org's users (every page of a
+        # listing does) read every row of the table rather than the index: 23 ms instead of 5 for 100,000
+        # users. VACUUM marks them, and ANALYZE gives the planner the new tables' statistics.
+        await connection.execute(f"VACUUM (ANALYZE) {_TABLES}")
+        return replayed
 
     async def _rebuild(self, connection: Connection) -> int:
         async with connection.transaction():
