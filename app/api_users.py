@@ -83,19 +83,24 @@ def _integer(params: Mapping[str, str], name: str, default: int) -> int:
 def selection(request: Request) -> tuple[list[AttrPath] | None, list[AttrPath] | None]:
     if not request.scope["query_string"]:
         return None, None  # most requests: no query string to parse
-    params = request.query_params
+    return _selection(request.query_params)
+
+
+def _selection(params: Mapping[str, str]) -> tuple[list[AttrPath] | None, list[AttrPath] | None]:
     include = parse_attribute_list(params["attributes"]) if params.get("attributes") else None
     exclude = parse_attribute_list(params["excludedAttributes"]) if params.get("excludedAttributes") else None
     return include, exclude
 
 
 def list_parameters(request: Request) -> ListQuery:
-    params = request.query_params
+    # A plain dict: Starlette's multidict answers a missing name by raising KeyError inside `get`, and most
+    # of the names asked for here are missing from most requests.
+    params = dict(request.query_params)
     settings = services_of(request).settings
     sort_order = params.get("sortOrder", "ascending").lower()
     if sort_order not in ("ascending", "descending"):
         raise invalid_value(f"sortOrder must be 'ascending' or 'descending', not '{sort_order}'.")
-    include, exclude = selection(request)
+    include, exclude = _selection(params)
     return ListQuery(
         filter=parse_filter(params["filter"]) if params.get("filter") else None,
         start_index=max(1, _integer(params, "startIndex", 1)),

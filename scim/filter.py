@@ -34,6 +34,7 @@ _TOKEN = re.compile(
   | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.:]))
   | (?P<subattr>\.[A-Za-z$][\w$-]*)
   | (?P<word>[A-Za-z$][\w$:.\-]*)
+  | (?P<unexpected>[\s\S])
     """,
     re.VERBOSE,
 )
@@ -165,16 +166,15 @@ class _Parser:
 
     def _tokenize(self, text: str) -> list[_Token]:
         tokens: list[_Token] = []
-        position = 0
-        while position < len(text):
-            match = _TOKEN.match(text, position)
-            if match is None:
-                raise self.error(f"Unexpected character {text[position]!r} at position {position + 1}.")
+        # Every character is matched by some group, the last one catching the unexpected, so the matches
+        # cover the text end to end.
+        for match in _TOKEN.finditer(text):
             kind = match.lastgroup
             assert kind is not None
+            if kind == "unexpected":
+                raise self.error(f"Unexpected character {match.group()!r} at position {match.start() + 1}.")
             if kind != "space":
-                tokens.append(_Token(kind, match.group(), position))
-            position = match.end()
+                tokens.append(_Token(kind, match.group(), match.start()))
         return tokens
 
     def peek(self) -> _Token | None:
