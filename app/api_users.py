@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -93,9 +94,9 @@ def _selection(params: Mapping[str, str]) -> tuple[list[AttrPath] | None, list[A
 
 
 def list_parameters(request: Request) -> ListQuery:
-    # A plain dict: Starlette's multidict answers a missing name by raising KeyError inside `get`, and most
-    # of the names asked for here are missing from most requests.
-    params = dict(request.query_params)
+    # Parsed as Starlette's query_params parses it, into a plain dict: its multidict answers a missing name by
+    # raising KeyError inside `get`, and most of the names asked for here are missing from most requests.
+    params = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
     settings = services_of(request).settings
     sort_order = params.get("sortOrder", "ascending").lower()
     if sort_order not in ("ascending", "descending"):
@@ -135,9 +136,11 @@ class UsersCollection(Endpoint):
         async with services.pool.acquire() as connection:
             page = await scim_users.query(connection, principal.org_id, listing, services.page_ends)
         base = base_url(request)
-        resources = [
-            select_attributes(USER, render(row, base), listing.include, listing.exclude) for row in page.rows
-        ]
+        resources = [render(row, base) for row in page.rows]
+        if listing.include or listing.exclude:
+            resources = [
+                select_attributes(USER, resource, listing.include, listing.exclude) for resource in resources
+            ]
         return list_response(page.total, listing.start_index, resources)
 
     async def post(self, request: Request) -> Response:
