@@ -13,6 +13,7 @@ Writes bench/results/latest.json and BENCHMARKS.md, and prints the table. Every 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ from scratch import copy_events, event_rows, scratch_database
 ROOT = Path(__file__).resolve().parents[2]
 LUA = Path(__file__).resolve().parent / "lua"
 THREADS, CONNECTIONS, SECONDS = 2, 32, 10
+# The target scenarios run in turns with their baseline (see `paired`).
+PAIRED_ROUNDS, PAIRED_SECONDS = 3, 5
 CLI = str(Path(sys.executable).parent / "scimledger")
 UVICORN = str(Path(sys.executable).parent / "uvicorn")
 IMPORT_USERS = 100_000
@@ -140,39 +144,89 @@ def write_lines(directory: Path, name: str, lines: list[str]) -> str:
     return str(path)
 
 
+Run = tuple[float, float, float, int]  # what `wrk` returns
+
+
+def start_baseline(env: dict[str, str]) -> Server:
+    """The bare Starlette + asyncpg app under uvicorn; stop it when done."""
+    port = free_port()
+    command = [UVICORN, "--factory", "bench.load.baseline_app:create_app", "--port", str(port)]
+    return Server([*command, "--log-level", "warning"], port, env, "/trivial")
+
+
+def baseline_insert(baseline: Server, seconds: int = SECONDS) -> Run:
+    return wrk(baseline.base, "baseline_insert.lua", {}, seconds)
+
+
+def baseline_select(baseline: Server, work: Path, seconds: int = SECONDS) -> Run:
+    """Needs the rows `baselines` seeds."""
+    return wrk(
+        baseline.base,
+        "get_random.lua",
+        {"BENCH_PATH": "/select/{}", "BENCH_IDS": str(work / "numbers")},
+        seconds,
+    )
+
+
+def paired(measure: Callable[[int], Run], baseline: Callable[[], Run]) -> tuple[list[Run], list[Run]]:
+    """A target scenario and its baseline in turns, PAIRED_ROUNDS times. This machine's speed drifts by a
+    fifth or more over minutes, so a ratio holds only between runs that were next to each other in time."""
+    runs, baseline_runs = [], []
+    for turn in range(PAIRED_ROUNDS):
+        baseline_runs.append(baseline())
+        runs.append(measure(turn))
+    return runs, baseline_runs
+
+
+def paired_result(
+    scenario: str, runs: list[Run], baseline_runs: list[Run], baseline_scenario: str, others: dict[str, float]
+) -> Result:
+    """Medians of the turns; the ratio is the median of each turn's own ratio. `others`: further baselines by
+    name and req/s, measured once, for the note."""
+    ratios = [run[0] / base[0] for run, base in zip(runs, baseline_runs, strict=True)]
+    rps = statistics.median(run[0] for run in runs)
+    notes = [
+        f"{sum(run[3] for run in runs)} non-2xx",
+        f"ratios of the {len(runs)} turns {', '.join(f'{ratio:.2f}' for ratio in ratios)}, "
+        f"baseline in the turns {statistics.median(base[0] for base in baseline_runs):,.0f}/s",
+        *(f"vs {name} {rps / other:.2f}" for name, other in others.items()),
+    ]
+    return Result(
+        scenario,
+        rps,
+        statistics.median(run[1] for run in runs),
+        statistics.median(run[2] for run in runs),
+        baseline_scenario,
+        statistics.median(ratios),
+        note="; ".join(notes),
+    )
+
+
 async def baselines(
-    work: Path, pool: asyncpg.Pool, env: dict[str, str], label: str, record: Any
+    baseline: Server, work: Path, pool: asyncpg.Pool, label: str, record: Any
 ) -> tuple[Result, Result]:
     """(a) and (b) against the bare Starlette + asyncpg app, and the load generator's ceiling the first time."""
     print(f"baselines: bare Starlette + asyncpg{label}", flush=True)
-    port = free_port()
-    command = [UVICORN, "--factory", "bench.load.baseline_app:create_app", "--port", str(port)]
-    baseline = Server([*command, "--log-level", "warning"], port, env, "/trivial")
-    try:
-        if not label:
-            rps, p50, p99, _ = wrk(
-                baseline.base + "/trivial",
-                "get_random.lua",
-                {"BENCH_PATH": "/trivial", "BENCH_IDS": write_lines(work, "none", ["x"])},
-            )
-            record(Result("load generator ceiling: trivial JSON endpoint", rps, p50, p99))
-        rps, p50, p99, _ = wrk(baseline.base, "baseline_insert.lua", {})
-        insert = Result(f"(a) baseline: one INSERT in a transaction{label}", rps, p50, p99)
-        record(insert)
-        await pool.execute(
-            "INSERT INTO baseline_events (org_id, stream_id, version, type, payload) "
-            "SELECT '00000000-0000-0000-0000-000000000001', ('00000000-0000-0000-0000-' || lpad(n::text, 12, '0'))"
-            "::uuid, 1, 'UserProvisioned', '{}' FROM generate_series(1, 20000) AS n ON CONFLICT DO NOTHING"
-        )
-        await pool.execute("ANALYZE baseline_events")
-        numbers = write_lines(work, "numbers", [str(n) for n in range(1, 20001)])
+    if not label:
         rps, p50, p99, _ = wrk(
-            baseline.base, "get_random.lua", {"BENCH_PATH": "/select/{}", "BENCH_IDS": numbers}
+            baseline.base + "/trivial",
+            "get_random.lua",
+            {"BENCH_PATH": "/trivial", "BENCH_IDS": write_lines(work, "none", ["x"])},
         )
-        select = Result(f"(b) baseline: one indexed SELECT{label}", rps, p50, p99)
-        record(select)
-    finally:
-        baseline.stop()
+        record(Result("load generator ceiling: trivial JSON endpoint", rps, p50, p99))
+    rps, p50, p99, _ = baseline_insert(baseline)
+    insert = Result(f"(a) baseline: one INSERT in a transaction{label}", rps, p50, p99)
+    record(insert)
+    await pool.execute(
+        "INSERT INTO baseline_events (org_id, stream_id, version, type, payload) "
+        "SELECT '00000000-0000-0000-0000-000000000001', ('00000000-0000-0000-0000-' || lpad(n::text, 12, '0'))"
+        "::uuid, 1, 'UserProvisioned', '{}' FROM generate_series(1, 20000) AS n ON CONFLICT DO NOTHING"
+    )
+    await pool.execute("ANALYZE baseline_events")
+    write_lines(work, "numbers", [str(n) for n in range(1, 20001)])
+    rps, p50, p99, _ = baseline_select(baseline, work)
+    select = Result(f"(b) baseline: one indexed SELECT{label}", rps, p50, p99)
+    record(select)
     return insert, select
 
 
@@ -193,7 +247,7 @@ async def main() -> None:
 
     server_url = await asyncio.to_thread(database_url, Settings.from_env())
     work = Path(tempfile.mkdtemp(prefix="scimledger-bench-"))
-    async with scratch_database(server_url) as url:
+    async with scratch_database(server_url) as url, contextlib.AsyncExitStack() as running:
         # One token drives thousands of requests a second here: the per-token rate limit would refuse them.
         env = {
             "DATABASE_URL": url,
@@ -203,11 +257,18 @@ async def main() -> None:
         }
 
         pool = await create_pool(url, min_size=1, max_size=2)
-        insert, select = await baselines(work, pool, env, "", record)
+        # Up for the whole run: the target scenarios take turns with it (see `paired`).
+        baseline = start_baseline(env)
+        running.callback(baseline.stop)
+        insert, select = await baselines(baseline, work, pool, "", record)
         # The same ceilings with the service's own pool settings (no session reset on release).
-        equal_insert, equal_select = await baselines(
-            work, pool, {**env, "BASELINE_POOL": "service"}, ", service's pool settings", record
-        )
+        equal = start_baseline({**env, "BASELINE_POOL": "service"})
+        try:
+            equal_insert, equal_select = await baselines(
+                equal, work, pool, ", service's pool settings", record
+            )
+        finally:
+            equal.stop()
 
         print("baseline: scim2-server (in memory)", flush=True)
         port = free_port()
@@ -263,57 +324,45 @@ async def main() -> None:
         service = Server([CLI, "serve", "--port", str(port)], port, env, "/healthz")
         auth = {"BENCH_TOKEN": token}
         try:
-            rps, p50, p99, errors = wrk(
-                service.base, "post_users.lua", {**auth, "BENCH_PATH": "/scim/v2/Users", "BENCH_RUN": "sl"}
+            runs, baseline_runs = paired(
+                lambda turn: wrk(
+                    service.base,
+                    "post_users.lua",
+                    {**auth, "BENCH_PATH": "/scim/v2/Users", "BENCH_RUN": f"sl{turn}"},
+                    PAIRED_SECONDS,
+                ),
+                lambda: baseline_insert(baseline, PAIRED_SECONDS),
             )
-            record(
-                Result(
-                    "POST /Users (unique userNames)",
-                    rps,
-                    p50,
-                    p99,
-                    insert.scenario,
-                    rps / insert.rps,
-                    note=f"{errors} non-2xx; vs (c) {rps / peer_post.rps:.2f}; "
-                    f"vs (a) with the service's pool settings {rps / equal_insert.rps:.2f}",
-                )
+            post = paired_result(
+                "POST /Users (unique userNames)",
+                runs,
+                baseline_runs,
+                insert.scenario,
+                {"(c)": peer_post.rps, "(a) with the service's pool settings": equal_insert.rps},  # type: ignore[dict-item]
             )
+            record(post)
             rows = await pool.fetch(
                 "SELECT user_id, user_name FROM scim_users WHERE org_id = $1", uuid.UUID(org)
             )
             ids = write_lines(work, "ids", [str(row[0]) for row in rows])
             names = write_lines(work, "filters", [quote(f'userName eq "{row[1]}"') for row in rows])
-            rps, p50, p99, _ = wrk(
-                service.base,
-                "get_random.lua",
-                {**auth, "BENCH_PATH": "/scim/v2/Users?filter={}", "BENCH_IDS": names},
-            )
-            record(
-                Result(
-                    "GET /Users?filter=userName eq",
-                    rps,
-                    p50,
-                    p99,
-                    select.scenario,
-                    rps / select.rps,
-                    note=f"vs (c) {rps / peer_filter.rps:.2f}; "
-                    f"vs (b) with the service's pool settings {rps / equal_select.rps:.2f}",
+            for scenario, path, lines, peer_rps in (
+                ("GET /Users?filter=userName eq", "/scim/v2/Users?filter={}", names, peer_filter.rps),
+                ("GET /Users/{id}", "/scim/v2/Users/{}", ids, None),
+            ):
+                runs, baseline_runs = paired(
+                    lambda turn, path=path, lines=lines: wrk(  # type: ignore[misc]
+                        service.base,
+                        "get_random.lua",
+                        {**auth, "BENCH_PATH": path, "BENCH_IDS": lines},
+                        PAIRED_SECONDS,
+                    ),
+                    lambda: baseline_select(baseline, work, PAIRED_SECONDS),
                 )
-            )
-            rps, p50, p99, _ = wrk(
-                service.base, "get_random.lua", {**auth, "BENCH_PATH": "/scim/v2/Users/{}", "BENCH_IDS": ids}
-            )
-            record(
-                Result(
-                    "GET /Users/{id}",
-                    rps,
-                    p50,
-                    p99,
-                    select.scenario,
-                    rps / select.rps,
-                    note=f"vs (b) with the service's pool settings {rps / equal_select.rps:.2f}",
-                )
-            )
+                others = {"(c)": peer_rps} if peer_rps else {}
+                others["(b) with the service's pool settings"] = equal_select.rps  # type: ignore[assignment]
+                result = paired_result(scenario, runs, baseline_runs, select.scenario, others)
+                record(result)
             deactivate = json.dumps(
                 {
                     "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -523,7 +572,10 @@ def write_outputs(results: list[Result]) -> None:
         "# Benchmarks\n\n"
         f"`make bench`, run on {today} ({machine}); wrk with {THREADS} threads and {CONNECTIONS} connections, "
         f"{SECONDS} s a scenario, against one uvicorn worker on 127.0.0.1. Ratios are against the baseline "
-        "named on the same row, measured in the same run. (a) and (b) run with asyncpg's defaults, as a bare "
+        "named on the same row, measured in the same run. The three scenarios with targets (POST /Users, GET filter, "
+        f"GET by id) run {PAIRED_ROUNDS} times for {PAIRED_SECONDS} s in turns with their baseline, because this "
+        "machine's speed drifts by a fifth or more over minutes: their figures are the medians of the turns, and "
+        "their ratio the median of the turns' own ratios (each turn's is in the note). (a) and (b) run with asyncpg's defaults, as a bare "
         "app would; the rows marked \"service's pool settings\" rerun them with the service's pool, which "
         "skips asyncpg's per-release session reset. The service runs as `scimledger serve`, with its runner "
         "in the same process, except for the import (`--no-worker`), at log level warning and with the per-token "
