@@ -115,9 +115,7 @@ def list_parameters(request: Request) -> ListQuery:
 
 def _resource_response(request: Request, row: UserRow, status: int = 200) -> Response:
     include, exclude = selection(request)
-    document = render(row, base_url(request))
-    if include or exclude:
-        document = select_attributes(USER, document, include, exclude)
+    document = select_attributes(USER, render(row, base_url(request)), include, exclude)
     headers = {"ETag": etag(row.version)}
     if status == 201:
         headers["Location"] = (
@@ -136,11 +134,9 @@ class UsersCollection(Endpoint):
         async with services.pool.acquire() as connection:
             page = await scim_users.query(connection, principal.org_id, listing, services.page_ends)
         base = base_url(request)
-        resources = [render(row, base) for row in page.rows]
-        if listing.include or listing.exclude:
-            resources = [
-                select_attributes(USER, resource, listing.include, listing.exclude) for resource in resources
-            ]
+        resources = [
+            select_attributes(USER, render(row, base), listing.include, listing.exclude) for row in page.rows
+        ]
         return list_response(page.total, listing.start_index, resources)
 
     async def post(self, request: Request) -> Response:
