@@ -78,7 +78,8 @@ class ScimProjection:
 
         Writers update these tables in the transaction that appends their events, so the exclusive locks
         make them wait, and they then apply their change on top of the rebuilt rows. Readers of users wait
-        too (see `scim_users.rebuild_rows`): about a second per 30,000 events.
+        too (see `scim_users.rebuild_rows`): about a second per 30,000 events. It opens its own transaction
+        and then vacuums, so `connection` must not be inside one.
         """
         with _without_cyclic_gc():
             replayed = await self._rebuild(connection)

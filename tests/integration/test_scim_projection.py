@@ -263,3 +263,20 @@ async def test_an_import_continued_by_key_skips_no_one_when_users_before_the_pag
     assert seen == ids, "every user seen once, in order, although users before each page were deleted"
     offset_pages = await import_all(pool, org_id, None)
     assert offset_pages == [user_id for user_id in ids if user_id not in deleted]
+
+
+async def test_a_rebuild_leaves_the_users_table_all_visible_for_index_only_counts(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    # Rows copied in bulk are not all-visible until a VACUUM; until then PostgreSQL counts an org's users by
+    # reading the table, not the index, on every page of a listing.
+    org_id = uuid.uuid4()
+    for index in range(3):
+        await services.users.provision(org_id, {"userName": f"visible{index}@x.org"}, META)
+    async with pool.acquire() as connection:
+        await services.projection.rebuild(connection)
+    pages, all_visible = await pool.fetchrow(
+        "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'scim_users'"
+    )
+    assert pages > 0
+    assert all_visible == pages
