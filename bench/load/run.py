@@ -369,22 +369,22 @@ async def main() -> None:
                     "Operations": [{"op": "replace", "value": {"active": False}}],
                 }
             )
-            rps, p50, p99, errors = wrk(
-                service.base,
-                "patch_each.lua",
-                {**auth, "BENCH_PATH": "/scim/v2/Users/{}", "BENCH_BODY": deactivate, "BENCH_IDS": ids},
-            )
-            record(
-                Result(
-                    "PATCH /Users/{id} deactivate",
-                    rps,
-                    p50,
-                    p99,
-                    insert.scenario,
-                    rps / insert.rps,
-                    note=f"{errors} non-2xx",
+
+            def patch_each(scenario: str, path: str, body: str) -> None:
+                """PATCH `path` ({} = each id in turn) with `body`, against the INSERT baseline."""
+                rps, p50, p99, errors = wrk(
+                    service.base,
+                    "patch_each.lua",
+                    {**auth, "BENCH_PATH": path, "BENCH_BODY": body, "BENCH_IDS": ids},
                 )
-            )
+                assert insert.rps is not None
+                record(
+                    Result(
+                        scenario, rps, p50, p99, insert.scenario, rps / insert.rps, note=f"{errors} non-2xx"
+                    )
+                )
+
+            patch_each("PATCH /Users/{id} deactivate", "/scim/v2/Users/{}", deactivate)
             async with httpx.AsyncClient(
                 base_url=service.base, headers={"Authorization": f"Bearer {token}"}
             ) as client:
@@ -414,22 +414,7 @@ async def main() -> None:
                 token,
                 [str(row[0]) for row in rows if row[0] not in {active[0] for active in actives}][:20000],
             )
-            rps, p50, p99, errors = wrk(
-                service.base,
-                "patch_each.lua",
-                {**auth, "BENCH_PATH": f"/scim/v2/Groups/{group}", "BENCH_BODY": add, "BENCH_IDS": ids},
-            )
-            record(
-                Result(
-                    "PATCH /Groups/{id} add member",
-                    rps,
-                    p50,
-                    p99,
-                    insert.scenario,
-                    rps / insert.rps,
-                    note=f"{errors} non-2xx",
-                )
-            )
+            patch_each("PATCH /Groups/{id} add member", f"/scim/v2/Groups/{group}", add)
         finally:
             service.stop()
 
