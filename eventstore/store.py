@@ -84,6 +84,17 @@ WHERE (SELECT coalesce(max(version), 0) FROM events AS existing
        WHERE existing.org_id = e.org_id AND existing.stream_id = e.stream_id) = e.expected_version
 RETURNING {EVENT_COLUMNS}
 """
+# The same for the commonest append, one event (a POST, a PATCH), with the same parameters as scalars. Not
+# a planning detail: PostgreSQL re-plans the statement above on every execution, because a plan made for the
+# actual arrays always looks cheaper than the generic one. Planning it cost more than executing it (the
+# server's CPU per append fell from 630 to 330 us); this one is planned once per connection.
+_APPEND_ONE = f"""
+INSERT INTO events (org_id, stream_id, version, type, schema_version, payload, occurred_at, actor, request_id)
+SELECT $3::uuid, $4::uuid, $6::int, $7::text, $8::int, $9::jsonb, $10::timestamptz, $1::text, $2::text
+WHERE (SELECT coalesce(max(version), 0) FROM events AS existing
+       WHERE existing.org_id = $3::uuid AND existing.stream_id = $4::uuid) = $5::int
+RETURNING {EVENT_COLUMNS}
+"""
 _APPEND_PARAMETERS = 10
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -100,15 +111,15 @@ class FollowUp:
     sql: str
     args: tuple[Any, ...]
 
-    def within_append(self) -> str:
-        return _within_append(self.sql)
+    def within_append(self, append_sql: str) -> str:
+        return _within_append(append_sql, self.sql)
 
 
 # A follow-up's SQL is one of a few fixed texts, so each is composed once rather than on every write.
 @functools.lru_cache(maxsize=64)
-def _within_append(follow_up_sql: str) -> str:
+def _within_append(append_sql: str, follow_up_sql: str) -> str:
     shifted = _PLACEHOLDER.sub(lambda match: f"${int(match[1]) + _APPEND_PARAMETERS}", follow_up_sql)
-    return f"WITH appended AS ({_APPEND_ROWS}), follow_up AS ({shifted}) SELECT {EVENT_COLUMNS} FROM appended"
+    return f"WITH appended AS ({append_sql}), follow_up AS ({shifted}) SELECT {EVENT_COLUMNS} FROM appended"
 
 
 _READ_STREAMS = f"""
@@ -127,7 +138,6 @@ WHERE (tx, position) > ($1::xid8, $2::bigint)
 ORDER BY tx, position
 LIMIT $3
 """
-
 
 def _recorded(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(*row)
@@ -162,6 +172,23 @@ def pending_append(
     if not events:
         return None
     return StreamAppend(org_id, aggregate.id, events[0].originator_version - 1, events, causes)
+
+
+def _append_parameters(row: tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metadata]) -> tuple[Any, ...]:
+    """One event's values in the order of the append statements' parameters $1 to $10."""
+    org_id, stream_id, expected_version, event, cause = row
+    return (
+        cause.actor,
+        cause.request_id,
+        org_id,
+        stream_id,
+        expected_version,
+        event.version,
+        event.type,
+        event.schema_version,
+        event.payload,
+        event.occurred_at,
+    )
 
 
 class Transaction:
@@ -207,19 +234,16 @@ class Transaction:
             ]
         if not rows:
             return []
+        if len(rows) == 1:
+            append_sql = _APPEND_ONE
+            columns: list[Any] = list(_append_parameters(rows[0]))
+        else:
+            append_sql = _APPEND_ROWS
+            columns = [list(column) for column in zip(*map(_append_parameters, rows), strict=True)]
         try:
             recorded = await self.connection.fetch(
-                _APPEND_ROWS if follow_up is None else follow_up.within_append(),
-                [row[4].actor for row in rows],
-                [row[4].request_id for row in rows],
-                [row[0] for row in rows],
-                [row[1] for row in rows],
-                [row[2] for row in rows],
-                [row[3].version for row in rows],
-                [row[3].type for row in rows],
-                [row[3].schema_version for row in rows],
-                [row[3].payload for row in rows],
-                [row[3].occurred_at for row in rows],
+                append_sql if follow_up is None else follow_up.within_append(append_sql),
+                *columns,
                 *(follow_up.args if follow_up is not None else ()),
             )
         except asyncpg.UniqueViolationError as error:
@@ -328,3 +352,4 @@ async def read_log(
     type_list = sorted(types) if types is not None else None
     rows = await connection.fetch(_READ_LOG, after.tx, after.position, limit, type_list)
     return [_recorded(row) for row in rows]
+

@@ -8,6 +8,7 @@ import pytest
 
 from domain.errors import ConcurrencyConflict
 from domain.users import User
+from eventstore.pool import create_pool
 from eventstore.store import LOG_START, EventStore, LogPosition, Metadata, RecordedEvent
 
 META = Metadata(actor="token:test", request_id="req-1")
@@ -75,18 +76,41 @@ async def test_an_expected_version_ahead_of_the_stream_is_a_conflict(store: Even
     assert [item.version for item in await store.read_stream(org_id, user.id)] == [1]
 
 
-async def test_concurrent_writers_with_the_same_expected_version_one_wins(store: EventStore) -> None:
+# One event and several take different statements (see store._APPEND_ONE).
+@pytest.mark.parametrize("flips", [1, 2])
+async def test_concurrent_writers_with_the_same_expected_version_one_wins(
+    store: EventStore, flips: int
+) -> None:
     user, events = new_user()
     org_id = uuid.UUID(user.org_id)
     await store.append(org_id, user.id, 0, events, META)
-    user.set_active(False)
-    deactivated = user.collect_events()
+    for flip in range(flips):
+        user.set_active(flip % 2 == 1)
+    changes = user.collect_events()
     results = await asyncio.gather(
-        *(store.append(org_id, user.id, 1, deactivated, META) for _ in range(10)), return_exceptions=True
+        *(store.append(org_id, user.id, 1, changes, META) for _ in range(10)), return_exceptions=True
     )
     assert sum(isinstance(result, list) for result in results) == 1
     assert sum(isinstance(result, ConcurrencyConflict) for result in results) == 9
-    assert [item.version for item in await store.read_stream(org_id, user.id)] == [1, 2]
+    assert [item.version for item in await store.read_stream(org_id, user.id)] == list(range(1, flips + 2))
+
+
+async def test_a_one_event_append_is_planned_once_per_connection(database_url: str) -> None:
+    """PostgreSQL would otherwise plan it anew on every execution, which cost more than running it."""
+    one_connection = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        store = EventStore(one_connection)
+        for _ in range(8):
+            user, events = new_user()
+            await store.append(uuid.UUID(user.org_id), user.id, 0, events, META)
+        plans = await one_connection.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE '%INSERT INTO events%' AND statement NOT LIKE '%pg_prepared%'"
+        )
+    finally:
+        await one_connection.close()
+    assert plans is not None
+    assert (plans["custom_plans"], plans["generic_plans"]) == (5, 3)
 
 
 @pytest.mark.parametrize(
