@@ -3,9 +3,11 @@
 For each consumer, one task:
 - holds a session advisory lock named after the consumer, so at most one process runs it (the others wait
   in standby and take over when it goes away);
-- reads the events after the consumer's position in commit-safe order (see store.read_log);
-- applies a batch and records the new position in one transaction, which opens by locking and re-reading
-  the position row, so a batch never applies on top of a position someone else moved (a rebuild);
+- reads the events after the consumer's position in commit-safe order (see store.read_log), examining a
+  batch of the log and keeping the events of its types (see store.scan_log);
+- applies them and records where the batch ended in one transaction, which opens by locking and
+  re-reading the position row, so a batch never applies on top of a position someone else moved (a
+  rebuild);
 - sleeps until a NOTIFY from a commit, or the polling interval, when there is nothing to do;
 - retries transient database errors with capped exponential backoff;
 - on any other error, isolates the failing event by processing one event at a time, retries it, and after
@@ -27,7 +29,7 @@ import asyncpg
 
 from domain.errors import ConcurrencyConflict
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
-from eventstore.store import LogPosition, RecordedEvent, Transaction, read_log
+from eventstore.store import LogPosition, LogScan, RecordedEvent, Transaction, read_log, scan_log
 
 log = logging.getLogger("scimledger.runner")
 
@@ -120,27 +122,27 @@ async def ensure_position(connection: Connection, name: str) -> None:
     await connection.execute("INSERT INTO consumer_positions (name) VALUES ($1) ON CONFLICT DO NOTHING", name)
 
 
-async def process_batch(connection: Connection, consumer: Consumer, limit: int) -> list[RecordedEvent]:
-    """Apply the next batch and move the position, in one transaction; returns what was applied."""
+async def process_batch(connection: Connection, consumer: Consumer, limit: int) -> LogScan:
+    """Apply the next batch and move the position past what was examined, in one transaction."""
     async with connection.transaction():
         row = await connection.fetchrow(
             "SELECT tx, position FROM consumer_positions WHERE name = $1 FOR UPDATE", consumer.name
         )
         assert row is not None
-        events = await read_log(
+        batch = await scan_log(
             connection, LogPosition(row["tx"], row["position"]), limit, consumer.event_types
         )
-        if not events:
-            return []
-        await consumer.handle(Transaction(connection), events)
-        last = events[-1]
+        if batch.end is None:
+            return batch
+        if batch.events:
+            await consumer.handle(Transaction(connection), batch.events)
         await connection.execute(
             "UPDATE consumer_positions SET tx = $2, position = $3, updated_at = now() WHERE name = $1",
             consumer.name,
-            last.tx,
-            last.position,
+            batch.end.tx,
+            batch.end.position,
         )
-        return events
+        return batch
 
 
 async def park(
@@ -245,10 +247,10 @@ class Runner:
         progress = _Progress()
         while True:
             state.wake.clear()
-            applied = await self._step(connection, consumer, state, progress)
-            if applied >= self.options.batch_size or progress.isolating:
+            examined = await self._step(connection, consumer, state, progress)
+            if examined >= self.options.batch_size or progress.isolating:
                 continue  # behind the log, or isolating a failure: go on at once
-            if not applied:
+            if not examined:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(state.wake.wait(), self.options.poll_seconds)
             await asyncio.sleep(self.options.batch_delay_seconds)
@@ -258,7 +260,7 @@ class Runner:
     ) -> int:
         limit = 1 if progress.isolating else self.options.batch_size
         try:
-            applied = await process_batch(connection, consumer, limit)
+            batch = await process_batch(connection, consumer, limit)
         except TRANSIENT_ERRORS as error:
             if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
                 raise  # the connection is gone: reconnect (and re-take the lock) from the top
@@ -271,11 +273,11 @@ class Runner:
                 progress.isolating, progress.attempts = True, 0
                 return 1  # go again at once, one event at a time
             return await self._retry_or_park(connection, consumer, state, progress, error)
-        if progress.isolating and applied:
+        if progress.isolating and batch.events:
             progress.isolating, progress.attempts, progress.failing_position = False, 0, None
-        state.processed += len(applied)
-        state.last_error = None if applied else state.last_error
-        return len(applied)
+        state.processed += len(batch.events)
+        state.last_error = None if batch.examined else state.last_error
+        return batch.examined
 
     async def _retry_or_park(
         self,
@@ -462,8 +464,8 @@ async def rebuild_beside(
         )
         replayed = 0
         started = time.monotonic()
-        while applied := await process_batch(connection, shadow, batch_size):
-            replayed += len(applied)
+        while (batch := await process_batch(connection, shadow, batch_size)).examined:
+            replayed += len(batch.events)
         if before_swap is not None:
             await before_swap()
         async with connection.transaction():
@@ -471,8 +473,8 @@ async def rebuild_beside(
             await connection.fetchrow(
                 "SELECT 1 FROM consumer_positions WHERE name = $1 FOR UPDATE", projection.name
             )
-            while applied := await process_batch(connection, shadow, batch_size):
-                replayed += len(applied)
+            while (batch := await process_batch(connection, shadow, batch_size)).examined:
+                replayed += len(batch.events)
             await connection.execute(f"DROP SCHEMA IF EXISTS {_RETIRED_SCHEMA} CASCADE")
             await connection.execute(f"CREATE SCHEMA {_RETIRED_SCHEMA}")
             for table in projection.tables:

@@ -96,6 +96,7 @@ WHERE (SELECT coalesce(max(version), 0) FROM events AS existing
 RETURNING {EVENT_COLUMNS}
 """
 _APPEND_PARAMETERS = 10
+_EVENT_FIELDS = len(EVENT_COLUMNS.split(","))
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
@@ -138,6 +139,24 @@ WHERE (tx, position) > ($1::xid8, $2::bigint)
 ORDER BY tx, position
 LIMIT $3
 """
+
+# The same order, for a reader of some event types only: it examines up to $3 events of every type, and gets
+# back those of its types plus the last one examined, whatever its type, marked. Its position moves to the end
+# of what it examined even when none was of its types; read with `_READ_LOG`, a reactor of rare events would
+# start from its last event of interest each time and re-read the whole log behind it, on every wake-up.
+_SCAN_LOG = f"""
+SELECT {EVENT_COLUMNS}, wanted, examined FROM (
+    SELECT {EVENT_COLUMNS}, type = ANY($4::text[]) AS wanted, count(*) OVER () AS examined,
+           lead(position) OVER (ORDER BY tx, position) IS NULL AS last
+    FROM (SELECT * FROM events
+          WHERE (tx, position) > ($1::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY tx, position
+          LIMIT $3) AS examined
+) AS marked
+WHERE wanted OR last
+ORDER BY tx, position
+"""
+
 
 def _recorded(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(*row)
@@ -353,3 +372,29 @@ async def read_log(
     rows = await connection.fetch(_READ_LOG, after.tx, after.position, limit, type_list)
     return [_recorded(row) for row in rows]
 
+
+@dataclass(frozen=True, slots=True)
+class LogScan:
+    """What one step of a log reader got: the events it wants, and where in the log it stopped looking."""
+
+    events: list[RecordedEvent]
+    examined: int
+    end: LogPosition | None
+
+
+async def scan_log(
+    connection: Connection, after: LogPosition, limit: int, types: Iterable[str] | None = None
+) -> LogScan:
+    """Examine up to `limit` events after `after` in the order of `read_log`; keep those of `types` if given.
+
+    A reader that stores `end` as its position never examines the same event twice, however rare its types.
+    """
+    if types is None:
+        events = await read_log(connection, after, limit)
+        return LogScan(events, len(events), events[-1].log_position if events else None)
+    rows = await connection.fetch(_SCAN_LOG, after.tx, after.position, limit, sorted(types))
+    if not rows:
+        return LogScan([], 0, None)
+    last = rows[-1]
+    wanted = [RecordedEvent(*row[:_EVENT_FIELDS]) for row in rows if row["wanted"]]
+    return LogScan(wanted, last["examined"], LogPosition(last["tx"], last["position"]))

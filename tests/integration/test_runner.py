@@ -25,8 +25,8 @@ import pytest
 from app.logs import JsonFormatter
 from app.services import Services
 from eventstore.pool import Connection
-from eventstore.runner import Runner, RunnerOptions, rebuild, status
-from eventstore.store import Metadata, RecordedEvent, Transaction
+from eventstore.runner import Runner, RunnerOptions, ensure_position, process_batch, rebuild, status
+from eventstore.store import LogScan, Metadata, RecordedEvent, Transaction
 
 META = Metadata("token:runner-test")
 FAST = RunnerOptions(
@@ -35,11 +35,18 @@ FAST = RunnerOptions(
 
 
 class CountingProjection:
-    """Counts one org's events per type; optionally slow (to be cancelled mid-batch) or poisoned."""
+    """Counts one org's events per type; optionally slow (to be cancelled mid-batch), poisoned, or reading
+    some event types only."""
 
-    event_types = None
-
-    def __init__(self, org_id: uuid.UUID, table: str, delay: float = 0.0, poison: str | None = None) -> None:
+    def __init__(
+        self,
+        org_id: uuid.UUID,
+        table: str,
+        delay: float = 0.0,
+        poison: str | None = None,
+        event_types: frozenset[str] | None = None,
+    ) -> None:
+        self.event_types = event_types
         self.org_id = org_id
         self.table = table
         self.name = f"test.{table}"
@@ -182,11 +189,18 @@ async def test_two_runners_racing_for_one_projection_apply_each_event_once(
     assert await counted(pool, table) == {"UserProvisioned": 100, "UserDeactivated": 100}
 
 
+@pytest.mark.parametrize(
+    "event_types", [None, frozenset({"UserProvisioned"})], ids=["every type", "one type"]
+)
 async def test_a_poison_event_is_parked_with_its_error_while_the_others_go_on(
-    services: Services, pool: asyncpg.Pool, database_url: str, counting: tuple[uuid.UUID, str]
+    services: Services,
+    pool: asyncpg.Pool,
+    database_url: str,
+    counting: tuple[uuid.UUID, str],
+    event_types: frozenset[str] | None,
 ) -> None:
     org_id, table = counting
-    poisoned = CountingProjection(org_id, table, poison="poison@runner.test")
+    poisoned = CountingProjection(org_id, table, poison="poison@runner.test", event_types=event_types)
     options = RunnerOptions(
         batch_size=50, poll_seconds=0.05, max_attempts=3, backoff_seconds=0.01, backoff_max_seconds=0.02
     )
@@ -202,7 +216,11 @@ async def test_a_poison_event_is_parked_with_its_error_while_the_others_go_on(
     task = asyncio.create_task(runner.run())
     try:
         deadline = time.monotonic() + 20
-        expected = await in_the_log(pool, org_id, excluding="poison@runner.test")
+        expected = {
+            event_type: count
+            for event_type, count in (await in_the_log(pool, org_id, excluding="poison@runner.test")).items()
+            if event_types is None or event_type in event_types
+        }
         while await counted(pool, table) != expected:
             assert time.monotonic() < deadline, "the events after the poison were not applied"
             await asyncio.sleep(0.05)
@@ -211,7 +229,9 @@ async def test_a_poison_event_is_parked_with_its_error_while_the_others_go_on(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         runner_log.removeHandler(handler)
-    assert expected == {"UserProvisioned": 20, "UserDeactivated": 20}
+    assert expected == (
+        {"UserProvisioned": 20, "UserDeactivated": 20} if event_types is None else {"UserProvisioned": 20}
+    )
     [parked] = await pool.fetch(
         "SELECT position, error, attempts FROM parked_events WHERE name = $1", poisoned.name
     )
@@ -226,6 +246,44 @@ async def test_a_poison_event_is_parked_with_its_error_while_the_others_go_on(
         [report] = await status(connection, [poisoned])
     assert (report.parked, report.lag_events, report.running) == (1, 0, False)
     assert "cannot digest" in (report.last_parked_error or "")
+
+
+async def test_a_reader_of_a_rare_type_examines_each_event_of_the_log_once(
+    services: Services, pool: asyncpg.Pool, counting: tuple[uuid.UUID, str]
+) -> None:
+    """Its position moves past the events of other types, so it never reads the log behind it again."""
+    org_id, table = counting
+    rare = CountingProjection(org_id, table, event_types=frozenset({"UserDeactivated"}))
+    async with pool.acquire() as connection:
+        await ensure_position(connection, rare.name)
+        # From the log's head: the shared test database holds other tests' events.
+        await connection.execute(
+            "UPDATE consumer_positions SET (tx, position) = (SELECT tx, position FROM events "
+            "ORDER BY tx DESC, position DESC LIMIT 1) WHERE name = $1",
+            rare.name,
+        )
+    users = [
+        await services.users.provision(org_id, {"userName": f"rare{index}@runner.test"}, META)
+        for index in range(120)
+    ]
+
+    async def drain() -> list[LogScan]:
+        batches = []
+        async with pool.acquire() as connection:
+            while (batch := await process_batch(connection, rare, limit=50)).examined:
+                batches.append(batch)
+        return batches
+
+    passed_over = await drain()
+    assert [batch.examined for batch in passed_over] == [50, 50, 20]
+    assert [event for batch in passed_over for event in batch.events] == []
+    await services.users.replace(
+        org_id, users[7].user_id, {"userName": "rare7@runner.test", "active": False}, META
+    )
+    [applied] = await drain()
+    assert applied.examined == 1
+    assert [event.type for event in applied.events] == ["UserDeactivated"]
+    assert await counted(pool, table) == {"UserDeactivated": 1}
 
 
 async def test_a_worker_killed_with_sigkill_resumes_and_its_projection_equals_a_rebuild(
