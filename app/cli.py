@@ -129,6 +129,7 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task  # a batch in flight rolls back; it is read again on the next start
+        await services.notifier.aclose()
         return 0
     finally:
         await pool.close()
@@ -590,7 +591,12 @@ async def _with_services(settings: Settings, handler: Handler, args: argparse.Na
     try:
         async with pool.acquire() as connection:
             await migrate(connection)
-            return await handler(Context(build_services(settings, pool), connection), args)
+        services = build_services(settings, pool)
+        try:
+            async with pool.acquire() as connection:
+                return await handler(Context(services, connection), args)
+        finally:
+            await services.notifier.aclose()
     finally:
         await pool.close()
 

@@ -26,6 +26,7 @@ from app.services import Services
 from app.settings import Settings
 from app.tenancy import Authenticator
 from app.users import UserService
+from eventstore.notify import CommitNotifier
 from eventstore.pool import create_pool
 from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
@@ -63,16 +64,19 @@ def build_runner(settings: Settings, url: str, services: Services) -> Runner:
     options = RunnerOptions(
         poll_seconds=settings.runner_poll_seconds, batch_delay_seconds=settings.runner_batch_delay_seconds
     )
-    return Runner(url, services.consumers, options)
+    return Runner(url, services.consumers, options, services.notifier)
 
 
 def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Services:
-    store = EventStore(pool)
+    """The services over `pool`; `await services.notifier.aclose()` before closing the pool."""
+    notifier = CommitNotifier(pool)
+    store = EventStore(pool, notifier)
     projection = ScimProjection(settings.group_prefix)
     return Services(
         settings=settings,
         pool=pool,
         store=store,
+        notifier=notifier,
         users=UserService(store, projection),
         groups=GroupService(store, projection),
         catalog=CatalogService(store, projection),
@@ -121,8 +125,11 @@ def create_app(settings: Settings) -> Starlette:
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
             services = build_services(settings, pool)
-            async with _runner(settings, url, services) as runner:
-                yield {"services": services, "operations": Operations(services, metrics, runner)}
+            try:
+                async with _runner(settings, url, services) as runner:
+                    yield {"services": services, "operations": Operations(services, metrics, runner)}
+            finally:
+                await services.notifier.aclose()
         finally:
             await pool.close()
 

@@ -13,6 +13,7 @@ from app.settings import Settings
 from app.tenancy import Authenticator
 from app.users import UserService
 from domain.errors import NotFound
+from eventstore.notify import CommitNotifier
 from eventstore.runner import Consumer
 from eventstore.store import EventStore
 from projections.scim import ScimProjection
@@ -24,6 +25,7 @@ class Services:
     settings: Settings
     pool: asyncpg.Pool[asyncpg.Record]
     store: EventStore
+    notifier: CommitNotifier
     users: UserService
     groups: GroupService
     catalog: CatalogService

@@ -52,6 +52,7 @@ async def main(members: int, samples: int) -> None:
             pool = await create_pool(url, min_size=2, max_size=8)
             stack.push_async_callback(pool.close)
             services = build_services(settings, pool)
+            stack.push_async_callback(services.notifier.aclose)
             async with services.pool.acquire() as connection:
                 org = await tenancy.create_org(connection, "bench")
                 _, token = await tenancy.issue_token(connection, org.org_id)

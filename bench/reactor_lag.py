@@ -60,8 +60,8 @@ async def scenario(label: str, users: int, pace: float | None, server: str) -> N
         )
         async with LifespanManager(create_app(settings)) as manager:
             pool = await create_pool(url, min_size=2, max_size=8)
+            services = build_services(settings, pool)
             try:
-                services = build_services(settings, pool)
                 async with pool.acquire() as connection:
                     org = await tenancy.create_org(connection, "bench")
                     _, token = await tenancy.issue_token(connection, org.org_id)
@@ -110,6 +110,7 @@ async def scenario(label: str, users: int, pace: float | None, server: str) -> N
                     await asyncio.sleep(0.05)
                 measured = await lags(pool, org.org_id)
             finally:
+                await services.notifier.aclose()
                 await pool.close()
         assert len(measured) == users
         print(

@@ -8,7 +8,8 @@ For each consumer, one task:
 - applies them and records where the batch ended in one transaction, which opens by locking and
   re-reading the position row, so a batch never applies on top of a position someone else moved (a
   rebuild);
-- sleeps until a NOTIFY from a commit, or the polling interval, when there is nothing to do;
+- sleeps until a commit wakes it (see eventstore.notify), or the polling interval, when there is nothing to
+  do;
 - retries transient database errors with capped exponential backoff;
 - on any other error, isolates the failing event by processing one event at a time, retries it, and after
   `max_attempts` parks it with the error and moves on.
@@ -28,12 +29,12 @@ from typing import Protocol, runtime_checkable
 import asyncpg
 
 from domain.errors import ConcurrencyConflict
+from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
 from eventstore.store import LogPosition, LogScan, RecordedEvent, Transaction, read_log, scan_log
 
 log = logging.getLogger("scimledger.runner")
 
-NOTIFY_CHANNEL = "scimledger_events"
 _LOCK = "SELECT pg_try_advisory_lock(hashtextextended('scimledger.consumer:' || $1::text, 0))"
 _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('scimledger.consumer:' || $1::text, 0))"
 # Whether some session holds a consumer's lock, read from pg_locks without taking it: probing by taking it
@@ -122,8 +123,14 @@ async def ensure_position(connection: Connection, name: str) -> None:
     await connection.execute("INSERT INTO consumer_positions (name) VALUES ($1) ON CONFLICT DO NOTHING", name)
 
 
-async def process_batch(connection: Connection, consumer: Consumer, limit: int) -> LogScan:
-    """Apply the next batch and move the position past what was examined, in one transaction."""
+async def process_batch(
+    connection: Connection, consumer: Consumer, limit: int, committed: Callable[[], None] | None = None
+) -> LogScan:
+    """Apply the next batch and move the position past what was examined, in one transaction.
+
+    `committed` is called after the commit if the consumer appended events (a reactor), to wake the others.
+    """
+    transaction = Transaction(connection)
     async with connection.transaction():
         row = await connection.fetchrow(
             "SELECT tx, position FROM consumer_positions WHERE name = $1 FOR UPDATE", consumer.name
@@ -135,14 +142,16 @@ async def process_batch(connection: Connection, consumer: Consumer, limit: int) 
         if batch.end is None:
             return batch
         if batch.events:
-            await consumer.handle(Transaction(connection), batch.events)
+            await consumer.handle(transaction, batch.events)
         await connection.execute(
             "UPDATE consumer_positions SET tx = $2, position = $3, updated_at = now() WHERE name = $1",
             consumer.name,
             batch.end.tx,
             batch.end.position,
         )
-        return batch
+    if transaction.appended and committed is not None:
+        committed()
+    return batch
 
 
 async def park(
@@ -172,18 +181,33 @@ async def park(
 
 
 class Runner:
-    def __init__(self, dsn: str, consumers: Sequence[Consumer], options: RunnerOptions | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        consumers: Sequence[Consumer],
+        options: RunnerOptions | None = None,
+        notifier: CommitNotifier | None = None,
+    ) -> None:
+        """`notifier` is the one this process's writers use: their commits then wake the consumers at once,
+        and the reactors' commits wake the consumers of other processes too."""
         self.dsn = dsn
         self.consumers = list(consumers)
         self.options = options or RunnerOptions()
         self.states = {consumer.name: ConsumerState() for consumer in self.consumers}
+        self._notifier = notifier
+        self._committed = notifier.committed if notifier is not None else self._wake_all
 
     async def run(self) -> None:
         """Run every consumer until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._listen())
-            for consumer in self.consumers:
-                group.create_task(self._run_consumer(consumer))
+        unsubscribe = self._notifier.subscribe(self._wake_all) if self._notifier is not None else None
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._listen())
+                for consumer in self.consumers:
+                    group.create_task(self._run_consumer(consumer))
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
 
     async def _connect(self, role: str) -> asyncpg.Connection:
         # Named, so that pg_stat_activity shows which connection serves which consumer.
@@ -196,7 +220,8 @@ class Runner:
             state.wake.set()
 
     async def _listen(self) -> None:
-        """Turn commits' NOTIFYs into wake-ups; polling covers the time this connection is down."""
+        """Turn other processes' NOTIFYs (see eventstore.notify) into wake-ups; polling covers the time this
+        connection is down."""
         attempt = 0
         while True:
             try:
@@ -260,7 +285,7 @@ class Runner:
     ) -> int:
         limit = 1 if progress.isolating else self.options.batch_size
         try:
-            batch = await process_batch(connection, consumer, limit)
+            batch = await process_batch(connection, consumer, limit, self._committed)
         except TRANSIENT_ERRORS as error:
             if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
                 raise  # the connection is gone: reconnect (and re-take the lock) from the top

@@ -16,6 +16,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import ConcurrencyConflict
 from eventstore.codec import AggregateEvent, EncodedEvent, decode_event, encode_event
+from eventstore.notify import CommitNotifier
 from eventstore.pool import Connection
 
 
@@ -215,6 +216,8 @@ class Transaction:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        # Whether events were written through it: its owner then wakes the log's followers after the commit.
+        self.appended = False
 
     async def append(
         self,
@@ -270,6 +273,7 @@ class Transaction:
                 raise  # the follow-up's own constraint: its author knows what that means
             stale = _colliding_append(error, appends)
             raise ConcurrencyConflict(stale.stream_id, stale.expected_version) from error
+        self.appended = self.appended or bool(recorded)
         if len(recorded) != len(rows):
             written = {row["stream_id"] for row in recorded}
             stale = next(append for append in appends if append.events and append.stream_id not in written)
@@ -322,14 +326,19 @@ class Transaction:
 
 
 class EventStore:
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], notifier: CommitNotifier | None = None) -> None:
         self._pool = pool
+        self._notifier = notifier
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                yield Transaction(connection)
+            async with self._pool.acquire() as connection:
+                async with connection.transaction():
+                    transaction = Transaction(connection)
+                    yield transaction
+                if transaction.appended and self._notifier is not None:
+                    self._notifier.committed()
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as error:
             # The database chose this transaction to give way; like a lost append race, it may be retried.
             raise ConcurrencyConflict(reason=f"the database aborted the transaction: {error}") from error
@@ -342,7 +351,13 @@ class EventStore:
         round trips of BEGIN and COMMIT.
         """
         async with self._pool.acquire() as connection:
-            yield Transaction(connection)
+            transaction = Transaction(connection)
+            try:
+                yield transaction
+            finally:
+                # Each statement committed as it ran, whatever happened after it.
+                if transaction.appended and self._notifier is not None:
+                    self._notifier.committed()
 
     async def append(
         self,

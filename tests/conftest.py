@@ -188,15 +188,18 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def services(settings: Settings, pool: asyncpg.Pool) -> Services:
+async def services(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Services]:
     """The services the app builds, on the test pool, for tests below the HTTP edge."""
-    return build_services(settings, pool)
+    services = build_services(settings, pool)
+    yield services
+    await services.notifier.aclose()
 
 
 @pytest.fixture
 async def runner(database_url: str, services: Services) -> AsyncIterator[Runner]:
     """The app's projections and reactors, running for the duration of one test."""
-    running = Runner(database_url, services.consumers, RunnerOptions(poll_seconds=0.2, standby_seconds=0.2))
+    options = RunnerOptions(poll_seconds=0.2, standby_seconds=0.2)
+    running = Runner(database_url, services.consumers, options, services.notifier)
     task = asyncio.create_task(running.run())
     yield running
     task.cancel()

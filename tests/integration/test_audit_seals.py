@@ -41,7 +41,9 @@ async def tamperable(server_url: str) -> AsyncIterator[tuple[str, asyncpg.Pool, 
     await migrate(connection)
     await connection.close()
     pool = await create_pool(url, min_size=1, max_size=4)
-    yield url, pool, build_services(Settings(database_url=url, worker=False), pool)
+    services = build_services(Settings(database_url=url, worker=False), pool)
+    yield url, pool, services
+    await services.notifier.aclose()
     await pool.close()
     await drop_database(server_url, url)
 
