@@ -27,6 +27,7 @@ async def test_append_then_read_the_stream_back_with_its_metadata(store: EventSt
     recorded = await store.append(org_id, user.id, 0, events, META)
     assert [item.version for item in recorded] == [1, 2, 3]
     stream = await store.read_stream(org_id, user.id)
+    assert recorded == stream, "an append returns its events as the log reads them back"
     assert [(item.type, item.version, item.schema_version) for item in stream] == [
         ("UserProvisioned", 1, 2),
         ("UserProfileUpdated", 2, 1),
@@ -50,6 +51,14 @@ async def test_append_then_read_the_stream_back_with_its_metadata(store: EventSt
         False,
         3,
     )
+
+
+async def test_a_one_event_append_returns_it_as_the_log_reads_it_back(store: EventStore) -> None:
+    user, events = new_user("ann")
+    org_id = uuid.UUID(user.org_id)
+    recorded = await store.append(org_id, user.id, 0, events, META)
+    assert recorded == await store.read_stream(org_id, user.id)
+    assert recorded[0].payload["attributes"] == {"userName": "ann"}
 
 
 async def test_a_stale_expected_version_is_a_conflict_and_writes_nothing(store: EventStore) -> None:
