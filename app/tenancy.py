@@ -13,9 +13,9 @@ import hmac
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
 
 import asyncpg
+import msgspec
 
 from domain.errors import DomainError, NotFound
 from eventstore.pool import Connection
@@ -24,14 +24,12 @@ TOKEN_PREFIX = "scl_"
 SCOPES = ("scim", "auditor")
 
 
-@dataclass(frozen=True, slots=True)
-class Org:
+class Org(msgspec.Struct, frozen=True):
     org_id: uuid.UUID
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
+class Principal(msgspec.Struct, frozen=True):
     org_id: uuid.UUID
     token_id: uuid.UUID
     scope: str
@@ -41,8 +39,7 @@ class Principal:
         return f"token:{self.token_id}"
 
 
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
+class TokenInfo(msgspec.Struct, frozen=True):
     token_id: uuid.UUID
     scope: str
     label: str | None

@@ -26,8 +26,7 @@ _ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp"})
 _encoder = msgspec.json.Encoder()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class EncodedEvent:
+class EncodedEvent(msgspec.Struct, frozen=True):
     type: str
     schema_version: int
     payload: bytes

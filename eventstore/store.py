@@ -8,10 +8,10 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import asyncpg
+import msgspec
 from eventsourcing.domain import Aggregate
 
 from domain.errors import ConcurrencyConflict
@@ -30,16 +30,14 @@ class LogPosition(NamedTuple):
 LOG_START = LogPosition(0, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Metadata:
+class Metadata(msgspec.Struct, frozen=True):
     """Who caused an append: a token id ("token:<uuid>") or an admin ("admin:<name>"), and the request id."""
 
     actor: str
     request_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
+class RecordedEvent(msgspec.Struct, frozen=True):
     position: int
     tx: int
     org_id: uuid.UUID
@@ -101,8 +99,7 @@ _EVENT_FIELDS = len(EVENT_COLUMNS.split(","))
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
-@dataclass(frozen=True, slots=True)
-class FollowUp:
+class FollowUp(msgspec.Struct, frozen=True):
     """A write that rides in the append's own statement, such as the inline projection's row.
 
     Its SQL may read the `position` and `version` of the rows just appended from the CTE `appended`, and must
@@ -169,8 +166,7 @@ def _colliding_append(error: asyncpg.UniqueViolationError, appends: Sequence[Str
     return next((append for append in appends if str(append.stream_id) in detail), appends[0])
 
 
-@dataclass(frozen=True, slots=True)
-class StreamAppend:
+class StreamAppend(msgspec.Struct, frozen=True):
     """New events for one stream, which must still be at `expected_version` when they are written.
 
     `causes` gives each event's own metadata where one append records events caused by different requests
@@ -388,8 +384,7 @@ async def read_log(
     return [_recorded(row) for row in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class LogScan:
+class LogScan(msgspec.Struct, frozen=True):
     """What one step of a log reader got: the events it wants, and where in the log it stopped looking."""
 
     events: list[RecordedEvent]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import asyncpg
+import msgspec
 from eventsourcing.utils import get_topic
 
 from domain.catalog import EVENT_TYPES as CATALOG_EVENT_TYPES
@@ -56,8 +56,7 @@ class NameTaken(DomainError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class GroupRow:
+class GroupRow(msgspec.Struct, frozen=True):
     group_id: uuid.UUID
     display_name: str
     created: datetime.datetime
@@ -68,14 +67,12 @@ class GroupRow:
     role_id: uuid.UUID
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(msgspec.Struct, frozen=True):
     user_id: uuid.UUID
     display: str
 
 
-@dataclass(frozen=True, slots=True)
-class GroupPage:
+class GroupPage(msgspec.Struct, frozen=True):
     total: int
     rows: list[GroupRow]
 

@@ -10,10 +10,10 @@ import datetime
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import msgspec
 from eventsourcing.utils import get_topic
 
 from domain.errors import UserNameTaken
@@ -62,8 +62,7 @@ _FIELDS = f"user_id, resource, version, created, last_modified, {_GROUPS} AS gro
 USER_PAGES = PagedQuery("scim_users", _FIELDS, USER_QUERIES, id_column="user_id")
 
 
-@dataclass(frozen=True, slots=True)
-class UserRow:
+class UserRow(msgspec.Struct, frozen=True):
     user_id: uuid.UUID
     resource: dict[str, Any]
     version: int
@@ -72,8 +71,7 @@ class UserRow:
     groups: list[dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
+class Page(msgspec.Struct, frozen=True):
     total: int
     rows: list[UserRow]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple, TypeAlias
 
 import msgspec
@@ -40,8 +39,7 @@ _TOKEN = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class AttrPath:
+class AttrPath(msgspec.Struct, frozen=True):
     schema: str | None
     name: str
     sub: str | None = None
@@ -51,8 +49,7 @@ class AttrPath:
         return f"{self.schema}:{dotted}" if self.schema else dotted
 
 
-@dataclass(frozen=True, slots=True)
-class Compare:
+class Compare(msgspec.Struct, frozen=True):
     path: AttrPath
     op: str
     value: Value
@@ -61,16 +58,14 @@ class Compare:
         return f"{self.path} {self.op} {_literal(self.value)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Present:
+class Present(msgspec.Struct, frozen=True):
     path: AttrPath
 
     def __str__(self) -> str:
         return f"{self.path} pr"
 
 
-@dataclass(frozen=True, slots=True)
-class And:
+class And(msgspec.Struct, frozen=True):
     left: Filter
     right: Filter
 
@@ -78,8 +73,7 @@ class And:
         return f"({self.left} and {self.right})"
 
 
-@dataclass(frozen=True, slots=True)
-class Or:
+class Or(msgspec.Struct, frozen=True):
     left: Filter
     right: Filter
 
@@ -87,16 +81,14 @@ class Or:
         return f"({self.left} or {self.right})"
 
 
-@dataclass(frozen=True, slots=True)
-class Not:
+class Not(msgspec.Struct, frozen=True):
     inner: Filter
 
     def __str__(self) -> str:
         return f"not ({self.inner})"
 
 
-@dataclass(frozen=True, slots=True)
-class ValuePath:
+class ValuePath(msgspec.Struct, frozen=True):
     """`emails[type eq "work"]`: true when some value of a multi-valued attribute matches the inner filter,
     whose paths are relative to that attribute."""
 
@@ -110,8 +102,7 @@ class ValuePath:
 Filter: TypeAlias = Compare | Present | And | Or | Not | ValuePath
 
 
-@dataclass(frozen=True, slots=True)
-class PatchPath:
+class PatchPath(msgspec.Struct, frozen=True):
     """`attrPath`, `attrPath[valFilter]` or `attrPath[valFilter].subAttr`."""
 
     attribute: AttrPath

@@ -25,8 +25,7 @@ RENAME_REFUSED = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class MembershipStep:
+class MembershipStep(msgspec.Struct, frozen=True):
     kind: Literal["add", "remove", "remove_all", "replace", "remove_matching"]
     ids: tuple[str, ...] = ()
     matching: Filter | None = None

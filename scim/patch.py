@@ -48,8 +48,7 @@ class PatchRequest(msgspec.Struct, rename={"operations": "Operations"}):
     schemas: list[str] = []
 
 
-@dataclass(frozen=True, slots=True)
-class PatchOperation:
+class PatchOperation(msgspec.Struct, frozen=True):
     op: str
     path: PatchPath | None
     value: Any
