@@ -363,11 +363,31 @@ def _struct(
 
 def _prune(value: Any) -> Any:
     """Null and empty values mean 'unassigned' (RFC 7643 §2.5): drop them so a resource has one shape."""
+    # One pass, recursing only into containers: every request body goes through here.
     if isinstance(value, dict):
-        pruned = {key: _prune(item) for key, item in value.items()}
-        return {key: item for key, item in pruned.items() if item is not None and item != [] and item != {}}
+        pruned = {}
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                item = _prune(item)
+                if not item:
+                    continue
+            elif item is None:
+                continue
+            pruned[key] = item
+        return pruned
     if isinstance(value, list):
-        return [item for item in (_prune(element) for element in value) if item is not None and item != {}]
+        kept = []
+        for element in value:
+            if isinstance(element, dict):
+                element = _prune(element)
+                if not element:
+                    continue
+            elif isinstance(element, list):
+                element = _prune(element)
+            elif element is None:
+                continue
+            kept.append(element)
+        return kept
     return value
 
 
