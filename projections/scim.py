@@ -65,13 +65,14 @@ class ScimProjection:
         if not pending:
             return []  # the request changed nothing
         types = [get_topic(type(event)) for event in pending]
+        org_id = uuid.UUID(user.org_id)
         if any(event_type in GROUP_EVENT_TYPES for event_type in types):
-            recorded = await transaction.save(uuid.UUID(user.org_id), [user], metadata)
+            recorded = await transaction.save(org_id, [user], metadata)
             await self.apply(transaction.connection, recorded, {user.id: user})
             return recorded
-        follow_up = scim_users.follow_up(user, pending[0].originator_version, types)
+        follow_up = scim_users.follow_up(user, org_id, pending[0].originator_version, types)
         with scim_users.user_name_collision(user):
-            return await transaction.save(uuid.UUID(user.org_id), [user], metadata, follow_up)
+            return await transaction.save(org_id, [user], metadata, follow_up)
 
     async def rebuild(self, connection: Connection) -> int:
         """Replace every SCIM row with rows derived from the log alone; returns the events replayed.

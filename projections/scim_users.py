@@ -106,11 +106,10 @@ def _row_values(user: User, sort_key: int, org_id: uuid.UUID | None = None) -> t
     )
 
 
-def follow_up(user: User, first_version: int, types: Iterable[str]) -> FollowUp:
+def follow_up(user: User, org_id: uuid.UUID, first_version: int, types: Iterable[str]) -> FollowUp:
     """The write that brings the user's row up to date with `user`, once events from `first_version` on, of
     `types`, are appended; it rides in the append's statement (see FollowUp) and changes nothing if the
-    append lost a race."""
-    org_id = uuid.UUID(user.org_id)
+    append lost a race. `org_id` is the user's, parsed once by the caller."""
     if all(event_type in _MEMBERSHIP_ONLY for event_type in types):
         # Group membership is projected by scim_groups; here only the version moves.
         return FollowUp(
@@ -123,7 +122,7 @@ def follow_up(user: User, first_version: int, types: Iterable[str]) -> FollowUp:
             "DELETE FROM scim_users WHERE org_id = $1 AND user_id = $2 AND EXISTS (SELECT FROM appended)",
             (org_id, user.id),
         )
-    values = _row_values(user, 0)[:-1]
+    values = _row_values(user, 0, org_id)[:-1]
     if first_version == 1:
         # The provisioning event's log position is the row's paging order, as a rebuild derives it.
         return FollowUp(
