@@ -25,8 +25,8 @@ from scim.query import ListQuery
 from scim.schema import GROUP
 
 GROUP_COLUMNS = {
-    "id": Column("scim_groups.group_id::text", case_exact=True),
-    "displayName": Column("scim_groups.display_name"),
+    "id": Column("scim_groups.group_id::text", case_exact=True, unique=True),
+    "displayName": Column("scim_groups.display_name", unique=True),
     "externalId": Column("NULL::text", case_exact=True),
     "meta.created": Column("scim_groups.created", "dateTime"),
     "meta.lastModified": Column("scim_groups.last_modified", "dateTime"),

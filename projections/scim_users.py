@@ -26,8 +26,8 @@ from scim.query import ListQuery
 from scim.schema import USER
 
 USER_COLUMNS = {
-    "id": Column("user_id::text", case_exact=True),
-    "userName": Column("user_name"),
+    "id": Column("user_id::text", case_exact=True, unique=True),
+    "userName": Column("user_name", unique=True),
     "externalId": Column("external_id", case_exact=True),
     "active": Column("active", "boolean"),
     "meta.created": Column("created", "dateTime"),

@@ -173,6 +173,24 @@ async def test_filtering_with_the_rfc_grammar(scim: httpx.AsyncClient) -> None:
     assert await ids('userName eq "nobody@x.org"') == set()
 
 
+async def test_a_lookup_by_a_unique_attribute_pages_like_any_listing(scim: httpx.AsyncClient) -> None:
+    """`userName eq` and `id eq` take a query of their own (at most one row can match): paging still holds."""
+    ann = await create(scim, "lookup@acme.com", groups=[], active=True)
+
+    async def listing(**params: object) -> tuple[int, int, int, list[str]]:
+        body = (await scim.get("/Users", params=params)).json()
+        ids = [resource["id"] for resource in body["Resources"]]
+        return body["totalResults"], body["startIndex"], body["itemsPerPage"], ids
+
+    assert await listing(filter='userName eq "LOOKUP@acme.com"') == (1, 1, 1, [ann["id"]])
+    assert await listing(filter=f'id eq "{ann["id"]}"', attributes="userName") == (1, 1, 1, [ann["id"]])
+    assert await listing(filter='userName eq "lookup@acme.com"', startIndex=2) == (1, 2, 0, [])
+    assert await listing(filter='userName eq "lookup@acme.com"', count=0) == (1, 1, 0, [])
+    assert await listing(filter='userName eq "nobody@acme.com"') == (0, 1, 0, [])
+    # Not an equality on a unique attribute: the general query, with the same answers.
+    assert await listing(filter='userName ne "x" and userName eq "lookup@acme.com"') == (1, 1, 1, [ann["id"]])
+
+
 @pytest.mark.parametrize(
     "text",
     ["userName eq", 'userName eq "a" and', 'userName foo "a"', 'bogus eq "x"', "active gt 3", "(title pr"],
