@@ -256,15 +256,7 @@ class _Parser:
     def parse_value(self) -> Value:
         token = self.take()
         if token.kind == "string":
-            try:
-                text: str = msgspec.json.decode(token.text, type=str)
-            except (msgspec.DecodeError, UnicodeEncodeError) as decode_error:  # a lone surrogate is not text
-                raise self.error(
-                    f"The string at position {token.position + 1} is malformed."
-                ) from decode_error
-            if "\x00" in text:
-                raise self.error(f"The string at position {token.position + 1} contains a NUL character.")
-            return text
+            return _string_value(token.text, token.position, self.error)
         if token.kind == "number":
             try:
                 number: int | float = msgspec.json.decode(token.text)
@@ -287,9 +279,47 @@ class _Parser:
 MAX_FILTER_LENGTH = 4096
 
 
+def _string_value(quoted: str, position: int, error: Callable[[str], ScimError]) -> str:
+    try:
+        text: str = msgspec.json.decode(quoted, type=str)
+    except (msgspec.DecodeError, UnicodeEncodeError) as decode_error:  # a lone surrogate is not text
+        raise error(f"The string at position {position + 1} is malformed.") from decode_error
+    if "\x00" in text:
+        raise error(f"The string at position {position + 1} contains a NUL character.")
+    return text
+
+
+# `attrPath op "string"` and nothing else: what identity providers send nearly every time (userName eq "…").
+# Its parts are spelled as the tokenizer spells a word and a string, so it means what the general parser
+# would make of it; that parser takes everything else, and gives every error.
+_SIMPLE_COMPARISON = re.compile(r'\s*([A-Za-z][\w:.\-]*)\s+([A-Za-z]{2})\s+("(?:[^"\\]|\\.)*")\s*')
+
+
+def _simple_comparison(text: str) -> Compare | None:
+    match = _SIMPLE_COMPARISON.fullmatch(text)
+    if match is None:
+        return None
+    name, operator = match[1], match[2].lower()
+    if operator not in COMPARE_OPERATORS or name.lower() == "not":  # "not" starts a negation
+        return None
+    try:
+        return Compare(
+            parse_attr_path(name), operator, _string_value(match[3], match.start(3), invalid_filter)
+        )
+    except ScimError:
+        return None
+
+
 def parse_filter(text: str) -> Filter:
     if len(text) > MAX_FILTER_LENGTH:
         raise invalid_filter(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
+    simple = _simple_comparison(text)
+    if simple is not None:
+        return simple
+    return _parse_general(text)
+
+
+def _parse_general(text: str) -> Filter:
     parser = _Parser(text, invalid_filter)
     if not parser.tokens:
         raise invalid_filter("The filter is empty.")

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LUA = Path(__file__).resolve().parent / "lua"
 THREADS, CONNECTIONS, SECONDS = 2, 32, 10
 # The target scenarios run in turns with their baseline (see `paired`).
-PAIRED_ROUNDS, PAIRED_SECONDS = 3, 5
+PAIRED_ROUNDS, PAIRED_SECONDS = 5, 5
 CLI = str(Path(sys.executable).parent / "scimledger")
 UVICORN = str(Path(sys.executable).parent / "uvicorn")
 IMPORT_USERS = 100_000

@@ -28,6 +28,7 @@ from scim.filter import (
     Or,
     Present,
     ValuePath,
+    _parse_general,
     parse_filter,
 )
 from scim.patch import PatchRequest, apply_patch, parse_operations
@@ -97,6 +98,40 @@ def test_any_text_either_parses_and_round_trips_or_is_a_scim_400(text: str) -> N
         assert parse_filter(str(tree)) == tree
         return
     assert (refused.status, refused.scim_type) == (400, "invalidFilter")
+
+
+# `attrPath op "string"` takes a shortcut past the tokenizer: it must mean what the general parser makes of it,
+# and fail as it fails. Names, operators and strings are drawn near the edges of what the shortcut accepts.
+simple_names = st.sampled_from(
+    ["userName", "NOT", "not", "and", "Or", "emails.value", "name.", "a.b.c", ENTERPRISE + ":manager", "x-1"]
+) | st.from_regex(r"\A[A-Za-z][\w:.\-]{0,12}\Z")
+simple_operators = st.sampled_from([*COMPARE_OPERATORS, "EQ", "Co", "pr", "xx", "an"])
+simple_strings = st.text(st.characters(exclude_categories=["Cs"])).map(
+    lambda text: msgspec.json.encode(text).decode()
+) | st.sampled_from(['"\\u0000"', '"\\ud800"', '"\\x"', '"a\\"b"', '""'])
+
+
+def _outcome(parse: Any, text: str) -> Any:
+    try:
+        return parse(text)
+    except ScimError as error:
+        return (error.status, error.scim_type, error.detail)
+
+
+@PROPERTY
+@given(
+    st.tuples(
+        st.sampled_from(["", " "]),
+        simple_names,
+        simple_operators,
+        simple_strings,
+        st.sampled_from(["", "  "]),
+    )
+)
+def test_a_simple_comparison_parses_as_the_general_parser_parses_it(parts: tuple[str, ...]) -> None:
+    leading, name, operator, quoted, trailing = parts
+    text = f"{leading}{name} {operator} {quoted}{trailing}"
+    assert _outcome(parse_filter, text) == _outcome(_parse_general, text)
 
 
 # ---------------------------------------------------------------------------------------------------------
