@@ -42,7 +42,7 @@ clean:
 bench-groups: install
 	$(BIN)/python bench/group_membership.py
 
-# Every path users wait on, against the stack's ceilings and a peer, in one bounded run (about 5 minutes).
+# Every path users wait on, against the stack's ceilings and a peer, in one bounded run (about 6 minutes).
 # Not part of `make test`. wrk comes from Debian's packages; traffic stays on 127.0.0.1.
 bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -47,8 +47,8 @@ from scratch import copy_events, event_rows, scratch_database
 ROOT = Path(__file__).resolve().parents[2]
 LUA = Path(__file__).resolve().parent / "lua"
 THREADS, CONNECTIONS, SECONDS = 2, 32, 10
-# The target scenarios run in turns with their baseline (see `paired`).
-PAIRED_ROUNDS, PAIRED_SECONDS = 5, 5
+# The target scenarios run in turns with their baseline (see `paired`), after a warm-up of their own.
+PAIRED_ROUNDS, PAIRED_SECONDS, WARM_UP_SECONDS = 5, 5, 2
 CLI = str(Path(sys.executable).parent / "scimledger")
 UVICORN = str(Path(sys.executable).parent / "uvicorn")
 IMPORT_USERS = 100_000
@@ -168,13 +168,19 @@ def baseline_select(baseline: Server, work: Path, seconds: int = SECONDS) -> Run
     )
 
 
-def paired(measure: Callable[[int], Run], baseline: Callable[[], Run]) -> tuple[list[Run], list[Run]]:
+def paired(measure: Callable[[int, int], Run], baseline: Callable[[], Run]) -> tuple[list[Run], list[Run]]:
     """A target scenario and its baseline in turns, PAIRED_ROUNDS times. This machine's speed drifts by a
-    fifth or more over minutes, so a ratio holds only between runs that were next to each other in time."""
+    fifth or more over minutes, so a ratio holds only between runs that were next to each other in time.
+
+    `measure(turn, seconds)` runs the scenario. It runs once first, unrecorded, as the baseline has already
+    run by then: otherwise the first turn would also time the service's statements being prepared and
+    planned on each pooled connection.
+    """
+    measure(-1, WARM_UP_SECONDS)
     runs, baseline_runs = [], []
     for turn in range(PAIRED_ROUNDS):
         baseline_runs.append(baseline())
-        runs.append(measure(turn))
+        runs.append(measure(turn, PAIRED_SECONDS))
     return runs, baseline_runs
 
 
@@ -325,11 +331,11 @@ async def main() -> None:
         auth = {"BENCH_TOKEN": token}
         try:
             runs, baseline_runs = paired(
-                lambda turn: wrk(
+                lambda turn, seconds: wrk(
                     service.base,
                     "post_users.lua",
                     {**auth, "BENCH_PATH": "/scim/v2/Users", "BENCH_RUN": f"sl{turn}"},
-                    PAIRED_SECONDS,
+                    seconds,
                 ),
                 lambda: baseline_insert(baseline, PAIRED_SECONDS),
             )
@@ -351,11 +357,11 @@ async def main() -> None:
                 ("GET /Users/{id}", "/scim/v2/Users/{}", ids, None),
             ):
                 runs, baseline_runs = paired(
-                    lambda turn, path=path, lines=lines: wrk(  # type: ignore[misc]
+                    lambda turn, seconds, path=path, lines=lines: wrk(  # type: ignore[misc]
                         service.base,
                         "get_random.lua",
                         {**auth, "BENCH_PATH": path, "BENCH_IDS": lines},
-                        PAIRED_SECONDS,
+                        seconds,
                     ),
                     lambda: baseline_select(baseline, work, PAIRED_SECONDS),
                 )
@@ -558,7 +564,8 @@ def write_outputs(results: list[Result]) -> None:
         f"`make bench`, run on {today} ({machine}); wrk with {THREADS} threads and {CONNECTIONS} connections, "
         f"{SECONDS} s a scenario, against one uvicorn worker on 127.0.0.1. Ratios are against the baseline "
         "named on the same row, measured in the same run. The three scenarios with targets (POST /Users, GET filter, "
-        f"GET by id) run {PAIRED_ROUNDS} times for {PAIRED_SECONDS} s in turns with their baseline, because this "
+        f"GET by id) first run {WARM_UP_SECONDS} s unrecorded, as their baseline has by then, and then "
+        f"{PAIRED_ROUNDS} times for {PAIRED_SECONDS} s in turns with their baseline, because this "
         "machine's speed drifts by a fifth or more over minutes: their figures are the medians of the turns, and "
         "their ratio the median of the turns' own ratios (each turn's is in the note). (a) and (b) run with asyncpg's defaults, as a bare "
         "app would; the rows marked \"service's pool settings\" rerun them with the service's pool, which "
