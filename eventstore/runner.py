@@ -4,7 +4,8 @@ For each consumer, one task:
 - holds a session advisory lock named after the consumer, so at most one process runs it (the others wait
   in standby and take over when it goes away);
 - reads the events after the consumer's position in commit-safe order (see store.read_log), examining a
-  batch of the log and keeping the events of its types (see store.scan_log);
+  batch of the log and keeping the events of its types (see store.scan_log); the consumers of one runner
+  share what is read (see store.LogWindow), so each part of the log is read and decoded once;
 - applies them and records where the batch ended in one transaction, which opens by locking and
   re-reading the position row, so a batch never applies on top of a position someone else moved (a
   rebuild);
@@ -31,7 +32,15 @@ import asyncpg
 from domain.errors import ConcurrencyConflict
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
-from eventstore.store import LogPosition, LogScan, RecordedEvent, Transaction, read_log, scan_log
+from eventstore.store import (
+    LogPosition,
+    LogScan,
+    LogWindow,
+    RecordedEvent,
+    Transaction,
+    read_log,
+    scan_log,
+)
 
 log = logging.getLogger("scimledger.runner")
 
@@ -124,11 +133,16 @@ async def ensure_position(connection: Connection, name: str) -> None:
 
 
 async def process_batch(
-    connection: Connection, consumer: Consumer, limit: int, committed: Callable[[], None] | None = None
+    connection: Connection,
+    consumer: Consumer,
+    limit: int,
+    committed: Callable[[], None] | None = None,
+    log: LogWindow | None = None,
 ) -> LogScan:
     """Apply the next batch and move the position past what was examined, in one transaction.
 
     `committed` is called after the commit if the consumer appended events (a reactor), to wake the others.
+    `log` is the window a runner's consumers share; without it, the batch is read from the database.
     """
     transaction = Transaction(connection)
     async with connection.transaction():
@@ -136,8 +150,11 @@ async def process_batch(
             "SELECT tx, position FROM consumer_positions WHERE name = $1 FOR UPDATE", consumer.name
         )
         assert row is not None
-        batch = await scan_log(
-            connection, LogPosition(row["tx"], row["position"]), limit, consumer.event_types
+        after = LogPosition(row["tx"], row["position"])
+        batch = await (
+            log.scan(connection, after, limit, consumer.event_types)
+            if log is not None
+            else scan_log(connection, after, limit, consumer.event_types)
         )
         if batch.end is None:
             return batch
@@ -196,6 +213,8 @@ class Runner:
         self.states = {consumer.name: ConsumerState() for consumer in self.consumers}
         self._notifier = notifier
         self._committed = notifier.committed if notifier is not None else self._wake_all
+        # Room for every consumer's next batch while they are a few batches apart.
+        self._log = LogWindow(capacity=4 * self.options.batch_size)
 
     async def run(self) -> None:
         """Run every consumer until cancelled."""
@@ -285,7 +304,7 @@ class Runner:
     ) -> int:
         limit = 1 if progress.isolating else self.options.batch_size
         try:
-            batch = await process_batch(connection, consumer, limit, self._committed)
+            batch = await process_batch(connection, consumer, limit, self._committed, self._log)
         except TRANSIENT_ERRORS as error:
             if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
                 raise  # the connection is gone: reconnect (and re-take the lock) from the top

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import datetime
 import functools
 import re
@@ -408,3 +410,58 @@ async def scan_log(
     last = rows[-1]
     wanted = [RecordedEvent(*row[:_EVENT_FIELDS]) for row in rows if row["wanted"]]
     return LogScan(wanted, last["examined"], LogPosition(last["tx"], last["position"]))
+
+
+class LogWindow:
+    """The events last read from the log, for the consumers of one runner to share: each part of the log is
+    read and decoded once, not once per consumer (five, and every new projection would have added one).
+
+    It holds exactly the log's events after `_start` up to its last one, in log order: it only ever grows by
+    a commit-safe read right after its last event, is replaced by one right after the position asked for,
+    or loses its oldest events. A consumer whose position is outside it reads the database, as before.
+    The events are shared: their payloads must not be changed in place.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._start = LOG_START
+        self._events: list[RecordedEvent] = []
+        self._positions: list[LogPosition] = []
+        self._reading = asyncio.Lock()
+
+    async def scan(
+        self, connection: Connection, after: LogPosition, limit: int, types: Iterable[str] | None = None
+    ) -> LogScan:
+        """As `scan_log`, from the window where it can."""
+        examined = self._held(after, limit)
+        if len(examined) < limit:
+            async with self._reading:
+                examined = self._held(after, limit)  # another consumer may have read more meanwhile
+                if len(examined) < limit:
+                    # Only what lies beyond the window, which ends where `examined` does, if anywhere.
+                    last = examined[-1].log_position if examined else after
+                    read = await read_log(connection, last, limit - len(examined))
+                    self._keep(last, read)
+                    examined = examined + read
+        if not examined:
+            return LogScan([], 0, None)
+        wanted = examined if types is None else [event for event in examined if event.type in types]
+        return LogScan(wanted, len(examined), examined[-1].log_position)
+
+    def _held(self, after: LogPosition, limit: int) -> list[RecordedEvent]:
+        if not self._positions or after < self._start or after >= self._positions[-1]:
+            return []
+        first = bisect.bisect_right(self._positions, after)
+        return self._events[first : first + limit]
+
+    def _keep(self, after: LogPosition, read: list[RecordedEvent]) -> None:
+        if not read or after < self._start:
+            return  # a consumer behind the others: the window stays where they read
+        if not self._positions or after != self._positions[-1]:
+            self._start, self._events, self._positions = after, [], []
+        self._events += read
+        self._positions += [event.log_position for event in read]
+        surplus = len(self._events) - self._capacity
+        if surplus > 0:
+            self._start = self._positions[surplus - 1]
+            del self._events[:surplus], self._positions[:surplus]

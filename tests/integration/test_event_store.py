@@ -8,8 +8,17 @@ import pytest
 
 from domain.errors import ConcurrencyConflict
 from domain.users import User
+from eventstore import store as store_module
 from eventstore.pool import create_pool
-from eventstore.store import LOG_START, EventStore, LogPosition, Metadata, RecordedEvent
+from eventstore.store import (
+    LOG_START,
+    EventStore,
+    LogPosition,
+    LogWindow,
+    Metadata,
+    RecordedEvent,
+    scan_log,
+)
 
 META = Metadata(actor="token:test", request_id="req-1")
 
@@ -222,3 +231,65 @@ async def test_a_tailing_reader_misses_and_repeats_nothing_while_8_writers_commi
 async def _log_end(connection: asyncpg.Connection) -> LogPosition:
     row = await connection.fetchrow("SELECT tx, position FROM events ORDER BY tx DESC, position DESC LIMIT 1")
     return LogPosition(row["tx"], row["position"]) if row else LOG_START
+
+
+async def _log_tail(connection: asyncpg.Connection, count: int) -> list[LogPosition]:
+    rows = await connection.fetch(
+        "SELECT tx, position FROM events ORDER BY tx DESC, position DESC LIMIT $1", count
+    )
+    return [LogPosition(row["tx"], row["position"]) for row in reversed(rows)]
+
+
+async def _write_flipped_users(store: EventStore, count: int) -> None:
+    for index in range(count):
+        user, events = new_user(f"window{index}")
+        user.set_active(False)
+        events += user.collect_events()
+        await store.append(uuid.UUID(user.org_id), user.id, 0, events, META)
+
+
+async def test_a_log_window_answers_every_scan_as_the_database_would(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """Readers at different places and speeds, of every type or some, interleaved: the window's answer to
+    each scan is the database's, while it grows, serves, drops its oldest events and starts over."""
+    await _write_flipped_users(store, 60)
+    types_choices = [None, frozenset({"UserDeactivated"}), frozenset({"UserProvisioned", "UserDeactivated"})]
+    chooser = random.Random(11)
+    async with pool.acquire() as connection:
+        tail = await _log_tail(connection, 120)
+        window = LogWindow(capacity=25)
+        readers = [[tail[0], chooser.choice(types_choices), chooser.choice([1, 4, 10])] for _ in range(4)]
+        for _ in range(200):
+            reader = chooser.choice(readers)
+            if chooser.random() < 0.05:
+                reader[0] = chooser.choice(tail)  # moved by another process, or rebuilt
+            after, types, limit = reader
+            served = await window.scan(connection, after, limit, types)
+            assert served == await scan_log(connection, after, limit, types)
+            if served.end is not None:
+                reader[0] = served.end
+
+
+async def test_readers_at_the_same_place_share_one_read_of_the_log(
+    store: EventStore, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _write_flipped_users(store, 10)
+    reads = 0
+    database_read = store_module.read_log
+
+    async def counted(*args: Any, **kwargs: Any) -> list[RecordedEvent]:
+        nonlocal reads
+        reads += 1
+        return await database_read(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "read_log", counted)
+    async with pool.acquire() as connection:
+        start = (await _log_tail(connection, 20))[0]
+        window = LogWindow(capacity=100)
+        scans = [
+            await window.scan(connection, start, 5, types) for types in (None, {"UserDeactivated"}, None)
+        ]
+    assert reads == 1
+    assert [scan.examined for scan in scans] == [5, 5, 5]
+    assert {event.type for event in scans[1].events} <= {"UserDeactivated"}
