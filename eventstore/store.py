@@ -97,7 +97,6 @@ WHERE (SELECT coalesce(max(version), 0) FROM events AS existing
 RETURNING {EVENT_COLUMNS}
 """
 _APPEND_PARAMETERS = 10
-_EVENT_FIELDS = len(EVENT_COLUMNS.split(","))
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
@@ -138,23 +137,6 @@ WHERE (tx, position) > ($1::xid8, $2::bigint)
   AND ($4::text[] IS NULL OR type = ANY($4::text[]))
 ORDER BY tx, position
 LIMIT $3
-"""
-
-# The same order, for a reader of some event types only: it examines up to $3 events of every type, and gets
-# back those of its types plus the last one examined, whatever its type, marked. Its position moves to the end
-# of what it examined even when none was of its types; read with `_READ_LOG`, a reactor of rare events would
-# start from its last event of interest each time and re-read the whole log behind it, on every wake-up.
-_SCAN_LOG = f"""
-SELECT {EVENT_COLUMNS}, wanted, examined FROM (
-    SELECT {EVENT_COLUMNS}, type = ANY($4::text[]) AS wanted, count(*) OVER () AS examined,
-           lead(position) OVER (ORDER BY tx, position) IS NULL AS last
-    FROM (SELECT * FROM events
-          WHERE (tx, position) > ($1::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY tx, position
-          LIMIT $3) AS examined
-) AS marked
-WHERE wanted OR last
-ORDER BY tx, position
 """
 
 
@@ -335,8 +317,7 @@ class EventStore:
                 async with connection.transaction():
                     transaction = Transaction(connection)
                     yield transaction
-                if transaction.appended and self._notifier is not None:
-                    self._notifier.committed()
+                self._announce(transaction)
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as error:
             # The database chose this transaction to give way; like a lost append race, it may be retried.
             raise ConcurrencyConflict(reason=f"the database aborted the transaction: {error}") from error
@@ -353,9 +334,12 @@ class EventStore:
             try:
                 yield transaction
             finally:
-                # Each statement committed as it ran, whatever happened after it.
-                if transaction.appended and self._notifier is not None:
-                    self._notifier.committed()
+                self._announce(transaction)  # each statement committed as it ran, whatever happened after
+
+    def _announce(self, transaction: Transaction) -> None:
+        """After a commit: wake the log's followers if the transaction appended events."""
+        if transaction.appended and self._notifier is not None:
+            self._notifier.committed()
 
     async def append(
         self,
@@ -399,17 +383,18 @@ async def scan_log(
 ) -> LogScan:
     """Examine up to `limit` events after `after` in the order of `read_log`; keep those of `types` if given.
 
-    A reader that stores `end` as its position never examines the same event twice, however rare its types.
+    A reader that stores `end` as its position never examines the same event twice, however rare its types:
+    read with `read_log(types=…)`, a reactor of rare events would start from its last event of interest each
+    time and re-read the whole log behind it, on every wake-up.
     """
-    if types is None:
-        events = await read_log(connection, after, limit)
-        return LogScan(events, len(events), events[-1].log_position if events else None)
-    rows = await connection.fetch(_SCAN_LOG, after.tx, after.position, limit, sorted(types))
-    if not rows:
+    return _scanned(await read_log(connection, after, limit), types)
+
+
+def _scanned(examined: list[RecordedEvent], types: Iterable[str] | None) -> LogScan:
+    if not examined:
         return LogScan([], 0, None)
-    last = rows[-1]
-    wanted = [RecordedEvent(*row[:_EVENT_FIELDS]) for row in rows if row["wanted"]]
-    return LogScan(wanted, last["examined"], LogPosition(last["tx"], last["position"]))
+    wanted = examined if types is None else [event for event in examined if event.type in types]
+    return LogScan(wanted, len(examined), examined[-1].log_position)
 
 
 class LogWindow:
@@ -443,10 +428,7 @@ class LogWindow:
                     read = await read_log(connection, last, limit - len(examined))
                     self._keep(last, read)
                     examined = examined + read
-        if not examined:
-            return LogScan([], 0, None)
-        wanted = examined if types is None else [event for event in examined if event.type in types]
-        return LogScan(wanted, len(examined), examined[-1].log_position)
+        return _scanned(examined, types)
 
     def _held(self, after: LogPosition, limit: int) -> list[RecordedEvent]:
         if not self._positions or after < self._start or after >= self._positions[-1]:
