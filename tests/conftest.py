@@ -31,9 +31,9 @@ from app.main import build_services, create_app
 from app.migrate import migrate
 from app.services import Services
 from app.settings import Settings
-from eventstore.pool import create_pool
-from eventstore.runner import Runner, RunnerOptions
-from eventstore.store import EventStore
+from eventstore.pool import Connection, create_pool
+from eventstore.runner import Runner, RunnerOptions, ensure_position
+from eventstore.store import LOG_START, EventStore, LogPosition
 
 REPO = Path(__file__).resolve().parent.parent
 # Schemathesis cases run, by operation, for the summary at the end of the run (tests/e2e/test_fuzz.py).
@@ -232,3 +232,27 @@ def cli_env(database_url: str) -> dict[str, str]:
     env = {**os.environ, "DATABASE_URL": database_url}
     env.pop("SCIMLEDGER_TEST_DATABASE_URL", None)
     return env
+
+
+async def log_tail(connection: Connection, count: int) -> list[LogPosition]:
+    """The positions of the log's last `count` events, oldest first."""
+    rows = await connection.fetch(
+        "SELECT tx, position FROM events ORDER BY tx DESC, position DESC LIMIT $1", count
+    )
+    return [LogPosition(row["tx"], row["position"]) for row in reversed(rows)]
+
+
+async def log_head(connection: Connection) -> LogPosition:
+    return (await log_tail(connection, 1) or [LOG_START])[-1]
+
+
+async def start_at_log_head(connection: Connection, consumer_name: str) -> None:
+    """Start a consumer at the log's head: the shared test database holds other tests' events."""
+    await ensure_position(connection, consumer_name)
+    head = await log_head(connection)
+    await connection.execute(
+        "UPDATE consumer_positions SET tx = $2, position = $3 WHERE name = $1",
+        consumer_name,
+        head.tx,
+        head.position,
+    )

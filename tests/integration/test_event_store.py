@@ -11,14 +11,13 @@ from domain.users import User
 from eventstore import store as store_module
 from eventstore.pool import create_pool
 from eventstore.store import (
-    LOG_START,
     EventStore,
-    LogPosition,
     LogWindow,
     Metadata,
     RecordedEvent,
     scan_log,
 )
+from tests.conftest import log_head, log_tail
 
 META = Metadata(actor="token:test", request_id="req-1")
 
@@ -180,7 +179,7 @@ async def test_a_tailing_reader_misses_and_repeats_nothing_while_8_writers_commi
     writers, per_writer = 8, 1000
     org_id = uuid.uuid4()
     async with pool.acquire() as connection:
-        start = await _log_end(connection)
+        start = await log_head(connection)
     written: set[tuple[uuid.UUID, int]] = set()
     done = asyncio.Event()
 
@@ -228,18 +227,6 @@ async def test_a_tailing_reader_misses_and_repeats_nothing_while_8_writers_commi
         assert versions == sorted(versions), "a stream's events arrived out of order"
 
 
-async def _log_end(connection: asyncpg.Connection) -> LogPosition:
-    row = await connection.fetchrow("SELECT tx, position FROM events ORDER BY tx DESC, position DESC LIMIT 1")
-    return LogPosition(row["tx"], row["position"]) if row else LOG_START
-
-
-async def _log_tail(connection: asyncpg.Connection, count: int) -> list[LogPosition]:
-    rows = await connection.fetch(
-        "SELECT tx, position FROM events ORDER BY tx DESC, position DESC LIMIT $1", count
-    )
-    return [LogPosition(row["tx"], row["position"]) for row in reversed(rows)]
-
-
 async def _write_flipped_users(store: EventStore, count: int) -> None:
     for index in range(count):
         user, events = new_user(f"window{index}")
@@ -257,7 +244,7 @@ async def test_a_log_window_answers_every_scan_as_the_database_would(
     types_choices = [None, frozenset({"UserDeactivated"}), frozenset({"UserProvisioned", "UserDeactivated"})]
     chooser = random.Random(11)
     async with pool.acquire() as connection:
-        tail = await _log_tail(connection, 120)
+        tail = await log_tail(connection, 120)
         window = LogWindow(capacity=25)
         readers = [[tail[0], chooser.choice(types_choices), chooser.choice([1, 4, 10])] for _ in range(4)]
         for _ in range(200):
@@ -285,7 +272,7 @@ async def test_readers_at_the_same_place_share_one_read_of_the_log(
 
     monkeypatch.setattr(store_module, "read_log", counted)
     async with pool.acquire() as connection:
-        start = (await _log_tail(connection, 20))[0]
+        start = (await log_tail(connection, 20))[0]
         window = LogWindow(capacity=100)
         scans = [
             await window.scan(connection, start, 5, types) for types in (None, {"UserDeactivated"}, None)

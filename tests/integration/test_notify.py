@@ -12,8 +12,9 @@ import pytest
 from app.services import Services
 from domain.users import User
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
-from eventstore.runner import Runner, RunnerOptions, ensure_position
+from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore, Metadata, RecordedEvent, Transaction
+from tests.conftest import start_at_log_head
 
 META = Metadata("token:notify-test")
 # Polling too slowly to matter within a test: whatever a follower reads here, a wake-up made it read.
@@ -107,12 +108,7 @@ async def test_a_follower_that_does_not_poll_reads_a_commit_within_a_second(
     # In another process the runner knows nothing of the writer's notifier: only its NOTIFY reaches it.
     notifier = services.notifier if where == "this process" else None
     async with pool.acquire() as connection:
-        await ensure_position(connection, recorder.name)
-        await connection.execute(  # from the log's head: the shared test database holds other tests' events
-            "UPDATE consumer_positions SET (tx, position) = (SELECT tx, position FROM events "
-            "ORDER BY tx DESC, position DESC LIMIT 1) WHERE name = $1",
-            recorder.name,
-        )
+        await start_at_log_head(connection, recorder.name)
     task = asyncio.create_task(Runner(database_url, [recorder], NO_POLLING, notifier).run())
     try:
         await asyncio.sleep(0.5)  # running, and caught up with the log

@@ -25,8 +25,9 @@ import pytest
 from app.logs import JsonFormatter
 from app.services import Services
 from eventstore.pool import Connection
-from eventstore.runner import Runner, RunnerOptions, ensure_position, process_batch, rebuild, status
+from eventstore.runner import Runner, RunnerOptions, process_batch, rebuild, status
 from eventstore.store import LogScan, Metadata, RecordedEvent, Transaction
+from tests.conftest import start_at_log_head
 
 META = Metadata("token:runner-test")
 FAST = RunnerOptions(
@@ -255,13 +256,7 @@ async def test_a_reader_of_a_rare_type_examines_each_event_of_the_log_once(
     org_id, table = counting
     rare = CountingProjection(org_id, table, event_types=frozenset({"UserDeactivated"}))
     async with pool.acquire() as connection:
-        await ensure_position(connection, rare.name)
-        # From the log's head: the shared test database holds other tests' events.
-        await connection.execute(
-            "UPDATE consumer_positions SET (tx, position) = (SELECT tx, position FROM events "
-            "ORDER BY tx DESC, position DESC LIMIT 1) WHERE name = $1",
-            rare.name,
-        )
+        await start_at_log_head(connection, rare.name)
     users = [
         await services.users.provision(org_id, {"userName": f"rare{index}@runner.test"}, META)
         for index in range(120)
