@@ -246,7 +246,8 @@ async def _group_list(context: Context, args: argparse.Namespace) -> int:
 
 async def _projections_rebuild(context: Context, args: argparse.Namespace) -> int:
     if args.name == INLINE_PROJECTION:
-        replayed = await context.services.projection.rebuild(context.connection)
+        async with context.services.pool.acquire() as reader:
+            replayed = await context.services.projection.rebuild(context.connection, reader)
     else:
         consumer = context.services.consumer(args.name)
         if isinstance(consumer, Relocatable):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,6 +21,7 @@ from domain.users import EVENT_TYPES, User
 from eventstore.codec import decode_event
 from eventstore.pool import Connection
 from eventstore.store import FollowUp, RecordedEvent
+from projections.bulk import replace_contents
 from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
 from scim.query import ListQuery
 from scim.schema import USER
@@ -212,36 +213,54 @@ async def query(
     return Page(total, [UserRow(*row) for row in rows])
 
 
-async def rebuild_rows(connection: Connection) -> int:
+_REBUILD_CHUNK = 5000
+# Only the columns a fold needs: decoding the others cost a tenth of a rebuild. In stream order, so that each
+# user's row is complete as soon as the next stream begins.
+_REBUILD_EVENTS = (
+    "SELECT type, schema_version, payload, stream_id, version, occurred_at, position, org_id FROM events "
+    "WHERE type = ANY($1::text[]) ORDER BY org_id, stream_id, version"
+)
+
+
+async def rebuild_rows(connection: Connection, reader: Connection) -> int:
     """Replace every row with rows folded from the log alone; returns the number of events replayed. Runs in
-    the caller's transaction, which holds the table locks (see ScimProjection.rebuild)."""
-    users: dict[uuid.UUID, tuple[User, int, uuid.UUID]] = {}
-    replayed = 0
-    # Only the columns a fold needs: decoding the others cost a tenth of a rebuild.
-    cursor = connection.cursor(
-        "SELECT type, schema_version, payload, stream_id, version, occurred_at, position, org_id FROM events "
-        "WHERE type = ANY($1::text[]) ORDER BY org_id, stream_id, version",
-        USER_EVENT_TYPES,
-        prefetch=5000,
-    )
-    async for row in cursor:
-        stream_id = row[3]
-        existing = users.get(stream_id)
-        user = decode_event(*row[:6]).mutate(existing[0] if existing else None)
-        assert isinstance(user, User)
-        if existing is None:
-            users[stream_id] = (user, row[6], row[7])
-        replayed += 1
-    # TRUNCATE rather than DELETE: copying into a table full of dead rows made every unique-index check visit
-    # them, and took twice as long. Its lock makes readers wait for the rebuild too, as writers already do.
-    await connection.execute("TRUNCATE scim_users")
-    await connection.copy_records_to_table(
-        "scim_users",
-        records=[
-            _row_values(user, sort_key, org_id)
-            for user, sort_key, org_id in users.values()
-            if not user.deleted
-        ],
-        columns=_ROW_COLUMNS.split(", "),
-    )
-    return replayed
+    the caller's transaction, which holds the table locks (see ScimProjection.rebuild).
+
+    `reader`, a second connection outside any transaction, reads the log through the caller's snapshot while
+    the caller copies each user's row in as soon as it is complete: the database reads and writes while
+    this process folds, and only one user is held at a time, however many the log has.
+    """
+    snapshot = await connection.fetchval("SELECT pg_export_snapshot()")
+    replay = _Replay()
+    async with reader.transaction(isolation="repeatable_read", readonly=True):
+        await reader.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        # TRUNCATE rather than DELETE (inside replace_contents): copying into a table full of dead rows made
+        # every unique-index check visit them, and took twice as long. Its lock makes readers wait for the
+        # rebuild too, as writers already do.
+        await replace_contents(connection, "scim_users", _ROW_COLUMNS.split(", "), replay.rows(reader))
+    return replay.replayed
+
+
+class _Replay:
+    def __init__(self) -> None:
+        self.replayed = 0
+
+    async def rows(self, reader: Connection) -> AsyncIterator[tuple[Any, ...]]:
+        """The row of every user the log leaves undeleted, folded stream by stream."""
+        cursor = await reader.cursor(_REBUILD_EVENTS, USER_EVENT_TYPES)
+        user: User | None = None
+        sort_key, org_id = 0, None
+        # Fetched a chunk at a time: iterating the cursor row by row cost as much again as decoding the rows.
+        while rows := await cursor.fetch(_REBUILD_CHUNK):
+            for row in rows:
+                if user is not None and row[3] != user.id:
+                    if not user.deleted:
+                        yield _row_values(user, sort_key, org_id)
+                    user = None
+                if user is None:
+                    sort_key, org_id = row[6], row[7]
+                user = decode_event(*row[:6]).mutate(user)
+                assert isinstance(user, User)
+            self.replayed += len(rows)
+        if user is not None and not user.deleted:
+            yield _row_values(user, sort_key, org_id)

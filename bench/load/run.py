@@ -439,8 +439,8 @@ async def main() -> None:
         import_token = run_cli(env, "token", "issue", "--org", import_org)
         await load_users(pool, uuid.UUID(import_org), IMPORT_USERS)
         started = time.perf_counter()
-        async with pool.acquire() as connection:
-            replayed = await ScimProjection("Statsig").rebuild(connection)
+        async with pool.acquire() as connection, pool.acquire() as reader:
+            replayed = await ScimProjection("Statsig").rebuild(connection, reader)
         seconds = time.perf_counter() - started
         record(
             Result(

@@ -1,9 +1,12 @@
+import asyncio
 import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 
 from app.services import Services
+from domain.errors import UserNameTaken
 from eventstore.store import Metadata
 from projections import scim_users
 from projections.scim_sql import PageEnds
@@ -45,8 +48,8 @@ async def test_rebuilding_from_the_log_alone_gives_the_live_rows(
     before = await snapshot(pool, org_id)
     assert len(before) == 19
 
-    async with pool.acquire() as connection:
-        replayed = await services.projection.rebuild(connection)
+    async with pool.acquire() as connection, pool.acquire() as reader:
+        replayed = await services.projection.rebuild(connection, reader)
 
     assert replayed >= 25
     assert await snapshot(pool, org_id) == before
@@ -183,8 +186,8 @@ async def test_groups_memberships_and_the_catalog_rebuilt_from_the_log_equal_the
     assert len(before["group_members"]) == 4
     assert len(before["scim_groups"]) == 4
     assert any(row["display_name"] == "Statsig-Renamed-Admin" for row in before["scim_groups"])
-    async with pool.acquire() as connection:
-        await services.projection.rebuild(connection)
+    async with pool.acquire() as connection, pool.acquire() as reader:
+        await services.projection.rebuild(connection, reader)
     assert await snapshot() == before
 
 
@@ -273,10 +276,59 @@ async def test_a_rebuild_leaves_the_users_table_all_visible_for_index_only_count
     org_id = uuid.uuid4()
     for index in range(3):
         await services.users.provision(org_id, {"userName": f"visible{index}@x.org"}, META)
-    async with pool.acquire() as connection:
-        await services.projection.rebuild(connection)
+    async with pool.acquire() as connection, pool.acquire() as reader:
+        await services.projection.rebuild(connection, reader)
     pages, all_visible = await pool.fetchrow(
         "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'scim_users'"
     )
     assert pages > 0
     assert all_visible == pages
+
+
+async def test_a_rebuild_builds_the_users_table_indexes_again_as_they_were(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    # The rebuild drops them to copy the rows in faster; the userName index must still refuse a duplicate.
+    definitions = (
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'scim_users' "
+        "UNION ALL SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'scim_users'::regclass ORDER BY 1, 2"
+    )
+    before = [tuple(row) for row in await pool.fetch(definitions)]
+    assert any(name == "scim_users_user_name_key" for name, _ in before)
+    org_id = uuid.uuid4()
+    await services.users.provision(org_id, {"userName": "taken@x.org"}, META)
+
+    async with pool.acquire() as connection, pool.acquire() as reader:
+        await services.projection.rebuild(connection, reader)
+
+    assert [tuple(row) for row in await pool.fetch(definitions)] == before
+    with pytest.raises(UserNameTaken):
+        await services.users.provision(org_id, {"userName": "Taken@X.org"}, META)
+
+
+async def test_users_provisioned_while_a_rebuild_runs_are_neither_lost_nor_doubled(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    # The rebuild reads the log on a second connection, through the snapshot of the transaction that holds the
+    # tables' locks: a write committed before the locks is in the rebuilt rows, one after lands on top.
+    org_id = uuid.uuid4()
+    for index in range(50):
+        await services.users.provision(org_id, {"userName": f"early{index}@x.org"}, META)
+
+    async def rebuild() -> None:
+        async with pool.acquire() as connection, pool.acquire() as reader:
+            await services.projection.rebuild(connection, reader)
+
+    async def provision(index: int) -> None:
+        await asyncio.sleep(index * 0.002)
+        await services.users.provision(org_id, {"userName": f"racing{index}@x.org"}, META)
+
+    await asyncio.gather(rebuild(), *(provision(index) for index in range(30)))
+
+    live = await snapshot(pool, org_id)
+    assert sorted(row["user_name"] for row in live) == sorted(
+        [f"early{index}@x.org" for index in range(50)] + [f"racing{index}@x.org" for index in range(30)]
+    )
+    await rebuild()
+    assert await snapshot(pool, org_id) == live
