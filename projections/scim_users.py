@@ -213,10 +213,10 @@ async def query(
     return Page(total, [UserRow(*row) for row in rows])
 
 
-_REBUILD_CHUNK = 5000
+REBUILD_CHUNK = 5000
 # Only the columns a fold needs: decoding the others cost a tenth of a rebuild. In stream order, so that each
 # user's row is complete as soon as the next stream begins.
-_REBUILD_EVENTS = (
+REBUILD_EVENTS = (
     "SELECT type, schema_version, payload, stream_id, version, occurred_at, position, org_id FROM events "
     "WHERE type = ANY($1::text[]) ORDER BY org_id, stream_id, version"
 )
@@ -247,11 +247,11 @@ class _Replay:
 
     async def rows(self, reader: Connection) -> AsyncIterator[tuple[Any, ...]]:
         """The row of every user the log leaves undeleted, folded stream by stream."""
-        cursor = await reader.cursor(_REBUILD_EVENTS, USER_EVENT_TYPES)
+        cursor = await reader.cursor(REBUILD_EVENTS, USER_EVENT_TYPES)
         user: User | None = None
         sort_key, org_id = 0, None
         # Fetched a chunk at a time: iterating the cursor row by row cost as much again as decoding the rows.
-        while rows := await cursor.fetch(_REBUILD_CHUNK):
+        while rows := await cursor.fetch(REBUILD_CHUNK):
             for row in rows:
                 if user is not None and row[3] != user.id:
                     if not user.deleted:
