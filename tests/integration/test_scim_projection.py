@@ -285,10 +285,10 @@ async def test_a_rebuild_leaves_the_users_table_all_visible_for_index_only_count
     assert all_visible == pages
 
 
-async def test_a_rebuild_builds_the_users_table_indexes_again_as_they_were(
+async def test_a_rebuild_leaves_the_users_table_indexes_as_they_were(
     services: Services, pool: asyncpg.Pool
 ) -> None:
-    # The rebuild drops them to copy the rows in faster; the userName index must still refuse a duplicate.
+    # Rows copied in bulk still pass through the userName index, which must refuse a duplicate afterwards.
     definitions = (
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'scim_users' "
         "UNION ALL SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
