@@ -5,7 +5,8 @@ request body unique). Baselines in the same run:
 - (a) a bare Starlette + asyncpg endpoint doing one INSERT in a transaction into an events-shaped table,
 - (b) one doing one indexed SELECT,
 - (c) scim2-server from PyPI, a peer SCIM server (in memory), for POST /Users and GET filter,
-- and the trivial endpoint, which shows the load generator is not the bottleneck.
+- a fixed answer from nginx, which shows the load generator is not the bottleneck, and the same from
+  Starlette + uvicorn, the HTTP layer's own ceiling.
 
 Writes bench/results/latest.json and BENCHMARKS.md, and prints the table. Every load run is bounded in time.
 """
@@ -53,6 +54,26 @@ PAIRED_ROUNDS, PAIRED_SECONDS, WARM_UP_SECONDS = 7, 5, 2
 CLI = str(Path(sys.executable).parent / "scimledger")
 UVICORN = str(Path(sys.executable).parent / "uvicorn")
 IMPORT_USERS = 100_000
+# Unpacked from Debian's package by `make bench`, never installed as a service.
+NGINX = ROOT / ".bench" / "nginx" / "usr" / "sbin" / "nginx"
+NGINX_CONFIG = """
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {
+        listen 127.0.0.1:{port};
+        location / { default_type application/json; return 200 '{"status":"ok"}'; }
+    }
+}
+"""
 
 
 @dataclass
@@ -155,6 +176,35 @@ def start_baseline(env: dict[str, str]) -> Server:
     return Server([*command, "--log-level", "warning"], port, env, "/trivial")
 
 
+def trivial(base: str, work: Path) -> Run:
+    """The same wrk and Lua script as the scenarios, against a fixed JSON answer at `base`/trivial."""
+    return wrk(
+        base, "get_random.lua", {"BENCH_PATH": "/trivial", "BENCH_IDS": write_lines(work, "none", ["x"])}
+    )
+
+
+def load_generator_ceiling(work: Path) -> Result:
+    """wrk against nginx answering a fixed JSON body: a server that costs next to nothing per request, so
+    the figure is wrk's own, Lua script included. The Starlette endpoint above is bounded by Python first."""
+    port = free_port()
+    (work / "nginx").mkdir()
+    config = work / "nginx" / "nginx.conf"
+    config.write_text(
+        NGINX_CONFIG.replace("{port}", str(port)).replace("{prefix}", str(work / "nginx")), encoding="utf-8"
+    )
+    nginx = Server(
+        [str(NGINX), "-p", str(work / "nginx"), "-c", str(config), "-e", str(work / "nginx" / "error.log")],
+        port,
+        {},
+        "/trivial",
+    )
+    try:
+        rps, p50, p99, _ = trivial(nginx.base, work)
+    finally:
+        nginx.stop()
+    return Result("load generator ceiling: trivial JSON endpoint on nginx (one worker)", rps, p50, p99)
+
+
 def baseline_insert(baseline: Server, seconds: int = SECONDS) -> Run:
     return wrk(baseline.base, "baseline_insert.lua", {}, seconds)
 
@@ -215,12 +265,8 @@ async def baselines(
     """(a) and (b) against the bare Starlette + asyncpg app, and the load generator's ceiling the first time."""
     print(f"baselines: bare Starlette + asyncpg{label}", flush=True)
     if not label:
-        rps, p50, p99, _ = wrk(
-            baseline.base + "/trivial",
-            "get_random.lua",
-            {"BENCH_PATH": "/trivial", "BENCH_IDS": write_lines(work, "none", ["x"])},
-        )
-        record(Result("load generator ceiling: trivial JSON endpoint", rps, p50, p99))
+        rps, p50, p99, _ = trivial(baseline.base, work)
+        record(Result("HTTP layer ceiling: trivial JSON endpoint on Starlette + uvicorn", rps, p50, p99))
     rps, p50, p99, _ = baseline_insert(baseline)
     insert = Result(f"(a) baseline: one INSERT in a transaction{label}", rps, p50, p99)
     record(insert)
@@ -264,6 +310,7 @@ async def main() -> None:
             "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
         }
 
+        record(load_generator_ceiling(work))
         pool = await create_pool(url, min_size=1, max_size=2)
         # Up for the whole run: the target scenarios take turns with it (see `paired`).
         baseline = start_baseline(env)
@@ -612,7 +659,9 @@ def write_outputs(results: list[Result], run_seconds: float) -> None:
         "app would; the rows marked \"service's pool settings\" rerun them with the service's pool, which "
         "skips asyncpg's per-release session reset. The service runs as `scimledger serve`, with its runner "
         "in the same process, except for the import (`--no-worker`), at log level warning and with the per-token "
-        "rate limit off (one token sends every request). scim2-server keeps its data in memory. "
+        "rate limit off (one token sends every request). scim2-server keeps its data in memory. The load "
+        "generator's ceiling is measured against nginx (from Debian's package, one worker) answering a fixed "
+        "body, so that it is wrk's own; the same answer from Starlette + uvicorn is the HTTP layer's ceiling. "
         f"The whole run took {run_seconds / 60:.1f} minutes.\n\n" + "\n".join(table) + "\n"
     )
     print("\n" + "\n".join(table) + f"\n\nmake bench took {run_seconds:.0f} s")
