@@ -16,6 +16,7 @@ from typing import Any
 
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent, Transaction
+from projections.arrays import columns_of
 
 Pair = tuple[uuid.UUID, uuid.UUID, uuid.UUID]  # org, user, group
 Key = tuple[uuid.UUID, uuid.UUID]  # org, entity
@@ -113,11 +114,6 @@ class _Batch:
 
 # Group ids repeat across a batch (a handful of groups, thousands of memberships): parse each once.
 _group_id = functools.lru_cache(maxsize=65_536)(uuid.UUID)
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as column arrays, for one unnest() statement instead of a statement per row."""
-    return [[row[index] for row in rows] for index in range(width)]
 
 
 class AnalyticsAccess:
@@ -339,7 +335,7 @@ class AnalyticsAccess:
                 "revoke_cause = c.revoke_cause FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], "
                 "$5::text[], $6::text[]) AS c(org_id, user_id, group_id, valid_to, revoked_by, revoke_cause) "
                 "WHERE i.org_id = c.org_id AND i.user_id = c.user_id AND i.group_id = c.group_id AND i.valid_to IS NULL",
-                *_columns(batch.closes, 6),
+                *columns_of(batch.closes, 6),
             )
         intervals = [*batch.completed, *batch.opened.values()]
         if intervals:
@@ -364,7 +360,7 @@ class AnalyticsAccess:
                 "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[]) "
                 "ON CONFLICT (org_id, group_id, user_id) DO UPDATE SET "
                 "since = EXCLUDED.since, granted_by = EXCLUDED.granted_by, cause = EXCLUDED.cause",
-                *_columns(held, 6),
+                *columns_of(held, 6),
             )
 
     async def _update_users(self, connection: Connection, changes: dict[Key, dict[str, Any]]) -> None:
@@ -388,7 +384,7 @@ class AnalyticsAccess:
             "$4::text[], $5::text[], $6::text[], $7::boolean[], $8::boolean[], $9::boolean[], $10::timestamptz[], "
             f"$11::timestamptz[]) AS v(org_id, user_id, {', '.join(_USER_COLUMNS)}) "
             "WHERE u.org_id = v.org_id AND u.user_id = v.user_id",
-            *_columns(merged, 2 + len(_USER_COLUMNS)),
+            *columns_of(merged, 2 + len(_USER_COLUMNS)),
         )
 
     async def reset(self, connection: Connection) -> None:

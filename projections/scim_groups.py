@@ -20,6 +20,7 @@ from domain.errors import DomainError
 from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
+from projections.arrays import columns_of
 from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
 from scim.query import ListQuery
 from scim.schema import GROUP
@@ -89,11 +90,21 @@ class GroupProjector:
         return f"{self.prefix}-{project}-{role}"
 
     async def apply(self, connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
-        """Apply the catalog, group and membership events among `recorded`, in order."""
+        """Apply the catalog, group and membership events among `recorded`, in order. Consecutive membership
+        changes go in one statement (a rebuild replays thousands of them, a full resync hundreds)."""
         try:
+            changes: list[RecordedEvent] = []
             for event in recorded:
+                if event.type in MEMBERSHIP_EVENT_TYPES:
+                    changes.append(event)
+                    continue
+                if changes:
+                    await _apply_memberships(connection, changes)
+                    changes = []
                 if event.type in EVENT_TYPES:
                     await self._apply_one(connection, event)
+            if changes:
+                await _apply_memberships(connection, changes)
         except asyncpg.UniqueViolationError as error:
             raise _name_taken(error) from error
 
@@ -160,32 +171,6 @@ class GroupProjector:
                     event.position,
                     event.occurred_at,
                 )
-            case "GroupMemberAdded" | "GroupMemberRemoved":
-                group_id = uuid.UUID(payload["group_id"])
-                if event.type == "GroupMemberAdded":
-                    await connection.execute(
-                        "INSERT INTO group_members (org_id, group_id, user_id, added) "
-                        "SELECT $1, $2, $3, $4 WHERE EXISTS "
-                        "(SELECT 1 FROM scim_groups WHERE org_id = $1 AND group_id = $2) ON CONFLICT DO NOTHING",
-                        org_id,
-                        group_id,
-                        event.stream_id,
-                        event.occurred_at,
-                    )
-                else:
-                    await connection.execute(
-                        "DELETE FROM group_members WHERE org_id = $1 AND group_id = $2 AND user_id = $3",
-                        org_id,
-                        group_id,
-                        event.stream_id,
-                    )
-                await connection.execute(
-                    "UPDATE scim_groups SET version = $3, last_modified = $4 WHERE org_id = $1 AND group_id = $2",
-                    org_id,
-                    group_id,
-                    event.position,
-                    event.occurred_at,
-                )
 
     async def _rename_groups(self, connection: Connection, event: RecordedEvent, key: str) -> None:
         await connection.execute(
@@ -208,6 +193,66 @@ class GroupProjector:
         await connection.execute("DELETE FROM catalog_projects")
         await connection.execute("DELETE FROM catalog_roles")
         await self.apply(connection, recorded)
+
+
+# The net effect of a run of membership changes, applied one by one, in one statement: a removal deletes
+# the row; an addition inserts it with the addition's time unless the member is already there, except that
+# an addition after a removal in the same run replaces the row (its time is that of the first addition
+# after the last removal). Members are added only to groups that exist, and only groups that exist have
+# members (archiving removes them), so a run cannot change which groups exist. Every change moves its
+# group's version and lastModified, the last change in the run winning.
+_APPLY_MEMBERSHIPS = """
+WITH removed AS (
+    DELETE FROM group_members AS member
+    USING unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS gone(org_id, group_id, user_id)
+    WHERE member.org_id = gone.org_id AND member.group_id = gone.group_id AND member.user_id = gone.user_id
+), added AS (
+    INSERT INTO group_members (org_id, group_id, user_id, added)
+    SELECT new.org_id, new.group_id, new.user_id, new.added
+    FROM unnest($4::uuid[], $5::uuid[], $6::uuid[], $7::timestamptz[]) AS new(org_id, group_id, user_id, added)
+    WHERE EXISTS (SELECT FROM scim_groups AS grp WHERE grp.org_id = new.org_id AND grp.group_id = new.group_id)
+    ON CONFLICT (org_id, group_id, user_id) DO NOTHING
+), readded AS (
+    INSERT INTO group_members (org_id, group_id, user_id, added)
+    SELECT new.org_id, new.group_id, new.user_id, new.added
+    FROM unnest($8::uuid[], $9::uuid[], $10::uuid[], $11::timestamptz[]) AS new(org_id, group_id, user_id, added)
+    WHERE EXISTS (SELECT FROM scim_groups AS grp WHERE grp.org_id = new.org_id AND grp.group_id = new.group_id)
+    ON CONFLICT (org_id, group_id, user_id) DO UPDATE SET added = EXCLUDED.added
+)
+UPDATE scim_groups AS grp SET version = changed.version, last_modified = changed.last_modified
+FROM unnest($12::uuid[], $13::uuid[], $14::bigint[], $15::timestamptz[])
+     AS changed(org_id, group_id, version, last_modified)
+WHERE grp.org_id = changed.org_id AND grp.group_id = changed.group_id
+"""
+
+_Pair = tuple[uuid.UUID, uuid.UUID, uuid.UUID]  # org, group, user
+
+
+async def _apply_memberships(connection: Connection, changes: Sequence[RecordedEvent]) -> None:
+    removed: set[_Pair] = set()
+    added: dict[_Pair, datetime.datetime] = {}
+    readded: dict[_Pair, datetime.datetime] = {}
+    groups: dict[tuple[uuid.UUID, uuid.UUID], tuple[int, datetime.datetime]] = {}
+    for event in changes:
+        group_id = uuid.UUID(event.payload["group_id"])
+        pair = (event.org_id, group_id, event.stream_id)
+        groups[(event.org_id, group_id)] = (event.position, event.occurred_at)
+        if event.type == "GroupMemberRemoved":
+            removed.add(pair)
+            added.pop(pair, None)
+            readded.pop(pair, None)
+        elif pair in removed:
+            removed.discard(pair)
+            readded[pair] = event.occurred_at
+        elif pair not in readded:
+            added.setdefault(pair, event.occurred_at)
+    await connection.execute(
+        _APPLY_MEMBERSHIPS,
+        *columns_of(list(removed), 3),
+        *columns_of([(*pair, at) for pair, at in added.items()], 4),
+        *columns_of([(*pair, at) for pair, at in readded.items()], 4),
+        *columns_of([(*group, *change) for group, change in groups.items()], 4),
+    )
 
 
 def _catalog_table(event_type: str) -> tuple[str, str]:

@@ -332,3 +332,87 @@ async def test_users_provisioned_while_a_rebuild_runs_are_neither_lost_nor_doubl
     )
     await rebuild()
     assert await snapshot(pool, org_id) == live
+
+
+async def test_a_run_of_membership_changes_applied_at_once_equals_applying_them_one_by_one(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    import datetime
+
+    from app.catalog import PROJECT, ROLE
+    from eventstore.store import RecordedEvent
+
+    org_id = uuid.uuid4()
+    admin = Metadata("admin:test")
+    await services.catalog.create(PROJECT, org_id, "P", admin)
+    await services.catalog.create(ROLE, org_id, "Admin", admin)
+    await services.catalog.create(ROLE, org_id, "Viewer", admin)
+    first, second = [
+        row["group_id"]
+        for row in await pool.fetch(
+            "SELECT group_id FROM scim_groups WHERE org_id = $1 ORDER BY display_name", org_id
+        )
+    ]
+    missing = uuid.uuid4()  # no such group: additions to it change nothing
+    kept, replaced, once, twice, gone, stranger, newcomer = (uuid.uuid4() for _ in range(7))
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+    def change(index: int, kind: str, group: uuid.UUID, user: uuid.UUID) -> RecordedEvent:
+        at = start + datetime.timedelta(minutes=index)
+        return RecordedEvent(
+            10**12 + index, 0, org_id, user, index + 2, kind, 1, {"group_id": str(group), "cause": "push"},
+            at, at, "token:test", None,
+        )  # fmt: skip
+
+    added, removed = "GroupMemberAdded", "GroupMemberRemoved"
+    members_before = [change(0, added, first, kept), change(1, added, first, replaced)]
+    run = [
+        change(2, added, first, kept),  # already a member: keeps the time it was added
+        change(3, removed, first, replaced),
+        change(4, added, first, replaced),  # back, with this time
+        change(5, added, first, replaced),
+        change(6, added, second, once),
+        change(7, added, second, twice),
+        change(8, removed, second, twice),
+        change(9, added, second, twice),
+        change(10, removed, second, twice),  # ends removed
+        change(11, added, first, gone),
+        change(12, removed, first, gone),
+        change(13, removed, first, stranger),  # never a member
+        change(14, added, missing, stranger),
+        change(15, added, second, newcomer),  # the first addition's time stands
+        change(16, added, second, newcomer),
+    ]
+
+    async def state(connection: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        members = await connection.fetch(
+            "SELECT group_id, user_id, added FROM group_members WHERE org_id = $1 ORDER BY 1, 2", org_id
+        )
+        groups = await connection.fetch(
+            "SELECT group_id, version, last_modified FROM scim_groups WHERE org_id = $1 ORDER BY 1", org_id
+        )
+        return [tuple(row) for row in members], [tuple(row) for row in groups]
+
+    outcomes = []
+    async with pool.acquire() as connection:
+        for batches in ([[event] for event in run], [run]):
+            transaction = connection.transaction()
+            await transaction.start()
+            await services.projection.groups.apply(connection, members_before)
+            for batch in batches:
+                await services.projection.groups.apply(connection, batch)
+            outcomes.append(await state(connection))
+            await transaction.rollback()
+
+    one_by_one, at_once = outcomes
+    assert at_once == one_by_one
+    members, groups = at_once
+    assert sorted(members) == sorted(
+        [
+            (first, kept, start),
+            (first, replaced, start + datetime.timedelta(minutes=4)),
+            (second, once, start + datetime.timedelta(minutes=6)),
+            (second, newcomer, start + datetime.timedelta(minutes=15)),
+        ]
+    )
+    assert {group: version for group, version, _ in groups} == {first: 10**12 + 13, second: 10**12 + 16}
