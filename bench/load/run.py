@@ -186,7 +186,10 @@ def trivial(base: str, work: Path) -> Run:
 
 def load_generator_ceiling(work: Path) -> Result:
     """wrk against nginx answering a fixed JSON body: a server that costs next to nothing per request, so
-    the figure is wrk's own, Lua script included. The Starlette endpoint above is bounded by Python first."""
+    the figure is wrk's own, Lua script included. The same answer from Starlette (see `baselines`) is
+    bounded by Python first."""
+    if not NGINX.exists():
+        raise RuntimeError(f"{NGINX} is missing: run the benchmark with `make bench`, which unpacks it.")
     port = free_port()
     (work / "nginx").mkdir()
     config = work / "nginx" / "nginx.conf"
