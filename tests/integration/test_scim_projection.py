@@ -416,3 +416,34 @@ async def test_a_run_of_membership_changes_applied_at_once_equals_applying_them_
         ]
     )
     assert {group: version for group, version, _ in groups} == {first: 10**12 + 13, second: 10**12 + 16}
+
+
+async def test_a_rebuild_that_fails_midway_leaves_the_rows_as_they_were(
+    services: Services, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The users' rows stream into COPY while the log is read: a failure after some of them were sent must
+    # roll the whole rebuild back, the TRUNCATE included, and leave both connections usable.
+    org_id = uuid.uuid4()
+    for index in range(5):
+        await services.users.provision(org_id, {"userName": f"kept{index}@x.org"}, META)
+    before = await snapshot(pool, org_id)
+    row_values = scim_users._row_values
+    built = 0
+
+    def failing_after_a_few(*args: Any) -> tuple[Any, ...]:
+        nonlocal built
+        built += 1
+        if built > 3:
+            raise RuntimeError("injected failure while folding")
+        return row_values(*args)
+
+    monkeypatch.setattr(scim_users, "_row_values", failing_after_a_few)
+    async with pool.acquire() as connection, pool.acquire() as reader:
+        with pytest.raises(RuntimeError, match="injected failure"):
+            await services.projection.rebuild(connection, reader)
+        monkeypatch.undo()
+        assert await snapshot(pool, org_id) == before
+        assert await pool.fetchval("SELECT count(*) FROM scim_users") > 3
+        await services.projection.rebuild(connection, reader)
+    assert built > 3
+    assert await snapshot(pool, org_id) == before
