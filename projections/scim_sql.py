@@ -165,10 +165,6 @@ class QueryCompiler:
     columns: Mapping[str, Column]
     document: str = "resource"
     relations: Mapping[str, Relation] = field(default_factory=dict)
-    # The same few paths come in request after request; bounded, as clients may spell them in any case.
-    _resolutions: dict[AttrPath, Resolved | None] = field(
-        default_factory=dict, init=False, compare=False, repr=False
-    )
 
     def where(self, scim_filter: Filter, parameters: Parameters) -> str:
         return self._compile(scim_filter, parameters)
@@ -177,7 +173,8 @@ class QueryCompiler:
         """Whether `scim_filter` is an equality on a unique column, such as `userName eq "…"`."""
         if not isinstance(scim_filter, Compare) or scim_filter.op != "eq" or scim_filter.value is None:
             return False
-        resolved = self._lookup(scim_filter.path)
+        path = scim_filter.path
+        resolved = self.resource_type.resolve(path.schema, path.name, path.sub)
         column = self.columns.get(resolved.dotted()) if resolved is not None else None
         return column is not None and column.unique
 
@@ -284,19 +281,11 @@ class QueryCompiler:
         return (expression if case_exact else f"lower({expression})"), True
 
     def _resolve(self, path: AttrPath) -> Resolved:
-        resolved = self._lookup(path)
+        resolved = self.resource_type.resolve(path.schema, path.name, path.sub)
         if resolved is None:
             raise invalid_filter(f"'{path}' is not an attribute of {self.resource_type.name}.")
         if resolved.dotted() not in self.columns and resolved.attribute.name == "meta":
             raise invalid_filter(f"Filtering on '{path}' is not supported.")
-        return resolved
-
-    def _lookup(self, path: AttrPath) -> Resolved | None:
-        if path in self._resolutions:
-            return self._resolutions[path]
-        resolved = self.resource_type.resolve(path.schema, path.name, path.sub)
-        if len(self._resolutions) < 1024:
-            self._resolutions[path] = resolved
         return resolved
 
     def _container(self, resolved: Resolved) -> str:
