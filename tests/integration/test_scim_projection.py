@@ -29,6 +29,12 @@ async def snapshot(pool: asyncpg.Pool, org_id: uuid.UUID) -> list[dict[str, Any]
     return [dict(row) for row in rows]
 
 
+async def rebuild(services: Services, pool: asyncpg.Pool) -> int:
+    """A rebuild of the SCIM projections as the CLI runs it: on one connection, reading on a second."""
+    async with pool.acquire() as connection, pool.acquire() as reader:
+        return await services.projection.rebuild(connection, reader)
+
+
 async def test_rebuilding_from_the_log_alone_gives_the_live_rows(
     services: Services, pool: asyncpg.Pool
 ) -> None:
@@ -48,8 +54,7 @@ async def test_rebuilding_from_the_log_alone_gives_the_live_rows(
     before = await snapshot(pool, org_id)
     assert len(before) == 19
 
-    async with pool.acquire() as connection, pool.acquire() as reader:
-        replayed = await services.projection.rebuild(connection, reader)
+    replayed = await rebuild(services, pool)
 
     assert replayed >= 25
     assert await snapshot(pool, org_id) == before
@@ -186,8 +191,7 @@ async def test_groups_memberships_and_the_catalog_rebuilt_from_the_log_equal_the
     assert len(before["group_members"]) == 4
     assert len(before["scim_groups"]) == 4
     assert any(row["display_name"] == "Statsig-Renamed-Admin" for row in before["scim_groups"])
-    async with pool.acquire() as connection, pool.acquire() as reader:
-        await services.projection.rebuild(connection, reader)
+    await rebuild(services, pool)
     assert await snapshot() == before
 
 
@@ -276,8 +280,7 @@ async def test_a_rebuild_leaves_the_users_table_all_visible_for_index_only_count
     org_id = uuid.uuid4()
     for index in range(3):
         await services.users.provision(org_id, {"userName": f"visible{index}@x.org"}, META)
-    async with pool.acquire() as connection, pool.acquire() as reader:
-        await services.projection.rebuild(connection, reader)
+    await rebuild(services, pool)
     pages, all_visible = await pool.fetchrow(
         "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'scim_users'"
     )
@@ -299,8 +302,7 @@ async def test_a_rebuild_leaves_the_users_table_indexes_as_they_were(
     org_id = uuid.uuid4()
     await services.users.provision(org_id, {"userName": "taken@x.org"}, META)
 
-    async with pool.acquire() as connection, pool.acquire() as reader:
-        await services.projection.rebuild(connection, reader)
+    await rebuild(services, pool)
 
     assert [tuple(row) for row in await pool.fetch(definitions)] == before
     with pytest.raises(UserNameTaken):
@@ -316,21 +318,17 @@ async def test_users_provisioned_while_a_rebuild_runs_are_neither_lost_nor_doubl
     for index in range(50):
         await services.users.provision(org_id, {"userName": f"early{index}@x.org"}, META)
 
-    async def rebuild() -> None:
-        async with pool.acquire() as connection, pool.acquire() as reader:
-            await services.projection.rebuild(connection, reader)
-
     async def provision(index: int) -> None:
         await asyncio.sleep(index * 0.002)
         await services.users.provision(org_id, {"userName": f"racing{index}@x.org"}, META)
 
-    await asyncio.gather(rebuild(), *(provision(index) for index in range(30)))
+    await asyncio.gather(rebuild(services, pool), *(provision(index) for index in range(30)))
 
     live = await snapshot(pool, org_id)
     assert sorted(row["user_name"] for row in live) == sorted(
         [f"early{index}@x.org" for index in range(50)] + [f"racing{index}@x.org" for index in range(30)]
     )
-    await rebuild()
+    await rebuild(services, pool)
     assert await snapshot(pool, org_id) == live
 
 
