@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import gc
 import json
 import os
 import platform
@@ -42,7 +41,7 @@ from app.settings import Settings
 from domain.users import User
 from eventstore.pool import create_pool
 from projections import scim_users
-from projections.scim import ScimProjection
+from projections.scim import ScimProjection, without_cyclic_gc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scratch import copy_events, event_rows, scratch_database
@@ -535,17 +534,19 @@ async def main() -> None:
 
 async def rebuild_read_alone(pool: asyncpg.Pool) -> tuple[int, float]:
     """The events the users' rebuild reads, read and decoded the same way with nothing else done: the ceiling
-    of a rebuild in this process on this machine, now. Returns the events and the seconds."""
+    of a rebuild in this process on this machine, now, with the cyclic collector off as the rebuild has it.
+    Returns the events and the seconds."""
     async with (
         pool.acquire() as connection,
         connection.transaction(isolation="repeatable_read", readonly=True),
     ):
-        started = time.perf_counter()
-        cursor = await connection.cursor(scim_users.REBUILD_EVENTS, scim_users.USER_EVENT_TYPES)
-        read = 0
-        while rows := await cursor.fetch(scim_users.REBUILD_CHUNK):
-            read += len(rows)
-        return read, time.perf_counter() - started
+        with without_cyclic_gc():
+            started = time.perf_counter()
+            cursor = await connection.cursor(scim_users.REBUILD_EVENTS, scim_users.USER_EVENT_TYPES)
+            read = 0
+            while rows := await cursor.fetch(scim_users.REBUILD_CHUNK):
+                read += len(rows)
+            return read, time.perf_counter() - started
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -618,8 +619,7 @@ async def import_users(base: str, token: str) -> list[float]:
     requests leave in cycles is collected once it is back on.
     """
     pages = []
-    gc.disable()
-    try:
+    with without_cyclic_gc():
         async with httpx.AsyncClient(
             base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
         ) as client:
@@ -631,8 +631,6 @@ async def import_users(base: str, token: str) -> list[float]:
                 total = body["totalResults"]
                 seen += body["itemsPerPage"]
                 start += body["itemsPerPage"] or 100
-    finally:
-        gc.enable()
     assert seen == IMPORT_USERS, f"imported {seen} of {IMPORT_USERS}"
     return pages
 
