@@ -265,7 +265,8 @@ def paired_result(
 async def baselines(
     baseline: Server, work: Path, pool: asyncpg.Pool, label: str, record: Any
 ) -> tuple[Result, Result]:
-    """(a) and (b) against the bare Starlette + asyncpg app, and the load generator's ceiling the first time."""
+    """(a) and (b) against the bare Starlette + asyncpg app, and the first time the HTTP layer's ceiling (the
+    load generator's own is measured against nginx, see `load_generator_ceiling`)."""
     print(f"baselines: bare Starlette + asyncpg{label}", flush=True)
     if not label:
         rps, p50, p99, _ = trivial(baseline.base, work)
