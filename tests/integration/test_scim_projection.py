@@ -288,6 +288,23 @@ async def test_a_rebuild_leaves_the_users_table_all_visible_for_index_only_count
     assert all_visible == pages
 
 
+async def test_a_rebuild_gathers_statistics_for_the_columns_filters_use_and_not_for_the_document(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    # The planner never reads statistics of the whole resource document, and gathering them was most of the
+    # rebuild's ANALYZE (migration 0009).
+    org_id = uuid.uuid4()
+    for index in range(3):
+        await services.users.provision(org_id, {"userName": f"stats{index}@x.org"}, META)
+    await rebuild(services, pool)
+    analyzed = {
+        row["attname"]
+        for row in await pool.fetch("SELECT attname FROM pg_stats WHERE tablename = 'scim_users'")
+    }
+    assert {"org_id", "user_name", "external_id", "active", "sort_key"} <= analyzed
+    assert "resource" not in analyzed
+
+
 async def test_a_rebuild_leaves_the_users_table_indexes_as_they_were(
     services: Services, pool: asyncpg.Pool
 ) -> None:
