@@ -1,13 +1,15 @@
 import asyncio
+import datetime
 import uuid
 from typing import Any
 
 import asyncpg
 import pytest
 
+from app.catalog import PROJECT, ROLE
 from app.services import Services
 from domain.errors import UserNameTaken
-from eventstore.store import Metadata
+from eventstore.store import Metadata, RecordedEvent
 from projections import scim_users
 from projections.scim_sql import PageEnds
 from scim.filter import parse_filter
@@ -352,11 +354,6 @@ async def test_users_provisioned_while_a_rebuild_runs_are_neither_lost_nor_doubl
 async def test_a_run_of_membership_changes_applied_at_once_equals_applying_them_one_by_one(
     services: Services, pool: asyncpg.Pool
 ) -> None:
-    import datetime
-
-    from app.catalog import PROJECT, ROLE
-    from eventstore.store import RecordedEvent
-
     org_id = uuid.uuid4()
     admin = Metadata("admin:test")
     await services.catalog.create(PROJECT, org_id, "P", admin)
