@@ -17,7 +17,7 @@ import msgspec
 from starlette.datastructures import URL
 from starlette.endpoints import HTTPEndpoint
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,6 +40,8 @@ access = logging.getLogger("scimledger.access")
 SCIM_MEDIA_TYPE = "application/scim+json"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+# What nginx records when the client closes the connection before the response: no response is sent.
+_CLIENT_CLOSED_REQUEST = 499
 _REQUEST_ID = re.compile(r"^[\w.:@/-]{1,128}$")
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -181,8 +183,13 @@ class EdgeMiddleware:
                 message["headers"] = [*message.get("headers", []), echoed]
             await send(message)
 
+        disconnected = False
         try:
             await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            # The client hung up before its body arrived whole (Okta gives up on a slow request), so nothing
+            # was applied and nobody is left to answer. Not the service's failure, so not a 500 either.
+            disconnected = True
         except Exception as error:
             log.exception("unhandled %s", type(error).__name__, extra={"error_type": type(error).__name__})
             if responded is None:  # otherwise the response is cut short, which is all that can be done
@@ -193,7 +200,7 @@ class EdgeMiddleware:
         finally:
             route = _route_template(scope)
             seconds = time.perf_counter() - started
-            status = responded if responded is not None else 500
+            status = responded if responded is not None else _CLIENT_CLOSED_REQUEST if disconnected else 500
             self.metrics.observe(route, scope["method"], status, seconds)
             if access.isEnabledFor(logging.INFO):
                 access.info(

@@ -1,7 +1,9 @@
 """Okta's provisioning sequences against `scimledger serve` under uvicorn on loopback, set up with the CLI."""
 
 import asyncio
+import json
 import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -138,6 +140,43 @@ async def test_unknown_ids_and_bad_tokens(okta: Okta, server: ServiceProcess) ->
         response = await anonymous.get("/Users", headers={"Authorization": "Bearer scl_not-a-real-token"})
         assert response.status_code == 401
         assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+
+
+async def _posts_of_users_answered(server: ServiceProcess, status: int) -> float:
+    """POST /Users requests the service's metrics count with `status`."""
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{server.root}/metrics")).text
+    labels = ('method="POST"', 'route="/scim/v2/Users"', f'status="{status}"')
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("scimledger_http_requests_total{") and all(label in line for label in labels)
+    )
+
+
+async def test_a_client_that_hangs_up_mid_body_is_counted_as_499_and_logs_no_error(
+    okta: Okta, server: ServiceProcess
+) -> None:
+    """Okta gives up on a slow request and closes the connection: nothing was applied, and it is not the
+    service's failure, so it must neither page anyone with a 5xx nor log an error."""
+    hung_up, failed = [await _posts_of_users_answered(server, status) for status in (499, 500)]
+    user_name = f"hung-up-{uuid.uuid4().hex[:6]}@acme.com"
+    body = json.dumps(assign_body(user_name)).encode()
+    head = (
+        f"POST /scim/v2/Users HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {okta.token}\r\n"
+        f"Content-Type: application/scim+json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(head + body[: len(body) // 2])
+        await asyncio.sleep(0.2)  # the handler is waiting for the rest of the body when the client goes
+    deadline = time.monotonic() + 10
+    while await _posts_of_users_answered(server, 499) == hung_up:
+        assert time.monotonic() < deadline, server.output()
+        await asyncio.sleep(0.1)
+    assert await _posts_of_users_answered(server, 500) == failed
+    assert not server.output("ClientDisconnect")
+    found = await okta.client.get("/Users", params={"filter": f'userName eq "{user_name}"'})
+    assert found.json()["totalResults"] == 0
 
 
 async def test_token_list_and_revoke_through_the_cli(okta: Okta, server: ServiceProcess) -> None:
