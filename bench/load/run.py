@@ -56,6 +56,8 @@ UVICORN = str(Path(sys.executable).parent / "uvicorn")
 IMPORT_USERS = 100_000
 # Unpacked from Debian's package by `make bench`, never installed as a service.
 NGINX = ROOT / ".bench" / "nginx" / "usr" / "sbin" / "nginx"
+# Every server's output, one file each, replaced by the next run.
+LOGS = ROOT / ".bench" / "logs"
 NGINX_CONFIG = """
 daemon off;
 worker_processes 1;
@@ -131,12 +133,17 @@ def wrk(
 
 
 class Server:
-    """A uvicorn process on loopback, stopped on exit."""
+    """A server process on loopback, its output in LOGS/`name`.log; stopped on exit."""
 
-    def __init__(self, command: list[str], port: int, env: dict[str, str], ready_path: str) -> None:
-        self.process = subprocess.Popen(
-            command, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+    def __init__(
+        self, name: str, command: list[str], port: int, env: dict[str, str], ready_path: str
+    ) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log = LOGS / f"{name}.log"
+        with open(self.log, "wb") as output:
+            self.process = subprocess.Popen(
+                command, env={**os.environ, **env}, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
+            )
         self.base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
@@ -154,6 +161,15 @@ class Server:
         self.process.wait(20)
 
 
+def errors_logged(server: Server) -> list[str]:
+    """The lines a service logged at error level or above: a request that failed inside the service counts
+    against the figures even when wrk saw no non-2xx answer (the client may have gone by then)."""
+    lines = server.log.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [
+        line for line in lines if line.startswith("{") and json.loads(line)["level"] in ("error", "critical")
+    ]
+
+
 def run_cli(env: dict[str, str], *args: str) -> str:
     return subprocess.run(
         [CLI, *args], env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=120
@@ -169,11 +185,11 @@ def write_lines(directory: Path, name: str, lines: list[str]) -> str:
 Run = tuple[float, float, float, int]  # what `wrk` returns
 
 
-def start_baseline(env: dict[str, str]) -> Server:
+def start_baseline(name: str, env: dict[str, str]) -> Server:
     """The bare Starlette + asyncpg app under uvicorn; stop it when done."""
     port = free_port()
     command = [UVICORN, "--factory", "bench.load.baseline_app:create_app", "--port", str(port)]
-    return Server([*command, "--log-level", "warning"], port, env, "/trivial")
+    return Server(name, [*command, "--log-level", "warning"], port, env, "/trivial")
 
 
 def trivial(base: str, work: Path) -> Run:
@@ -196,6 +212,7 @@ def load_generator_ceiling(work: Path) -> Result:
         NGINX_CONFIG.replace("{port}", str(port)).replace("{prefix}", str(work / "nginx")), encoding="utf-8"
     )
     nginx = Server(
+        "nginx",
         [str(NGINX), "-p", str(work / "nginx"), "-c", str(config), "-e", str(work / "nginx" / "error.log")],
         port,
         {},
@@ -310,6 +327,7 @@ async def main() -> None:
         env = {
             "DATABASE_URL": url,
             "SCIMLEDGER_LOG_LEVEL": "warning",
+            "SCIMLEDGER_LOG_FORMAT": "json",  # read back by `errors_logged`
             "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60",
             "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
         }
@@ -317,11 +335,11 @@ async def main() -> None:
         record(load_generator_ceiling(work))
         pool = await create_pool(url, min_size=1, max_size=2)
         # Up for the whole run: the target scenarios take turns with it (see `paired`).
-        baseline = start_baseline(env)
+        baseline = start_baseline("baseline", env)
         running.callback(baseline.stop)
         insert, select = await baselines(baseline, work, pool, "", record)
         # The same ceilings with the service's own pool settings (no session reset on release).
-        equal = start_baseline({**env, "BASELINE_POOL": "service"})
+        equal = start_baseline("baseline-service-pool", {**env, "BASELINE_POOL": "service"})
         try:
             equal_insert, equal_select = await baselines(
                 equal, work, pool, ", service's pool settings", record
@@ -332,6 +350,7 @@ async def main() -> None:
         print("baseline: scim2-server (in memory)", flush=True)
         port = free_port()
         peer = Server(
+            "scim2-server",
             [
                 UVICORN,
                 "--factory",
@@ -380,7 +399,7 @@ async def main() -> None:
         run_cli(env, "project", "create", "--org", org, "Apollo")
         run_cli(env, "role", "create", "--org", org, "Admin")
         port = free_port()
-        service = Server([CLI, "serve", "--port", str(port)], port, env, "/healthz")
+        service = Server("scimledger", [CLI, "serve", "--port", str(port)], port, env, "/healthz")
         auth = {"BENCH_TOKEN": token}
         try:
             runs, baseline_runs = paired(
@@ -511,11 +530,14 @@ async def main() -> None:
             )
         )
         port = free_port()
-        service = Server([CLI, "serve", "--no-worker", "--port", str(port)], port, env, "/healthz")
+        importing = Server(
+            "scimledger-import", [CLI, "serve", "--no-worker", "--port", str(port)], port, env, "/healthz"
+        )
         try:
-            pages = await import_users(service.base, import_token)
+            pages = await import_users(importing.base, import_token)
         finally:
-            service.stop()
+            importing.stop()
+        service_errors = errors_logged(service) + errors_logged(importing)
         first = pages[0]
         record(
             Result(
@@ -530,7 +552,9 @@ async def main() -> None:
         )
         await pool.close()
 
-    write_outputs(results, time.monotonic() - began)
+    for line in service_errors[:5]:
+        print(f"service error: {line[:500]}", flush=True)
+    write_outputs(results, time.monotonic() - began, len(service_errors))
 
 
 async def rebuild_read_alone(pool: asyncpg.Pool) -> tuple[int, float]:
@@ -636,7 +660,7 @@ async def import_users(base: str, token: str) -> list[float]:
     return pages
 
 
-def write_outputs(results: list[Result], run_seconds: float) -> None:
+def write_outputs(results: list[Result], run_seconds: float, service_errors: int) -> None:
     # Ratios keep three decimals: rounded to two, 0.696 would print as a target of 0.7 met.
     rows = [
         {
@@ -677,9 +701,13 @@ def write_outputs(results: list[Result], run_seconds: float) -> None:
         "rate limit off (one token sends every request). scim2-server keeps its data in memory. The load "
         "generator's ceiling is measured against nginx (from Debian's package, one worker) answering a fixed "
         "body, so that it is wrk's own; the same answer from Starlette + uvicorn is the HTTP layer's ceiling. "
+        f"The service logged {service_errors} errors in the whole run (every server's output is in .bench/logs). "
         f"The whole run took {run_seconds / 60:.1f} minutes.\n\n" + "\n".join(table) + "\n"
     )
-    print("\n" + "\n".join(table) + f"\n\nmake bench took {run_seconds:.0f} s")
+    print(
+        "\n" + "\n".join(table) + f"\n\nThe service logged {service_errors} errors (see {LOGS})."
+        f"\nmake bench took {run_seconds:.0f} s"
+    )
 
 
 if __name__ == "__main__":
