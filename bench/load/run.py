@@ -164,10 +164,15 @@ class Server:
 def errors_logged(server: Server) -> list[str]:
     """The lines a service logged at error level or above: a request that failed inside the service counts
     against the figures even when wrk saw no non-2xx answer (the client may have gone by then)."""
-    lines = server.log.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [
-        line for line in lines if line.startswith("{") and json.loads(line)["level"] in ("error", "critical")
-    ]
+    errors = []
+    for line in server.log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            level = json.loads(line).get("level") if line.startswith("{") else None
+        except json.JSONDecodeError:
+            level = "unreadable"  # a line cut short: the process died mid-write, which is worth a look too
+        if level in ("error", "critical", "unreadable"):
+            errors.append(line)
+    return errors
 
 
 def run_cli(env: dict[str, str], *args: str) -> str:
