@@ -37,6 +37,14 @@ async def rebuild(services: Services, pool: asyncpg.Pool) -> int:
         return await services.projection.rebuild(connection, reader)
 
 
+async def rebuild_with_users(services: Services, pool: asyncpg.Pool, name: str, count: int = 3) -> None:
+    """Provision `count` users named after `name` in a new organization, then rebuild."""
+    org_id = uuid.uuid4()
+    for index in range(count):
+        await services.users.provision(org_id, {"userName": f"{name}{index}@x.org"}, META)
+    await rebuild(services, pool)
+
+
 async def test_rebuilding_from_the_log_alone_gives_the_live_rows(
     services: Services, pool: asyncpg.Pool
 ) -> None:
@@ -279,10 +287,7 @@ async def test_a_rebuild_leaves_the_users_table_all_visible_for_index_only_count
 ) -> None:
     # Rows copied in bulk are not all-visible until a VACUUM; until then PostgreSQL counts an org's users by
     # reading the table, not the index, on every page of a listing.
-    org_id = uuid.uuid4()
-    for index in range(3):
-        await services.users.provision(org_id, {"userName": f"visible{index}@x.org"}, META)
-    await rebuild(services, pool)
+    await rebuild_with_users(services, pool, "visible")
     pages, all_visible = await pool.fetchrow(
         "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'scim_users'"
     )
@@ -295,10 +300,7 @@ async def test_a_rebuild_gathers_statistics_for_the_columns_filters_use_and_not_
 ) -> None:
     # The planner never reads statistics of the whole resource document, and gathering them was most of the
     # rebuild's ANALYZE (migration 0009).
-    org_id = uuid.uuid4()
-    for index in range(3):
-        await services.users.provision(org_id, {"userName": f"stats{index}@x.org"}, META)
-    await rebuild(services, pool)
+    await rebuild_with_users(services, pool, "stats")
     analyzed = {
         row["attname"]
         for row in await pool.fetch("SELECT attname FROM pg_stats WHERE tablename = 'scim_users'")
