@@ -196,6 +196,14 @@ class GroupProjector:
             event.occurred_at,
         )
 
+    async def rebuild_org(
+        self, connection: Connection, org_id: uuid.UUID, recorded: Sequence[RecordedEvent]
+    ) -> None:
+        """As `rebuild`, for one organization's rows: `recorded` holds that organization's events only."""
+        for table in ("group_members", "scim_groups", "catalog_projects", "catalog_roles"):
+            await connection.execute(f"DELETE FROM {table} WHERE org_id = $1", org_id)
+        await self.apply(connection, recorded)
+
     async def rebuild(self, connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
         """Empty the tables, then apply `recorded` (the whole log's relevant events, in log order)."""
         await connection.execute("DELETE FROM group_members")
