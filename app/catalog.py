@@ -2,7 +2,8 @@
 
 Creating a project creates the group of each of its pairs with the org's live roles (and a role, with the
 live projects). Archiving one removes its groups from SCIM: every member loses that access, recorded as
-GroupMemberRemoved with cause "archive", and a linked group records GroupUnlinked.
+GroupMemberRemoved with cause "archive", and a linked group records GroupUnlinked. An organization's catalog
+changes run one at a time (`lock_catalog`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class GroupListing:
 
 
 # The class of the catalog's advisory locks: the two-key form keeps them apart from the single-key stream locks
-# (`Transaction.lock_stream`), which PostgreSQL keeps in a key space of their own.
+# (`Transaction.lock_stream`), which PostgreSQL keeps in a key space of their own. The second key is a 32-bit
+# hash of the org id: two orgs that hash alike merely take turns.
 _CATALOG_LOCKS = 0x5C1CA7A1
 
 
