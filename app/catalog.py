@@ -2,20 +2,25 @@
 
 Creating a project creates the group of each of its pairs with the org's live roles (and a role, with the
 live projects). Archiving one removes its groups from SCIM: every member loses that access, recorded as
-GroupMemberRemoved with cause "archive", and a linked group records GroupUnlinked.
+GroupMemberRemoved with cause "archive", and a linked group records GroupUnlinked. An organization's catalog
+changes run one at a time (`lock_catalog`).
 """
 
 from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from domain.catalog import Group, Project, Role, checked_name
 from domain.errors import NotFound
+from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import EventStore, Metadata
+from eventstore.store import EventStore, Metadata, RecordedEvent
+from projections import scim_groups
 from projections.scim import ScimProjection
+from projections.scim_groups import GroupNameTaken
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,11 @@ class Kind:
 PROJECT = Kind("project", Project, "catalog_projects", "project_id", "catalog_roles", "role_id")
 ROLE = Kind("role", Role, "catalog_roles", "role_id", "catalog_projects", "project_id")
 KINDS = {kind.name: kind for kind in (PROJECT, ROLE)}
+
+
+def _pair(kind: Kind, entity_id: uuid.UUID, other_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    """(project id, role id) of the pair of a `kind` entity with one of the other kind."""
+    return (entity_id, other_id) if kind is PROJECT else (other_id, entity_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +59,33 @@ class GroupListing:
     members: int
 
 
+# The class of the catalog's advisory locks: the two-key form keeps them apart from the single-key stream locks
+# (`Transaction.lock_stream`), which PostgreSQL keeps in a key space of their own. The second key is a 32-bit
+# hash of the org id: two orgs that hash alike merely take turns.
+_CATALOG_LOCKS = 0x5C1CA7A1
+
+
+async def lock_catalog(connection: Connection, org_id: uuid.UUID) -> None:
+    """Queue behind the organization's other catalog changes until this transaction ends.
+
+    A catalog change reads what the others write: a new project pairs with the live roles, an archive lets go
+    of the groups there are, a rename rewrites names joined from both tables. Under READ COMMITTED, two at once
+    each miss the other's uncommitted rows: a pair left without a group, a group of an archived role, a stale
+    name. Holding this lock, every later statement sees what the previous holder committed.
+
+    A lock rather than one catalog stream per organization: a loser waits instead of failing and retrying the
+    whole change, and the log records no bookkeeping event. It must be the transaction's first statement: a
+    transaction gets its id at its first write, so the holders append in lock order and the log's order (tx,
+    position) replays their changes in the order they happened; and a waiter that has written nothing holds no
+    transaction id, so it holds back neither the runner (which reads below the oldest running one) nor anyone
+    else. Only catalog changes take it, in their explicit transaction (an advisory lock taken by a statement
+    outside one would end with it); Okta's writes never wait on it.
+    """
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock($1::int, hashtext($2::uuid::text))", _CATALOG_LOCKS, org_id
+    )
+
+
 class CatalogService:
     def __init__(self, store: EventStore, projection: ScimProjection) -> None:
         self._store = store
@@ -60,34 +97,50 @@ class CatalogService:
         """Create a project or role and the group of each of its new pairs; returns its id and the group count."""
         entity = kind.aggregate(org_id=str(org_id), name=checked_name(name, kind.name))
         async with self._store.transaction() as transaction:
-            others = await transaction.connection.fetch(
-                f"SELECT {kind.other_key} FROM {kind.other_table} WHERE org_id = $1 AND NOT archived "
+            connection = transaction.connection
+            await lock_catalog(connection, org_id)
+            others = await connection.fetch(
+                f"SELECT {kind.other_key}, name FROM {kind.other_table} WHERE org_id = $1 AND NOT archived "
                 f"ORDER BY created",
                 org_id,
             )
-            pairs = [(entity.id, row[0]) if kind is PROJECT else (row[0], entity.id) for row in others]
             groups = [
                 Group(org_id=str(org_id), project_id=str(project_id), role_id=str(role_id))
-                for project_id, role_id in pairs
+                for project_id, role_id in (_pair(kind, entity.id, row[0]) for row in others)
+            ]
+            names = [
+                (group.id, self._group_name(kind, entity.name, row[1]))
+                for group, row in zip(groups, others, strict=True)
             ]
             recorded = await transaction.save(org_id, [entity, *groups], metadata)
-            await self._projection.apply(transaction.connection, recorded, {})
+            await self.project_catalog_change(connection, org_id, recorded, names)
         return entity.id, len(groups)
 
     async def rename(
         self, kind: Kind, org_id: uuid.UUID, reference: str, name: str, metadata: Metadata
     ) -> None:
         async with self._store.transaction() as transaction:
-            entity_id = await self._find(transaction.connection, kind, org_id, reference)
+            connection = transaction.connection
+            await lock_catalog(connection, org_id)
+            entity_id = await self._find(connection, kind, org_id, reference)
             entity = (await transaction.load(org_id, [entity_id]))[entity_id]
             entity.rename(name)
+            others = await connection.fetch(
+                f"SELECT grp.group_id, other.name FROM scim_groups AS grp JOIN {kind.other_table} AS other "
+                f"ON other.org_id = grp.org_id AND other.{kind.other_key} = grp.{kind.other_key} "
+                f"WHERE grp.org_id = $1 AND grp.{kind.key} = $2",
+                org_id,
+                entity_id,
+            )
+            names = [(row[0], self._group_name(kind, entity.name, row[1])) for row in others]
             recorded = await transaction.save(org_id, [entity], metadata)
-            await self._projection.apply(transaction.connection, recorded, {})
+            await self.project_catalog_change(connection, org_id, recorded, names)
 
     async def archive(self, kind: Kind, org_id: uuid.UUID, reference: str, metadata: Metadata) -> int:
         """Archive; returns how many memberships were revoked."""
         async with self._store.transaction() as transaction:
             connection = transaction.connection
+            await lock_catalog(connection, org_id)
             entity_id = await self._find(connection, kind, org_id, reference)
             group_ids = [
                 row[0]
@@ -117,6 +170,40 @@ class CatalogService:
             recorded = await transaction.save(org_id, [entity, *users.values(), *groups], metadata)
             await self._projection.apply(connection, recorded, users)
             return len(memberships)
+
+    async def project_catalog_change(
+        self,
+        connection: Connection,
+        org_id: uuid.UUID,
+        recorded: Sequence[RecordedEvent],
+        names: Sequence[tuple[uuid.UUID, str]],
+        users: Mapping[uuid.UUID, User] | None = None,
+    ) -> None:
+        """Project a catalog change that gives the groups `names` (id, new name) their names; `users` holds
+        the User aggregates it changed, if any.
+
+        When a name is another group's already, the unique index refuses it without saying whose; so the
+        projection runs in a savepoint, after which the transaction can still look the holder up, and the
+        admin learns which group has the name, as it is spelled, and which project and role hold it.
+        """
+        try:
+            async with connection.transaction():
+                await self._projection.apply(connection, recorded, users or {})
+        except GroupNameTaken:
+            for group_id, name in names:
+                holder = await scim_groups.holder_of_name(connection, org_id, name)
+                if holder is not None and holder.group_id != group_id:
+                    raise GroupNameTaken(
+                        f"The group '{name}' would have the same name as the existing group "
+                        f"'{holder.display_name}' of project '{holder.project}' and role '{holder.role}' (group "
+                        "names are compared ignoring case, and Okta links groups by name). Choose another "
+                        "project or role name."
+                    ) from None
+            raise
+
+    def _group_name(self, kind: Kind, name: str, other: str) -> str:
+        project, role = (name, other) if kind is PROJECT else (other, name)
+        return self._projection.groups.display_name(project, role)
 
     @staticmethod
     async def _find(connection: Connection, kind: Kind, org_id: uuid.UUID, reference: str) -> uuid.UUID:

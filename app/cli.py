@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from app import logs, tenancy
+from app import catalog_repair, logs, tenancy
 from app.catalog import KINDS, CatalogService
 from app.database import EmbeddedDatabaseError, database_url
 from app.migrate import MigrationError, migrate
@@ -241,6 +241,17 @@ async def _group_list(context: Context, args: argparse.Namespace) -> int:
     for group in await CatalogService.groups(context.connection, org.org_id):
         state = "linked" if group.linked else "not linked"
         _print(f"{group.group_id}  {group.display_name}  {state}  {group.members} member(s)")
+    return 0
+
+
+async def _group_repair(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    services = context.services
+    done = await catalog_repair.repair(services.store, services.projection, org.org_id, _admin())
+    _print(
+        f"created {done.created} missing group(s); retired {done.retired} group(s) of archived projects or "
+        f"roles, revoking {done.revoked} membership(s); corrected the name of {done.renamed} group(s)"
+    )
     return 0
 
 
@@ -524,6 +535,11 @@ def _parser() -> argparse.ArgumentParser:
     group_list = group.add_parser("list", help="list groups, whether Okta linked them, and member counts")
     group_list.add_argument("--org", required=True, help="organization id or name")
     group_list.set_defaults(db_handler=_group_list)
+    group_repair = group.add_parser(
+        "repair", help="give live pairs their missing groups and retire groups of archived ones, as events"
+    )
+    group_repair.add_argument("--org", required=True, help="organization id or name")
+    group_repair.set_defaults(db_handler=_group_repair)
 
     audit = commands.add_parser("audit", help="for auditors: tamper evidence").add_subparsers(
         dest="audit_command", required=True

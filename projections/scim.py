@@ -20,7 +20,8 @@ from projections import scim_users
 from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector
 
-_TABLES = "scim_users, scim_groups, group_members, catalog_projects, catalog_roles"
+GROUP_TABLES = "scim_groups, group_members, catalog_projects, catalog_roles"
+_TABLES = f"scim_users, {GROUP_TABLES}"
 
 
 @contextmanager
@@ -90,6 +91,19 @@ class ScimProjection:
         # users. VACUUM marks them, and ANALYZE gives the planner the new tables' statistics.
         await connection.execute(f"VACUUM (ANALYZE) {_TABLES}")
         return replayed
+
+    async def rebuild_groups_of(self, connection: Connection, org_id: uuid.UUID) -> None:
+        """Replace one organization's groups, memberships and catalog with rows derived from its events alone.
+
+        The caller holds GROUP_TABLES in EXCLUSIVE mode in its transaction, as `rebuild` does, so that no
+        writer changes them between the read of the log and the last row written.
+        """
+        rows = await connection.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND type = ANY($2::text[]) ORDER BY tx, position",
+            org_id,
+            sorted(GROUP_EVENT_TYPES),
+        )
+        await self.groups.rebuild_org(connection, org_id, [RecordedEvent(*row) for row in rows])
 
     async def _rebuild(self, connection: Connection, reader: Connection) -> int:
         async with connection.transaction():

@@ -21,7 +21,8 @@ from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
 from projections.arrays import columns_of
-from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
+from projections.scim_sql import Column, PagedQuery, PageEnds, Parameters, QueryCompiler, Relation
+from scim.filter import AttrPath, Compare
 from scim.query import ListQuery
 from scim.schema import GROUP
 
@@ -55,6 +56,11 @@ EVENT_TYPES = (
 
 class NameTaken(DomainError):
     pass
+
+
+class GroupNameTaken(NameTaken):
+    """A change would give a group the name of another group of the organization. The statement that hit the
+    unique index cannot say which group; the catalog service finds it (`holder_of_name`) and says so."""
 
 
 class GroupRow(msgspec.Struct, frozen=True):
@@ -147,12 +153,16 @@ class GroupProjector:
                     f"DELETE FROM scim_groups WHERE org_id = $1 AND {key} = $2", org_id, event.stream_id
                 )
             case "GroupCreated":
+                # Only the pair of a live project and a live role has a group in SCIM. A group recorded after
+                # its project or role was archived (as a race between two admins once could) stays out, as it
+                # would have, had the archive come second and removed it.
                 await connection.execute(
                     "INSERT INTO scim_groups (org_id, group_id, project_id, role_id, display_name, created, "
                     "last_modified, version, sort_key) "
                     "SELECT $1, $2, $3, $4, $5 || '-' || project.name || '-' || role.name, $6, $6, $7, $7 "
                     "FROM catalog_projects AS project, catalog_roles AS role "
-                    "WHERE project.org_id = $1 AND project.project_id = $3 AND role.org_id = $1 AND role.role_id = $4",
+                    "WHERE project.org_id = $1 AND project.project_id = $3 AND role.org_id = $1 AND role.role_id = $4 "
+                    "AND NOT project.archived AND NOT role.archived",
                     org_id,
                     event.stream_id,
                     uuid.UUID(payload["project_id"]),
@@ -185,6 +195,14 @@ class GroupProjector:
             event.position,
             event.occurred_at,
         )
+
+    async def rebuild_org(
+        self, connection: Connection, org_id: uuid.UUID, recorded: Sequence[RecordedEvent]
+    ) -> None:
+        """As `rebuild`, for one organization's rows: `recorded` holds that organization's events only."""
+        for table in ("group_members", "scim_groups", "catalog_projects", "catalog_roles"):
+            await connection.execute(f"DELETE FROM {table} WHERE org_id = $1", org_id)
+        await self.apply(connection, recorded)
 
     async def rebuild(self, connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
         """Empty the tables, then apply `recorded` (the whole log's relevant events, in log order)."""
@@ -266,16 +284,40 @@ def _catalog_table(event_type: str) -> tuple[str, str]:
 
 def _name_taken(error: asyncpg.UniqueViolationError) -> DomainError:
     constraint = getattr(error, "constraint_name", "") or ""
-    detail = getattr(error, "detail", "") or ""
     if constraint.startswith("catalog_projects"):
         return NameTaken("The organization already has a project of that name.")
     if constraint.startswith("catalog_roles"):
         return NameTaken("The organization already has a role of that name.")
-    name = detail.split("=(", 1)[-1].split(", ", 1)[-1].rstrip(").") if "=(" in detail else "that name"
-    return NameTaken(
-        f"This would create a second group named '{name}' (ignoring case), which Okta could not tell apart "
-        "when linking by name. Choose another project or role name."
+    return GroupNameTaken(
+        "This would give a group the name of another group of the organization (ignoring case), which Okta "
+        "could not tell apart when linking by name. Choose another project or role name."
     )
+
+
+class NameHolder(msgspec.Struct, frozen=True):
+    """A group as an admin knows it: its name as spelled, and the Project × Role pair it belongs to."""
+
+    group_id: uuid.UUID
+    display_name: str
+    project: str
+    role: str
+
+
+async def holder_of_name(connection: Connection, org_id: uuid.UUID, display_name: str) -> NameHolder | None:
+    """The group that holds `display_name`, compared as `displayName eq` compares names: the lookup Okta links
+    groups by, which the names' unique index keeps to one group at most."""
+    parameters = Parameters(offset=1)
+    same_name = GROUP_QUERIES.where(Compare(AttrPath(None, "displayName"), "eq", display_name), parameters)
+    row = await connection.fetchrow(
+        "SELECT scim_groups.group_id, scim_groups.display_name, project.name, role.name FROM scim_groups "
+        "JOIN catalog_projects AS project "
+        "ON project.org_id = scim_groups.org_id AND project.project_id = scim_groups.project_id "
+        "JOIN catalog_roles AS role ON role.org_id = scim_groups.org_id AND role.role_id = scim_groups.role_id "
+        f"WHERE scim_groups.org_id = $1 AND {same_name}",
+        org_id,
+        *parameters.values,
+    )
+    return NameHolder(*row) if row is not None else None
 
 
 async def get(connection: Connection, org_id: uuid.UUID, group_id: uuid.UUID) -> GroupRow | None:

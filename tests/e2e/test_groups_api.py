@@ -370,7 +370,7 @@ async def test_names_that_collide_are_refused(services: Services, tenant: Tenant
     await services.catalog.create(PROJECT, org_id, "A-B", ADMIN)
     await services.catalog.create(ROLE, org_id, "C", ADMIN)
     await services.catalog.create(PROJECT, org_id, "A", ADMIN)
-    with pytest.raises(NameTaken, match="Okta could not tell apart"):
+    with pytest.raises(NameTaken, match="existing group 'Statsig-A-B-C' of project 'A-B' and role 'C'"):
         await services.catalog.create(ROLE, org_id, "B-C", ADMIN)
     with pytest.raises(NameTaken, match="role of that name"):
         await services.catalog.create(ROLE, org_id, "c", ADMIN)
