@@ -65,8 +65,11 @@ async def verify(request: Request) -> Response:
         expected = seals.Head.parse(head_text) if head_text else None
     except ValueError as error:
         raise invalid_value(str(error)) from error
+    limit = datetime.timedelta(seconds=services_of(request).settings.audit_max_unsealed_seconds)
     verdict = await _read(
-        request, principal, lambda connection, org_id, _: seals.verify(connection, org_id, expected)
+        request,
+        principal,
+        lambda connection, org_id, _: seals.verify(connection, org_id, expected, max_unsealed_age=limit),
     )
     return ScimResponse(
         {

@@ -25,6 +25,7 @@ import msgspec
 from app import logs, tenancy
 from app.catalog import KINDS, CatalogService
 from app.database import EmbeddedDatabaseError, database_url
+from app.exits import ExitCode
 from app.migrate import MigrationError, migrate
 from app.services import Services
 from app.settings import Settings
@@ -53,6 +54,10 @@ Handler = Callable[[Context, argparse.Namespace], Awaitable[int]]
 
 
 INLINE_PROJECTION = "scim"
+
+
+class Tampered(Exception):
+    """The log failed verification, so the command refused to act on it."""
 
 
 def _print(*lines: Any) -> None:
@@ -245,7 +250,16 @@ async def _group_list(context: Context, args: argparse.Namespace) -> int:
 
 
 async def _projections_rebuild(context: Context, args: argparse.Namespace) -> int:
+    if args.name == seals.SEALER:
+        return await _reseal(context)
     if args.name == INLINE_PROJECTION:
+        # Writers project inline, so only a rebuild reads events no writer projected. One whose `tx` no
+        # transaction committed was forged, and the runner will never seal it: it must grant nothing.
+        forged = await seals.never_sealable(context.connection)
+        if forged is not None:
+            raise Tampered(
+                f"refusing to rebuild {INLINE_PROJECTION} from a log that was tampered with: {forged}"
+            )
         async with context.services.pool.acquire() as reader:
             replayed = await context.services.projection.rebuild(context.connection, reader)
     else:
@@ -259,7 +273,33 @@ async def _projections_rebuild(context: Context, args: argparse.Namespace) -> in
                 f"'{args.name}' is a reactor: its decisions are events, and events are never redone."
             )
     _print(f"rebuilt {args.name} from {replayed} events")
-    return 0
+    return ExitCode.OK
+
+
+async def _reseal(context: Context) -> int:
+    """`projections rebuild audit.seals`. The seals are evidence: dropping and recomputing them would seal
+    an edited log as if it were the original. So the chain is verified as it stands, every seal is kept,
+    and only what the runner has not sealed yet is sealed."""
+    connection = context.connection
+    forged = await seals.never_sealable(connection)
+    if forged is not None:
+        raise Tampered(f"refusing to seal a log that was tampered with: {forged}")
+    orgs = await tenancy.list_orgs(connection)
+    for org in orgs:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            verdict = await seals.verify(connection, org.org_id, max_unsealed_age=_max_unsealed_age(context))
+        # Events left unsealed too long are not a reason to refuse: sealing them is the remedy.
+        if verdict.tampered:
+            raise Tampered(f"refusing to seal '{org.name}' over its existing seals: {verdict.problem}")
+    sealed = await seals.seal_pending(connection)
+    _print(
+        f"verified the seals of {len(orgs)} organization(s) and kept them; sealed {sealed} pending event(s)"
+    )
+    return ExitCode.OK
+
+
+def _max_unsealed_age(context: Context) -> datetime.timedelta:
+    return datetime.timedelta(seconds=context.services.settings.audit_max_unsealed_seconds)
 
 
 async def _projections_status(context: Context, args: argparse.Namespace) -> int:
@@ -295,16 +335,25 @@ async def _audit_verify(context: Context, args: argparse.Namespace) -> int:
     if expected is not None and len(orgs) != 1:
         raise DomainError("--head applies to one organization: give --org too.")
     broken = 0
+    if not args.org:
+        # Every organization's events, known organizations' or not.
+        forged = await seals.never_sealable(connection)
+        if forged is not None:
+            broken += 1
+            print(f"the log: TAMPERED: {forged}", file=sys.stderr)
     for org in orgs:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
-            verdict = await seals.verify(connection, org.org_id, expected)
+            verdict = await seals.verify(
+                connection, org.org_id, expected, max_unsealed_age=_max_unsealed_age(context)
+            )
         if verdict.intact:
             pending = f"; {verdict.unsealed} newer event(s) not sealed yet" if verdict.unsealed else ""
             _print(f"{org.name}: intact, {verdict.checked} sealed event(s) verified{pending}")
         else:
             broken += 1
-            print(f"{org.name}: TAMPERED: {verdict.problem}", file=sys.stderr)
-    return 3 if broken else 0
+            label = "TAMPERED" if verdict.tampered else "NOT VERIFIED"
+            print(f"{org.name}: {label}: {verdict.problem}", file=sys.stderr)
+    return ExitCode.TAMPERED if broken else ExitCode.OK
 
 
 def _instant(text: str | None, what: str) -> datetime.datetime | None:
@@ -615,6 +664,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "db_handler"):
             return int(asyncio.run(_with_services(settings, args.db_handler, args)))
         return int(asyncio.run(args.handler(settings, args)))
+    except Tampered as error:
+        print(f"scimledger: {error}", file=sys.stderr)
+        return ExitCode.TAMPERED
     except (DomainError, MigrationError, EmbeddedDatabaseError) as error:
         print(f"scimledger: {error}", file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ ENVIRONMENT = {
     "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "rate_limit_per_second",
     "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
     "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
+    "SCIMLEDGER_AUDIT_MAX_UNSEALED_SECONDS": "audit_max_unsealed_seconds",
 }
 
 
@@ -53,6 +54,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 500
     database_timeout_seconds: float = 10.0
+    # The runner seals within about a second; an event older than this and still unsealed means the runner
+    # has been stopped or behind that long, or the event's seal was deleted: `audit verify` fails on it.
+    audit_max_unsealed_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
