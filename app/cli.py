@@ -12,6 +12,7 @@ import contextlib
 import csv
 import datetime
 import getpass
+import os
 import signal
 import sys
 import uuid
@@ -23,12 +24,13 @@ import asyncpg
 import msgspec
 
 from app import logs, tenancy
+from app.api_audit import window_error
 from app.catalog import KINDS, CatalogService
 from app.database import EmbeddedDatabaseError, database_url
 from app.exits import ExitCode
 from app.migrate import MigrationError, migrate
 from app.services import Services
-from app.settings import Settings
+from app.settings import InvalidSetting, Settings
 from domain.errors import DomainError
 from eventstore.pool import Connection, create_pool
 from eventstore.runner import (
@@ -106,8 +108,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         headers=SECURITY_HEADERS,
     )
     server = Server(config)
-    server.run()
-    return 0 if server.started else 3  # uvicorn's own code for a failed start-up
+    try:
+        server.run()
+    except SystemExit:
+        # uvicorn exits the process when it cannot bind; its code (3) is ours for "tampered".
+        return ExitCode.NOT_STARTED
+    return ExitCode.OK if server.started else ExitCode.NOT_STARTED
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -313,7 +319,7 @@ async def _projections_status(context: Context, args: argparse.Namespace) -> int
         if item.parked:
             line += f"; {item.parked} parked, last: {item.last_parked_error}"
         _print(line)
-    return 0
+    return ExitCode.OK
 
 
 async def _audit_head(context: Context, args: argparse.Namespace) -> int:
@@ -322,7 +328,7 @@ async def _audit_head(context: Context, args: argparse.Namespace) -> int:
     if latest is None:
         raise DomainError(f"'{org.name}' has no sealed events yet.")
     _print(latest)
-    return 0
+    return ExitCode.OK
 
 
 async def _audit_verify(context: Context, args: argparse.Namespace) -> int:
@@ -365,26 +371,51 @@ def _instant(text: str | None, what: str) -> datetime.datetime | None:
         raise DomainError(f"{what}: {error}") from error
 
 
-def _write_rows(rows: list[dict[str, Any]], output_format: str) -> None:
+def _window(start: datetime.datetime | None, end: datetime.datetime | None, first: str, second: str) -> None:
+    problem = window_error(start, end, first, second)
+    if problem is not None:
+        raise DomainError(problem)
+
+
+# The columns of each tabular answer, so that a CSV or a table has its header even when it has no rows.
+HISTORY_COLUMNS = ("position", "recorded_at", "actor", "request_id", "type", "subject", "change")
+ACCESS_COLUMNS = (
+    "user_id",
+    "userName",
+    "group_id",
+    "project",
+    "role",
+    "from",
+    "to",
+    "granted_by",
+    "grant_cause",
+    "revoked_by",
+    "revoke_cause",
+)
+AS_OF_COLUMNS = ("kind", "id", "name", "active", "member", "group")
+
+
+def _write_rows(rows: list[dict[str, Any]], output_format: str, columns: Sequence[str]) -> None:
     """Rows as an aligned table, JSON lines, or CSV with a header, on stdout."""
     if output_format == "jsonl":
         for row in rows:
             sys.stdout.write(msgspec.json.encode(row).decode() + "\n")
     elif output_format == "csv":
         writer = csv.writer(sys.stdout)
-        if rows:
-            writer.writerow(rows[0])
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow("" if value is None else value for value in row.values())
-    elif rows:
-        widths = {key: max(len(key), *(len(str(row[key] or "")) for row in rows)) for key in rows[0]}
-        _print("  ".join(key.ljust(width) for key, width in widths.items()))
+            writer.writerow("" if row[key] is None else row[key] for key in columns)
+    else:
+        widths = {key: max([len(key), *(len(str(row[key] or "")) for row in rows)]) for key in columns}
+        _print("  ".join(key.ljust(width) for key, width in widths.items()).rstrip())
         for row in rows:
             _print("  ".join(str(row[key] or "").ljust(width) for key, width in widths.items()).rstrip())
 
 
 async def _audit_history(context: Context, args: argparse.Namespace) -> int:
     org = await tenancy.find_org(context.connection, args.org)
+    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    _window(since, until, "--since", "--until")
     async with context.connection.transaction(isolation="repeatable_read", readonly=True):
         entries = await audit.history(
             context.connection,
@@ -393,11 +424,11 @@ async def _audit_history(context: Context, args: argparse.Namespace) -> int:
             user=_uuid(args.user, "--user"),
             group=_uuid(args.group, "--group"),
             actor=args.actor,
-            since=_instant(args.since, "--since"),
-            until=_instant(args.until, "--until"),
+            since=since,
+            until=until,
         )
-    _write_rows([entry.to_row() for entry in entries], args.format)
-    return 0
+    _write_rows([entry.to_row() for entry in entries], args.format, HISTORY_COLUMNS)
+    return ExitCode.OK
 
 
 async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
@@ -410,7 +441,7 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
         ).to_report()
     if args.format == "json":
         _print(msgspec.json.format(msgspec.json.encode(report)).decode())
-        return 0
+        return ExitCode.OK
     rows = [
         {
             "kind": "user",
@@ -444,8 +475,8 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
         }
         for membership in report["memberships"]
     ]
-    _write_rows(rows, "csv")
-    return 0
+    _write_rows(rows, "csv", AS_OF_COLUMNS)
+    return ExitCode.OK
 
 
 async def _audit_access(context: Context, args: argparse.Namespace) -> int:
@@ -453,6 +484,7 @@ async def _audit_access(context: Context, args: argparse.Namespace) -> int:
     start, end = _instant(args.start, "--from"), _instant(args.end, "--to")
     assert start is not None
     assert end is not None
+    _window(start, end, "--from", "--to")
     async with context.connection.transaction(isolation="repeatable_read", readonly=True):
         intervals = await audit.access(
             context.connection,
@@ -464,8 +496,8 @@ async def _audit_access(context: Context, args: argparse.Namespace) -> int:
             role=args.role,
             user=args.user,
         )
-    _write_rows([interval.to_row() for interval in intervals], args.format)
-    return 0
+    _write_rows([interval.to_row() for interval in intervals], args.format, ACCESS_COLUMNS)
+    return ExitCode.OK
 
 
 def _uuid(text: str | None, what: str) -> uuid.UUID | None:
@@ -651,28 +683,46 @@ async def _with_services(settings: Settings, handler: Handler, args: argparse.Na
         await pool.close()
 
 
+def _stdout_closed() -> int:
+    # Whatever is still buffered for stdout would fail again when the interpreter flushes it at exit, and
+    # print a traceback: send it nowhere (the recipe of Python's documentation on SIGPIPE).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return ExitCode.STDOUT_CLOSED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (see app.exits). A bad command line exits USAGE in argparse."""
     args = _parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except InvalidSetting as error:
+        print(f"scimledger: {error}", file=sys.stderr)
+        return ExitCode.USAGE
     # Administrative commands stay quiet unless something is wrong; `serve` and `worker` log at the configured
     # level, in the configured format.
     level = settings.log_level if args.command in ("serve", "worker") else "warning"
     logs.configure(level, settings.log_format)
     try:
         if hasattr(args, "sync_handler"):
-            return int(args.sync_handler(settings, args))
-        if hasattr(args, "db_handler"):
-            return int(asyncio.run(_with_services(settings, args.db_handler, args)))
-        return int(asyncio.run(args.handler(settings, args)))
+            code = int(args.sync_handler(settings, args))
+        elif hasattr(args, "db_handler"):
+            code = int(asyncio.run(_with_services(settings, args.db_handler, args)))
+        else:
+            code = int(asyncio.run(args.handler(settings, args)))
+        sys.stdout.flush()  # here rather than at exit, so that a reader that went away is noticed below
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except Tampered as error:
         print(f"scimledger: {error}", file=sys.stderr)
         return ExitCode.TAMPERED
     except (DomainError, MigrationError, EmbeddedDatabaseError) as error:
         print(f"scimledger: {error}", file=sys.stderr)
-        return 1
+        return ExitCode.REFUSED
     except (OSError, asyncpg.PostgresError) as error:
         print(f"scimledger: database error: {error}", file=sys.stderr)
-        return 2
+        return ExitCode.DATABASE
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args, get_type_hints
 
 import msgspec
 
@@ -32,6 +32,13 @@ ENVIRONMENT = {
     "SCIMLEDGER_AUDIT_MAX_UNSEALED_SECONDS": "audit_max_unsealed_seconds",
 }
 
+# The levels `logging` knows by name, lowest last; SCIMLEDGER_LOG_LEVEL takes one, in any case.
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class InvalidSetting(SystemExit):
+    """A setting the process cannot run with; its message names the variable, the value and what is allowed."""
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
@@ -44,7 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_cache_seconds: float = 5.0
     public_url: str | None = None
     pool_size: int = 10
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     group_prefix: str = "Statsig"
     worker: bool = True
     runner_poll_seconds: float = 1.0
@@ -62,10 +69,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         source = os.environ if environ is None else environ
         values = {field: source[name] for name, field in ENVIRONMENT.items() if source.get(name)}
+        if "log_level" in values:
+            values["log_level"] = values["log_level"].lower()
         try:
             return msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as error:
             problem, _, where = str(error).partition(" - at `$.")
             field = where.rstrip("`")
             variable = next((name for name, target in ENVIRONMENT.items() if target == field), field)
-            raise SystemExit(f"Invalid setting {variable}={source.get(variable)!r}: {problem}") from error
+            allowed = get_args(get_type_hints(cls).get(field))
+            if allowed and all(isinstance(value, str) for value in allowed):
+                problem = f"expected one of {', '.join(allowed)}"
+            raise InvalidSetting(f"Invalid setting {variable}={source.get(variable)!r}: {problem}") from error
