@@ -257,7 +257,7 @@ async def verify(
     seal_row = await following(seals)
     while event_row is not None:
         event = RecordedEvent(*event_row)
-        if not horizon.committed(event.tx):
+        if event.tx >= horizon.xmin and not horizon.committed(event.tx):  # below xmin: committed
             return broken(_never_sealable(event, horizon.xmax))
         if seal_row is None:
             if horizon.sealed_up_to is not None and event.log_position <= horizon.sealed_up_to:
