@@ -33,6 +33,25 @@ def _instant(request: Request, name: str, required: bool = False) -> datetime.da
         raise invalid_value(f"'{name}': {error}") from error
 
 
+def window_error(
+    start: datetime.datetime | None, end: datetime.datetime | None, first: str, second: str
+) -> str | None:
+    """Why a window that ends before it starts is refused, naming its bounds as the caller gave them (the
+    CLI's `--from`, the API's `from`); None for a window in order or open at either end."""
+    if start is None or end is None or start <= end:
+        return None
+    return (
+        f"{first} ({start.isoformat()}) is after {second} ({end.isoformat()}): the window is reversed. "
+        f"Give the earlier time as {first}."
+    )
+
+
+def _window(start: datetime.datetime | None, end: datetime.datetime | None, first: str, second: str) -> None:
+    problem = window_error(start, end, f"'{first}'", f"'{second}'")
+    if problem is not None:
+        raise invalid_value(problem)
+
+
 def _id(request: Request, name: str) -> uuid.UUID | None:
     text = request.query_params.get(name)
     if not text:
@@ -65,8 +84,11 @@ async def verify(request: Request) -> Response:
         expected = seals.Head.parse(head_text) if head_text else None
     except ValueError as error:
         raise invalid_value(str(error)) from error
+    limit = datetime.timedelta(seconds=services_of(request).settings.audit_max_unsealed_seconds)
     verdict = await _read(
-        request, principal, lambda connection, org_id, _: seals.verify(connection, org_id, expected)
+        request,
+        principal,
+        lambda connection, org_id, _: seals.verify(connection, org_id, expected, max_unsealed_age=limit),
     )
     return ScimResponse(
         {
@@ -88,6 +110,7 @@ async def history(request: Request) -> Response:
     principal = await _auditor(request)
     user, group, actor = _id(request, "user"), _id(request, "group"), request.query_params.get("actor")
     since, until = _instant(request, "since"), _instant(request, "until")
+    _window(since, until, "since", "until")
     entries = await _read(
         request,
         principal,
@@ -113,6 +136,7 @@ async def access(request: Request) -> Response:
     start, end = _instant(request, "from", required=True), _instant(request, "to", required=True)
     assert start is not None
     assert end is not None
+    _window(start, end, "from", "to")
     params = request.query_params
     intervals = await _read(
         request,

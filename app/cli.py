@@ -12,6 +12,7 @@ import contextlib
 import csv
 import datetime
 import getpass
+import os
 import signal
 import sys
 import uuid
@@ -23,11 +24,13 @@ import asyncpg
 import msgspec
 
 from app import catalog_repair, logs, tenancy
+from app.api_audit import window_error
 from app.catalog import KINDS, CatalogService
 from app.database import EmbeddedDatabaseError, database_url
+from app.exits import ExitCode
 from app.migrate import MigrationError, migrate
 from app.services import Services
-from app.settings import Settings
+from app.settings import InvalidSetting, Settings
 from domain.errors import DomainError
 from eventstore.pool import Connection, create_pool
 from eventstore.runner import (
@@ -53,6 +56,10 @@ Handler = Callable[[Context, argparse.Namespace], Awaitable[int]]
 
 
 INLINE_PROJECTION = "scim"
+
+
+class Tampered(Exception):
+    """The log failed verification, so the command refused to act on it."""
 
 
 def _print(*lines: Any) -> None:
@@ -101,8 +108,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         headers=SECURITY_HEADERS,
     )
     server = Server(config)
-    server.run()
-    return 0 if server.started else 3  # uvicorn's own code for a failed start-up
+    try:
+        server.run()
+    except SystemExit:
+        # uvicorn exits the process when it cannot bind; its code (3) is ours for "tampered".
+        return ExitCode.NOT_STARTED
+    return ExitCode.OK if server.started else ExitCode.NOT_STARTED
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -256,7 +267,16 @@ async def _group_repair(context: Context, args: argparse.Namespace) -> int:
 
 
 async def _projections_rebuild(context: Context, args: argparse.Namespace) -> int:
+    if args.name == seals.SEALER:
+        return await _reseal(context)
     if args.name == INLINE_PROJECTION:
+        # Writers project inline, so only a rebuild reads events no writer projected. One whose `tx` no
+        # transaction committed was forged, and the runner will never seal it: it must grant nothing.
+        forged = await seals.never_sealable(context.connection)
+        if forged is not None:
+            raise Tampered(
+                f"refusing to rebuild {INLINE_PROJECTION} from a log that was tampered with: {forged}"
+            )
         async with context.services.pool.acquire() as reader:
             replayed = await context.services.projection.rebuild(context.connection, reader)
     else:
@@ -270,7 +290,33 @@ async def _projections_rebuild(context: Context, args: argparse.Namespace) -> in
                 f"'{args.name}' is a reactor: its decisions are events, and events are never redone."
             )
     _print(f"rebuilt {args.name} from {replayed} events")
-    return 0
+    return ExitCode.OK
+
+
+async def _reseal(context: Context) -> int:
+    """`projections rebuild audit.seals`. The seals are evidence: dropping and recomputing them would seal
+    an edited log as if it were the original. So the chain is verified as it stands, every seal is kept,
+    and only what the runner has not sealed yet is sealed."""
+    connection = context.connection
+    forged = await seals.never_sealable(connection)
+    if forged is not None:
+        raise Tampered(f"refusing to seal a log that was tampered with: {forged}")
+    orgs = await tenancy.list_orgs(connection)
+    for org in orgs:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            verdict = await seals.verify(connection, org.org_id, max_unsealed_age=_max_unsealed_age(context))
+        # Events left unsealed too long are not a reason to refuse: sealing them is the remedy.
+        if verdict.tampered:
+            raise Tampered(f"refusing to seal '{org.name}' over its existing seals: {verdict.problem}")
+    sealed = await seals.seal_pending(connection)
+    _print(
+        f"verified the seals of {len(orgs)} organization(s) and kept them; sealed {sealed} pending event(s)"
+    )
+    return ExitCode.OK
+
+
+def _max_unsealed_age(context: Context) -> datetime.timedelta:
+    return datetime.timedelta(seconds=context.services.settings.audit_max_unsealed_seconds)
 
 
 async def _projections_status(context: Context, args: argparse.Namespace) -> int:
@@ -284,7 +330,7 @@ async def _projections_status(context: Context, args: argparse.Namespace) -> int
         if item.parked:
             line += f"; {item.parked} parked, last: {item.last_parked_error}"
         _print(line)
-    return 0
+    return ExitCode.OK
 
 
 async def _audit_head(context: Context, args: argparse.Namespace) -> int:
@@ -293,7 +339,7 @@ async def _audit_head(context: Context, args: argparse.Namespace) -> int:
     if latest is None:
         raise DomainError(f"'{org.name}' has no sealed events yet.")
     _print(latest)
-    return 0
+    return ExitCode.OK
 
 
 async def _audit_verify(context: Context, args: argparse.Namespace) -> int:
@@ -306,16 +352,25 @@ async def _audit_verify(context: Context, args: argparse.Namespace) -> int:
     if expected is not None and len(orgs) != 1:
         raise DomainError("--head applies to one organization: give --org too.")
     broken = 0
+    if not args.org:
+        # Every organization's events, known organizations' or not.
+        forged = await seals.never_sealable(connection)
+        if forged is not None:
+            broken += 1
+            print(f"the log: TAMPERED: {forged}", file=sys.stderr)
     for org in orgs:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
-            verdict = await seals.verify(connection, org.org_id, expected)
+            verdict = await seals.verify(
+                connection, org.org_id, expected, max_unsealed_age=_max_unsealed_age(context)
+            )
         if verdict.intact:
             pending = f"; {verdict.unsealed} newer event(s) not sealed yet" if verdict.unsealed else ""
             _print(f"{org.name}: intact, {verdict.checked} sealed event(s) verified{pending}")
         else:
             broken += 1
-            print(f"{org.name}: TAMPERED: {verdict.problem}", file=sys.stderr)
-    return 3 if broken else 0
+            label = "TAMPERED" if verdict.tampered else "NOT VERIFIED"
+            print(f"{org.name}: {label}: {verdict.problem}", file=sys.stderr)
+    return ExitCode.TAMPERED if broken else ExitCode.OK
 
 
 def _instant(text: str | None, what: str) -> datetime.datetime | None:
@@ -327,26 +382,51 @@ def _instant(text: str | None, what: str) -> datetime.datetime | None:
         raise DomainError(f"{what}: {error}") from error
 
 
-def _write_rows(rows: list[dict[str, Any]], output_format: str) -> None:
+def _window(start: datetime.datetime | None, end: datetime.datetime | None, first: str, second: str) -> None:
+    problem = window_error(start, end, first, second)
+    if problem is not None:
+        raise DomainError(problem)
+
+
+# The columns of each tabular answer, so that a CSV or a table has its header even when it has no rows.
+HISTORY_COLUMNS = ("position", "recorded_at", "actor", "request_id", "type", "subject", "change")
+ACCESS_COLUMNS = (
+    "user_id",
+    "userName",
+    "group_id",
+    "project",
+    "role",
+    "from",
+    "to",
+    "granted_by",
+    "grant_cause",
+    "revoked_by",
+    "revoke_cause",
+)
+AS_OF_COLUMNS = ("kind", "id", "name", "active", "member", "group")
+
+
+def _write_rows(rows: list[dict[str, Any]], output_format: str, columns: Sequence[str]) -> None:
     """Rows as an aligned table, JSON lines, or CSV with a header, on stdout."""
     if output_format == "jsonl":
         for row in rows:
             sys.stdout.write(msgspec.json.encode(row).decode() + "\n")
     elif output_format == "csv":
         writer = csv.writer(sys.stdout)
-        if rows:
-            writer.writerow(rows[0])
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow("" if value is None else value for value in row.values())
-    elif rows:
-        widths = {key: max(len(key), *(len(str(row[key] or "")) for row in rows)) for key in rows[0]}
-        _print("  ".join(key.ljust(width) for key, width in widths.items()))
+            writer.writerow("" if row[key] is None else row[key] for key in columns)
+    else:
+        widths = {key: max([len(key), *(len(str(row[key] or "")) for row in rows)]) for key in columns}
+        _print("  ".join(key.ljust(width) for key, width in widths.items()).rstrip())
         for row in rows:
             _print("  ".join(str(row[key] or "").ljust(width) for key, width in widths.items()).rstrip())
 
 
 async def _audit_history(context: Context, args: argparse.Namespace) -> int:
     org = await tenancy.find_org(context.connection, args.org)
+    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
+    _window(since, until, "--since", "--until")
     async with context.connection.transaction(isolation="repeatable_read", readonly=True):
         entries = await audit.history(
             context.connection,
@@ -355,11 +435,11 @@ async def _audit_history(context: Context, args: argparse.Namespace) -> int:
             user=_uuid(args.user, "--user"),
             group=_uuid(args.group, "--group"),
             actor=args.actor,
-            since=_instant(args.since, "--since"),
-            until=_instant(args.until, "--until"),
+            since=since,
+            until=until,
         )
-    _write_rows([entry.to_row() for entry in entries], args.format)
-    return 0
+    _write_rows([entry.to_row() for entry in entries], args.format, HISTORY_COLUMNS)
+    return ExitCode.OK
 
 
 async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
@@ -372,7 +452,7 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
         ).to_report()
     if args.format == "json":
         _print(msgspec.json.format(msgspec.json.encode(report)).decode())
-        return 0
+        return ExitCode.OK
     rows = [
         {
             "kind": "user",
@@ -406,8 +486,8 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
         }
         for membership in report["memberships"]
     ]
-    _write_rows(rows, "csv")
-    return 0
+    _write_rows(rows, "csv", AS_OF_COLUMNS)
+    return ExitCode.OK
 
 
 async def _audit_access(context: Context, args: argparse.Namespace) -> int:
@@ -415,6 +495,7 @@ async def _audit_access(context: Context, args: argparse.Namespace) -> int:
     start, end = _instant(args.start, "--from"), _instant(args.end, "--to")
     assert start is not None
     assert end is not None
+    _window(start, end, "--from", "--to")
     async with context.connection.transaction(isolation="repeatable_read", readonly=True):
         intervals = await audit.access(
             context.connection,
@@ -426,8 +507,8 @@ async def _audit_access(context: Context, args: argparse.Namespace) -> int:
             role=args.role,
             user=args.user,
         )
-    _write_rows([interval.to_row() for interval in intervals], args.format)
-    return 0
+    _write_rows([interval.to_row() for interval in intervals], args.format, ACCESS_COLUMNS)
+    return ExitCode.OK
 
 
 def _uuid(text: str | None, what: str) -> uuid.UUID | None:
@@ -618,25 +699,46 @@ async def _with_services(settings: Settings, handler: Handler, args: argparse.Na
         await pool.close()
 
 
+def _stdout_closed() -> int:
+    # Whatever is still buffered for stdout would fail again when the interpreter flushes it at exit, and
+    # print a traceback: send it nowhere (the recipe of Python's documentation on SIGPIPE).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return ExitCode.STDOUT_CLOSED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (see app.exits). A bad command line exits USAGE in argparse."""
     args = _parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except InvalidSetting as error:
+        print(f"scimledger: {error}", file=sys.stderr)
+        return ExitCode.USAGE
     # Administrative commands stay quiet unless something is wrong; `serve` and `worker` log at the configured
     # level, in the configured format.
     level = settings.log_level if args.command in ("serve", "worker") else "warning"
     logs.configure(level, settings.log_format)
     try:
         if hasattr(args, "sync_handler"):
-            return int(args.sync_handler(settings, args))
-        if hasattr(args, "db_handler"):
-            return int(asyncio.run(_with_services(settings, args.db_handler, args)))
-        return int(asyncio.run(args.handler(settings, args)))
+            code = int(args.sync_handler(settings, args))
+        elif hasattr(args, "db_handler"):
+            code = int(asyncio.run(_with_services(settings, args.db_handler, args)))
+        else:
+            code = int(asyncio.run(args.handler(settings, args)))
+        sys.stdout.flush()  # here rather than at exit, so that a reader that went away is noticed below
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
+    except Tampered as error:
+        print(f"scimledger: {error}", file=sys.stderr)
+        return ExitCode.TAMPERED
     except (DomainError, MigrationError, EmbeddedDatabaseError) as error:
         print(f"scimledger: {error}", file=sys.stderr)
-        return 1
+        return ExitCode.REFUSED
     except (OSError, asyncpg.PostgresError) as error:
         print(f"scimledger: database error: {error}", file=sys.stderr)
-        return 2
+        return ExitCode.DATABASE
 
 
 if __name__ == "__main__":

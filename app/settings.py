@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args, get_type_hints
 
 import msgspec
 
@@ -29,7 +29,15 @@ ENVIRONMENT = {
     "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "rate_limit_per_second",
     "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
     "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
+    "SCIMLEDGER_AUDIT_MAX_UNSEALED_SECONDS": "audit_max_unsealed_seconds",
 }
+
+# The levels `logging` knows by name, lowest last; SCIMLEDGER_LOG_LEVEL takes one, in any case.
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class InvalidSetting(SystemExit):
+    """A setting the process cannot run with; its message names the variable, the value and what is allowed."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,7 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_cache_seconds: float = 5.0
     public_url: str | None = None
     pool_size: int = 10
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     group_prefix: str = "Statsig"
     worker: bool = True
     runner_poll_seconds: float = 1.0
@@ -53,15 +61,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 500
     database_timeout_seconds: float = 10.0
+    # The runner seals within about a second; an event older than this and still unsealed means the runner
+    # has been stopped or behind that long, or the event's seal was deleted: `audit verify` fails on it.
+    audit_max_unsealed_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         source = os.environ if environ is None else environ
         values = {field: source[name] for name, field in ENVIRONMENT.items() if source.get(name)}
+        if "log_level" in values:
+            values["log_level"] = values["log_level"].lower()
         try:
             return msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as error:
             problem, _, where = str(error).partition(" - at `$.")
             field = where.rstrip("`")
             variable = next((name for name, target in ENVIRONMENT.items() if target == field), field)
-            raise SystemExit(f"Invalid setting {variable}={source.get(variable)!r}: {problem}") from error
+            allowed = get_args(get_type_hints(cls).get(field))
+            if allowed and all(isinstance(value, str) for value in allowed):
+                problem = f"expected one of {', '.join(allowed)}"
+            raise InvalidSetting(f"Invalid setting {variable}={source.get(variable)!r}: {problem}") from error
