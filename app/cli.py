@@ -64,7 +64,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.http import SECURITY_HEADERS
-    from app.http_protocol import HeadLimits, bounded_protocol
+    from app.http_protocol import EdgeLimits, bounded_protocol
     from app.main import create_app
 
     class Server(uvicorn.Server):
@@ -100,12 +100,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         headers=SECURITY_HEADERS,
-        # httptools, bounded: the head's size, header count and deadline (uvicorn has none of these for it).
+        # httptools, bounded: the head's size, header count and deadline, and the body's deadline (uvicorn has
+        # none of these for it).
         http=bounded_protocol(
-            HeadLimits(
-                max_bytes=settings.max_header_bytes,
+            EdgeLimits(
+                max_head_bytes=settings.max_header_bytes,
                 max_headers=settings.max_headers,
-                timeout_seconds=settings.request_head_timeout_seconds,
+                head_timeout_seconds=settings.request_head_timeout_seconds,
+                body_timeout_seconds=settings.request_body_timeout_seconds,
             )
         ),
         # Over this many open connections a request gets uvicorn's 503 at once (the connection counts itself).

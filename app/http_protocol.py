@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from asyncio.events import TimerHandle
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
@@ -31,10 +32,11 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 
-class HeadLimits(msgspec.Struct, frozen=True, kw_only=True):
-    max_bytes: int = 16 * 1024
+class EdgeLimits(msgspec.Struct, frozen=True, kw_only=True):
+    max_head_bytes: int = 16 * 1024
     max_headers: int = 100
-    timeout_seconds: float = 10.0
+    head_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
 
 
 class _Refused(Exception):
@@ -42,7 +44,7 @@ class _Refused(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    limits: ClassVar[HeadLimits] = HeadLimits()
+    limits: ClassVar[EdgeLimits] = EdgeLimits()
 
     def __init__(
         self,
@@ -52,36 +54,44 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        # The head being read: True from the connection's start and from the end of each request's body until
-        # the next head is complete.
+        # True from the connection's start, and from the end of each request's body, until the next head is
+        # complete. False while a body is read.
         self.reading_head = True
         self.head_bytes = 0
         self.heads_completed = 0
         self.header_count = 0
-        self.head_deadline: TimerHandle | None = None
+        # The head's deadline while a head is read; the body's while a body is read.
+        self.deadline: TimerHandle | None = None
         self.refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # A new connection's first head is due from the moment it opens: one that never sends a byte is as slow
         # as one that sends a byte a minute.
-        self._arm_head_deadline()
+        self._arm(self.limits.head_timeout_seconds, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_deadline()
+        self._disarm()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
             return  # refused or timed out: what is still in flight is dropped unparsed
+        self._receive(data)
+        if not self.reading_head and self.deadline is None and not self.transport.is_closing():
+            # The head is complete and its body is not, after all that has arrived: the body is due. (Armed only
+            # now, so that a request that arrives whole, the usual case, never sets this timer.)
+            self._arm(self.limits.body_timeout_seconds, self._body_timed_out)
+
+    def _receive(self, data: bytes) -> None:
         if not self.reading_head:
             self._feed(data)
             return
-        if self.head_deadline is None:
+        if self.deadline is None:
             # A later request on a keep-alive connection: its head is due from its first byte. (uvicorn's own
             # keep-alive timer covered the wait for that byte.)
-            self._arm_head_deadline()
-        allowance = self.limits.max_bytes - self.head_bytes
+            self._arm(self.limits.head_timeout_seconds, self._head_timed_out)
+        allowance = self.limits.max_head_bytes - self.head_bytes
         if len(data) <= allowance:
             self.head_bytes += len(data)
             self._feed(data)
@@ -96,11 +106,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.heads_completed == heads_completed:
             self._refuse(
                 431,
-                f"The request line and headers exceed {self.limits.max_bytes} bytes "
+                f"The request line and headers exceed {self.limits.max_head_bytes} bytes "
                 "(SCIMLEDGER_MAX_HEADER_BYTES). Send smaller headers, or raise the limit.",
             )
             return
-        self.data_received(data[allowance:])
+        self._receive(data[allowance:])
 
     def _feed(self, data: bytes) -> None:
         """What uvicorn's `data_received` does, except when a callback here has refused the head mid-parse."""
@@ -137,7 +147,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.reading_head = False
         self.heads_completed += 1
-        self._cancel_head_deadline()
+        self._disarm()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -145,21 +155,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # Whatever follows on this connection is the next request's head.
         self.reading_head = True
         self.head_bytes = 0
+        self._disarm()
 
-    def _arm_head_deadline(self) -> None:
-        self.head_deadline = self.loop.call_later(self.limits.timeout_seconds, self._head_timed_out)
+    def _arm(self, seconds: float, timed_out: Callable[[], None]) -> None:
+        self.deadline = self.loop.call_later(seconds, timed_out)
 
-    def _cancel_head_deadline(self) -> None:
-        if self.head_deadline is not None:
-            self.head_deadline.cancel()
-            self.head_deadline = None
+    def _disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _late(self, seconds: float, timed_out: Callable[[], None]) -> bool:
+        """Whether the client is late, rather than the server not reading: uvicorn pauses reading while a
+        pipelined request waits for the one before it, or while the app has not taken a body's first 64 KiB.
+        Then the deadline starts again."""
+        self.deadline = None
+        if self.transport.is_closing():
+            return False
+        if self.flow.read_paused:
+            self._arm(seconds, timed_out)
+            return False
+        return True
 
     def _head_timed_out(self) -> None:
-        self.head_deadline = None
-        if self.transport.is_closing():
+        if not self._late(self.limits.head_timeout_seconds, self._head_timed_out):
             return
         if self.cycle is not None and not self.cycle.response_complete:
-            # A slow head pipelined behind a request still being answered: let that answer finish, then close.
+            # A slow head behind a request still being answered: let that answer finish, then close.
             self.cycle.keep_alive = False
             return
         if self.head_bytes == 0:
@@ -167,14 +189,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refuse(
             408,
-            f"The request's headers did not arrive within {self.limits.timeout_seconds:g} s "
+            f"The request's headers did not arrive within {self.limits.head_timeout_seconds:g} s "
             "(SCIMLEDGER_REQUEST_HEAD_TIMEOUT_SECONDS).",
+        )
+
+    def _body_timed_out(self) -> None:
+        if not self._late(self.limits.body_timeout_seconds, self._body_timed_out):
+            return
+        if self.cycle.response_started:
+            # The app answered (or is answering) without waiting for the body: nothing more to say.
+            self.transport.close()
+            return
+        # The app waits for the body; once the connection is lost, it reads a disconnect and gives up.
+        self._refuse(
+            408,
+            f"The request's body did not arrive within {self.limits.body_timeout_seconds:g} s "
+            "(SCIMLEDGER_REQUEST_BODY_TIMEOUT_SECONDS).",
         )
 
     def _refuse(self, status: int, detail: str) -> None:
         """Answer `status` with a SCIM error and close: the request is never parsed further, nor run."""
         self.refused = True
-        self.logger.warning("Request refused with %d: %s", status, detail)
+        self.logger.info("Request refused with %d: %s", status, detail)
         body = msgspec.json.encode(
             {
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
@@ -193,11 +229,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 body,
             ]
         )
-        self._cancel_head_deadline()
+        self._disarm()
         self.transport.write(b"".join(content))
         self.transport.close()
 
 
-def bounded_protocol(limits: HeadLimits) -> type[BoundedHttpToolsProtocol]:
+def bounded_protocol(limits: EdgeLimits) -> type[BoundedHttpToolsProtocol]:
     """The protocol class for uvicorn's `http=`, with `limits` (uvicorn builds one instance per connection)."""
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})

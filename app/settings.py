@@ -32,6 +32,7 @@ ENVIRONMENT = {
     "SCIMLEDGER_MAX_HEADER_BYTES": "max_header_bytes",
     "SCIMLEDGER_MAX_HEADERS": "max_headers",
     "SCIMLEDGER_REQUEST_HEAD_TIMEOUT_SECONDS": "request_head_timeout_seconds",
+    "SCIMLEDGER_REQUEST_BODY_TIMEOUT_SECONDS": "request_body_timeout_seconds",
     "SCIMLEDGER_KEEP_ALIVE_TIMEOUT_SECONDS": "keep_alive_timeout_seconds",
     "SCIMLEDGER_MAX_CONNECTIONS": "max_connections",
 }
@@ -60,11 +61,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_timeout_seconds: float = 10.0
     # The HTTP edge (app/http_protocol.py), bounded without a proxy in front: a request's line and headers
     # (16 KiB, as h11 and Node allow; Okta's and Entra's heads are under 4 KiB), how many headers, how long the
-    # head may take to arrive, how long an idle keep-alive connection stays open, and how many connections may
-    # be open before requests get 503.
+    # head and then the body (at most max_body_bytes) may take to arrive, how long an idle keep-alive
+    # connection stays open, and how many connections may be open before requests get 503.
     max_header_bytes: int = 16 * 1024
     max_headers: int = 100
     request_head_timeout_seconds: float = 10.0
+    request_body_timeout_seconds: float = 60.0
     keep_alive_timeout_seconds: int = 5
     max_connections: int = 500
 

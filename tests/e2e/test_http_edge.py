@@ -84,6 +84,7 @@ TIGHT = {
     "SCIMLEDGER_MAX_HEADER_BYTES": "4096",
     "SCIMLEDGER_MAX_HEADERS": "20",
     "SCIMLEDGER_REQUEST_HEAD_TIMEOUT_SECONDS": "1",
+    "SCIMLEDGER_REQUEST_BODY_TIMEOUT_SECONDS": "1",
 }
 CAPPED = {
     "SCIMLEDGER_MAX_CONNECTIONS": "4",
@@ -101,6 +102,12 @@ def _serve(cli_env: dict[str, str], settings: dict[str, str]) -> Iterator[Servic
 @pytest.fixture(scope="module")
 def tight(cli_env: dict[str, str]) -> Iterator[ServiceProcess]:
     yield from _serve(cli_env, TIGHT)
+
+
+@pytest.fixture(scope="module")
+def tight_token(tight: ServiceProcess) -> str:
+    [token] = new_org(tight.env, f"Edge {uuid.uuid4().hex[:6]}", "scim")
+    return token
 
 
 @pytest.fixture(scope="module")
@@ -163,26 +170,26 @@ def test_a_request_at_both_header_limits_is_served(tight: ServiceProcess) -> Non
         assert response_head(connection).startswith(b"HTTP/1.1 200 ")
 
 
-def test_a_body_that_arrives_with_its_head_is_not_counted_as_head(tight: ServiceProcess) -> None:
-    [token] = new_org(tight.env, f"Edge {uuid.uuid4().hex[:6]}", "scim")
+def test_a_body_that_arrives_with_its_head_is_not_counted_as_head(
+    tight: ServiceProcess, tight_token: str
+) -> None:
     # Whitespace is valid JSON: a body of twice the head's limit, sent with its head in one write.
     body = b'{"userName": "edge-%s@acme.example"}' % uuid.uuid4().hex.encode() + b" " * 8192
     request = (
         b"POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nContent-Type: application/scim+json\r\n"
-        b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n" % (token.encode(), len(body))
+        b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n" % (tight_token.encode(), len(body))
     )
     with socket.create_connection(("127.0.0.1", tight.port), timeout=10) as connection:
         connection.sendall(request + body)
         assert response_head(connection).startswith(b"HTTP/1.1 201 ")
 
 
-def test_a_request_head_that_trickles_in_is_answered_408_and_closed_at_the_deadline(
-    tight: ServiceProcess,
-) -> None:
-    received, closed = b"", False
-    with socket.create_connection(("127.0.0.1", tight.port), timeout=10) as connection:
-        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        for _ in range(100):  # a byte every 0.2 s, for 20 s at most
+def trickle(port: int, start: bytes) -> tuple[bytes, bool]:
+    """Send `start`, then a byte every 0.2 s for 20 s at most: what the server answered, and whether it closed."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(start)
+        for _ in range(100):
             if select.select([connection], [], [], 0.2)[0]:
                 try:
                     chunk = connection.recv(65536)
@@ -190,13 +197,35 @@ def test_a_request_head_that_trickles_in_is_answered_408_and_closed_at_the_deadl
                     chunk = b""
                 received += chunk
                 if not chunk:
-                    closed = True
-                    break
+                    return received, True
             else:
                 with contextlib.suppress(OSError):
                     connection.sendall(b"a")
+    return received, False
+
+
+def test_a_request_head_that_trickles_in_is_answered_408_and_closed_at_the_deadline(
+    tight: ServiceProcess,
+) -> None:
+    received, closed = trickle(tight.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
     assert received.startswith(b"HTTP/1.1 408 "), received
+    assert b"SCIMLEDGER_REQUEST_HEAD_TIMEOUT_SECONDS" in received
     assert closed
+
+
+def test_a_request_body_that_trickles_in_is_answered_408_and_closed_at_the_deadline(
+    tight: ServiceProcess,
+    tight_token: str,
+) -> None:
+    head = (
+        b"POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nContent-Type: application/scim+json\r\n"
+        b"Authorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n" % tight_token.encode()
+    )
+    received, closed = trickle(tight.port, head + b'{"userName": "')
+    assert received.startswith(b"HTTP/1.1 408 "), received
+    assert b"SCIMLEDGER_REQUEST_BODY_TIMEOUT_SECONDS" in received
+    assert closed
+    assert httpx.get(f"{tight.root}/healthz", timeout=10).status_code == 200
 
 
 def test_a_connection_that_sends_nothing_is_closed_at_the_deadline(tight: ServiceProcess) -> None:
