@@ -113,6 +113,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         # Over this many open connections a request gets uvicorn's 503 at once (the connection counts itself).
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        # No route is a WebSocket: an Upgrade request stays plain HTTP, under the bounds above, instead of
+        # being handed to a WebSocket protocol that has none of them.
+        ws="none",
     )
     server = Server(config)
     server.run()

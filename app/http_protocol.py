@@ -129,6 +129,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn's own warning advises installing a WebSocket library; `serve` has none configured by design.
+        self.logger.info("Upgrade request served as plain HTTP: no route is a WebSocket.")
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.header_count = 0
