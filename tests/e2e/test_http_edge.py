@@ -170,6 +170,19 @@ def test_a_request_at_both_header_limits_is_served(tight: ServiceProcess) -> Non
         assert response_head(connection).startswith(b"HTTP/1.1 200 ")
 
 
+def test_each_request_on_a_connection_has_the_whole_head_limit(tight: ServiceProcess) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 3000 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", tight.port), timeout=10) as connection:
+        for _ in range(2):  # one after another: 6 KiB of heads on one connection, under a limit of 4 KiB each
+            connection.sendall(request)
+            assert response_head(connection).startswith(b"HTTP/1.1 200 ")
+        connection.sendall(request * 2)  # pipelined: two heads in one write
+        received = b""
+        while received.count(b"HTTP/1.1 ") < 2 and (chunk := connection.recv(65536)):
+            received += chunk
+    assert received.count(b"HTTP/1.1 200 ") == 2, received
+
+
 def test_a_body_that_arrives_with_its_head_is_not_counted_as_head(
     tight: ServiceProcess, tight_token: str
 ) -> None:
