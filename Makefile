@@ -66,3 +66,9 @@ bench-reactors: install
 # Issue 5's figure: replay to an instant and analytics rebuilds over 1,000,000 events.
 bench-replay: install
 	$(BIN)/python bench/replay_rebuild.py
+
+# Issue 18's HTTP-edge figures: /healthz and RSS under huge headers and slowloris; with
+# BASELINE_TREE=/path/to/old/checkout (its .venv installed), the old code beside this tree in the same run.
+.PHONY: bench-http-edge
+bench-http-edge: install
+	$(BIN)/python bench/http_edge.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))

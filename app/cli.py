@@ -71,6 +71,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.http import SECURITY_HEADERS
+    from app.http_protocol import EdgeLimits, bounded_protocol
     from app.main import create_app
 
     class Server(uvicorn.Server):
@@ -106,6 +107,22 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         headers=SECURITY_HEADERS,
+        # httptools, bounded: the head's size, header count and deadline, and the body's deadline (uvicorn has
+        # none of these for it).
+        http=bounded_protocol(
+            EdgeLimits(
+                max_head_bytes=settings.max_header_bytes,
+                max_headers=settings.max_headers,
+                head_timeout_seconds=settings.request_head_timeout_seconds,
+                body_timeout_seconds=settings.request_body_timeout_seconds,
+            )
+        ),
+        # Over this many open connections a request gets uvicorn's 503 at once (the connection counts itself).
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        # No route is a WebSocket: an Upgrade request stays plain HTTP, under the bounds above, instead of
+        # being handed to a WebSocket protocol that has none of them.
+        ws="none",
     )
     server = Server(config)
     try:

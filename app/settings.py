@@ -30,6 +30,12 @@ ENVIRONMENT = {
     "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
     "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
     "SCIMLEDGER_AUDIT_MAX_UNSEALED_SECONDS": "audit_max_unsealed_seconds",
+    "SCIMLEDGER_MAX_HEADER_BYTES": "max_header_bytes",
+    "SCIMLEDGER_MAX_HEADERS": "max_headers",
+    "SCIMLEDGER_REQUEST_HEAD_TIMEOUT_SECONDS": "request_head_timeout_seconds",
+    "SCIMLEDGER_REQUEST_BODY_TIMEOUT_SECONDS": "request_body_timeout_seconds",
+    "SCIMLEDGER_KEEP_ALIVE_TIMEOUT_SECONDS": "keep_alive_timeout_seconds",
+    "SCIMLEDGER_MAX_CONNECTIONS": "max_connections",
 }
 
 # The levels `logging` knows by name, lowest last; SCIMLEDGER_LOG_LEVEL takes one, in any case.
@@ -64,6 +70,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The runner seals within about a second; an event older than this and still unsealed means the runner
     # has been stopped or behind that long, or the event's seal was deleted: `audit verify` fails on it.
     audit_max_unsealed_seconds: float = 3600.0
+    # The HTTP edge (app/http_protocol.py), bounded without a proxy in front: a request's line and headers
+    # (16 KiB, as h11 and Node allow; Okta's and Entra's heads are under 4 KiB), how many headers, how long the
+    # head and then the body (at most max_body_bytes) may take to arrive, how long an idle keep-alive
+    # connection stays open, and how many connections may be open before requests get 503.
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    request_head_timeout_seconds: float = 10.0
+    request_body_timeout_seconds: float = 60.0
+    keep_alive_timeout_seconds: int = 5
+    max_connections: int = 500
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
