@@ -341,6 +341,16 @@ def _parse_general(text: str) -> Filter:
 
 
 def parse_patch_path(text: str) -> PatchPath:
+    # The guards of parse_filter: a path holds a filter, and the same length bounds its depth.
+    if len(text) > MAX_FILTER_LENGTH:
+        raise invalid_path(f"The path is longer than {MAX_FILTER_LENGTH} characters.")
+    try:
+        return _parse_patch_path(text)
+    except RecursionError as error:
+        raise invalid_path("The path's filter is nested too deeply.") from error
+
+
+def _parse_patch_path(text: str) -> PatchPath:
     parser = _Parser(text, invalid_path)
     first = parser.take() if parser.tokens else None
     if first is None or first.kind != "word":
