@@ -144,7 +144,7 @@ class UsersCollection(Endpoint):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a User.")
-        attributes = USER.validate(body)
+        attributes = USER.validate(body, services_of(request).settings.max_identifier_length)
         row = await services_of(request).users.provision(
             principal.org_id, attributes, metadata(request, principal)
         )
@@ -168,7 +168,7 @@ class UserResource(Endpoint):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a User.")
-        attributes = USER.validate(body)
+        attributes = USER.validate(body, services_of(request).settings.max_identifier_length)
         row = await services_of(request).users.replace(
             principal.org_id, user_id, attributes, metadata(request, principal), if_match(request)
         )

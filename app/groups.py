@@ -14,7 +14,7 @@ from projections import scim_groups
 from projections.scim import ScimProjection
 from projections.scim_groups import GroupRow
 from scim.group_patch import GroupChange, MembershipStep
-from scim.patch import matches
+from scim.patch import MAX_PATCH_COMPARISONS, Budget, filter_size, matches
 from scim.schema import GROUP_SCHEMA
 
 _ATTEMPTS = 10
@@ -31,9 +31,12 @@ class InvalidMember(DomainError):
 
 
 class GroupService:
-    def __init__(self, store: EventStore, projection: ScimProjection) -> None:
+    def __init__(
+        self, store: EventStore, projection: ScimProjection, max_comparisons: int = MAX_PATCH_COMPARISONS
+    ) -> None:
         self._store = store
         self._projection = projection
+        self._max_comparisons = max_comparisons
 
     async def change(
         self,
@@ -52,7 +55,9 @@ class GroupService:
                     await transaction.lock_stream(group_id)
                     row = await self._visible(transaction, org_id, group_id, if_match)
                     change.check_identity(str(group_id), row.display_name)
-                    adds, removes = await self._targets(transaction, org_id, group_id, change.steps)
+                    adds, removes = await self._targets(
+                        transaction, org_id, group_id, change.steps, Budget(self._max_comparisons)
+                    )
                     users = await transaction.load(org_id, [*adds, *removes])
                     for user_id in adds:
                         user = users.get(user_id)
@@ -114,11 +119,17 @@ class GroupService:
 
     @staticmethod
     async def _targets(
-        transaction: Transaction, org_id: uuid.UUID, group_id: uuid.UUID, steps: Sequence[MembershipStep]
+        transaction: Transaction,
+        org_id: uuid.UUID,
+        group_id: uuid.UUID,
+        steps: Sequence[MembershipStep],
+        budget: Budget,
     ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
         """Which users to add and which to remove, applying the steps in order; adds keep the request's order,
-        which is the order members are listed in."""
+        which is the order members are listed in. Every step costs the ids it names, except a removal by a
+        filter other than ids, which scans the whole membership and spends `budget` for it."""
         desired: dict[uuid.UUID, bool] = {}
+        members: list[dict[str, str]] | None = None  # read once, however many steps filter it
         replaced = False
         for step in steps:
             if step.kind in ("replace", "remove_all"):
@@ -137,11 +148,16 @@ class GroupService:
             elif step.kind == "remove_matching":
                 assert step.matching is not None
                 assert _MEMBERS is not None
-                members = await scim_groups.members_of(transaction.connection, org_id, [group_id])
-                for current in members[group_id]:
-                    element = {"value": str(current.user_id), "display": current.display, "type": "User"}
+                if members is None:
+                    current = await scim_groups.members_of(transaction.connection, org_id, [group_id])
+                    members = [
+                        {"value": str(member.user_id), "display": member.display, "type": "User"}
+                        for member in current[group_id]
+                    ]
+                budget.spend(len(members) * filter_size(step.matching))
+                for element in members:
                     if matches(step.matching, element, _MEMBERS):
-                        desired[current.user_id] = False
+                        desired[uuid.UUID(element["value"])] = False
         adds = [user_id for user_id, wanted in desired.items() if wanted]
         removes = [user_id for user_id, wanted in desired.items() if not wanted]
         if replaced:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+
+from scim.patch import MAX_PATCH_COMPARISONS, PatchLimits
+from scim.schema import IDENTIFIER_LENGTH_CEILING, MAX_IDENTIFIER_LENGTH
 
 # Environment variable -> settings field. README's settings table lists the same names.
 ENVIRONMENT = {
@@ -29,6 +32,8 @@ ENVIRONMENT = {
     "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "rate_limit_per_second",
     "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
     "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
+    "SCIMLEDGER_MAX_PATCH_COMPARISONS": "max_patch_comparisons",
+    "SCIMLEDGER_MAX_IDENTIFIER_LENGTH": "max_identifier_length",
 }
 
 
@@ -53,6 +58,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 500
     database_timeout_seconds: float = 10.0
+    # What one PATCH may examine, so that no request holds the event loop (see scim.patch).
+    max_patch_comparisons: Annotated[int, msgspec.Meta(ge=1)] = MAX_PATCH_COMPARISONS
+    # userName and externalId are indexed, and an index entry has a size limit (see scim.schema).
+    max_identifier_length: Annotated[int, msgspec.Meta(ge=1, le=IDENTIFIER_LENGTH_CEILING)] = (
+        MAX_IDENTIFIER_LENGTH
+    )
+
+    @property
+    def patch_limits(self) -> PatchLimits:
+        return PatchLimits(self.max_patch_comparisons, self.max_identifier_length)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

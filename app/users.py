@@ -14,7 +14,7 @@ from eventstore.store import EventStore, Metadata, Transaction
 from projections import scim_users
 from projections.scim import ScimProjection
 from projections.scim_users import UserRow, row_of
-from scim.patch import PatchOperation, apply_patch
+from scim.patch import DEFAULT_LIMITS, PatchLimits, PatchOperation, apply_patch
 from scim.schema import USER
 
 # A PATCH or PUT that loses a race is decided again on the newer state, unless the client pinned the version
@@ -43,9 +43,12 @@ async def _load(transaction: Transaction, org_id: uuid.UUID, user_id: uuid.UUID)
 
 
 class UserService:
-    def __init__(self, store: EventStore, projection: ScimProjection) -> None:
+    def __init__(
+        self, store: EventStore, projection: ScimProjection, limits: PatchLimits = DEFAULT_LIMITS
+    ) -> None:
         self._store = store
         self._projection = projection
+        self._limits = limits
 
     async def provision(
         self, org_id: uuid.UUID, attributes: Mapping[str, Any], metadata: Metadata
@@ -87,7 +90,9 @@ class UserService:
     ) -> UserRow:
         def decide(user: User) -> None:
             current = {**user.attributes, "active": user.active}
-            patched = apply_patch(USER, current, operations, read_only={"id": str(user.id)})
+            patched = apply_patch(
+                USER, current, operations, read_only={"id": str(user.id)}, limits=self._limits
+            )
             profile, active = split_active(patched)
             user.replace(profile, active)
 
