@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from app.users import PreconditionFailed
 from domain.catalog import Group
@@ -59,22 +62,15 @@ class GroupService:
                         transaction, org_id, group_id, change.steps, Budget(self._max_comparisons)
                     )
                     users = await transaction.load(org_id, [*adds, *removes])
-                    for user_id in adds:
-                        user = users.get(user_id)
-                        if not isinstance(user, User) or user.deleted:
-                            raise InvalidMember(str(user_id), "is not a user of this organization")
-                        if not user.active:
-                            raise InvalidMember(str(user_id), "is a deactivated user and cannot be a member")
-                        user.join_group(str(group_id), cause)
-                    for user_id in removes:
-                        user = users.get(user_id)
-                        if isinstance(user, User):
-                            user.leave_group(str(group_id), cause)
                     group = (await transaction.load(org_id, [group_id]))[group_id]
                     assert isinstance(group, Group)
-                    group.link()
-                    # Recorded in a defined order: the link, then removals, then additions as requested.
-                    changed = [users[user_id] for user_id in [*removes, *adds] if user_id in users]
+                    decide = functools.partial(_decide, users, adds, removes, group, cause)
+                    # Thousands of members are as many decisions: hundreds of milliseconds off the event loop.
+                    changed = (
+                        await asyncio.to_thread(decide)
+                        if len(adds) + len(removes) > OFF_LOOP_MEMBERS
+                        else decide()
+                    )
                     recorded = await transaction.save(org_id, [group, *changed], metadata)
                     await self._projection.apply(transaction.connection, recorded, users)
                     return await self._visible(transaction, org_id, group_id)
@@ -164,6 +160,36 @@ class GroupService:
             current_ids = await scim_groups.member_ids(transaction.connection, org_id, group_id)
             removes += sorted(current_ids - set(adds) - set(removes))
         return adds, removes
+
+
+# Beyond this many members, a request's membership decisions are made in a worker thread (see
+# eventstore.store.OFF_LOOP_EVENTS, which moves their events' encoding there too).
+OFF_LOOP_MEMBERS = 1000
+
+
+def _decide(
+    users: dict[uuid.UUID, Any],
+    adds: list[uuid.UUID],
+    removes: list[uuid.UUID],
+    group: Group,
+    cause: str,
+) -> list[User]:
+    """Each member joins or leaves, all or none; the users whose events to record, in a defined order: the
+    link first (the caller records the group before them), then removals, then additions as requested."""
+    group_id = str(group.id)
+    for user_id in adds:
+        user = users.get(user_id)
+        if not isinstance(user, User) or user.deleted:
+            raise InvalidMember(str(user_id), "is not a user of this organization")
+        if not user.active:
+            raise InvalidMember(str(user_id), "is a deactivated user and cannot be a member")
+        user.join_group(group_id, cause)
+    for user_id in removes:
+        user = users.get(user_id)
+        if isinstance(user, User):
+            user.leave_group(group_id, cause)
+    group.link()
+    return [users[user_id] for user_id in [*removes, *adds] if user_id in users]
 
 
 def _user_id(member: str) -> uuid.UUID | None:
