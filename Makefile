@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies
 
 install: $(STAMP)
 
@@ -66,3 +66,8 @@ bench-reactors: install
 # Issue 5's figure: replay to an instant and analytics rebuilds over 1,000,000 events.
 bench-replay: install
 	$(BIN)/python bench/replay_rebuild.py
+
+# Issue 18's figure: the largest bodies the limit admits, in their worst shapes, and /healthz meanwhile.
+# BASELINE_TREE=/path/to/old/checkout (with its own .venv) measures it beside this tree, turn by turn.
+bench-large-bodies: install
+	$(BIN)/python bench/large_bodies.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
