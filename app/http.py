@@ -304,11 +304,13 @@ def metadata(request: Request, principal: Principal) -> Metadata:
 # hold every other request, of every tenant, as long; a thread hands the GIL back every few milliseconds.
 # Smaller bodies stay on the loop, where a thread's round trip would cost more than it saves.
 OFFLOAD_BYTES = 64 * 1024
+_LARGE_BODY = "scimledger.large_body"
 
 
 def large_body(request: Request) -> bool:
     """Whether `read_json` found the body large enough to be worked on off the event loop."""
-    return bool(request.scope.get("state", {}).get("large_body"))
+    # On the scope itself, which is the request's own: its "state" may be shared by every request.
+    return bool(request.scope.get(_LARGE_BODY))
 
 
 async def off_loop(request: Request, function: Callable[..., Any], *args: Any) -> Any:
@@ -337,7 +339,7 @@ async def read_json(request: Request) -> Any:
         chunks.append(chunk)
     body = b"".join(chunks)
     if len(body) > OFFLOAD_BYTES:
-        request.scope.setdefault("state", {})["large_body"] = True
+        request.scope[_LARGE_BODY] = True
         return await run_in_threadpool(_decode_json, body)
     return _decode_json(body)
 
