@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies
 
 install: $(STAMP)
 
@@ -72,3 +72,7 @@ bench-replay: install
 .PHONY: bench-http-edge
 bench-http-edge: install
 	$(BIN)/python bench/http_edge.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
+# Issue 18's figure: the largest bodies the limit admits, in their worst shapes, and /healthz meanwhile.
+# BASELINE_TREE=/path/to/old/checkout (with its own .venv) measures it beside this tree, turn by turn.
+bench-large-bodies: install
+	$(BIN)/python bench/large_bodies.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))

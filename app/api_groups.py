@@ -14,17 +14,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api_users import list_parameters, selection
+from app.api_users import list_parameters, patch_operations, selection
 from app.http import (
     Endpoint,
     ScimResponse,
     authenticate,
     base_url,
-    decode_as,
     etag,
     if_match,
     list_response,
     metadata,
+    off_loop,
     parse_id,
     read_json,
     services_of,
@@ -34,8 +34,7 @@ from projections import scim_groups
 from projections.scim_groups import GroupRow, Member
 from scim.errors import ScimError, invalid_value
 from scim.filter import AttrPath
-from scim.group_patch import plan_patch, plan_put
-from scim.patch import PatchRequest, parse_operations
+from scim.group_patch import GroupChange, plan_patch, plan_put
 from scim.schema import CORE_GROUP, GROUP, select_attributes
 
 CREATE_REFUSED = (
@@ -78,6 +77,10 @@ def _wants_members(include: list[AttrPath] | None, exclude: list[AttrPath] | Non
     if include:
         return names_members(include)
     return not (exclude and names_members(exclude))
+
+
+def _plan_patch(body: Any) -> GroupChange:
+    return plan_patch(patch_operations(body))
 
 
 class GroupsCollection(Endpoint):
@@ -125,16 +128,16 @@ class GroupResource(Endpoint):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a Group.")
+        change = await off_loop(request, plan_put, body)
         row = await services_of(request).groups.change(
-            principal.org_id, group_id, plan_put(body), metadata(request, principal), if_match(request)
+            principal.org_id, group_id, change, metadata(request, principal), if_match(request)
         )
         return await self._respond(request, row, principal.org_id)
 
     async def patch(self, request: Request) -> Response:
         principal = await authenticate(request)
         group_id = parse_id(request.path_params["id"])
-        patch_request: PatchRequest = decode_as(await read_json(request), PatchRequest, "PatchOp request")
-        change = plan_patch(parse_operations(patch_request))
+        change = await off_loop(request, _plan_patch, await read_json(request))
         row = await services_of(request).groups.change(
             principal.org_id, group_id, change, metadata(request, principal), if_match(request)
         )

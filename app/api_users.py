@@ -18,8 +18,10 @@ from app.http import (
     decode_as,
     etag,
     if_match,
+    large_body,
     list_response,
     metadata,
+    off_loop,
     parse_id,
     read_json,
     services_of,
@@ -28,7 +30,7 @@ from projections import scim_users
 from projections.scim_users import UserRow
 from scim.errors import invalid_value
 from scim.filter import AttrPath, parse_attr_path, parse_attribute_list, parse_filter
-from scim.patch import PatchRequest, parse_operations
+from scim.patch import PatchOperation, PatchRequest, parse_operations
 from scim.query import ListQuery
 from scim.schema import CORE_USER, USER, select_attributes
 
@@ -113,6 +115,11 @@ def list_parameters(request: Request) -> ListQuery:
     )
 
 
+def patch_operations(body: Any) -> list[PatchOperation]:
+    patch_request: PatchRequest = decode_as(body, PatchRequest, "PatchOp request")
+    return parse_operations(patch_request)
+
+
 def _resource_response(request: Request, row: UserRow, status: int = 200) -> Response:
     include, exclude = selection(request)
     document = select_attributes(USER, render(row, base_url(request)), include, exclude)
@@ -144,11 +151,14 @@ class UsersCollection(Endpoint):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a User.")
-        attributes = USER.validate(body)
+        attributes = await off_loop(
+            request, USER.validate, body, services_of(request).settings.max_identifier_length
+        )
         row = await services_of(request).users.provision(
             principal.org_id, attributes, metadata(request, principal)
         )
-        return _resource_response(request, row, status=201)
+        response: Response = await off_loop(request, _resource_response, request, row, 201)
+        return response
 
 
 class UserResource(Endpoint):
@@ -168,21 +178,34 @@ class UserResource(Endpoint):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a User.")
-        attributes = USER.validate(body)
-        row = await services_of(request).users.replace(
-            principal.org_id, user_id, attributes, metadata(request, principal), if_match(request)
+        attributes = await off_loop(
+            request, USER.validate, body, services_of(request).settings.max_identifier_length
         )
-        return _resource_response(request, row)
+        row = await services_of(request).users.replace(
+            principal.org_id,
+            user_id,
+            attributes,
+            metadata(request, principal),
+            if_match(request),
+            off_loop=large_body(request),
+        )
+        response: Response = await off_loop(request, _resource_response, request, row)
+        return response
 
     async def patch(self, request: Request) -> Response:
         principal = await authenticate(request)
         user_id = parse_id(request.path_params["id"])
-        patch_request: PatchRequest = decode_as(await read_json(request), PatchRequest, "PatchOp request")
-        operations = parse_operations(patch_request)
+        operations = await off_loop(request, patch_operations, await read_json(request))
         row = await services_of(request).users.patch(
-            principal.org_id, user_id, operations, metadata(request, principal), if_match(request)
+            principal.org_id,
+            user_id,
+            operations,
+            metadata(request, principal),
+            if_match(request),
+            off_loop=large_body(request),
         )
-        return _resource_response(request, row)
+        response: Response = await off_loop(request, _resource_response, request, row)
+        return response
 
     async def delete(self, request: Request) -> Response:
         principal = await authenticate(request)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from app.users import PreconditionFailed
 from domain.catalog import Group
@@ -14,7 +17,7 @@ from projections import scim_groups
 from projections.scim import ScimProjection
 from projections.scim_groups import GroupRow
 from scim.group_patch import GroupChange, MembershipStep
-from scim.patch import matches
+from scim.patch import MAX_PATCH_COMPARISONS, Budget, filter_size, matches
 from scim.schema import GROUP_SCHEMA
 
 _ATTEMPTS = 10
@@ -31,9 +34,12 @@ class InvalidMember(DomainError):
 
 
 class GroupService:
-    def __init__(self, store: EventStore, projection: ScimProjection) -> None:
+    def __init__(
+        self, store: EventStore, projection: ScimProjection, max_comparisons: int = MAX_PATCH_COMPARISONS
+    ) -> None:
         self._store = store
         self._projection = projection
+        self._max_comparisons = max_comparisons
 
     async def change(
         self,
@@ -52,24 +58,19 @@ class GroupService:
                     await transaction.lock_stream(group_id)
                     row = await self._visible(transaction, org_id, group_id, if_match)
                     change.check_identity(str(group_id), row.display_name)
-                    adds, removes = await self._targets(transaction, org_id, group_id, change.steps)
+                    adds, removes = await self._targets(
+                        transaction, org_id, group_id, change.steps, Budget(self._max_comparisons)
+                    )
                     users = await transaction.load(org_id, [*adds, *removes])
-                    for user_id in adds:
-                        user = users.get(user_id)
-                        if not isinstance(user, User) or user.deleted:
-                            raise InvalidMember(str(user_id), "is not a user of this organization")
-                        if not user.active:
-                            raise InvalidMember(str(user_id), "is a deactivated user and cannot be a member")
-                        user.join_group(str(group_id), cause)
-                    for user_id in removes:
-                        user = users.get(user_id)
-                        if isinstance(user, User):
-                            user.leave_group(str(group_id), cause)
                     group = (await transaction.load(org_id, [group_id]))[group_id]
                     assert isinstance(group, Group)
-                    group.link()
-                    # Recorded in a defined order: the link, then removals, then additions as requested.
-                    changed = [users[user_id] for user_id in [*removes, *adds] if user_id in users]
+                    decide = functools.partial(_decide, users, adds, removes, group, cause)
+                    # Thousands of members are as many decisions: hundreds of milliseconds off the event loop.
+                    changed = (
+                        await asyncio.to_thread(decide)
+                        if len(adds) + len(removes) > OFF_LOOP_MEMBERS
+                        else decide()
+                    )
                     recorded = await transaction.save(org_id, [group, *changed], metadata)
                     await self._projection.apply(transaction.connection, recorded, users)
                     return await self._visible(transaction, org_id, group_id)
@@ -114,11 +115,17 @@ class GroupService:
 
     @staticmethod
     async def _targets(
-        transaction: Transaction, org_id: uuid.UUID, group_id: uuid.UUID, steps: Sequence[MembershipStep]
+        transaction: Transaction,
+        org_id: uuid.UUID,
+        group_id: uuid.UUID,
+        steps: Sequence[MembershipStep],
+        budget: Budget,
     ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
         """Which users to add and which to remove, applying the steps in order; adds keep the request's order,
-        which is the order members are listed in."""
+        which is the order members are listed in. Every step costs the ids it names, except a removal by a
+        filter other than ids, which scans the whole membership and spends `budget` for it."""
         desired: dict[uuid.UUID, bool] = {}
+        members: list[dict[str, str]] | None = None  # read once, however many steps filter it
         replaced = False
         for step in steps:
             if step.kind in ("replace", "remove_all"):
@@ -137,17 +144,52 @@ class GroupService:
             elif step.kind == "remove_matching":
                 assert step.matching is not None
                 assert _MEMBERS is not None
-                members = await scim_groups.members_of(transaction.connection, org_id, [group_id])
-                for current in members[group_id]:
-                    element = {"value": str(current.user_id), "display": current.display, "type": "User"}
+                if members is None:
+                    current = await scim_groups.members_of(transaction.connection, org_id, [group_id])
+                    members = [
+                        {"value": str(member.user_id), "display": member.display, "type": "User"}
+                        for member in current[group_id]
+                    ]
+                budget.spend(len(members) * filter_size(step.matching))
+                for element in members:
                     if matches(step.matching, element, _MEMBERS):
-                        desired[current.user_id] = False
+                        desired[uuid.UUID(element["value"])] = False
         adds = [user_id for user_id, wanted in desired.items() if wanted]
         removes = [user_id for user_id, wanted in desired.items() if not wanted]
         if replaced:
             current_ids = await scim_groups.member_ids(transaction.connection, org_id, group_id)
             removes += sorted(current_ids - set(adds) - set(removes))
         return adds, removes
+
+
+# Beyond this many members, a request's membership decisions are made in a worker thread (see
+# eventstore.store.OFF_LOOP_EVENTS, which moves their events' encoding there too).
+OFF_LOOP_MEMBERS = 1000
+
+
+def _decide(
+    users: dict[uuid.UUID, Any],
+    adds: list[uuid.UUID],
+    removes: list[uuid.UUID],
+    group: Group,
+    cause: str,
+) -> list[User]:
+    """Each member joins or leaves, all or none; the users whose events to record, in a defined order: the
+    link first (the caller records the group before them), then removals, then additions as requested."""
+    group_id = str(group.id)
+    for user_id in adds:
+        user = users.get(user_id)
+        if not isinstance(user, User) or user.deleted:
+            raise InvalidMember(str(user_id), "is not a user of this organization")
+        if not user.active:
+            raise InvalidMember(str(user_id), "is a deactivated user and cannot be a member")
+        user.join_group(group_id, cause)
+    for user_id in removes:
+        user = users.get(user_id)
+        if isinstance(user, User):
+            user.leave_group(group_id, cause)
+    group.link()
+    return [users[user_id] for user_id in [*removes, *adds] if user_id in users]
 
 
 def _user_id(member: str) -> uuid.UUID | None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal, get_args, get_type_hints
+from typing import Annotated, Literal, get_args, get_type_hints
 
 import msgspec
+
+from scim.patch import MAX_PATCH_COMPARISONS, PatchLimits
+from scim.schema import IDENTIFIER_LENGTH_CEILING, MAX_IDENTIFIER_LENGTH
 
 # Environment variable -> settings field. README's settings table lists the same names.
 ENVIRONMENT = {
@@ -36,6 +39,8 @@ ENVIRONMENT = {
     "SCIMLEDGER_REQUEST_BODY_TIMEOUT_SECONDS": "request_body_timeout_seconds",
     "SCIMLEDGER_KEEP_ALIVE_TIMEOUT_SECONDS": "keep_alive_timeout_seconds",
     "SCIMLEDGER_MAX_CONNECTIONS": "max_connections",
+    "SCIMLEDGER_MAX_PATCH_COMPARISONS": "max_patch_comparisons",
+    "SCIMLEDGER_MAX_IDENTIFIER_LENGTH": "max_identifier_length",
 }
 
 # The levels `logging` knows by name, lowest last; SCIMLEDGER_LOG_LEVEL takes one, in any case.
@@ -80,6 +85,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_body_timeout_seconds: float = 60.0
     keep_alive_timeout_seconds: int = 5
     max_connections: int = 500
+    # What one PATCH may examine, so that no request holds the event loop (see scim.patch).
+    max_patch_comparisons: Annotated[int, msgspec.Meta(ge=1)] = MAX_PATCH_COMPARISONS
+    # userName and externalId are indexed, and an index entry has a size limit (see scim.schema).
+    max_identifier_length: Annotated[int, msgspec.Meta(ge=1, le=IDENTIFIER_LENGTH_CEILING)] = (
+        MAX_IDENTIFIER_LENGTH
+    )
+
+    @property
+    def patch_limits(self) -> PatchLimits:
+        return PatchLimits(self.max_patch_comparisons, self.max_identifier_length)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

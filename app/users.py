@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from domain.errors import ConcurrencyConflict, NotFound
 from domain.users import User
 from eventstore.pool import Connection
@@ -14,7 +16,7 @@ from eventstore.store import EventStore, Metadata, Transaction
 from projections import scim_users
 from projections.scim import ScimProjection
 from projections.scim_users import UserRow, row_of
-from scim.patch import PatchOperation, apply_patch
+from scim.patch import DEFAULT_LIMITS, PatchLimits, PatchOperation, apply_patch
 from scim.schema import USER
 
 # A PATCH or PUT that loses a race is decided again on the newer state, unless the client pinned the version
@@ -43,9 +45,12 @@ async def _load(transaction: Transaction, org_id: uuid.UUID, user_id: uuid.UUID)
 
 
 class UserService:
-    def __init__(self, store: EventStore, projection: ScimProjection) -> None:
+    def __init__(
+        self, store: EventStore, projection: ScimProjection, limits: PatchLimits = DEFAULT_LIMITS
+    ) -> None:
         self._store = store
         self._projection = projection
+        self._limits = limits
 
     async def provision(
         self, org_id: uuid.UUID, attributes: Mapping[str, Any], metadata: Metadata
@@ -69,13 +74,14 @@ class UserService:
         attributes: Mapping[str, Any],
         metadata: Metadata,
         if_match: Callable[[int], bool] | None = None,
+        off_loop: bool = False,
     ) -> UserRow:
         profile, active = split_active(attributes)
 
         def decide(user: User) -> None:
             user.replace(profile, active)
 
-        return await self._change(org_id, user_id, decide, metadata, if_match)
+        return await self._change(org_id, user_id, decide, metadata, if_match, off_loop)
 
     async def patch(
         self,
@@ -84,14 +90,17 @@ class UserService:
         operations: Sequence[PatchOperation],
         metadata: Metadata,
         if_match: Callable[[int], bool] | None = None,
+        off_loop: bool = False,
     ) -> UserRow:
         def decide(user: User) -> None:
             current = {**user.attributes, "active": user.active}
-            patched = apply_patch(USER, current, operations, read_only={"id": str(user.id)})
+            patched = apply_patch(
+                USER, current, operations, read_only={"id": str(user.id)}, limits=self._limits
+            )
             profile, active = split_active(patched)
             user.replace(profile, active)
 
-        return await self._change(org_id, user_id, decide, metadata, if_match)
+        return await self._change(org_id, user_id, decide, metadata, if_match, off_loop)
 
     async def remove_from_organization(
         self, org_id: uuid.UUID, user_id: uuid.UUID, metadata: Metadata
@@ -117,7 +126,9 @@ class UserService:
         decide: Callable[[User], None],
         metadata: Metadata,
         if_match: Callable[[int], bool] | None,
+        off_loop: bool = False,
     ) -> UserRow:
+        """`off_loop`: decide in a worker thread, for a large request (see app.http.OFFLOAD_BYTES)."""
         for attempt in range(_ATTEMPTS):
             try:
                 # The first attempt reads, then appends with its row in one statement, optimistically. A
@@ -130,7 +141,10 @@ class UserService:
                     user = await _load(transaction, org_id, user_id)
                     if if_match is not None and not if_match(user.version):
                         raise PreconditionFailed(user.version)
-                    decide(user)
+                    if off_loop:
+                        await run_in_threadpool(decide, user)
+                    else:
+                        decide(user)
                     await self._projection.save_user(transaction, user, metadata)
                     groups = (
                         await scim_users.groups_of(transaction.connection, org_id, user_id)

@@ -144,6 +144,27 @@ def _recorded(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(*row)
 
 
+# Beyond this many events, an append's encoding and a load's replay run in a worker thread: a group write
+# for thousands of members is that many events, hundreds of milliseconds of Python that would otherwise hold
+# the event loop, and every other request with it. Below it, a thread's round trip costs more than it saves.
+OFF_LOOP_EVENTS = 1000
+
+
+async def _off_loop_if_many(count: int, function: Any, *args: Any) -> Any:
+    if count > OFF_LOOP_EVENTS:
+        return await asyncio.to_thread(function, *args)
+    return function(*args)
+
+
+def _fold(rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, Any]:
+    """Aggregates replayed from rows of their streams, in stream and version order."""
+    aggregates: dict[uuid.UUID, Any] = {}
+    for row in rows:
+        recorded = _recorded(row)
+        aggregates[recorded.stream_id] = recorded.to_domain_event().mutate(aggregates.get(recorded.stream_id))
+    return aggregates
+
+
 def _colliding_append(error: asyncpg.UniqueViolationError, appends: Sequence[StreamAppend]) -> StreamAppend:
     # The violation's detail names the key, "(org_id, stream_id, version)=(…, <stream id>, …)".
     detail = getattr(error, "detail", "") or ""
@@ -191,6 +212,39 @@ def _append_parameters(row: tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metad
     )
 
 
+def _append_rows(
+    appends: Sequence[StreamAppend], metadata: Metadata
+) -> tuple[list[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metadata]], list[Any]]:
+    """The appends' events, encoded, and the append statement's parameters for them."""
+    rows: list[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metadata]] = []
+    for append in appends:
+        encoded = [encode_event(event) for event in append.events]
+        if encoded and encoded[0].version != append.expected_version + 1:
+            raise ValueError(
+                f"events of {append.stream_id} start at version {encoded[0].version}, "
+                f"expected {append.expected_version + 1}"
+            )
+        causes = append.causes if append.causes is not None else [metadata] * len(encoded)
+        if len(causes) != len(encoded):
+            raise ValueError(f"{len(encoded)} events of {append.stream_id} but {len(causes)} causes")
+        rows += [
+            (append.org_id, append.stream_id, append.expected_version, item, cause)
+            for item, cause in zip(encoded, causes, strict=True)
+        ]
+    if len(rows) == 1:
+        return rows, list(_append_parameters(rows[0]))
+    return rows, [list(column) for column in zip(*map(_append_parameters, rows), strict=True)]
+
+
+def _pending_appends(org_id: uuid.UUID, aggregates: Sequence[Aggregate]) -> list[StreamAppend]:
+    appends = (pending_append(org_id, aggregate) for aggregate in aggregates)
+    return [append for append in appends if append]
+
+
+def _in_log_order(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
+    return sorted((_recorded(row) for row in rows), key=lambda item: item.position)
+
+
 class Transaction:
     """One database transaction: appends and projection writes made through it commit or roll back together."""
 
@@ -219,29 +273,11 @@ class Transaction:
         `follow_up` is written in the same statement, so it takes no round trip of its own and, outside an
         explicit transaction, commits with the append or not at all.
         """
-        rows: list[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metadata]] = []
-        for append in appends:
-            encoded = [encode_event(event) for event in append.events]
-            if encoded and encoded[0].version != append.expected_version + 1:
-                raise ValueError(
-                    f"events of {append.stream_id} start at version {encoded[0].version}, "
-                    f"expected {append.expected_version + 1}"
-                )
-            causes = append.causes if append.causes is not None else [metadata] * len(encoded)
-            if len(causes) != len(encoded):
-                raise ValueError(f"{len(encoded)} events of {append.stream_id} but {len(causes)} causes")
-            rows += [
-                (append.org_id, append.stream_id, append.expected_version, item, cause)
-                for item, cause in zip(encoded, causes, strict=True)
-            ]
+        events = sum(len(append.events) for append in appends)
+        rows, columns = await _off_loop_if_many(events, _append_rows, appends, metadata)
         if not rows:
             return []
-        if len(rows) == 1:
-            append_sql = _APPEND_ONE
-            columns: list[Any] = list(_append_parameters(rows[0]))
-        else:
-            append_sql = _APPEND_ROWS
-            columns = [list(column) for column in zip(*map(_append_parameters, rows), strict=True)]
+        append_sql = _APPEND_ONE if len(rows) == 1 else _APPEND_ROWS
         try:
             recorded = await self.connection.fetch(
                 append_sql if follow_up is None else follow_up.within_append(append_sql),
@@ -258,7 +294,8 @@ class Transaction:
             written = {row["stream_id"] for row in recorded}
             stale = next(append for append in appends if append.events and append.stream_id not in written)
             raise ConcurrencyConflict(stale.stream_id, stale.expected_version)
-        return sorted((_recorded(row) for row in recorded), key=lambda item: item.position)
+        in_order: list[RecordedEvent] = await _off_loop_if_many(len(recorded), _in_log_order, recorded)
+        return in_order
 
     async def read_stream(self, org_id: uuid.UUID, stream_id: uuid.UUID) -> list[RecordedEvent]:
         return (await self.read_streams(org_id, [stream_id])).get(stream_id, [])
@@ -275,12 +312,8 @@ class Transaction:
 
     async def load(self, org_id: uuid.UUID, stream_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
         """Aggregates replayed from their streams, by id; streams without events are absent."""
-        aggregates: dict[uuid.UUID, Any] = {}
-        for stream_id, recorded in (await self.read_streams(org_id, list(stream_ids))).items():
-            aggregate = None
-            for item in recorded:
-                aggregate = item.to_domain_event().mutate(aggregate)
-            aggregates[stream_id] = aggregate
+        rows = await self.connection.fetch(_READ_STREAMS, org_id, list(stream_ids))
+        aggregates: dict[uuid.UUID, Any] = await _off_loop_if_many(len(rows), _fold, rows)
         return aggregates
 
     async def save(
@@ -291,8 +324,9 @@ class Transaction:
         follow_up: FollowUp | None = None,
     ) -> list[RecordedEvent]:
         """Append every aggregate's pending events, each stream expected where the aggregate was loaded."""
-        appends = [pending_append(org_id, aggregate) for aggregate in aggregates]
-        return await self.append_streams([append for append in appends if append], metadata, follow_up)
+        aggregates = list(aggregates)
+        appends = await _off_loop_if_many(len(aggregates), _pending_appends, org_id, aggregates)
+        return await self.append_streams(appends, metadata, follow_up)
 
     async def lock_stream(self, stream_id: uuid.UUID) -> None:
         """Queue behind other lockers of this stream until this transaction ends.

@@ -8,7 +8,6 @@ read from the jsonb document.
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
@@ -18,6 +17,7 @@ from typing import Any, TypeAlias
 from eventstore.pool import Connection
 from scim.errors import invalid_filter
 from scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
+from scim.instants import parse_instant
 from scim.query import ListQuery
 from scim.schema import Attribute, Resolved, ResourceType
 
@@ -392,11 +392,9 @@ def _compare_ordered(node: Compare, expression: str, scim_type: str, parameters:
         if not isinstance(value, str):
             raise invalid_filter(f"'{node.path}' is a dateTime: compare it with a quoted timestamp.")
         try:
-            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = parse_instant(value)
         except ValueError as error:
-            raise invalid_filter(f"'{value}' is not a valid dateTime.") from error
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.UTC)
+            raise invalid_filter(str(error)) from error
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise invalid_filter(f"'{node.path}' is a number: compare it with a number.")
     sql_type = _SQL_TYPES[scim_type]

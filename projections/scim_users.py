@@ -149,6 +149,13 @@ _UPDATE_ROWS = (
     f"FROM {_UNNEST_ROWS} AS r({_ROW_COLUMNS}) "
     "WHERE scim_users.org_id = r.org_id AND scim_users.user_id = r.user_id"
 )
+# Memberships are projected by scim_groups: a user whose only new events are membership changes keeps
+# their row, and only its version moves (rewriting thousands of resources was most of a large group push).
+_TOUCH_ROWS = (
+    "UPDATE scim_users SET version = r.version, last_modified = r.last_modified "
+    "FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[]) AS r(org_id, user_id, version, last_modified) "
+    "WHERE scim_users.org_id = r.org_id AND scim_users.user_id = r.user_id"
+)
 _DELETE_ROWS = (
     "DELETE FROM scim_users USING unnest($1::uuid[], $2::uuid[]) AS r(org_id, user_id) "
     "WHERE scim_users.org_id = r.org_id AND scim_users.user_id = r.user_id"
@@ -159,10 +166,12 @@ async def write(connection: Connection, changed: Sequence[tuple[User, Sequence[R
     """Bring the rows of every user in `changed` up to date, inside the transaction that appended their
     events: at most one statement each for the new, the changed and the deleted, whatever their number (a
     reactor's batch changes thousands)."""
-    created, updated, deleted = [], [], []
+    created, updated, deleted, touched = [], [], [], []
     for user, recorded in changed:
         if user.deleted:
             deleted.append(user)
+        elif recorded[0].version != 1 and all(event.type in _MEMBERSHIP_ONLY for event in recorded):
+            touched.append((uuid.UUID(user.org_id), user.id, user.version, user.modified_on))
         elif recorded[0].version == 1:
             # The provisioning event's log position is the row's paging order, as a rebuild derives it.
             created.append(_row_values(user, recorded[0].position))
@@ -172,6 +181,8 @@ async def write(connection: Connection, changed: Sequence[tuple[User, Sequence[R
         if rows:
             with user_name_collision(*(user for user, _ in changed)):
                 await connection.execute(statement, *(list(column) for column in zip(*rows, strict=True)))
+    if touched:
+        await connection.execute(_TOUCH_ROWS, *(list(column) for column in zip(*touched, strict=True)))
     if deleted:
         await connection.execute(
             _DELETE_ROWS, [uuid.UUID(user.org_id) for user in deleted], [user.id for user in deleted]

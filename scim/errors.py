@@ -38,3 +38,7 @@ def no_target(detail: str) -> ScimError:
 
 def mutability(detail: str) -> ScimError:
     return ScimError(400, detail, "mutability")
+
+
+def too_many(detail: str) -> ScimError:
+    return ScimError(400, detail, "tooMany")

@@ -76,7 +76,7 @@ class And(msgspec.Struct, frozen=True):
     right: Filter
 
     def __str__(self) -> str:
-        return f"({self.left} and {self.right})"
+        return _printed(self)
 
 
 class Or(msgspec.Struct, frozen=True):
@@ -84,14 +84,14 @@ class Or(msgspec.Struct, frozen=True):
     right: Filter
 
     def __str__(self) -> str:
-        return f"({self.left} or {self.right})"
+        return _printed(self)
 
 
 class Not(msgspec.Struct, frozen=True):
     inner: Filter
 
     def __str__(self) -> str:
-        return f"not ({self.inner})"
+        return _printed(self)
 
 
 class ValuePath(msgspec.Struct, frozen=True):
@@ -102,10 +102,35 @@ class ValuePath(msgspec.Struct, frozen=True):
     filter: Filter
 
     def __str__(self) -> str:
-        return f"{self.path}[{self.filter}]"
+        return _printed(self)
 
 
 Filter: TypeAlias = Compare | Present | And | Or | Not | ValuePath
+
+
+def _printed(tree: Filter) -> str:
+    """The filter text of `tree`, printed with a stack of its own rather than by recursion: a chain of n
+    `or`s is a tree n deep, and the length limit admits chains deeper than Python's recursion limit."""
+    printed: list[str] = []  # the texts of the subtrees printed so far, left before right
+    pending: list[tuple[Filter, bool]] = [(tree, False)]
+    while pending:
+        node, children_printed = pending.pop()
+        if isinstance(node, Compare | Present):
+            printed.append(str(node))
+        elif not children_printed:
+            pending.append((node, True))
+            if isinstance(node, And | Or):
+                pending += ((node.right, False), (node.left, False))
+            else:
+                pending.append((node.inner if isinstance(node, Not) else node.filter, False))
+        elif isinstance(node, And | Or):
+            right = printed.pop()
+            printed.append(f"({printed.pop()} {'and' if isinstance(node, And) else 'or'} {right})")
+        elif isinstance(node, Not):
+            printed.append(f"not ({printed.pop()})")
+        else:
+            printed.append(f"{node.path}[{printed.pop()}]")
+    return printed[0]
 
 
 class PatchPath(msgspec.Struct, frozen=True):
@@ -341,6 +366,16 @@ def _parse_general(text: str) -> Filter:
 
 
 def parse_patch_path(text: str) -> PatchPath:
+    # The guards of parse_filter: a path holds a filter, and the same length bounds its depth.
+    if len(text) > MAX_FILTER_LENGTH:
+        raise invalid_path(f"The path is longer than {MAX_FILTER_LENGTH} characters.")
+    try:
+        return _parse_patch_path(text)
+    except RecursionError as error:
+        raise invalid_path("The path's filter is nested too deeply.") from error
+
+
+def _parse_patch_path(text: str) -> PatchPath:
     parser = _Parser(text, invalid_path)
     first = parser.take() if parser.tokens else None
     if first is None or first.kind != "word":

@@ -60,19 +60,26 @@ def member_ids(value: Any) -> tuple[str, ...]:
 
 
 def _ids_named_by(value_filter: Filter) -> tuple[str, ...] | None:
-    """`value eq "a"`, or several joined by `or`: the ids it names; None for any other filter."""
-    if isinstance(value_filter, Compare) and value_filter.op == "eq" and isinstance(value_filter.value, str):
-        if (
-            value_filter.path.schema is None
-            and value_filter.path.sub is None
-            and (value_filter.path.name.lower() == "value")
+    """`value eq "a"`, or several joined by `or`: the ids it names, in order; None for any other filter.
+    Walked with a stack of its own: a chain of n `or`s is a tree n deep, read in n steps."""
+    ids: list[str] = []
+    pending = [value_filter]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Or):
+            pending += (node.right, node.left)
+        elif (
+            isinstance(node, Compare)
+            and node.op == "eq"
+            and isinstance(node.value, str)
+            and node.path.schema is None
+            and node.path.sub is None
+            and node.path.name.lower() == "value"
         ):
-            return (value_filter.value,)
-        return None
-    if isinstance(value_filter, Or):
-        left, right = _ids_named_by(value_filter.left), _ids_named_by(value_filter.right)
-        return left + right if left is not None and right is not None else None
-    return None
+            ids.append(node.value)
+        else:
+            return None
+    return tuple(ids)
 
 
 def _members_step(op: str, path: PatchPath | None, value: Any) -> MembershipStep:

@@ -26,6 +26,12 @@ READ_ONLY = "readOnly"
 WRITE_ONLY = "writeOnly"
 IMMUTABLE = "immutable"
 
+# The client's identifiers of a resource, which the database indexes: a btree entry cannot exceed about 2,700
+# bytes, and 600 characters of up to 4 bytes each (lowercased or not) stay below it.
+IDENTIFIERS = ("userName", "externalId")
+MAX_IDENTIFIER_LENGTH = 512
+IDENTIFIER_LENGTH_CEILING = 600
+
 
 @dataclass(frozen=True, slots=True)
 class Attribute:
@@ -469,7 +475,9 @@ class ResourceType:
                 canonical["schemas"] = value
         return canonical
 
-    def validate(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+    def validate(
+        self, raw: Mapping[str, Any], max_identifier_length: int = MAX_IDENTIFIER_LENGTH
+    ) -> dict[str, Any]:
         """The storable attributes of a client-sent resource, canonical and type-checked.
 
         readOnly attributes (id, meta, groups) are the server's and writeOnly ones (password) are never
@@ -481,6 +489,7 @@ class ResourceType:
         except msgspec.ValidationError as error:
             raise invalid_value(_describe_validation_error(str(error))) from error
         result: dict[str, Any] = _prune(msgspec.to_builtins(validated))
+        _check_identifier_lengths(result, max_identifier_length)
         return result
 
     def in_schema_order(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -509,6 +518,33 @@ class ResourceType:
             ],
             "meta": {"resourceType": "ResourceType", "location": location},
         }
+
+
+def _check_identifier_lengths(attributes: Mapping[str, Any], limit: int) -> None:
+    for name in IDENTIFIERS:
+        value = attributes.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise invalid_value(
+                f"Attribute '{name}' is {len(value):,} characters long; it may be at most {limit:,}."
+            )
+
+
+def validate_values(attribute: Attribute, values: list[Any]) -> list[Any]:
+    """The values of multi-valued `attribute` a client sent, canonical and type-checked as `validate` would,
+    so that a PATCH refuses a bad value before it compares any with the values already there."""
+    try:
+        converted = msgspec.convert(
+            _canonical_attribute(attribute, values), _values_type(attribute), strict=False
+        )
+    except msgspec.ValidationError as error:
+        raise invalid_value(_describe_validation_error(str(error), attribute.name)) from error
+    pruned: list[Any] = _prune(msgspec.to_builtins(converted))
+    return pruned
+
+
+@functools.lru_cache(maxsize=64)
+def _values_type(attribute: Attribute) -> Any:
+    return _python_type(attribute, f"{attribute.name}_value")
 
 
 def _ordered(attributes: tuple[Attribute, ...], value: Mapping[str, Any]) -> dict[str, Any]:
@@ -547,10 +583,11 @@ def _canonical_value(attribute_named: Callable[[str], Attribute | None], value: 
     return canonical
 
 
-def _describe_validation_error(message: str) -> str:
-    """Turn msgspec's "Expected `str`, got `int` - at `$.emails[0].value`" into an admin-readable detail."""
+def _describe_validation_error(message: str, within: str = "") -> str:
+    """Turn msgspec's "Expected `str`, got `int` - at `$.emails[0].value`" into an admin-readable detail;
+    `within` names the attribute whose value was checked on its own (`$[0].value` is then emails[0].value)."""
     problem, _, where = message.partition(" - at `")
-    attribute = where.rstrip("`").removeprefix("$.").removeprefix("$") or None
+    attribute = within + where.rstrip("`").removeprefix("$.").removeprefix("$") or None
     if problem.startswith("Object missing required field"):
         missing = problem.split("`")[1]
         prefix = f"{attribute}." if attribute else ""

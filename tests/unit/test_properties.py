@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import string
+import sys
 from typing import Any
 
 import msgspec
@@ -17,9 +19,12 @@ from hypothesis import strategies as st
 
 from domain.users import User
 from eventstore.codec import decode_event, encode_event
+from projections.scim_sql import Parameters
+from projections.scim_users import USER_QUERIES
 from scim.errors import ScimError
 from scim.filter import (
     COMPARE_OPERATORS,
+    MAX_FILTER_LENGTH,
     And,
     AttrPath,
     Compare,
@@ -31,8 +36,9 @@ from scim.filter import (
     _parse_general,
     parse_filter,
 )
+from scim.group_patch import plan_patch
 from scim.patch import PatchRequest, apply_patch, parse_operations
-from scim.schema import USER
+from scim.schema import IDENTIFIERS, MAX_IDENTIFIER_LENGTH, USER
 
 EXAMPLES = int(os.environ.get("SCIMLEDGER_FUZZ_EXAMPLES", "100"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -309,3 +315,189 @@ def test_every_event_survives_encoding_and_replays_to_the_same_user(
         user.member,
         user.version,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hostile input, by class rather than by instance: filters and PATCH paths nested or chained as deep as the
+# length limit allows (and beyond), identifiers of any length, and dateTimes at and past the calendar's ends.
+# None may raise anything but a SCIM 400, even from as deep in the stack as a request is served.
+
+# Python's default recursion limit, which the service runs with (Hypothesis raises it while a test runs), and
+# how deep in the stack a handler runs under uvicorn and Starlette, with room to spare.
+RECURSION_LIMIT = 1000
+SERVING_DEPTH = 150
+
+
+def _stack_depth() -> int:
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    return depth
+
+
+def at_serving_depth(function: Any, padding: int | None = None) -> Any:
+    if padding is None:
+        padding = max(0, SERVING_DEPTH - _stack_depth())
+    return function() if padding <= 0 else at_serving_depth(function, padding - 1)
+
+
+def refusal(function: Any) -> ScimError | None:
+    """The SCIM error `function` raises as deep in the stack as a request is served, under the service's
+    recursion limit; None if it returns. Any other exception propagates."""
+    raised_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(RECURSION_LIMIT)
+    try:
+        at_serving_depth(function)
+    except ScimError as error:
+        return error
+    finally:
+        sys.setrecursionlimit(raised_limit)
+    return None
+
+
+# The shortest terms give the longest chains within the length limit: "a pr" names no sub-attribute, which
+# only matching finds out, after the path was parsed, printed and compiled.
+LEAVES = ['type eq "work"', "type pr", "value pr", 'value eq "a@x.example"', "primary eq true", "a pr"]
+nested = st.builds(
+    lambda opener, depth, leaf: opener * depth + leaf + ")" * depth,
+    st.sampled_from(["(", "not (", "NOT("]),
+    st.integers(0, 1500),
+    st.sampled_from(LEAVES),
+)
+chained = st.builds(
+    lambda words, leaf: leaf + "".join(f" {word} {leaf}" for word in words),
+    st.lists(st.sampled_from(["or", "and", "OR"]), max_size=900),
+    st.sampled_from(LEAVES),
+)
+deep_filters = nested | chained | st.builds(lambda a, b: f"{a} or ({b})", chained, nested)
+# The longest chain of the shortest terms that the length limit admits, inside `emails[...].display`.
+LONGEST_CHAIN = "a pr" + " or a pr" * ((MAX_FILTER_LENGTH - 4 - 16) // 8)
+DEEPEST_NOT = (
+    "not (" * ((MAX_FILTER_LENGTH - 7 - 16) // 6) + "type pr" + ")" * ((MAX_FILTER_LENGTH - 7 - 16) // 6)
+)
+
+
+@PROPERTY
+@given(deep_filters, st.booleans())
+@example(LONGEST_CHAIN, True)
+@example(LONGEST_CHAIN.replace(" or ", " and "), False)
+def test_a_filter_of_any_depth_or_length_parses_prints_and_compiles_or_is_an_invalid_filter(
+    text: str, in_value_path: bool
+) -> None:
+    text = f"emails[{text}]" if in_value_path else text.replace("type", "userName")
+
+    def parse_print_compile() -> None:
+        tree = parse_filter(text)
+        str(tree)
+        USER_QUERIES.where(tree, Parameters(offset=1))
+
+    refused = refusal(parse_print_compile)
+    assert refused is None or (refused.status, refused.scim_type) == (400, "invalidFilter")
+
+
+@PROPERTY
+@given(deep_filters, st.sampled_from(["path", "pathless"]))
+@example(LONGEST_CHAIN, "path")
+@example(LONGEST_CHAIN.replace(" or ", " and "), "pathless")
+@example(DEEPEST_NOT, "path")
+def test_a_patch_path_of_any_depth_or_length_applies_or_is_a_400(text: str, where: str) -> None:
+    path = f"emails[{text}].display"
+    operation = (
+        {"op": "replace", "path": path, "value": "x"}
+        if where == "path"
+        else {"op": "replace", "value": {path: "x"}}
+    )
+    state = {"userName": "u", "emails": [{"value": "a@x.example", "type": "work", "primary": True}]}
+    refused = refusal(lambda: patched(state, operation))
+    assert refused is None or refused.status == 400
+
+
+@PROPERTY
+@given(deep_filters)
+@example('value eq "a"' + ' or value eq "a"' * 250)
+@example(LONGEST_CHAIN)
+def test_a_members_filter_of_any_depth_or_length_plans_or_is_a_400(text: str) -> None:
+    request = msgspec.convert(
+        {"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": f"members[{text}]"}]}, PatchRequest
+    )
+    refused = refusal(lambda: plan_patch(parse_operations(request)))
+    assert refused is None or refused.status == 400
+
+
+# Up to 4 bytes a character in UTF-8, where an index entry's size is what the limit protects.
+identifier_text = st.text(
+    st.sampled_from(["a", "é", "€", "\U0001f600", "İ", "ß"]) | st.characters(exclude_categories=["Cs"]),
+    min_size=1,
+    max_size=3 * MAX_IDENTIFIER_LENGTH,
+).filter(lambda text: "\x00" not in text)
+
+
+@PROPERTY
+@given(st.sampled_from(IDENTIFIERS), identifier_text, st.sampled_from(["post", "patch"]))
+def test_an_identifier_of_any_length_is_kept_or_refused_naming_it(
+    attribute: str, value: str, how: str
+) -> None:
+    written: dict[str, Any] = {}
+
+    def write() -> None:
+        if how == "post":
+            written.update(USER.validate({"userName": "u", attribute: value}))
+        else:
+            written.update(patched({"userName": "u"}, {"op": "replace", "path": attribute, "value": value}))
+
+    refused = refusal(write)
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        assert refused is not None
+        assert (refused.status, refused.scim_type) == (400, "invalidValue")
+        assert f"'{attribute}'" in refused.detail
+    else:
+        assert refused is None
+        assert written[attribute] == value
+
+
+offsets = st.integers(-14 * 60, 14 * 60).map(
+    lambda minutes: (
+        "Z"
+        if minutes == 0
+        else f"{'+' if minutes > 0 else '-'}{abs(minutes) // 60:02}:{abs(minutes) % 60:02}"
+    )
+)
+edge_datetimes = (
+    st.sampled_from(
+        [
+            datetime.datetime.min,
+            datetime.datetime.max,
+            datetime.datetime(1, 1, 1, 23, 59),
+            datetime.datetime(9999, 12, 31),
+        ]
+    )
+    | st.datetimes()
+)
+date_time_texts = st.builds(
+    lambda moment, offset: moment.isoformat() + offset, edge_datetimes, st.just("") | offsets
+) | st.text(max_size=30)
+
+
+@PROPERTY
+@given(
+    date_time_texts,
+    st.sampled_from(["meta.lastModified", "meta.created"]),
+    st.sampled_from(["gt", "le", "eq"]),
+)
+@example("0001-01-01T00:00:00+14:00", "meta.lastModified", "gt")
+@example("9999-12-31T23:59:59.999999-00:01", "meta.created", "le")
+def test_a_date_time_in_a_filter_compiles_to_a_utc_instant_or_is_an_invalid_filter(
+    text: str, attribute: str, operator: str
+) -> None:
+    parameters = Parameters(offset=1)
+    quoted = msgspec.json.encode(text).decode()
+    refused = refusal(
+        lambda: USER_QUERIES.where(parse_filter(f"{attribute} {operator} {quoted}"), parameters)
+    )
+    if refused is not None:
+        assert (refused.status, refused.scim_type) == (400, "invalidFilter")
+        return
+    [instant] = parameters.values
+    # What asyncpg can send as it is: a real instant, already in UTC, so no offset can carry it out of range.
+    assert isinstance(instant, datetime.datetime)
+    assert instant.utcoffset() == datetime.timedelta(0)
