@@ -29,6 +29,7 @@ ENVIRONMENT = {
     "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "rate_limit_per_second",
     "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
     "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
+    "SCIMLEDGER_STATEMENT_TIMEOUT_SECONDS": "statement_timeout_seconds",
     "SCIMLEDGER_MAX_FILTER_TERMS": "max_filter_terms",
     "SCIMLEDGER_MAX_FILTER_SUBSTRING_TERMS": "max_filter_substring_terms",
 }
@@ -56,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_burst: int = 500
     database_timeout_seconds: float = 10.0
     # What one organization's requests may take of the service (README: *Limits on one organization*).
+    statement_timeout_seconds: float = 5.0
     max_filter_terms: int = 20
     max_filter_substring_terms: int = 5
 
