@@ -324,6 +324,7 @@ async def authenticate(request: Request, scope: str = "scim") -> Principal:
             "This token sent more requests than its rate limit allows; retry after the time in Retry-After.",
             headers={"Retry-After": str(wait)},
         )
+    services_of(request).admission.enter(request.scope, principal.org_id, principal.token_id)
     return principal
 
 

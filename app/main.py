@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from app import api_audit, api_groups, api_users, discovery, openapi, operations
+from app.admission import Admission, ReleaseAdmission
 from app.catalog import CatalogService
 from app.database import database_url
 from app.groups import GroupService
@@ -91,6 +92,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         ),
         page_ends=PageEnds(),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        admission=Admission.from_settings(settings),
     )
 
 
@@ -154,7 +156,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/metrics", operations.metrics, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint(openapi.document()), methods=["GET"]),
         ],
-        middleware=[Middleware(EdgeMiddleware, metrics=metrics)],
+        middleware=[Middleware(EdgeMiddleware, metrics=metrics), Middleware(ReleaseAdmission)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -30,6 +30,8 @@ ENVIRONMENT = {
     "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
     "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
     "SCIMLEDGER_STATEMENT_TIMEOUT_SECONDS": "statement_timeout_seconds",
+    "SCIMLEDGER_ORG_CONCURRENCY": "org_concurrency",
+    "SCIMLEDGER_TOKEN_CONCURRENCY": "token_concurrency",
     "SCIMLEDGER_MAX_FILTER_TERMS": "max_filter_terms",
     "SCIMLEDGER_MAX_FILTER_SUBSTRING_TERMS": "max_filter_substring_terms",
 }
@@ -58,6 +60,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_timeout_seconds: float = 10.0
     # What one organization's requests may take of the service (README: *Limits on one organization*).
     statement_timeout_seconds: float = 5.0
+    org_concurrency: int = 0  # 0: half the pool
+    token_concurrency: int = 0  # 0: the organization's
     max_filter_terms: int = 20
     max_filter_substring_terms: int = 5
 

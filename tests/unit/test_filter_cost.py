@@ -1,5 +1,9 @@
+import uuid
+
 import pytest
 
+from app.admission import Admission, org_concurrency, token_concurrency
+from app.settings import Settings
 from scim.errors import ScimError
 from scim.filter import parse_filter
 from scim.filter_cost import FilterCost, check_cost, cost
@@ -34,3 +38,24 @@ def test_a_filter_within_both_bounds_passes_and_one_beyond_either_is_an_invalid_
 def test_the_deepest_filter_the_parser_admits_is_costed_without_recursion() -> None:
     deep = parse_filter("not (" * 300 + 'userName co "a"' + ")" * 300)
     assert cost(deep) == FilterCost(1, 1)
+
+
+def test_by_default_one_organization_may_use_half_the_pool_and_one_token_all_of_its_share() -> None:
+    assert (org_concurrency(Settings()), token_concurrency(Settings())) == (5, 5)
+    assert (org_concurrency(Settings(pool_size=1)), token_concurrency(Settings(pool_size=1))) == (1, 1)
+    settings = Settings(org_concurrency=3, token_concurrency=8)
+    assert (org_concurrency(settings), token_concurrency(settings)) == (3, 3)
+
+
+def test_a_request_is_counted_once_and_its_slot_given_back() -> None:
+    admission = Admission(per_org=1, per_token=1)
+    org, token = uuid.uuid4(), uuid.uuid4()
+    scope: dict[str, object] = {}
+    admission.enter(scope, org, token)
+    admission.enter(scope, org, token)  # the same request authenticating again
+    assert admission.in_progress(org) == 1
+    with pytest.raises(ScimError) as refused:
+        admission.enter({}, org, uuid.uuid4())
+    assert refused.value.status == 429
+    admission.leave(org, token)
+    assert admission.in_progress(org) == 0
