@@ -27,8 +27,8 @@ from app.http import (
 from projections import scim_users
 from projections.scim_users import UserRow
 from scim.errors import invalid_value
-from scim.filter import AttrPath, parse_attr_path, parse_attribute_list, parse_filter
-from scim.filter_cost import check_cost
+from scim.filter import AttrPath, parse_attr_path, parse_attribute_list
+from scim.filter_cost import parse_bounded_filter
 from scim.patch import PatchRequest, parse_operations
 from scim.query import ListQuery
 from scim.schema import CORE_USER, USER, select_attributes
@@ -105,8 +105,8 @@ def list_parameters(request: Request) -> ListQuery:
     include, exclude = _selection(params)
     return ListQuery(
         filter=(
-            check_cost(
-                parse_filter(params["filter"]), settings.max_filter_terms, settings.max_filter_substring_terms
+            parse_bounded_filter(
+                params["filter"], settings.max_filter_terms, settings.max_filter_substring_terms
             )
             if params.get("filter")
             else None

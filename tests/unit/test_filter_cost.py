@@ -1,12 +1,14 @@
 import uuid
 
 import pytest
+from hypothesis import given
 
 from app.admission import Admission, org_concurrency, token_concurrency
 from app.settings import Settings
 from scim.errors import ScimError
-from scim.filter import parse_filter
-from scim.filter_cost import FilterCost, check_cost, cost
+from scim.filter import Filter, parse_filter
+from scim.filter_cost import FilterCost, check_cost, cost, parse_bounded_filter, text_cost
+from tests.unit.test_properties import PROPERTY, filters, paths
 
 
 @pytest.mark.parametrize(
@@ -33,6 +35,23 @@ def test_a_filter_within_both_bounds_passes_and_one_beyond_either_is_an_invalid_
             check_cost(three_co, max_terms, max_substring_terms)
         assert (refused.value.status, refused.value.scim_type) == (400, "invalidFilter")
         assert naming in refused.value.detail
+
+
+@PROPERTY
+@given(filters(paths, nested=True))
+def test_the_text_of_any_filter_tells_its_cost_as_its_tree_does(tree: Filter) -> None:
+    text = str(tree)
+    assert text_cost(text) == cost(tree)
+    assert parse_bounded_filter(text, max_terms=1000, max_substring_terms=1000) == tree
+
+
+def test_a_long_filter_over_the_bounds_is_refused_from_its_text_before_it_is_parsed() -> None:
+    reported = " or ".join(f'emails[value co "x{index:03}"]' for index in range(143))
+    with pytest.raises(ScimError, match="143 comparisons"):
+        parse_bounded_filter(reported, max_terms=20, max_substring_terms=5)
+    # Operators inside values are not comparisons.
+    quoted = 'userName eq "' + " eq ".join(["a"] * 40) + '"'
+    assert cost(parse_bounded_filter(quoted, max_terms=1, max_substring_terms=0)) == FilterCost(1, 0)
 
 
 def test_the_deepest_filter_the_parser_admits_is_costed_without_recursion() -> None:
