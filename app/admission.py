@@ -29,8 +29,11 @@ _SLOT = "admission"
 
 
 def org_concurrency(settings: Settings) -> int:
-    """The organization's cap: the setting, or half the pool, so that the other half serves everyone else."""
-    return settings.org_concurrency or max(1, settings.pool_size // 2)
+    """The organization's cap: the setting, or a quarter of the pool. The rest of the pool serves everyone
+    else; and since each request in progress may keep a database backend busy, the cap is also how much of
+    the database's CPU one organization can take (see `make bench-tenant-fairness`: with half the pool, 5,
+    on 2 cores, B's median doubled)."""
+    return settings.org_concurrency or max(1, settings.pool_size // 4)
 
 
 def token_concurrency(settings: Settings) -> int:

@@ -60,7 +60,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_timeout_seconds: float = 10.0
     # What one organization's requests may take of the service (README: *Limits on one organization*).
     statement_timeout_seconds: float = 5.0
-    org_concurrency: int = 0  # 0: half the pool
+    org_concurrency: int = 0  # 0: a quarter of the pool
     token_concurrency: int = 0  # 0: the organization's
     max_filter_terms: int = 20
     max_filter_substring_terms: int = 5

@@ -59,8 +59,8 @@ def test_the_deepest_filter_the_parser_admits_is_costed_without_recursion() -> N
     assert cost(deep) == FilterCost(1, 1)
 
 
-def test_by_default_one_organization_may_use_half_the_pool_and_one_token_all_of_its_share() -> None:
-    assert (org_concurrency(Settings()), token_concurrency(Settings())) == (5, 5)
+def test_by_default_one_organization_may_use_a_quarter_of_the_pool_and_one_token_all_of_its_share() -> None:
+    assert (org_concurrency(Settings()), token_concurrency(Settings())) == (2, 2)
     assert (org_concurrency(Settings(pool_size=1)), token_concurrency(Settings(pool_size=1))) == (1, 1)
     settings = Settings(org_concurrency=3, token_concurrency=8)
     assert (org_concurrency(settings), token_concurrency(settings)) == (3, 3)
