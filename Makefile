@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-tenant-fairness
 
 install: $(STAMP)
 
@@ -66,3 +66,8 @@ bench-reactors: install
 # Issue 5's figure: replay to an instant and analytics rebuilds over 1,000,000 events.
 bench-replay: install
 	$(BIN)/python bench/replay_rebuild.py
+
+# Issue 18's figure: tenant B's latency while tenant A runs its costliest searches, idle and loaded, in turns;
+# BASELINE=/path/to/old/checkout (with its .venv) adds that tree, run in turns with this one.
+bench-tenant-fairness: install
+	$(BIN)/python bench/tenant_fairness.py $(if $(BASELINE),--baseline-tree $(BASELINE))
