@@ -24,8 +24,9 @@ from scim.errors import ScimError
 # Requests in progress finish in milliseconds, or within the statement timeout at worst; a second is enough
 # for a slot to free up, and what Okta and Entra wait before retrying anyway.
 RETRY_AFTER_SECONDS = 1
-# Where a request's admission is kept in its ASGI scope's state, for `ReleaseAdmission` to give back.
-_SLOT = "admission"
+# Where a request's admission is kept in its ASGI scope, for `ReleaseAdmission` to give back. In the scope
+# itself, not in its "state", which servers may share between requests (asgi-lifespan's test server does).
+_SLOT = "scimledger.admission"
 
 
 def org_concurrency(settings: Settings) -> int:
@@ -62,8 +63,7 @@ class Admission:
 
         No await between the check and the count: on one event loop, two requests cannot both take the last
         slot."""
-        state = scope.setdefault("state", {})
-        if _SLOT in state:
+        if _SLOT in scope:
             return  # already counted: a request is one unit of work however often it authenticates
         if self._orgs.get(org_id, 0) >= self.per_org:
             raise _busy(
@@ -77,7 +77,7 @@ class Admission:
             )
         self._orgs[org_id] = self._orgs.get(org_id, 0) + 1
         self._tokens[token_id] = self._tokens.get(token_id, 0) + 1
-        state[_SLOT] = (self, org_id, token_id)
+        scope[_SLOT] = (self, org_id, token_id)
 
     def leave(self, org_id: uuid.UUID, token_id: uuid.UUID) -> None:
         for counts, key in ((self._orgs, org_id), (self._tokens, token_id)):
@@ -111,7 +111,7 @@ class ReleaseAdmission:
         try:
             await self.app(scope, receive, send)
         finally:
-            slot = scope.get("state", {}).pop(_SLOT, None)
+            slot = scope.pop(_SLOT, None)
             if slot is not None:
                 admission, org_id, token_id = slot
                 admission.leave(org_id, token_id)
