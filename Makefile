@@ -8,6 +8,7 @@ NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations
 
 .PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-tenant-fairness
 
 install: $(STAMP)
 
@@ -76,3 +77,7 @@ bench-http-edge: install
 # BASELINE_TREE=/path/to/old/checkout (with its own .venv) measures it beside this tree, turn by turn.
 bench-large-bodies: install
 	$(BIN)/python bench/large_bodies.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
+# Issue 18's figure: tenant B's latency while tenant A runs its costliest searches, idle and loaded, in turns;
+# BASELINE=/path/to/old/checkout (with its .venv) adds that tree, run in turns with this one.
+bench-tenant-fairness: install
+	$(BIN)/python bench/tenant_fairness.py $(if $(BASELINE),--baseline-tree $(BASELINE))

@@ -29,7 +29,8 @@ from app.http import (
 from projections import scim_users
 from projections.scim_users import UserRow
 from scim.errors import invalid_value
-from scim.filter import AttrPath, parse_attr_path, parse_attribute_list, parse_filter
+from scim.filter import AttrPath, parse_attr_path, parse_attribute_list
+from scim.filter_cost import parse_bounded_filter
 from scim.patch import PatchOperation, PatchRequest, parse_operations
 from scim.query import ListQuery
 from scim.schema import CORE_USER, USER, select_attributes
@@ -105,7 +106,13 @@ def list_parameters(request: Request) -> ListQuery:
         raise invalid_value(f"sortOrder must be 'ascending' or 'descending', not '{sort_order}'.")
     include, exclude = _selection(params)
     return ListQuery(
-        filter=parse_filter(params["filter"]) if params.get("filter") else None,
+        filter=(
+            parse_bounded_filter(
+                params["filter"], settings.max_filter_terms, settings.max_filter_substring_terms
+            )
+            if params.get("filter")
+            else None
+        ),
         start_index=max(1, _integer(params, "startIndex", 1)),
         count=min(max(0, _integer(params, "count", settings.default_page_size)), settings.max_page_size),
         sort_by=parse_attr_path(params["sortBy"]) if params.get("sortBy") else None,

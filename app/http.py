@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+import asyncpg
 import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import URL
@@ -124,6 +125,37 @@ async def on_database_unavailable(request: Request, error: Exception) -> Respons
     )
 
 
+async def on_query_canceled(request: Request, error: Exception) -> Response:
+    """PostgreSQL stopped a statement: for running past the statement timeout, that is the request's cost, not
+    the database's health, and it is said so.
+
+    A search with a filter gets 400 `tooMany`, which RFC 7644 §3.12 gives to a filter that "yields many more
+    results than the server is willing to calculate or process": the client chose that cost, and repeating
+    the same search would fail the same way. Anything else (a write, a read by id) costs what the service
+    chose, so it went over because the database is busy: a 503 with Retry-After, as when it is unavailable.
+    """
+    if "statement timeout" not in str(error):
+        return await on_database_unavailable(request, error)  # cancelled by an operator, or shutting down
+    limit = f"{services_of(request).settings.statement_timeout_seconds:g} seconds"
+    setting = "setting SCIMLEDGER_STATEMENT_TIMEOUT_SECONDS"
+    log.warning("statement timeout", extra={"error_type": type(error).__name__})
+    if request.method in ("GET", "HEAD") and request.query_params.get("filter"):
+        return error_response(
+            400,
+            f"This search took longer than the {limit} this service allows one query ({setting}) and was "
+            "stopped. Narrow the filter: fewer comparisons, 'eq' rather than 'co' or 'ew', or attributes "
+            "such as userName or externalId.",
+            "tooMany",
+        )
+    return error_response(
+        503,
+        f"This request's query took longer than the {limit} this service allows one query ({setting}) and "
+        "was stopped; nothing was changed. The database is busier than usual: retry after the time in "
+        "Retry-After.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 # Anything else reaches EdgeMiddleware, which answers a SCIM 500.
 EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     ScimError: on_scim_error,
@@ -131,6 +163,7 @@ EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     PreconditionFailed: on_domain_error,
     HTTPException: on_http_exception,
     **dict.fromkeys(DATABASE_UNAVAILABLE, on_database_unavailable),
+    asyncpg.QueryCanceledError: on_query_canceled,
 }
 
 
@@ -292,6 +325,7 @@ async def authenticate(request: Request, scope: str = "scim") -> Principal:
             "This token sent more requests than its rate limit allows; retry after the time in Retry-After.",
             headers={"Retry-After": str(wait)},
         )
+    services_of(request).admission.enter(request.scope, principal.org_id, principal.token_id)
     return principal
 
 

@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from app import api_audit, api_groups, api_users, discovery, openapi, operations
+from app.admission import Admission, ReleaseAdmission
 from app.catalog import CatalogService
 from app.database import database_url
 from app.groups import GroupService
@@ -91,6 +92,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         ),
         page_ends=PageEnds(),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        admission=Admission.from_settings(settings),
     )
 
 
@@ -108,20 +110,31 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         url = await asyncio.to_thread(database_url, settings)
         # Bounded waits, so that a database that is down or stuck turns into a prompt 503, never a hang:
-        # PostgreSQL cancels a statement past the bound (and so stops its work), and the client gives up a
-        # second later in case no answer can arrive at all (a network that drops packets).
+        # connecting, and waiting behind another session's lock (lock_timeout), take at most the database
+        # timeout. PostgreSQL cancels a statement that runs past the statement timeout (and so stops its work,
+        # which is what bounds one request's cost), and the client gives up a second after both in case no
+        # answer can arrive at all (a network that drops packets).
         timeout = settings.database_timeout_seconds
+        statement_timeout = settings.statement_timeout_seconds
         pool = await create_pool(
             url,
             min_size=1,
             max_size=settings.pool_size,
             timeout=timeout,
-            command_timeout=timeout + 1,
-            server_settings={"statement_timeout": f"{int(timeout * 1000)}ms"},
+            command_timeout=max(timeout, statement_timeout) + 1,
+            server_settings={
+                "statement_timeout": f"{int(statement_timeout * 1000)}ms",
+                "lock_timeout": f"{int(timeout * 1000)}ms",
+            },
         )
         try:
             async with pool.acquire() as connection:
-                applied = await migrate(connection)
+                # Migrations are not request queries: one that rebuilds an index may take its time.
+                await connection.execute("SET statement_timeout = 0")
+                try:
+                    applied = await migrate(connection)
+                finally:
+                    await connection.execute("RESET statement_timeout")
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
             services = build_services(settings, pool)
@@ -143,7 +156,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/metrics", operations.metrics, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint(openapi.document()), methods=["GET"]),
         ],
-        middleware=[Middleware(EdgeMiddleware, metrics=metrics)],
+        middleware=[Middleware(EdgeMiddleware, metrics=metrics), Middleware(ReleaseAdmission)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

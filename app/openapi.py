@@ -27,8 +27,14 @@ _ERRORS = {
     409: "The userName or group name is taken, or another request changed the resource at the same time.",
     412: "The resource changed since the version in If-Match.",
     413: "The request body is over the size limit.",
-    429: "The token is over its rate limit; see Retry-After.",
-    503: "The database is unavailable; nothing was changed. See Retry-After.",
+    429: (
+        "The token is over its rate limit, or it or its organization has as many requests in progress as "
+        "allowed; see Retry-After."
+    ),
+    503: (
+        "The database is unavailable, or busy enough that this request's query ran past the statement "
+        "timeout; nothing was changed. See Retry-After."
+    ),
 }
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.admission import Admission
 from app.catalog import CatalogService
 from app.groups import GroupService
 from app.ratelimit import RateLimiter
@@ -34,6 +35,7 @@ class Services:
     consumers: tuple[Consumer, ...]
     page_ends: PageEnds
     rate_limiter: RateLimiter
+    admission: Admission
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

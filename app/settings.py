@@ -41,6 +41,11 @@ ENVIRONMENT = {
     "SCIMLEDGER_MAX_CONNECTIONS": "max_connections",
     "SCIMLEDGER_MAX_PATCH_COMPARISONS": "max_patch_comparisons",
     "SCIMLEDGER_MAX_IDENTIFIER_LENGTH": "max_identifier_length",
+    "SCIMLEDGER_STATEMENT_TIMEOUT_SECONDS": "statement_timeout_seconds",
+    "SCIMLEDGER_ORG_CONCURRENCY": "org_concurrency",
+    "SCIMLEDGER_TOKEN_CONCURRENCY": "token_concurrency",
+    "SCIMLEDGER_MAX_FILTER_TERMS": "max_filter_terms",
+    "SCIMLEDGER_MAX_FILTER_SUBSTRING_TERMS": "max_filter_substring_terms",
 }
 
 # The levels `logging` knows by name, lowest last; SCIMLEDGER_LOG_LEVEL takes one, in any case.
@@ -95,6 +100,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def patch_limits(self) -> PatchLimits:
         return PatchLimits(self.max_patch_comparisons, self.max_identifier_length)
+
+    # What one organization's requests may take of the service (README: *Limits on one organization*).
+    statement_timeout_seconds: float = 5.0
+    org_concurrency: int = 0  # 0: a quarter of the pool
+    token_concurrency: int = 0  # 0: the organization's
+    max_filter_terms: int = 20
+    max_filter_substring_terms: int = 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -46,7 +46,9 @@ async def main(members: int, samples: int) -> None:
     base_settings = Settings.from_env()
     server = await asyncio.to_thread(database_url, base_settings)
     async with scratch_database(server) as url:
-        settings = Settings(database_url=url, token_cache_seconds=60, rate_limit_per_second=0)
+        settings = Settings(
+            database_url=url, token_cache_seconds=60, rate_limit_per_second=0, org_concurrency=1000
+        )
         async with LifespanManager(create_app(settings)) as manager, contextlib.AsyncExitStack() as stack:
             # Set-up goes through the same services the app builds, on a pool of its own.
             pool = await create_pool(url, min_size=2, max_size=8)

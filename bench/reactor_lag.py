@@ -56,7 +56,11 @@ async def lags(pool: asyncpg.Pool, org_id: uuid.UUID) -> list[float]:
 async def scenario(label: str, users: int, pace: float | None, server: str) -> None:
     async with scratch_database(server) as url:
         settings = Settings(
-            database_url=url, token_cache_seconds=60, runner_poll_seconds=1.0, rate_limit_per_second=0
+            database_url=url,
+            token_cache_seconds=60,
+            runner_poll_seconds=1.0,
+            rate_limit_per_second=0,
+            org_concurrency=1000,  # one organization's 8 clients at once
         )
         async with LifespanManager(create_app(settings)) as manager:
             pool = await create_pool(url, min_size=2, max_size=8)

@@ -22,6 +22,7 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.QueryCanceledError,  # statement_timeout: the database is too slow to answer
+    asyncpg.LockNotAvailableError,  # lock_timeout: another session holds what the statement needs
     asyncpg.TooManyConnectionsError,
     # A connection the server is closing (a shutdown's FATAL has arrived, its socket's end not yet) can be
     # lent once more before asyncpg notices; using it fails before anything is sent.

@@ -177,13 +177,16 @@ async def tenant(pool: asyncpg.Pool) -> Tenant:
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     # No token cache, so that revocation tests see revocations at once; no runner, so that what a request
-    # records is all there is until a test starts one (the `runner` fixture).
+    # records is all there is until a test starts one (the `runner` fixture). Races send dozens of one
+    # organization's requests at once: no cap on requests in progress (tests/e2e/test_tenant_fairness.py
+    # has its own).
     return Settings(
         database_url=database_url,
         token_cache_seconds=0,
         max_body_bytes=64 * 1024,
         worker=False,
         rate_limit_per_second=0,
+        org_concurrency=1000,
     )
 
 

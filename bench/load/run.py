@@ -335,6 +335,8 @@ async def main() -> None:
             "SCIMLEDGER_LOG_FORMAT": "json",  # read back by `errors_logged`
             "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60",
             "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
+            # Nor may one organization have 32 requests in progress by default (SCIMLEDGER_ORG_CONCURRENCY).
+            "SCIMLEDGER_ORG_CONCURRENCY": "1000",
         }
 
         record(load_generator_ceiling(work))

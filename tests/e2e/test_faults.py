@@ -84,6 +84,7 @@ def service_env(cli_env: dict[str, str], database: str) -> dict[str, str]:
         "DATABASE_URL": database,
         "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "3",
         "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
+        "SCIMLEDGER_ORG_CONCURRENCY": "100",  # the write load comes from one organization's 6 clients
         "SCIMLEDGER_TOKEN_CACHE_SECONDS": "0",
         "SCIMLEDGER_RUNNER_POLL_SECONDS": "0.2",
     }

@@ -24,7 +24,13 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 @pytest.fixture(scope="module")
 def server(cli_env: dict[str, str]) -> Iterator[ServiceProcess]:
-    env = {**cli_env, "SCIMLEDGER_TOKEN_CACHE_SECONDS": "0", "SCIMLEDGER_LOG_LEVEL": "warning"}
+    env = {
+        **cli_env,
+        "SCIMLEDGER_TOKEN_CACHE_SECONDS": "0",
+        "SCIMLEDGER_LOG_LEVEL": "warning",
+        # These sequences send bursts of one organization's requests at once, races included.
+        "SCIMLEDGER_ORG_CONCURRENCY": "100",
+    }
     service = ServiceProcess(env).start()
     yield service
     assert service.stop() == 0, service.output()
