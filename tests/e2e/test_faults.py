@@ -214,8 +214,10 @@ async def test_while_postgresql_is_down_writes_get_a_503_and_the_service_recover
         [token] = new_org(service_env, f"Faults {uuid.uuid4().hex[:6]}", "scim")
         async with write_load(service.base, token) as load:
             await asyncio.sleep(1.0)
-            await asyncio.to_thread(cluster.stop)
+            # The outage starts when the shutdown does: `pg_ctl stop -w` can take over a second on a busy
+            # machine, and requests sent while it runs are already refused.
             down_at = time.monotonic()
+            await asyncio.to_thread(cluster.stop)
             await asyncio.sleep(2.0)
             readiness = await get(f"{service.root}/readyz")
             await asyncio.to_thread(cluster.start)
