@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-fold
 
 install: $(STAMP)
 
@@ -66,3 +66,9 @@ bench-reactors: install
 # Issue 5's figure: replay to an instant and analytics rebuilds over 1,000,000 events.
 bench-replay: install
 	$(BIN)/python bench/replay_rebuild.py
+
+# What one case folding (issue 18.4) costs POST /Users and userName eq; BASELINE=DIR (a checkout with its own
+# .venv) measures the code before it in the same run, in turns. About 2 minutes, 4 with a baseline.
+bench-fold: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/case_folding.py $(if $(BASELINE),--baseline-tree $(BASELINE))
