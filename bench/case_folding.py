@@ -128,8 +128,9 @@ async def main() -> None:
         for tree in trees:
             url = await stack.enter_async_context(scratch_database(server_url))
             await prepare(tree, url, work, env)
+            sql_lines += await lookups_in_sql(url, tree, args.rounds)
             if tree.label == "after":
-                sql_lines = await folding_in_sql(url, args.rounds)
+                sql_lines += await folding_in_sql(url, args.rounds)
             assert tree.server is not None
             stack.callback(tree.server.stop)
             print(f"{tree.label}: {tree.path} serving on {tree.server.base}", flush=True)
@@ -161,6 +162,39 @@ async def main() -> None:
             cells.append(f"{tree.label} {rps:,.0f}/s p99 {p99:.1f} ms ({errors} non-2xx)")
         print(f"{scenario}: " + "; ".join(cells))
     print("\n".join(sql_lines))
+
+
+async def lookups_in_sql(url: str, tree: Tree, rounds: int) -> list[str]:
+    """The lookup `userName eq` runs, timed in the database alone (HTTP on this shared machine varies by a
+    factor of three from one turn to the next): lower() before, scim_fold after, each on its own index."""
+    function = "scim_fold" if (tree.path / "migrations" / "0010_case_folding.sql").exists() else "lower"
+    lines = []
+    connection = await asyncpg.connect(url)
+    try:
+        org_id = await connection.fetchval("SELECT org_id FROM orgs WHERE org_id = $1::uuid", tree.org)
+        statement = await connection.prepare(
+            f"SELECT user_id FROM scim_users WHERE org_id = $1 AND {function}(user_name) = $2"
+        )
+        for kind, prefix in (("ASCII", "seed"), ("non-ASCII", NON_ASCII)):
+            keys = [
+                await connection.fetchval(f"SELECT {function}($1::text)", f"{prefix}.{index}@Bench.Example")
+                for index in range(2000)
+            ]
+            assert await statement.fetchval(org_id, keys[0]) is not None, "the lookup finds no one"
+            timings = []
+            for _ in range(rounds):
+                began = time.perf_counter()
+                for key in keys:
+                    await statement.fetchval(org_id, key)
+                timings.append(time.perf_counter() - began)
+            per_lookup = statistics.median(timings) / len(keys) * 1e6
+            lines.append(
+                f"{tree.label}: userName eq, {kind}, one prepared lookup on {function}'s index: "
+                f"{per_lookup:.0f} µs (median, round trip included)"
+            )
+    finally:
+        await connection.close()
+    return lines
 
 
 async def folding_in_sql(url: str, rounds: int) -> list[str]:

@@ -9,7 +9,11 @@ import asyncpg
 import pytest
 
 from app.migrate import available_migrations, migrate
+from app.services import Services
+from domain.errors import UserNameTaken
+from projections import scim_users
 from scim.folding import fold
+from tests.integration.test_scim_projection import META, listing, rebuild
 from tests.unit.test_folding import DIFFERENT, EQUAL
 
 
@@ -102,3 +106,16 @@ async def test_migrating_names_that_the_folding_makes_equal_names_them(empty_dat
         assert await connection.fetchval("SELECT max(version) FROM schema_migrations") == 9
     finally:
         await connection.close()
+
+
+async def test_a_rebuild_keeps_lookups_and_uniqueness_under_the_folding(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    org_id = uuid.uuid4()
+    await services.users.provision(org_id, {"userName": "İlker.Σ@x.org"}, META)
+    await rebuild(services, pool)
+    async with pool.acquire() as connection:
+        page = await scim_users.query(connection, org_id, listing('userName eq "i̇LKER.ς@X.ORG"'))
+    assert [row.resource["userName"] for row in page.rows] == ["İlker.Σ@x.org"]
+    with pytest.raises(UserNameTaken):
+        await services.users.provision(org_id, {"userName": "i̇lker.σ@x.org"}, META)
