@@ -9,6 +9,7 @@ PACKAGES := app domain eventstore projections reactors scim migrations
 
 .PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies
 .PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-tenant-fairness
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-fold
 
 install: $(STAMP)
 
@@ -81,3 +82,8 @@ bench-large-bodies: install
 # BASELINE=/path/to/old/checkout (with its .venv) adds that tree, run in turns with this one.
 bench-tenant-fairness: install
 	$(BIN)/python bench/tenant_fairness.py $(if $(BASELINE),--baseline-tree $(BASELINE))
+# What one case folding (issue 18.4) costs POST /Users and userName eq; BASELINE=DIR (a checkout with its own
+# .venv) measures the code before it in the same run, in turns. About 2 minutes, 4 with a baseline.
+bench-fold: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/case_folding.py $(if $(BASELINE),--baseline-tree $(BASELINE))

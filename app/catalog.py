@@ -214,7 +214,7 @@ class CatalogService:
             by_id = None
         found: uuid.UUID | None = await connection.fetchval(
             f"SELECT {kind.key} FROM {kind.table} WHERE org_id = $1 AND NOT archived "
-            f"AND ({kind.key} = $2 OR lower(name) = lower($3))",
+            f"AND ({kind.key} = $2 OR scim_fold(name) = scim_fold($3))",
             org_id,
             by_id,
             reference,
@@ -229,7 +229,7 @@ class CatalogService:
     ) -> list[CatalogEntry]:
         rows = await connection.fetch(
             f"SELECT {kind.key}, name, archived, created FROM {kind.table} WHERE org_id = $1 "
-            f"AND (NOT archived OR $2) ORDER BY lower(name), created",
+            f"AND (NOT archived OR $2) ORDER BY scim_fold(name), created",
             org_id,
             include_archived,
         )
@@ -241,7 +241,7 @@ class CatalogService:
             "SELECT grp.group_id, grp.display_name, grp.linked, "
             "(SELECT count(*) FROM group_members AS member "
             " WHERE member.org_id = grp.org_id AND member.group_id = grp.group_id) "
-            "FROM scim_groups AS grp WHERE grp.org_id = $1 ORDER BY lower(grp.display_name)",
+            "FROM scim_groups AS grp WHERE grp.org_id = $1 ORDER BY scim_fold(grp.display_name)",
             org_id,
         )
         return [GroupListing(*row) for row in rows]

@@ -75,7 +75,7 @@ async def find_org(connection: Connection, reference: str) -> Org:
         )
     except ValueError:
         row = await connection.fetchrow(
-            "SELECT org_id, name FROM orgs WHERE lower(name) = lower($1)", reference
+            "SELECT org_id, name FROM orgs WHERE scim_fold(name) = scim_fold($1)", reference
         )
     if row is None:
         raise NotFound(f"No organization '{reference}'.")

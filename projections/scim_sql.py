@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 from eventstore.pool import Connection
 from scim.errors import invalid_filter
 from scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
+from scim.folding import fold
 from scim.instants import parse_instant
 from scim.query import ListQuery
 from scim.schema import Attribute, Resolved, ResourceType
@@ -278,7 +279,7 @@ class QueryCompiler:
             scim_type, case_exact = resolved.target.type, resolved.target.case_exact
         if scim_type in _SQL_TYPES:
             return f"({expression})::{_SQL_TYPES[scim_type]}", False
-        return (expression if case_exact else f"lower({expression})"), True
+        return (expression if case_exact else f"scim_fold({expression})"), True
 
     def _resolve(self, path: AttrPath) -> Resolved:
         resolved = self.resource_type.resolve(path.schema, path.name, path.sub)
@@ -353,8 +354,10 @@ def _leaf(
     if not isinstance(value, str):
         raise invalid_filter(f"'{node.path}' holds text: compare it with a quoted string.")
     if not case_exact:
-        expression = f"lower({expression})"
-        value = value.lower()
+        # The column folded in SQL, the value here: one folding (scim/folding.py), and the unique indexes are
+        # on scim_fold(column), so `userName eq` stays one index lookup.
+        expression = f"scim_fold({expression})"
+        value = fold(value)
     placeholder = parameters.add(value, "text")
     if op == "eq":
         condition = f"{expression} = {placeholder}"

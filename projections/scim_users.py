@@ -22,6 +22,7 @@ from eventstore.codec import decode_event
 from eventstore.pool import Connection
 from eventstore.store import FollowUp, RecordedEvent
 from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
+from scim.folding import fold
 from scim.query import ListQuery
 from scim.schema import USER
 
@@ -197,7 +198,8 @@ def user_name_collision(*users: User) -> Iterator[None]:
     except asyncpg.UniqueViolationError as error:
         # Only the userName index can collide here: the primary key is the stream id, fresh per user.
         detail = getattr(error, "detail", "") or ""
-        taken = next((user for user in users if user.user_name.lower() in detail.lower()), users[0])
+        # The detail names the index's key, the folded userName.
+        taken = next((user for user in users if fold(user.user_name) in detail), users[0])
         raise UserNameTaken(taken.user_name) from error
 
 

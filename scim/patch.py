@@ -30,6 +30,7 @@ from scim.filter import (
     ValuePath,
     parse_patch_path,
 )
+from scim.folding import fold
 from scim.schema import (
     MAX_IDENTIFIER_LENGTH,
     READ_ONLY,
@@ -396,7 +397,7 @@ def compare(op: str, actual: Any, expected: Any, attribute: Attribute) -> bool:
         if attribute.type == "boolean":
             actual, expected = actual.lower(), expected.lower()
         elif not attribute.case_exact:
-            actual, expected = actual.casefold(), expected.casefold()
+            actual, expected = fold(actual), fold(expected)
     elif isinstance(actual, bool) and isinstance(expected, str):
         expected = expected.lower() == "true"
     try:

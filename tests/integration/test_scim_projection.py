@@ -206,7 +206,7 @@ async def test_groups_memberships_and_the_catalog_rebuilt_from_the_log_equal_the
 
 
 async def test_a_user_name_filter_is_an_index_lookup_not_a_scan(pool: asyncpg.Pool) -> None:
-    """Wrapping the comparison (in coalesce, say) would hide it from the (org_id, lower(userName)) index."""
+    """Wrapping the comparison (in coalesce, say) would hide it from the (org_id, scim_fold(userName)) index."""
     from projections.scim_sql import Parameters
     from projections.scim_users import USER_QUERIES
 
@@ -219,7 +219,7 @@ async def test_a_user_name_filter_is_an_index_lookup_not_a_scan(pool: asyncpg.Po
             uuid.uuid4(),
             *parameters.values,
         )
-    assert "lower(user_name)" in str(plan).split("Index Cond", 1)[-1].split("}", 1)[0]
+    assert "scim_fold_unicode(user_name)" in str(plan).split("Index Cond", 1)[-1].split("}", 1)[0]
 
 
 def page_of(start_index: int, count: int) -> ListQuery:

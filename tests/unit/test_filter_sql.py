@@ -26,7 +26,7 @@ def test_hostile_values_never_reach_the_sql_text() -> None:
 
 def test_user_name_equality_uses_the_indexed_expression() -> None:
     sql, values = compile_filter('USERNAME eq "Bob@Example.com"')
-    assert sql == "lower(user_name) = $2::text"
+    assert sql == "scim_fold(user_name) = $2::text"
     assert values == ["bob@example.com"]
 
 
