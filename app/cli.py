@@ -12,10 +12,11 @@ import contextlib
 import csv
 import datetime
 import getpass
+import itertools
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from eventstore.runner import (
     status,
 )
 from eventstore.store import Metadata
-from projections import audit, seals
+from projections import audit, audit_history, audit_state, seals
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,35 +335,98 @@ def _write_rows(rows: list[dict[str, Any]], output_format: str) -> None:
             _print("  ".join(str(row[key] or "").ljust(width) for key, width in widths.items()).rstrip())
 
 
+# The CLI's answers are written as they are read, a page at a time: `audit history` of a large log starts
+# printing at once and holds one page, never the whole history.
+_CLI_PAGE = 1000
+
+
+async def _write_row_pages(pages: AsyncIterator[list[dict[str, Any]]], output_format: str) -> None:
+    """Rows arriving a page at a time: the first page as `_write_rows` writes a whole answer (a header, and a
+    table's column widths, which the later pages keep), each page as it comes."""
+    widths: dict[str, int] | None = None
+    async for page in pages:
+        if widths is None:
+            _write_rows(page, output_format)
+            widths = (
+                {key: max(len(key), *(len(str(row[key] or "")) for row in page)) for key in page[0]}
+                if page
+                else None
+            )
+            continue
+        if output_format == "jsonl":
+            _write_rows(page, output_format)
+        elif output_format == "csv":
+            writer = csv.writer(sys.stdout)
+            for row in page:
+                writer.writerow("" if value is None else value for value in row.values())
+        else:
+            for row in page:
+                _print("  ".join(str(row[key] or "").ljust(width) for key, width in widths.items()).rstrip())
+        sys.stdout.flush()
+
+
+async def _pages_of(rows: Iterator[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+    page: list[dict[str, Any]] = []
+    for row in rows:
+        page.append(row)
+        if len(page) == _CLI_PAGE:
+            yield page
+            page = []
+    yield page
+
+
 async def _audit_history(context: Context, args: argparse.Namespace) -> int:
     org = await tenancy.find_org(context.connection, args.org)
-    async with context.connection.transaction(isolation="repeatable_read", readonly=True):
-        entries = await audit.history(
-            context.connection,
-            org.org_id,
-            context.services.settings.group_prefix,
-            user=_uuid(args.user, "--user"),
-            group=_uuid(args.group, "--group"),
-            actor=args.actor,
-            since=_instant(args.since, "--since"),
-            until=_instant(args.until, "--until"),
-        )
-    _write_rows([entry.to_row() for entry in entries], args.format)
+    wanted = audit_history.HistoryFilter(
+        user=_uuid(args.user, "--user"),
+        group=_uuid(args.group, "--group"),
+        actor=args.actor,
+        since=_instant(args.since, "--since"),
+        until=_instant(args.until, "--until"),
+    )
+    pages = audit_history.history(
+        context.connection, org.org_id, context.services.settings.group_prefix, wanted, _CLI_PAGE
+    )
+
+    async def rows() -> AsyncIterator[list[dict[str, Any]]]:
+        async for page in pages:
+            yield [entry.to_row() for entry in page]
+
+    await _write_row_pages(rows(), args.format)
     return 0
+
+
+def _write_json_report(members: list[tuple[str, Iterator[dict[str, Any]]]]) -> None:
+    """The report as one indented JSON object, written a row at a time."""
+    sys.stdout.write("{")
+    for index, (name, rows) in enumerate(members):
+        sys.stdout.write(("," if index else "") + f'\n  "{name}": [')
+        separator = "\n"
+        for row in rows:
+            formatted = msgspec.json.format(msgspec.json.encode(row)).decode()
+            sys.stdout.write(separator + "    " + formatted.replace("\n", "\n    "))
+            separator = ",\n"
+        sys.stdout.write("\n  ]" if separator != "\n" else "]")
+    sys.stdout.write("\n}\n")
 
 
 async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
     org = await tenancy.find_org(context.connection, args.org)
     at = _instant(args.at, "--at")
     assert at is not None
-    async with context.connection.transaction(isolation="repeatable_read", readonly=True):
-        report = (
-            await audit.as_of(context.connection, org.org_id, at, context.services.settings.group_prefix)
-        ).to_report()
+    state = await audit_state.state_at(
+        context.connection, org.org_id, at, context.services.settings.group_prefix
+    )
     if args.format == "json":
-        _print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        _write_json_report(
+            [
+                ("users", state.user_rows()),
+                ("groups", state.group_rows()),
+                ("memberships", state.membership_rows()),
+            ]
+        )
         return 0
-    rows = [
+    users = (
         {
             "kind": "user",
             "id": user["id"],
@@ -371,9 +435,9 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
             "member": user["member"],
             "group": "",
         }
-        for user in report["users"]
-    ]
-    rows += [
+        for user in state.user_rows()
+    )
+    groups = (
         {
             "kind": "group",
             "id": group["id"],
@@ -382,9 +446,9 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
             "member": "",
             "group": "",
         }
-        for group in report["groups"]
-    ]
-    rows += [
+        for group in state.group_rows()
+    )
+    memberships = (
         {
             "kind": "membership",
             "id": membership["user"],
@@ -393,9 +457,9 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
             "member": "",
             "group": membership["displayName"],
         }
-        for membership in report["memberships"]
-    ]
-    _write_rows(rows, "csv")
+        for membership in state.membership_rows()
+    )
+    await _write_row_pages(_pages_of(itertools.chain(users, groups, memberships)), "csv")
     return 0
 
 

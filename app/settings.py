@@ -29,6 +29,8 @@ ENVIRONMENT = {
     "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "rate_limit_per_second",
     "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
     "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
+    "SCIMLEDGER_AUDIT_PAGE_SIZE": "audit_page_size",
+    "SCIMLEDGER_AUDIT_MAX_PAGE_SIZE": "audit_max_page_size",
 }
 
 
@@ -53,6 +55,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 500
     database_timeout_seconds: float = 10.0
+    # Events in a page of /audit/history when the client asks for none, and the most it may ask for.
+    audit_page_size: int = 1000
+    audit_max_page_size: int = 10000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
