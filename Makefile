@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-audit-memory
 
 install: $(STAMP)
 
@@ -66,3 +66,8 @@ bench-reactors: install
 # Issue 5's figure: replay to an instant and analytics rebuilds over 1,000,000 events.
 bench-replay: install
 	$(BIN)/python bench/replay_rebuild.py
+
+# Issue 18's point 7: memory and /healthz p99 while auditors read an org of 1,000,000 events. Give
+# BASELINE_TREE=/path/to/old/checkout (with its .venv) to measure it side by side with this tree.
+bench-audit-memory: install
+	$(BIN)/python bench/audit_memory.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))

@@ -27,7 +27,7 @@ from projections.audit import Snapshot
 
 # Events decoded and replayed between two waits on the database, which is when other requests get the loop:
 # a few milliseconds of work each.
-REPLAY_BATCH = 2000
+REPLAY_BATCH = 1000
 
 _BATCH = f"""
 SELECT {EVENT_COLUMNS} FROM events

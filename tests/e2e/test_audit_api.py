@@ -408,3 +408,30 @@ async def test_access_review_reports_the_real_end_of_a_grant_revoked_after_the_w
 
     printed = run("--from", params["from"], "--to", params["to"], "--user", story.ann, "--format", "jsonl")
     assert [json.loads(line) for line in printed.splitlines()] == [interval]
+
+
+async def test_history_holds_back_what_a_transaction_in_flight_could_still_put_before_it(
+    http: httpx.AsyncClient, story: Story, pool: asyncpg.Pool
+) -> None:
+    insert = (
+        "INSERT INTO events (org_id, stream_id, version, type, payload, occurred_at, actor) "
+        "VALUES ($1, $2, 1, 'UserDeactivated', '{}', now(), $3) RETURNING position"
+    )
+    org_id = story.tenant.org.org_id
+    async with pool.acquire() as writer:
+        in_flight = writer.transaction()
+        await in_flight.start()
+        try:
+            # Takes its transaction id first, commits last: in log order it comes before `later`.
+            earlier = await writer.fetchval(insert, org_id, uuid.uuid4(), "admin:slow")
+            later = await pool.fetchval(insert, org_id, uuid.uuid4(), "admin:quick")
+            shown = [
+                event["position"] for page in await history_pages(http, story.auditor, 5) for event in page
+            ]
+            # A cursor past `later` would leave `earlier` behind it for good once it commits.
+            assert later not in shown
+            assert earlier not in shown
+        finally:
+            await in_flight.commit()
+    shown = [event["position"] for page in await history_pages(http, story.auditor, 5) for event in page]
+    assert shown[-2:] == [earlier, later]
