@@ -208,7 +208,7 @@ async def history_page(
         start.position,
         wanted.until,
         *args,
-        prefetch=min(limit + 1, 250),  # a few ms of describing between two waits on the database
+        prefetch=min(limit + 1, 100),  # a few ms of describing between two turns of the event loop
     ):
         event = RecordedEvent(*row)
         if event.type in CATALOG_TYPES:

@@ -11,6 +11,7 @@ the loop yields between batches.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,9 +26,9 @@ from eventstore.pool import Connection
 from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent
 from projections.audit import Snapshot
 
-# Events decoded and replayed between two waits on the database, which is when other requests get the loop:
-# a few milliseconds of work each.
-REPLAY_BATCH = 1000
+# Events read by one statement, and replayed between two turns of the event loop (a few milliseconds).
+REPLAY_BATCH = 2000
+REPLAY_SLICE = 250
 
 _BATCH = f"""
 SELECT {EVENT_COLUMNS} FROM events
@@ -163,14 +164,26 @@ async def state_at(
     settled = await database.fetchval(_SETTLED)
     state = StateAt(Snapshot(prefix))
     replay = _Replay(state)
-    stream, version = uuid.UUID(int=0), 0
-    while True:
-        rows = await database.fetch(_BATCH, org_id, stream, version, at, settled, batch)
-        for row in rows:
-            replay.apply(RecordedEvent(*row))
-        if len(rows) < batch:
-            break
-        stream, version = rows[-1]["stream_id"], rows[-1]["version"]
+    rows = await database.fetch(_BATCH, org_id, uuid.UUID(int=0), 0, at, settled, batch)
+    while rows:
+        # The next batch is read while this one is replayed: the database's time overlaps ours.
+        following = (
+            asyncio.ensure_future(
+                database.fetch(_BATCH, org_id, rows[-1]["stream_id"], rows[-1]["version"], at, settled, batch)
+            )
+            if len(rows) == batch
+            else None
+        )
+        try:
+            for start in range(0, len(rows), REPLAY_SLICE):
+                await asyncio.sleep(0)  # the next read is sent, and other requests are served, meanwhile
+                for row in rows[start : start + REPLAY_SLICE]:
+                    replay.apply(RecordedEvent(*row))
+        except BaseException:
+            if following is not None:
+                following.cancel()
+            raise
+        rows = await following if following is not None else []
     replay.finish()
     state.users.sort(key=lambda user: user.order)
     return state
