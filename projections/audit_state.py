@@ -12,6 +12,7 @@ the loop yields between batches.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class StateAt:
     catalog: Snapshot
     users: list[UserState] = field(default_factory=list)
     group_order: dict[uuid.UUID, LogPosition] = field(default_factory=dict)
+    # Filled as users are replayed, in stream order, which is the order of their ids: already sorted.
+    members: dict[str, list[UserState]] = field(default_factory=dict)
 
     def user_rows(self) -> Iterator[dict[str, Any]]:
         for user in self.users:
@@ -82,29 +85,18 @@ class StateAt:
         ]
         return [(group_id, name) for name, _, group_id in sorted(named)]
 
-    def _members(self) -> dict[str, list[UserState]]:
-        members: dict[str, list[UserState]] = {}
-        for user in self.users:
-            for group in user.groups:
-                members.setdefault(group, []).append(user)
-        for listed in members.values():
-            listed.sort(key=lambda user: user.id)
-        return members
-
     def group_rows(self) -> Iterator[dict[str, Any]]:
-        members = self._members()
         for group_id, name in self._live_groups():
             yield {
                 "id": group_id,
                 "displayName": name,
                 "linked": self.catalog.groups[uuid.UUID(group_id)].linked,
-                "members": [user.id for user in members.get(group_id, [])],
+                "members": [user.id for user in self.members.get(group_id, [])],
             }
 
     def membership_rows(self) -> Iterator[dict[str, Any]]:
-        members = self._members()
         for group_id, name in self._live_groups():
-            for user in members.get(group_id, []):
+            for user in self.members.get(group_id, []):
                 yield {"user": user.id, "userName": user.user_name, "group": group_id, "displayName": name}
 
 
@@ -131,17 +123,18 @@ class _Replay:
         if stream is None:
             return
         if isinstance(aggregate, User) and not aggregate.deleted:
-            self.state.users.append(
-                UserState(
-                    (aggregate.user_name.lower(), self.entered.tx, self.entered.position),
-                    str(aggregate.id),
-                    aggregate.user_name,
-                    aggregate.active,
-                    aggregate.member,
-                    tuple(aggregate.groups),
-                    msgspec.Raw(_encoder.encode(aggregate.attributes)),
-                )
+            user = UserState(
+                (aggregate.user_name.lower(), self.entered.tx, self.entered.position),
+                str(aggregate.id),
+                aggregate.user_name,
+                aggregate.active,
+                aggregate.member,
+                tuple(aggregate.groups),
+                msgspec.Raw(_encoder.encode(aggregate.attributes)),
             )
+            self.state.users.append(user)
+            for group in user.groups:
+                self.state.members.setdefault(group, []).append(user)
         elif isinstance(aggregate, Project):
             catalog.projects[stream] = aggregate
         elif isinstance(aggregate, Role):
@@ -155,7 +148,7 @@ class _Replay:
 async def state_at(
     database: asyncpg.Pool[asyncpg.Record] | Connection,
     org_id: uuid.UUID,
-    at: Any,
+    at: datetime.datetime,
     prefix: str,
     batch: int = REPLAY_BATCH,
 ) -> StateAt:
