@@ -10,6 +10,7 @@ PACKAGES := app domain eventstore projections reactors scim migrations
 .PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies
 .PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-tenant-fairness
 .PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-fold
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-audit-memory
 
 install: $(STAMP)
 
@@ -87,3 +88,7 @@ bench-tenant-fairness: install
 bench-fold: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/case_folding.py $(if $(BASELINE),--baseline-tree $(BASELINE))
+# Issue 18's point 7: memory and /healthz p99 while auditors read an org of 1,000,000 events. Give
+# BASELINE_TREE=/path/to/old/checkout (with its .venv) to measure it side by side with this tree.
+bench-audit-memory: install
+	$(BIN)/python bench/audit_memory.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))

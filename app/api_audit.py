@@ -1,21 +1,28 @@
 """/audit: the auditors' queries as JSON, for tokens of the auditor scope, which read this and nothing else.
 
-Everything is read from the log, in one repeatable-read snapshot per request, never from projections.
+Everything is read from the log, never from projections: a page of history in one repeatable-read snapshot,
+the state at an instant by batches of short statements (see projections/audit_state.py). Answers are encoded
+and sent a slice at a time once the reading is done, so that neither a large answer nor its encoding is ever
+held whole, and the loop serves other requests between slices.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import re
 import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app.http import ScimResponse, authenticate, services_of
+from app.http import SCIM_MEDIA_TYPE, ScimResponse, authenticate, services_of
 from app.tenancy import Principal
-from projections import audit, seals
+from projections import audit, audit_history, audit_state, seals
 from scim.errors import invalid_value
 
 AUDITOR = "auditor"
@@ -60,6 +67,69 @@ def _id(request: Request, name: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except ValueError as error:
         raise invalid_value(f"'{name}' takes an id, not '{text}'.") from error
+
+
+_LIMIT = re.compile(r"[0-9]{1,9}")
+# Items encoded per slice of a streamed answer: about 50 KB, a millisecond of encoding.
+_SLICE = 250
+_encoder = msgspec.json.Encoder()
+
+
+def _limit(request: Request) -> int:
+    settings = services_of(request).settings
+    text = request.query_params.get("limit")
+    if not text:
+        return settings.audit_page_size
+    if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= settings.audit_max_page_size:
+        raise invalid_value(
+            f"'limit' takes a number of events from 1 to {settings.audit_max_page_size}, not '{text[:40]}'."
+        )
+    return int(text)
+
+
+def _cursor(request: Request) -> Any:
+    text = request.query_params.get("after")
+    if not text:
+        return None
+    try:
+        return audit_history.decode_cursor(text)
+    except ValueError as error:
+        raise invalid_value(
+            f"'after' takes the 'next' of a previous page of this history, unchanged; '{text[:40]}' is not one."
+        ) from error
+
+
+def _slices(items: Iterable[Any]) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == _SLICE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _object_in_slices(members: list[tuple[str, Any]]) -> AsyncIterator[bytes]:
+    """A JSON object; members that are iterators are encoded as lists, a slice of items at a time."""
+    opening = b"{"
+    for name, value in members:
+        yield opening + _encoder.encode(name) + b":"
+        opening = b","
+        if not isinstance(value, Iterator):
+            yield _encoder.encode(value)
+            continue
+        separator = b"["
+        for batch in _slices(value):
+            yield separator + _encoder.encode(batch)[1:-1]
+            separator = b","
+            await asyncio.sleep(0)  # let other requests in between slices
+        yield b"[]" if separator == b"[" else b"]"
+    yield b"}"
+
+
+def _streamed(members: list[tuple[str, Any]]) -> Response:
+    return StreamingResponse(_object_in_slices(members), media_type=SCIM_MEDIA_TYPE)
 
 
 async def _auditor(request: Request) -> Principal:
@@ -108,27 +178,45 @@ async def head(request: Request) -> Response:
 
 async def history(request: Request) -> Response:
     principal = await _auditor(request)
-    user, group, actor = _id(request, "user"), _id(request, "group"), request.query_params.get("actor")
     since, until = _instant(request, "since"), _instant(request, "until")
     _window(since, until, "since", "until")
-    entries = await _read(
+    wanted = audit_history.HistoryFilter(
+        user=_id(request, "user"),
+        group=_id(request, "group"),
+        actor=request.query_params.get("actor"),
+        since=since,
+        until=until,
+    )
+    limit, after = _limit(request), _cursor(request)
+    page = await _read(
         request,
         principal,
-        lambda connection, org_id, prefix: audit.history(
-            connection, org_id, prefix, user=user, group=group, actor=actor, since=since, until=until
+        lambda connection, org_id, prefix: audit_history.history_page(
+            connection, org_id, prefix, wanted, limit, after
         ),
     )
-    return ScimResponse({"events": [entry.to_row() for entry in entries]})
+    return _streamed(
+        [
+            ("events", (entry.to_row() for entry in page.entries)),
+            ("next", audit_history.encode_cursor(page.next) if page.next else None),
+        ]
+    )
 
 
 async def as_of(request: Request) -> Response:
     principal = await _auditor(request)
     at = _instant(request, "at", required=True)
     assert at is not None
-    snapshot = await _read(
-        request, principal, lambda connection, org_id, prefix: audit.as_of(connection, org_id, at, prefix)
+    services = services_of(request)
+    state = await audit_state.state_at(services.pool, principal.org_id, at, services.settings.group_prefix)
+    return _streamed(
+        [
+            ("at", at.isoformat()),
+            ("users", state.user_rows()),
+            ("groups", state.group_rows()),
+            ("memberships", state.membership_rows()),
+        ]
     )
-    return ScimResponse({"at": at.isoformat(), **snapshot.to_report()})
 
 
 async def access(request: Request) -> Response:
@@ -152,12 +240,12 @@ async def access(request: Request) -> Response:
             user=params.get("user"),
         ),
     )
-    return ScimResponse(
-        {
-            "from": start.isoformat(),
-            "to": end.isoformat(),
-            "intervals": [interval.to_row() for interval in intervals],
-        }
+    return _streamed(
+        [
+            ("from", start.isoformat()),
+            ("to", end.isoformat()),
+            ("intervals", (interval.to_row() for interval in intervals)),
+        ]
     )
 
 

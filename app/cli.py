@@ -12,11 +12,12 @@ import contextlib
 import csv
 import datetime
 import getpass
+import itertools
 import os
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ from eventstore.runner import (
     status,
 )
 from eventstore.store import Metadata
-from projections import audit, seals
+from projections import audit, audit_history, audit_state, seals
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,54 +424,123 @@ ACCESS_COLUMNS = (
 AS_OF_COLUMNS = ("kind", "id", "name", "active", "member", "group")
 
 
-def _write_rows(rows: list[dict[str, Any]], output_format: str, columns: Sequence[str]) -> None:
-    """Rows as an aligned table, JSON lines, or CSV with a header, on stdout."""
+def _column_widths(rows: list[dict[str, Any]], columns: Sequence[str]) -> dict[str, int]:
+    return {key: max([len(key), *(len(str(row[key] or "")) for row in rows)]) for key in columns}
+
+
+def _write_header(output_format: str, widths: dict[str, int]) -> None:
+    """CSV and tables start with their column names, even when no row follows."""
+    if output_format == "csv":
+        csv.writer(sys.stdout).writerow(widths)
+    elif output_format != "jsonl":
+        _print("  ".join(key.ljust(width) for key, width in widths.items()).rstrip())
+
+
+def _write_body(rows: list[dict[str, Any]], output_format: str, widths: dict[str, int]) -> None:
     if output_format == "jsonl":
         for row in rows:
             sys.stdout.write(msgspec.json.encode(row).decode() + "\n")
     elif output_format == "csv":
         writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
         for row in rows:
-            writer.writerow("" if row[key] is None else row[key] for key in columns)
+            writer.writerow("" if row[key] is None else row[key] for key in widths)
     else:
-        widths = {key: max([len(key), *(len(str(row[key] or "")) for row in rows)]) for key in columns}
-        _print("  ".join(key.ljust(width) for key, width in widths.items()).rstrip())
         for row in rows:
             _print("  ".join(str(row[key] or "").ljust(width) for key, width in widths.items()).rstrip())
+
+
+def _write_rows(rows: list[dict[str, Any]], output_format: str, columns: Sequence[str]) -> None:
+    """Rows as an aligned table, JSON lines, or CSV with a header, on stdout."""
+    widths = _column_widths(rows, columns)
+    _write_header(output_format, widths)
+    _write_body(rows, output_format, widths)
+
+
+# The CLI's answers are written as they are read, a page at a time: `audit history` of a large log starts
+# printing at once and holds one page, never the whole history.
+_CLI_PAGE = 1000
+
+
+async def _write_row_pages(
+    pages: AsyncIterator[list[dict[str, Any]]], output_format: str, columns: Sequence[str]
+) -> None:
+    """Rows arriving a page at a time, written as `_write_rows` writes a whole answer; a table's column
+    widths are the first page's, which the later pages keep."""
+    widths: dict[str, int] | None = None
+    async for page in pages:
+        if widths is None:
+            widths = _column_widths(page, columns)
+            _write_header(output_format, widths)
+        _write_body(page, output_format, widths)
+        sys.stdout.flush()
+    if widths is None:
+        _write_header(output_format, _column_widths([], columns))
+
+
+async def _pages_of(rows: Iterator[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+    page: list[dict[str, Any]] = []
+    for row in rows:
+        page.append(row)
+        if len(page) == _CLI_PAGE:
+            yield page
+            page = []
+    yield page
 
 
 async def _audit_history(context: Context, args: argparse.Namespace) -> int:
     org = await tenancy.find_org(context.connection, args.org)
     since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
     _window(since, until, "--since", "--until")
-    async with context.connection.transaction(isolation="repeatable_read", readonly=True):
-        entries = await audit.history(
-            context.connection,
-            org.org_id,
-            context.services.settings.group_prefix,
-            user=_uuid(args.user, "--user"),
-            group=_uuid(args.group, "--group"),
-            actor=args.actor,
-            since=since,
-            until=until,
-        )
-    _write_rows([entry.to_row() for entry in entries], args.format, HISTORY_COLUMNS)
+    wanted = audit_history.HistoryFilter(
+        user=_uuid(args.user, "--user"),
+        group=_uuid(args.group, "--group"),
+        actor=args.actor,
+        since=since,
+        until=until,
+    )
+    pages = audit_history.history(
+        context.connection, org.org_id, context.services.settings.group_prefix, wanted, _CLI_PAGE
+    )
+
+    async def rows() -> AsyncIterator[list[dict[str, Any]]]:
+        async for page in pages:
+            yield [entry.to_row() for entry in page]
+
+    await _write_row_pages(rows(), args.format, HISTORY_COLUMNS)
     return ExitCode.OK
+
+
+def _write_json_report(members: list[tuple[str, Iterator[dict[str, Any]]]]) -> None:
+    """The report as one indented JSON object, written a row at a time."""
+    sys.stdout.write("{")
+    for index, (name, rows) in enumerate(members):
+        sys.stdout.write(("," if index else "") + f'\n  "{name}": [')
+        separator = "\n"
+        for row in rows:
+            formatted = msgspec.json.format(msgspec.json.encode(row)).decode()
+            sys.stdout.write(separator + "    " + formatted.replace("\n", "\n    "))
+            separator = ",\n"
+        sys.stdout.write("\n  ]" if separator != "\n" else "]")
+    sys.stdout.write("\n}\n")
 
 
 async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
     org = await tenancy.find_org(context.connection, args.org)
     at = _instant(args.at, "--at")
     assert at is not None
-    async with context.connection.transaction(isolation="repeatable_read", readonly=True):
-        report = (
-            await audit.as_of(context.connection, org.org_id, at, context.services.settings.group_prefix)
-        ).to_report()
+    state = await audit_state.state_at(
+        context.connection, org.org_id, at, context.services.settings.group_prefix
+    )
     if args.format == "json":
-        _print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        _write_json_report(
+            [
+                ("users", state.user_rows()),
+                ("groups", state.group_rows()),
+                ("memberships", state.membership_rows()),
+            ]
+        )
         return ExitCode.OK
-    rows = [
+    users = (
         {
             "kind": "user",
             "id": user["id"],
@@ -479,9 +549,9 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
             "member": user["member"],
             "group": "",
         }
-        for user in report["users"]
-    ]
-    rows += [
+        for user in state.user_rows()
+    )
+    groups = (
         {
             "kind": "group",
             "id": group["id"],
@@ -490,9 +560,9 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
             "member": "",
             "group": "",
         }
-        for group in report["groups"]
-    ]
-    rows += [
+        for group in state.group_rows()
+    )
+    memberships = (
         {
             "kind": "membership",
             "id": membership["user"],
@@ -501,9 +571,9 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
             "member": "",
             "group": membership["displayName"],
         }
-        for membership in report["memberships"]
-    ]
-    _write_rows(rows, "csv", AS_OF_COLUMNS)
+        for membership in state.membership_rows()
+    )
+    await _write_row_pages(_pages_of(itertools.chain(users, groups, memberships)), "csv", AS_OF_COLUMNS)
     return ExitCode.OK
 
 

@@ -144,14 +144,16 @@ def _discovery(path: str, summary: str, item: bool = False) -> dict[str, Any]:
     return {"get": {"summary": summary, "security": [], "responses": responses}}
 
 
-def _audit(operation: str, summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+def _audit(
+    operation: str, summary: str, parameters: list[dict[str, Any]], report: str = "AuditReport"
+) -> dict[str, Any]:
     return {
         "get": {
             "operationId": operation,
             "summary": summary,
             "description": "Needs a token with the auditor scope.",
             "parameters": parameters,
-            "responses": _responses({200: (summary, "AuditReport")}, 400, *_AUTHED),
+            "responses": _responses({200: (summary, report)}, 400, *_AUTHED),
         }
     }
 
@@ -192,6 +194,14 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "AuditReport": {"type": "object"},
+    "AuditHistoryPage": {
+        "type": "object",
+        "required": ["events", "next"],
+        "properties": {
+            "events": {"type": "array", "items": {"type": "object"}},
+            "next": {"type": ["string", "null"]},
+        },
+    },
 }
 
 
@@ -309,7 +319,8 @@ def document() -> dict[str, Any]:
                 ),
                 "/audit/history": _audit(
                     "auditHistory",
-                    "The organization's events, told in words.",
+                    "The organization's events, told in words, in log order, a page at a time: `events`, and "
+                    "`next`, the cursor of the following page to pass as `after` (null on the last page).",
                     [
                         _query("user", {"type": "string", "format": "uuid"}, "Only events about this user."),
                         _query(
@@ -317,7 +328,19 @@ def document() -> dict[str, Any]:
                         ),
                         _query("actor", {"type": "string"}, "Only events by this actor."),
                         *period,
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1},
+                            "Events in this page: SCIMLEDGER_AUDIT_PAGE_SIZE (1000) when absent, at most "
+                            "SCIMLEDGER_AUDIT_MAX_PAGE_SIZE (10000); more is a 400.",
+                        ),
+                        _query(
+                            "after",
+                            {"type": "string"},
+                            "The `next` of the previous page, unchanged (an opaque cursor); absent for the first.",
+                        ),
                     ],
+                    report="AuditHistoryPage",
                 ),
                 "/audit/as-of": _audit(
                     "auditAsOf",

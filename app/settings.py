@@ -46,6 +46,8 @@ ENVIRONMENT = {
     "SCIMLEDGER_TOKEN_CONCURRENCY": "token_concurrency",
     "SCIMLEDGER_MAX_FILTER_TERMS": "max_filter_terms",
     "SCIMLEDGER_MAX_FILTER_SUBSTRING_TERMS": "max_filter_substring_terms",
+    "SCIMLEDGER_AUDIT_PAGE_SIZE": "audit_page_size",
+    "SCIMLEDGER_AUDIT_MAX_PAGE_SIZE": "audit_max_page_size",
 }
 
 # The levels `logging` knows by name, lowest last; SCIMLEDGER_LOG_LEVEL takes one, in any case.
@@ -107,6 +109,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_concurrency: int = 0  # 0: the organization's
     max_filter_terms: int = 20
     max_filter_substring_terms: int = 5
+    # Events in a page of /audit/history when the client asks for none, and the most it may ask for.
+    audit_page_size: int = 1000
+    audit_max_page_size: int = 10000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

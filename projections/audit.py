@@ -1,4 +1,5 @@
-"""What auditors ask of the log: its history, the state at an instant, and who held which access when.
+"""What auditors ask of the log: the state at an instant, and who held which access when (its history is in
+`audit_history`, the streamed state at an instant in `audit_state`).
 
 Everything here reads the events themselves, never the projections: an answer is as good as the log,
 which `audit verify` proves intact. Times are the events' `recorded_at`, when the database recorded them.
@@ -142,105 +143,12 @@ class Snapshot:
 
 
 async def as_of(connection: Connection, org_id: uuid.UUID, at: datetime.datetime, prefix: str) -> Snapshot:
+    """Every aggregate at `at`, replayed in log order and held whole: the plain statement of what a replay
+    means, which tests hold `audit_state.state_at` (what the service and the CLI answer with) to."""
     snapshot = Snapshot(prefix)
     async for event in org_events(connection, org_id, until=at):
         snapshot.apply(event)
     return snapshot
-
-
-def describe(event: RecordedEvent, snapshot: Snapshot) -> str:
-    """The change an event records, in words, with names as they were when it was recorded."""
-    payload = event.payload
-    cause = f" (cause: {payload['cause']})" if payload.get("cause") else ""
-    match event.type:
-        case "UserProvisioned":
-            attributes = payload.get("attributes", {})
-            return f"provisioned user '{attributes.get('userName')}', active {payload.get('active')}"
-        case "UserProfileUpdated":
-            changes = [f"{key} = {value!r}" for key, value in payload.get("changed", {}).items()]
-            changes += [f"{key} removed" for key in payload.get("removed", [])]
-            return "profile: " + "; ".join(changes)
-        case "UserDeactivated" | "UserReactivated" | "UserDeleted":
-            return event.type.removeprefix("User").lower()
-        case "UserRemovedFromOrganization":
-            return f"removed from the organization{cause}"
-        case "UserJoinedOrganization":
-            return f"joined the organization again{cause}"
-        case "GroupMemberAdded" | "GroupMemberRemoved":
-            verb = "added to" if event.type == "GroupMemberAdded" else "removed from"
-            return f"{verb} group '{snapshot.group_name(uuid.UUID(payload['group_id']))}'{cause}"
-        case "ProjectCreated" | "RoleCreated":
-            return f"{event.type.removesuffix('Created').lower()} '{payload['name']}' created"
-        case "ProjectRenamed" | "RoleRenamed":
-            return f"{event.type.removesuffix('Renamed').lower()} renamed to '{payload['name']}'"
-        case "ProjectArchived" | "RoleArchived":
-            return f"{event.type.removesuffix('Archived').lower()} archived"
-        case "GroupCreated":
-            return f"group '{snapshot.group_name(event.stream_id)}' created"
-        case "GroupLinked":
-            return f"group '{snapshot.group_name(event.stream_id)}' linked by the identity provider"
-        case "GroupUnlinked":
-            return f"group '{snapshot.group_name(event.stream_id)}' unlinked{cause}"
-    return event.type
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    position: int
-    recorded_at: datetime.datetime
-    actor: str
-    request_id: str | None
-    type: str
-    subject: str  # the stream the event belongs to
-    change: str
-
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "position": self.position,
-            "recorded_at": self.recorded_at.isoformat(),
-            "actor": self.actor,
-            "request_id": self.request_id,
-            "type": self.type,
-            "subject": self.subject,
-            "change": self.change,
-        }
-
-
-async def history(
-    connection: Connection,
-    org_id: uuid.UUID,
-    prefix: str,
-    user: uuid.UUID | None = None,
-    group: uuid.UUID | None = None,
-    actor: str | None = None,
-    since: datetime.datetime | None = None,
-    until: datetime.datetime | None = None,
-) -> list[HistoryEntry]:
-    """The org's events in order, optionally about one user or one group, or by one actor, in a window."""
-    snapshot = Snapshot(prefix)
-    entries = []
-    async for event in org_events(connection, org_id, until=until):
-        snapshot.apply(event)  # names as they stood at each event
-        if since is not None and event.recorded_at < since:
-            continue
-        if user is not None and event.stream_id != user:
-            continue
-        if group is not None and event.stream_id != group and event.payload.get("group_id") != str(group):
-            continue
-        if actor is not None and event.actor not in (actor, f"token:{actor}"):
-            continue
-        entries.append(
-            HistoryEntry(
-                event.position,
-                event.recorded_at,
-                event.actor,
-                event.request_id,
-                event.type,
-                str(event.stream_id),
-                describe(event, snapshot),
-            )
-        )
-    return entries
 
 
 @dataclass
@@ -288,12 +196,16 @@ async def access(
     snapshot = Snapshot(prefix)
     open_intervals: dict[tuple[str, str], AccessInterval] = {}
     closed: list[AccessInterval] = []
-    async for event in org_events(connection, org_id, until=end):
+    # Read past the window too: a grant still open at its end ends when it was revoked, even long after, and
+    # leaving `to` blank would read as "still has access". Grants after the window open nothing.
+    async for event in org_events(connection, org_id):
         snapshot.apply(event)
         if event.type not in ("GroupMemberAdded", "GroupMemberRemoved"):
             continue
         key = (str(event.stream_id), event.payload["group_id"])
         if event.type == "GroupMemberAdded":
+            if event.recorded_at > end:
+                continue
             group = snapshot.groups[uuid.UUID(key[1])]
             open_intervals[key] = AccessInterval(
                 key[0],

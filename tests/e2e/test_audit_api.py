@@ -18,6 +18,7 @@ from app import tenancy
 from app.catalog import PROJECT, ROLE
 from app.services import Services
 from eventstore.store import Metadata
+from projections import audit
 from tests.conftest import Tenant, okta_user
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -298,3 +299,139 @@ async def test_the_audit_cli_speaks_table_jsonl_and_csv(story: Story, cli_env: d
     ).splitlines()
     assert len(access) == 2
     assert access[1].split(",")[1:5] == ["ann@audit.example", story.admin_group, "Apollo", "Admin"]
+
+
+async def history_pages(
+    http: httpx.AsyncClient, headers: dict[str, str], limit: int, **params: str
+) -> list[list[dict[str, Any]]]:
+    """Every page of /audit/history, following each answer's `next` cursor until it is null."""
+    pages: list[list[dict[str, Any]]] = []
+    cursor: str | None = None
+    while True:
+        query = {**params, "limit": str(limit), **({"after": cursor} if cursor else {})}
+        response = await http.get("http://scim.test/audit/history", params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages.append(body["events"])
+        cursor = body["next"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 100, "the cursor never reached the end"
+
+
+async def test_history_pages_return_every_event_exactly_once_in_log_order(
+    http: httpx.AsyncClient, story: Story, pool: asyncpg.Pool
+) -> None:
+    in_log_order = [
+        row["position"]
+        for row in await pool.fetch(
+            "SELECT position FROM events WHERE org_id = $1 ORDER BY tx, position", story.tenant.org.org_id
+        )
+    ]
+    pages = await history_pages(http, story.auditor, limit=4)
+    assert all(len(page) == 4 for page in pages[:-1])
+    assert len(pages) == -(-len(in_log_order) // 4)
+    paged = [event for page in pages for event in page]
+    assert [event["position"] for event in paged] == in_log_order
+    whole = (
+        await http.get("http://scim.test/audit/history", params={"limit": "1000"}, headers=story.auditor)
+    ).json()
+    assert whole["events"] == paged  # the same words, whichever page an event falls on
+    assert whole["next"] is None
+    bobs = [
+        event for page in await history_pages(http, story.auditor, limit=1, user=story.bob) for event in page
+    ]
+    assert [event["type"] for event in bobs] == ["UserProvisioned", "GroupMemberAdded", "GroupMemberAdded"]
+    assert bobs[1]["change"] == "added to group 'Statsig-Apollo-Viewer' (cause: push)"
+
+
+async def test_history_refuses_a_bad_limit_or_cursor_with_a_detail(
+    http: httpx.AsyncClient, story: Story
+) -> None:
+    for params, named in (
+        ({"limit": "0"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"limit": "1000000000"}, "limit"),
+        ({"after": "not-a-cursor"}, "after"),
+        ({"after": "MTIzNA"}, "after"),  # base64, but of no position
+    ):
+        response = await http.get("http://scim.test/audit/history", params=params, headers=story.auditor)
+        assert response.status_code == 400, params
+        assert response.json()["scimType"] == "invalidValue"
+        assert f"'{named}'" in response.json()["detail"]
+
+
+async def test_streamed_as_of_equals_the_replay_in_memory(
+    http: httpx.AsyncClient, scim: httpx.AsyncClient, services: Services, story: Story, pool: asyncpg.Pool
+) -> None:
+    org_id = story.tenant.org.org_id
+    # What a replay must get right besides the story: a deleted user, an archived role, a removed user.
+    carl = (await scim.post("/Users", json=okta_user("carl@audit.example"))).json()["id"]
+    await scim.patch(f"/Groups/{story.viewer_group}", json=members(carl))
+    assert (await scim.delete(f"/Users/{story.bob}")).status_code == 204
+    await services.catalog.archive(ROLE, org_id, "Viewer", ADMIN)
+    await services.users.remove_from_organization(org_id, uuid.UUID(carl), ADMIN)
+    now = await db_now(pool)
+    for at in (story.start, story.middle, story.end, now):
+        response = await http.get(
+            "http://scim.test/audit/as-of", params={"at": at.isoformat()}, headers=story.auditor
+        )
+        assert response.status_code == 200
+        async with pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
+            in_memory = (await audit.as_of(connection, org_id, at, "Statsig")).to_report()
+        assert response.json() == {"at": at.isoformat(), **in_memory}
+    assert response.json()["users"][-1]["userName"] == "carl@audit.example"
+    assert response.json()["users"][-1]["member"] is False
+
+
+async def test_access_review_reports_the_real_end_of_a_grant_revoked_after_the_window(
+    http: httpx.AsyncClient, story: Story, cli_env: dict[str, str]
+) -> None:
+    # Ann lost Apollo × Admin after `middle`: a review up to `middle` must not read as "still has access".
+    params = {"from": story.start.isoformat(), "to": story.middle.isoformat(), "user": story.ann}
+    body = (await http.get("http://scim.test/audit/access", params=params, headers=story.auditor)).json()
+    [interval] = body["intervals"]
+    assert interval["to"] is not None
+    assert datetime.datetime.fromisoformat(interval["to"]) > story.middle
+    assert (interval["revoked_by"], interval["revoke_cause"]) == (f"token:{story.tenant.token_id}", "push")
+    cli = str(Path(sys.executable).parent / "scimledger")
+
+    def run(*args: str) -> str:
+        return subprocess.run(
+            [cli, "audit", "access", "--org", story.tenant.org.name, *args],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+    printed = run("--from", params["from"], "--to", params["to"], "--user", story.ann, "--format", "jsonl")
+    assert [json.loads(line) for line in printed.splitlines()] == [interval]
+
+
+async def test_history_holds_back_what_a_transaction_in_flight_could_still_put_before_it(
+    http: httpx.AsyncClient, story: Story, pool: asyncpg.Pool
+) -> None:
+    insert = (
+        "INSERT INTO events (org_id, stream_id, version, type, payload, occurred_at, actor) "
+        "VALUES ($1, $2, 1, 'UserDeactivated', '{}', now(), $3) RETURNING position"
+    )
+    org_id = story.tenant.org.org_id
+    async with pool.acquire() as writer:
+        in_flight = writer.transaction()
+        await in_flight.start()
+        try:
+            # Takes its transaction id first, commits last: in log order it comes before `later`.
+            earlier = await writer.fetchval(insert, org_id, uuid.uuid4(), "admin:slow")
+            later = await pool.fetchval(insert, org_id, uuid.uuid4(), "admin:quick")
+            shown = [
+                event["position"] for page in await history_pages(http, story.auditor, 5) for event in page
+            ]
+            # A cursor past `later` would leave `earlier` behind it for good once it commits.
+            assert later not in shown
+            assert earlier not in shown
+        finally:
+            await in_flight.commit()
+    shown = [event["position"] for page in await history_pages(http, story.auditor, 5) for event in page]
+    assert shown[-2:] == [earlier, later]

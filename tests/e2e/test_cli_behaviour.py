@@ -19,7 +19,8 @@ from app.cli import ACCESS_COLUMNS, HISTORY_COLUMNS
 from app.exits import ExitCode
 from app.services import Services
 from eventstore.store import Metadata
-from projections.audit import AccessInterval, HistoryEntry
+from projections.audit import AccessInterval
+from projections.audit_history import HistoryEntry
 from tests.conftest import REPO
 from tests.service import CLI, free_port, run_cli
 

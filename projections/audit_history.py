@@ -1,0 +1,247 @@
+"""The org's history, told in words, a page at a time from an opaque cursor.
+
+Like everything the auditors read, it comes from the events themselves, never the projections.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from eventstore.pool import Connection
+from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent
+from projections.audit import Snapshot
+
+# The events that name groups: a history page replays these alone up to its cursor (a partial index,
+# migration 0015, holds just them), so that each event is told with the names of its time.
+CATALOG_TYPES = (
+    "ProjectCreated",
+    "ProjectRenamed",
+    "ProjectArchived",
+    "RoleCreated",
+    "RoleRenamed",
+    "RoleArchived",
+    "GroupCreated",
+    "GroupLinked",
+    "GroupUnlinked",
+)
+# Spelled out rather than a parameter, so that the planner can prove the partial index applies.
+_CATALOG = "type IN (" + ", ".join(f"'{name}'" for name in CATALOG_TYPES) + ")"
+
+
+def describe(event: RecordedEvent, snapshot: Snapshot) -> str:
+    """The change an event records, in words, with names as they were when it was recorded."""
+    payload = event.payload
+    cause = f" (cause: {payload['cause']})" if payload.get("cause") else ""
+    match event.type:
+        case "UserProvisioned":
+            attributes = payload.get("attributes", {})
+            return f"provisioned user '{attributes.get('userName')}', active {payload.get('active')}"
+        case "UserProfileUpdated":
+            changes = [f"{key} = {value!r}" for key, value in payload.get("changed", {}).items()]
+            changes += [f"{key} removed" for key in payload.get("removed", [])]
+            return "profile: " + "; ".join(changes)
+        case "UserDeactivated" | "UserReactivated" | "UserDeleted":
+            return event.type.removeprefix("User").lower()
+        case "UserRemovedFromOrganization":
+            return f"removed from the organization{cause}"
+        case "UserJoinedOrganization":
+            return f"joined the organization again{cause}"
+        case "GroupMemberAdded" | "GroupMemberRemoved":
+            verb = "added to" if event.type == "GroupMemberAdded" else "removed from"
+            return f"{verb} group '{snapshot.group_name(uuid.UUID(payload['group_id']))}'{cause}"
+        case "ProjectCreated" | "RoleCreated":
+            return f"{event.type.removesuffix('Created').lower()} '{payload['name']}' created"
+        case "ProjectRenamed" | "RoleRenamed":
+            return f"{event.type.removesuffix('Renamed').lower()} renamed to '{payload['name']}'"
+        case "ProjectArchived" | "RoleArchived":
+            return f"{event.type.removesuffix('Archived').lower()} archived"
+        case "GroupCreated":
+            return f"group '{snapshot.group_name(event.stream_id)}' created"
+        case "GroupLinked":
+            return f"group '{snapshot.group_name(event.stream_id)}' linked by the identity provider"
+        case "GroupUnlinked":
+            return f"group '{snapshot.group_name(event.stream_id)}' unlinked{cause}"
+    return event.type
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    position: int
+    recorded_at: datetime.datetime
+    actor: str
+    request_id: str | None
+    type: str
+    subject: str  # the stream the event belongs to
+    change: str
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "recorded_at": self.recorded_at.isoformat(),
+            "actor": self.actor,
+            "request_id": self.request_id,
+            "type": self.type,
+            "subject": self.subject,
+            "change": self.change,
+        }
+
+
+_CURSOR = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})")
+
+
+def encode_cursor(position: LogPosition) -> str:
+    """A page's `next`: opaque to clients, so that what it holds may change without breaking them."""
+    return base64.urlsafe_b64encode(f"{position.tx}.{position.position}".encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(text: str) -> LogPosition:
+    """The position a cursor from `encode_cursor` stands for. Raises ValueError for anything else."""
+    try:
+        decoded = base64.urlsafe_b64decode(text.encode("ascii") + b"=" * (-len(text) % 4)).decode("ascii")
+    except (UnicodeError, binascii.Error, ValueError) as error:
+        raise ValueError("not a cursor") from error
+    match = _CURSOR.fullmatch(decoded)
+    if match is None or max(int(match[1]), int(match[2])) >= 2**63:
+        raise ValueError("not a cursor")
+    return LogPosition(int(match[1]), int(match[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """Which events a history tells: about one user or one group, or by one actor, in a window."""
+
+    user: uuid.UUID | None = None
+    group: uuid.UUID | None = None
+    actor: str | None = None
+    since: datetime.datetime | None = None
+    until: datetime.datetime | None = None
+
+    def matches(self, event: RecordedEvent) -> bool:
+        if self.since is not None and event.recorded_at < self.since:
+            return False
+        if self.user is not None and event.stream_id != self.user:
+            return False
+        if (
+            self.group is not None
+            and event.stream_id != self.group
+            and event.payload.get("group_id") != str(self.group)
+        ):
+            return False
+        return self.actor is None or event.actor in (self.actor, f"token:{self.actor}")
+
+    def sql(self, first_parameter: int) -> tuple[str, list[Any]]:
+        """The same test as `matches`, in SQL, with only the conditions that apply (so that a user's history
+        is found through the primary key); parameters numbered from `first_parameter`."""
+        conditions, args = [], []
+
+        def parameter(value: Any) -> str:
+            args.append(value)
+            return f"${first_parameter + len(args) - 1}"
+
+        if self.since is not None:
+            conditions.append(f"recorded_at >= {parameter(self.since)}")
+        if self.user is not None:
+            conditions.append(f"stream_id = {parameter(self.user)}")
+        if self.group is not None:
+            conditions.append(
+                f"(stream_id = {parameter(self.group)} OR payload->>'group_id' = {parameter(str(self.group))})"
+            )
+        if self.actor is not None:
+            conditions.append(f"actor IN ({parameter(self.actor)}, {parameter(f'token:{self.actor}')})")
+        return " AND ".join(conditions) or "TRUE", args
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[HistoryEntry]
+    next: LogPosition | None  # where the next page starts; None when this one reached the end
+
+
+# Log order within one organization (migration 0015's index), and only below the snapshot's xmin: an event
+# of a transaction still in flight may yet commit with a smaller `tx` than one already read, and would then
+# fall behind a cursor already handed out. Everything below the xmin is settled, so paging by (tx, position)
+# returns every event exactly once, as the runner reads the log (eventstore/store.py).
+_PAGE = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE org_id = $1 AND (org_id, tx, position) > ($1, $2::xid8, $3::bigint)
+  AND tx < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($4::timestamptz IS NULL OR recorded_at <= $4)
+  AND ({_CATALOG} OR ({{wanted}}))
+ORDER BY org_id, tx, position
+"""
+_CATALOG_UP_TO = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE org_id = $1 AND {_CATALOG} AND (org_id, tx, position) <= ($1, $2::xid8, $3::bigint)
+ORDER BY org_id, tx, position
+"""
+
+
+async def history_page(
+    connection: Connection,
+    org_id: uuid.UUID,
+    prefix: str,
+    wanted: HistoryFilter,
+    limit: int,
+    after: LogPosition | None = None,
+) -> HistoryPage:
+    """Up to `limit` of the org's events after `after`, in log order, told in words. Needs a transaction,
+    repeatable read so that the catalog read first and the page agree."""
+    snapshot = Snapshot(prefix)  # the catalog alone, which is all that names need
+    start = after or LogPosition(0, 0)
+    if after is not None:
+        async for row in connection.cursor(_CATALOG_UP_TO, org_id, after.tx, after.position):
+            snapshot.apply(RecordedEvent(*row))
+    conditions, args = wanted.sql(first_parameter=5)
+    entries: list[HistoryEntry] = []
+    last = start
+    async for row in connection.cursor(
+        _PAGE.format(wanted=conditions),
+        org_id,
+        start.tx,
+        start.position,
+        wanted.until,
+        *args,
+        prefetch=min(limit + 1, 100),  # a few ms of describing between two turns of the event loop
+    ):
+        event = RecordedEvent(*row)
+        if event.type in CATALOG_TYPES:
+            snapshot.apply(event)  # names as they stood at each event
+        if not wanted.matches(event):
+            continue
+        if len(entries) == limit:
+            return HistoryPage(entries, last)
+        entries.append(
+            HistoryEntry(
+                event.position,
+                event.recorded_at,
+                event.actor,
+                event.request_id,
+                event.type,
+                str(event.stream_id),
+                describe(event, snapshot),
+            )
+        )
+        last = event.log_position
+    return HistoryPage(entries, None)
+
+
+async def history(
+    connection: Connection, org_id: uuid.UUID, prefix: str, wanted: HistoryFilter, page_size: int
+) -> AsyncIterator[list[HistoryEntry]]:
+    """The whole history, a page at a time, each page read in a short transaction of its own: memory and the
+    time a transaction stays open are a page's, whatever the size of the log."""
+    after = None
+    while True:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            page = await history_page(connection, org_id, prefix, wanted, page_size, after)
+        yield page.entries
+        if page.next is None:
+            return
+        after = page.next
