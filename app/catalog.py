@@ -123,15 +123,21 @@ class CatalogService:
             connection = transaction.connection
             await lock_catalog(connection, org_id)
             entity_id = await self._find(connection, kind, org_id, reference)
-            entity = (await transaction.load(org_id, [entity_id]))[entity_id]
-            entity.rename(name)
             others = await connection.fetch(
                 f"SELECT grp.group_id, other.name FROM scim_groups AS grp JOIN {kind.other_table} AS other "
                 f"ON other.org_id = grp.org_id AND other.{kind.other_key} = grp.{kind.other_key} "
-                f"WHERE grp.org_id = $1 AND grp.{kind.key} = $2",
+                f"WHERE grp.org_id = $1 AND grp.{kind.key} = $2 ORDER BY grp.group_id",
                 org_id,
                 entity_id,
             )
+            # The rename moves each group's version and lastModified, as Okta's writes to the group do. They
+            # queue on the group's stream lock before they write anything; so does the rename, in id order as
+            # archive does. Otherwise one that recorded its event first could write the row last, and the row
+            # would keep the older event's version, where a rebuild, applying the log in order, keeps the newer.
+            for row in others:
+                await transaction.lock_stream(row[0])
+            entity = (await transaction.load(org_id, [entity_id]))[entity_id]
+            entity.rename(name)
             names = [(row[0], self._group_name(kind, entity.name, row[1])) for row in others]
             recorded = await transaction.save(org_id, [entity], metadata)
             await self.project_catalog_change(connection, org_id, recorded, names)

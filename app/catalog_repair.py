@@ -18,7 +18,7 @@ from app.catalog import CatalogService, lock_catalog
 from domain.catalog import Group, group_id_for
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import EventStore, Metadata, Transaction
+from eventstore.store import ASSIGNED_TX, EventStore, Metadata, Transaction
 from projections.scim import GROUP_TABLES, ScimProjection
 
 
@@ -31,9 +31,9 @@ class Repair:
 
 
 # Groups of the organization's archived pairs, from the log: a projection that missed one cannot hide it.
-_GROUPS_OF_ARCHIVED_PAIRS = """
+_GROUPS_OF_ARCHIVED_PAIRS = f"""
 SELECT created.stream_id FROM events AS created
-WHERE created.org_id = $1 AND created.type = 'GroupCreated'
+WHERE created.org_id = $1 AND created.type = 'GroupCreated' AND {ASSIGNED_TX}
   AND (EXISTS (SELECT FROM catalog_projects AS project WHERE project.org_id = $1
                AND project.project_id = (created.payload->>'project_id')::uuid AND project.archived)
        OR EXISTS (SELECT FROM catalog_roles AS role WHERE role.org_id = $1
@@ -42,13 +42,13 @@ ORDER BY created.stream_id
 """
 
 # The users whose last membership event for one of the groups `$2` added them: the grants still open.
-_OPEN_MEMBERSHIPS = """
+_OPEN_MEMBERSHIPS = f"""
 SELECT user_id, group_id FROM (
     SELECT DISTINCT ON (stream_id, payload->>'group_id') stream_id AS user_id,
            (payload->>'group_id')::uuid AS group_id, type
     FROM events
     WHERE org_id = $1 AND type IN ('GroupMemberAdded', 'GroupMemberRemoved')
-      AND payload->>'group_id' = ANY($2::text[])
+      AND payload->>'group_id' = ANY($2::text[]) AND {ASSIGNED_TX}
     ORDER BY stream_id, payload->>'group_id', version DESC
 ) AS last_change
 WHERE type = 'GroupMemberAdded'

@@ -122,8 +122,29 @@ def _within_append(append_sql: str, follow_up_sql: str) -> str:
     return f"WITH appended AS ({append_sql}), follow_up AS ({shifted}) SELECT {EVENT_COLUMNS} FROM appended"
 
 
+# The events some transaction wrote, for every read of the log but the runner's (whose horizon, the oldest
+# running transaction, is stricter) and the tamper check's (which looks for the others on purpose). A row's
+# `tx` defaults to the id of the transaction that inserts it, so one whose `tx` no transaction has yet been
+# given was written with a `tx` chosen by hand: a superuser's forgery, which the runner never seals (see
+# projections/seals.py) and which must grant nothing, neither folded into a writer's decision nor replayed by a
+# rebuild nor shown to an auditor. Every committed row lies below the snapshot's xmax, one past the latest
+# transaction to complete. The reading transaction's own rows need the second term: while no transaction that
+# began after it has completed, its id is at or beyond that xmax. Each side is a scalar subquery, so that it is
+# evaluated once per statement rather than once per row.
+ASSIGNED_TX = "(tx < (SELECT pg_snapshot_xmax(pg_current_snapshot())) OR tx = (SELECT pg_current_xact_id_if_assigned()))"
+
 _READ_STREAMS = f"""
-SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND stream_id = ANY($2::uuid[]) ORDER BY stream_id, version
+SELECT {EVENT_COLUMNS} FROM events
+WHERE org_id = $1 AND stream_id = ANY($2::uuid[]) AND {ASSIGNED_TX}
+ORDER BY stream_id, version
+"""
+# The same for the commonest read, one stream (every SCIM write to a user or a group loads one). Not a planning
+# detail: PostgreSQL plans the statement above anew on every execution, as it did `_APPEND_ROWS`, and
+# planning it cost more than running it; this one is planned once per connection.
+_READ_STREAM = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE org_id = $1 AND stream_id = $2::uuid AND {ASSIGNED_TX}
+ORDER BY version
 """
 
 # Positions are taken at INSERT but become visible at COMMIT, so "position > last seen" skips events whose
@@ -305,7 +326,12 @@ class Transaction:
     ) -> dict[uuid.UUID, list[RecordedEvent]]:
         """Several streams of one organization in one round trip; streams without events are absent."""
         streams: dict[uuid.UUID, list[RecordedEvent]] = {}
-        for row in await self.connection.fetch(_READ_STREAMS, org_id, list(stream_ids)):
+        rows = await (
+            self.connection.fetch(_READ_STREAM, org_id, stream_ids[0])
+            if len(stream_ids) == 1
+            else self.connection.fetch(_READ_STREAMS, org_id, list(stream_ids))
+        )
+        for row in rows:
             recorded = _recorded(row)
             streams.setdefault(recorded.stream_id, []).append(recorded)
         return streams

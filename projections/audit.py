@@ -16,7 +16,7 @@ from typing import Any
 from domain.catalog import Group, Project, Role
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import EVENT_COLUMNS, RecordedEvent
+from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, RecordedEvent
 
 
 def parse_instant(text: str) -> datetime.datetime:
@@ -41,7 +41,7 @@ async def org_events(
 ) -> AsyncIterator[RecordedEvent]:
     """An organization's events in log order, optionally within [since, until]. Needs a transaction."""
     cursor = connection.cursor(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 "
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND {ASSIGNED_TX} "
         "AND ($2::timestamptz IS NULL OR recorded_at <= $2) AND ($3::timestamptz IS NULL OR recorded_at >= $3) "
         "ORDER BY tx, position",
         org_id,

@@ -15,7 +15,7 @@ from eventsourcing.utils import get_topic
 
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import EVENT_COLUMNS, Metadata, RecordedEvent, Transaction
+from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, Metadata, RecordedEvent, Transaction
 from projections import scim_users
 from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector
@@ -99,7 +99,8 @@ class ScimProjection:
         writer changes them between the read of the log and the last row written.
         """
         rows = await connection.fetch(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND type = ANY($2::text[]) ORDER BY tx, position",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND type = ANY($2::text[]) AND {ASSIGNED_TX} "
+            "ORDER BY tx, position",
             org_id,
             sorted(GROUP_EVENT_TYPES),
         )
@@ -110,7 +111,8 @@ class ScimProjection:
             await connection.execute(f"LOCK TABLE {_TABLES} IN EXCLUSIVE MODE")
             replayed = await scim_users.rebuild_rows(connection, reader)
             rows = await connection.fetch(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE type = ANY($1::text[]) ORDER BY tx, position",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE type = ANY($1::text[]) AND {ASSIGNED_TX} "
+                "ORDER BY tx, position",
                 sorted(GROUP_EVENT_TYPES),
             )
             await self.groups.rebuild(connection, [RecordedEvent(*row) for row in rows])

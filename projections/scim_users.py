@@ -20,7 +20,7 @@ from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
 from eventstore.codec import decode_event
 from eventstore.pool import Connection
-from eventstore.store import FollowUp, RecordedEvent
+from eventstore.store import ASSIGNED_TX, FollowUp, RecordedEvent
 from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
 from scim.folding import fold
 from scim.query import ListQuery
@@ -230,7 +230,7 @@ REBUILD_CHUNK = 5000
 # user's row is complete as soon as the next stream begins.
 REBUILD_EVENTS = (
     "SELECT type, schema_version, payload, stream_id, version, occurred_at, position, org_id FROM events "
-    "WHERE type = ANY($1::text[]) ORDER BY org_id, stream_id, version"
+    f"WHERE type = ANY($1::text[]) AND {ASSIGNED_TX} ORDER BY org_id, stream_id, version"
 )
 
 

@@ -7,10 +7,7 @@ Each test works on a database of its own: what a superuser forges here must not 
 from __future__ import annotations
 
 import datetime
-import os
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
 import httpx
@@ -18,97 +15,26 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app import tenancy
-from app.main import build_services, create_app
-from app.migrate import migrate
-from app.services import Services
+from app.main import create_app
 from app.settings import Settings
-from eventstore.pool import create_pool
-from eventstore.runner import ensure_position, process_batch
-from eventstore.store import Metadata
 from projections import seals
-from tests.conftest import create_database, drop_database
+from tests.integration.forgery import (
+    META,
+    Ledger,
+    as_superuser,
+    forge_user_in_the_future,
+    open_ledger,
+    seal_pending,
+)
 from tests.service import run_cli
 
-META = Metadata("token:blind-spots")
 HOUR = datetime.timedelta(hours=1)
-
-
-@dataclass
-class Ledger:
-    url: str
-    pool: asyncpg.Pool
-    services: Services
-    org: tenancy.Org
-    user_id: uuid.UUID
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = {**os.environ, "DATABASE_URL": self.url}
-        env.pop("SCIMLEDGER_TEST_DATABASE_URL", None)
-        return env
 
 
 @pytest.fixture
 async def ledger(server_url: str) -> AsyncIterator[Ledger]:
-    """A database of its own with one organization, two users and their events, all sealed."""
-    url = await create_database(server_url)
-    connection = await asyncpg.connect(url)
-    await migrate(connection)
-    await connection.close()
-    pool = await create_pool(url, min_size=1, max_size=4)
-    services = build_services(Settings(database_url=url, worker=False), pool)
-    try:
-        async with pool.acquire() as connection:
-            org = await tenancy.create_org(connection, f"sealed-{uuid.uuid4().hex[:8]}")
-        first = await services.users.provision(org.org_id, {"userName": "ann@seal.test"}, META)
-        await services.users.provision(org.org_id, {"userName": "bob@seal.test"}, META)
-        await seal_pending(pool)
-        yield Ledger(url, pool, services, org, first.user_id)
-    finally:
-        await services.notifier.aclose()
-        await pool.close()
-        await drop_database(server_url, url)
-
-
-async def seal_pending(pool: asyncpg.Pool) -> None:
-    """What the runner's sealer does: seal everything below its horizon, never rewriting a seal."""
-    async with pool.acquire() as connection:
-        sealer = seals.Sealer()
-        await ensure_position(connection, sealer.name)
-        while (await process_batch(connection, sealer, 1000)).examined:
-            pass
-
-
-async def as_superuser(pool: asyncpg.Pool, statement: str, *args: object) -> None:
-    """A superuser switches the guarding triggers off, changes a table, and switches them on again."""
-    async with pool.acquire() as connection, connection.transaction():
-        for table in ("events", "audit_seals"):
-            await connection.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-        await connection.execute(statement, *args)
-        for table in ("events", "audit_seals"):
-            await connection.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-
-
-async def forge_user_in_the_future(ledger: Ledger) -> int:
-    """Insert a provisioned user whose transaction id lies far beyond any transaction yet begun."""
-    position: int = await ledger.pool.fetchval(
-        "SELECT max(position) FROM events WHERE org_id = $1", ledger.org.org_id
-    )
-    forged = uuid.uuid4()
-    await as_superuser(
-        ledger.pool,
-        "INSERT INTO events (tx, org_id, stream_id, version, type, schema_version, payload, occurred_at, actor) "
-        "SELECT (pg_current_xact_id()::text::numeric + 1000000000)::text::xid8, org_id, $2, 1, type, "
-        "schema_version, jsonb_set(payload, '{attributes,userName}', '\"mallory@seal.test\"'), occurred_at, actor "
-        "FROM events WHERE org_id = $1 AND type = 'UserProvisioned' ORDER BY position LIMIT 1",
-        ledger.org.org_id,
-        forged,
-    )
-    forged_position: int = await ledger.pool.fetchval(
-        "SELECT position FROM events WHERE stream_id = $1", forged
-    )
-    assert forged_position > position
-    return forged_position
+    async with open_ledger(server_url) as opened:
+        yield opened
 
 
 async def verdict(

@@ -69,6 +69,18 @@ async def rename_racing_rename(services: Services, org_id: uuid.UUID) -> None:
     )
 
 
+async def rename_racing_okta_push(services: Services, org_id: uuid.UUID) -> None:
+    await services.catalog.create(PROJECT, org_id, "P0", ADMIN)
+    await services.catalog.create(ROLE, org_id, "R0", ADMIN)
+    user = await services.users.provision(org_id, {"userName": f"pushed-{org_id}@race.example"}, OKTA)
+    change = GroupChange(steps=[MembershipStep("add", (str(user.user_id),))])
+    group_id = await services.pool.fetchval("SELECT group_id FROM scim_groups WHERE org_id = $1", org_id)
+    await asyncio.gather(
+        services.catalog.rename(PROJECT, org_id, "P0", "Project Zero", ADMIN),
+        services.groups.change(org_id, group_id, change, OKTA),
+    )
+
+
 async def okta_fills_every_group(services: Services, org_id: uuid.UUID) -> None:
     """Okta links every group it finds and pushes one member into each."""
     user = await services.users.provision(org_id, {"userName": f"member-{org_id}@race.example"}, OKTA)
@@ -146,8 +158,13 @@ async def assert_catalogs_whole(
 
 @pytest.mark.parametrize(
     "race",
-    [create_racing_create, create_racing_archive, rename_racing_rename],
-    ids=["project create vs role create", "project create vs role archive", "project rename vs role rename"],
+    [create_racing_create, create_racing_archive, rename_racing_rename, rename_racing_okta_push],
+    ids=[
+        "project create vs role create",
+        "project create vs role archive",
+        "project rename vs role rename",
+        "project rename vs okta push",
+    ],
 )
 async def test_concurrent_catalog_changes_leave_every_live_pair_one_rightly_named_group(
     services: Services, pool: asyncpg.Pool, race: Race
@@ -160,6 +177,39 @@ async def test_concurrent_catalog_changes_leave_every_live_pair_one_rightly_name
     await assert_catalogs_whole(services, pool, org_ids, since)
 
 
+async def test_a_rename_recorded_before_an_okta_push_but_projected_after_it_leaves_the_group_as_a_rebuild_does(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    """The worst interleaving of a rename and an Okta push to one of its groups, made on purpose: the rename
+    records its event, then waits (here, on its project's row) before it renames the groups, while Okta
+    records its change and projects it. The group's version and lastModified must be the rebuild's, which
+    applies the events in log order, whoever wrote the row last."""
+    since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
+    org_id = uuid.uuid4()
+    await services.catalog.create(PROJECT, org_id, "P0", ADMIN)
+    await services.catalog.create(ROLE, org_id, "R0", ADMIN)
+    project_id = await pool.fetchval("SELECT project_id FROM catalog_projects WHERE org_id = $1", org_id)
+    group_id = await pool.fetchval("SELECT group_id FROM scim_groups WHERE org_id = $1", org_id)
+    user = await services.users.provision(org_id, {"userName": f"late-{org_id}@race.example"}, OKTA)
+    change = GroupChange(steps=[MembershipStep("add", (str(user.user_id),))])
+    async with pool.acquire() as gate, gate.transaction():
+        await gate.execute(
+            "SELECT FROM catalog_projects WHERE org_id = $1 AND project_id = $2 FOR UPDATE",
+            org_id,
+            project_id,
+        )
+        rename = asyncio.create_task(services.catalog.rename(PROJECT, org_id, "P0", "Project Zero", ADMIN))
+        await waiting_for_locks(pool, 1)
+        push = asyncio.create_task(services.groups.change(org_id, group_id, change, OKTA))
+        # Okta's push either completes meanwhile, or queues behind the rename: let it get as far as it can.
+        for _ in range(600):
+            if push.done() or await lock_waiters(pool) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.gather(rename, push)
+    await assert_catalogs_whole(services, pool, [org_id], since)
+
+
 CLI_RACES = {
     "create vs create": (("project", "create", "P1"), ("role", "create", "R2")),
     "create vs archive": (("project", "create", "P1"), ("role", "archive", "R1")),
@@ -167,13 +217,19 @@ CLI_RACES = {
 }
 
 
+async def lock_waiters(pool: asyncpg.Pool) -> int:
+    """How many other sessions of the test database wait on a lock."""
+    waiting: int = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    return waiting
+
+
 async def waiting_for_locks(pool: asyncpg.Pool, count: int) -> None:
     """Until `count` other sessions of the test database wait on a lock."""
     for _ in range(600):
-        waiting = await pool.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-        )
+        waiting = await lock_waiters(pool)
         if waiting >= count:
             return
         await asyncio.sleep(0.05)

@@ -15,6 +15,7 @@ from eventstore.store import (
     LogWindow,
     Metadata,
     RecordedEvent,
+    Transaction,
     scan_log,
 )
 from tests.conftest import log_head, log_tail
@@ -59,6 +60,22 @@ async def test_append_then_read_the_stream_back_with_its_metadata(store: EventSt
         False,
         3,
     )
+
+
+async def test_a_transaction_reads_back_the_events_it_appended_itself(pool: asyncpg.Pool) -> None:
+    """Reads leave out events whose `tx` no transaction was given (store.ASSIGNED_TX), judged by the snapshot's
+    xmax: one past the latest transaction to complete. A transaction's own id is not below it when its
+    snapshot was taken before it had an id, as under REPEATABLE READ; its own events are read all the same."""
+    user, events = new_user()
+    org_id = uuid.UUID(user.org_id)
+    async with pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
+        transaction = Transaction(connection)
+        recorded = await transaction.append(org_id, user.id, 0, events, META)
+        own_id_beyond_the_snapshot = await connection.fetchval(
+            "SELECT pg_current_xact_id_if_assigned() >= pg_snapshot_xmax(pg_current_snapshot())"
+        )
+        assert own_id_beyond_the_snapshot, "the case in point: the snapshot predates the transaction's id"
+        assert await transaction.read_stream(org_id, user.id) == recorded
 
 
 async def test_a_one_event_append_returns_it_as_the_log_reads_it_back(store: EventStore) -> None:
