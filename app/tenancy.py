@@ -17,6 +17,7 @@ import uuid
 import asyncpg
 import msgspec
 
+from domain.catalog import checked_name
 from domain.errors import DomainError, NotFound
 from eventstore.pool import Connection
 
@@ -59,6 +60,7 @@ async def create_org(connection: Connection, name: str) -> Org:
     name = name.strip()
     if not name:
         raise DomainError("An organization needs a name.")
+    checked_name(name, "organization")  # bounded as projects' and roles' names are, for the same index
     org_id = uuid.uuid4()
     try:
         await connection.execute("INSERT INTO orgs (org_id, name) VALUES ($1, $2)", org_id, name)

@@ -7,6 +7,7 @@ whose memberships are recorded on the users' streams (see domain/users.py).
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from typing import ClassVar
 
@@ -15,6 +16,10 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import DomainError
 
 MAX_NAME_LENGTH = 200
+# Names are compared and indexed by their case folding (NFKC, then casefold), which can grow a character into
+# many bytes (U+FDFA into 33): a bound in bytes of that form keeps every group name, `<prefix>-<project>-<role>`,
+# well inside PostgreSQL's limit on an index entry (about 2,700 bytes), however the name is spelled.
+MAX_FOLDED_NAME_BYTES = 600
 _GROUP_NAMESPACE = uuid.UUID("6f1c7d2e-3a5b-4c8d-9e0f-1a2b3c4d5e6f")
 
 
@@ -28,6 +33,11 @@ def checked_name(name: str, what: str) -> str:
         raise DomainError(f"A {what} needs a name.")
     if len(cleaned) > MAX_NAME_LENGTH:
         raise DomainError(f"A {what} name is at most {MAX_NAME_LENGTH} characters.")
+    if len(unicodedata.normalize("NFKC", cleaned).casefold().encode()) > MAX_FOLDED_NAME_BYTES:
+        raise DomainError(
+            f"The {what} name is too long once its characters are spelled out in full (as names are compared): "
+            f"use a shorter name or plainer characters."
+        )
     return cleaned
 
 

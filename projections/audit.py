@@ -17,6 +17,7 @@ from domain.catalog import Group, Project, Role
 from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, RecordedEvent
+from scim.folding import fold
 
 
 def parse_instant(text: str) -> datetime.datetime:
@@ -112,7 +113,7 @@ class Snapshot:
                 "groups": sorted(self.group_name(uuid.UUID(group)) for group in user.groups),
                 "attributes": user.attributes,
             }
-            for user in sorted(self.users.values(), key=lambda user: user.user_name.lower())
+            for user in sorted(self.users.values(), key=lambda user: fold(user.user_name))
             if not user.deleted
         ]
         groups: list[dict[str, Any]] = [
@@ -228,11 +229,11 @@ async def access(
         if interval.valid_from > end or (interval.valid_to is not None and interval.valid_to < start):
             return False
         group = snapshot.groups[uuid.UUID(interval.group_id)]
-        if project is not None and project.lower() not in (interval.project.lower(), group.project_id):
+        if project is not None and fold(project) not in (fold(interval.project), group.project_id):
             return False
-        if role is not None and role.lower() not in (interval.role.lower(), group.role_id):
+        if role is not None and fold(role) not in (fold(interval.role), group.role_id):
             return False
-        return user is None or user.lower() in (interval.user_id, interval.user_name.lower())
+        return user is None or fold(user) in (interval.user_id, fold(interval.user_name))
 
     intervals = [interval for interval in [*closed, *open_intervals.values()] if wanted(interval)]
     return sorted(

@@ -183,6 +183,19 @@ async def test_access_review_shows_who_held_what_when_and_who_granted_and_revoke
     assert before_any == []
 
 
+async def test_access_review_filters_fold_case_as_scim_does(http: httpx.AsyncClient, story: Story) -> None:
+    """Full-width letters fold to their ASCII forms (NFKC casefold), in the review's filters as in SCIM's."""
+    params = {"from": story.start.isoformat(), "to": story.end.isoformat()}
+    found = (
+        await http.get(
+            "http://scim.test/audit/access",
+            params={**params, "user": "\uff22\uff2f\uff22@AUDIT.example", "role": "\uff21dmin"},
+            headers=story.auditor,
+        )
+    ).json()["intervals"]
+    assert [(row["userName"], row["role"]) for row in found] == [("bob@audit.example", "Admin")]
+
+
 async def test_history_tells_each_change_in_words(http: httpx.AsyncClient, story: Story) -> None:
     ann = (
         await http.get("http://scim.test/audit/history", params={"user": story.ann}, headers=story.auditor)

@@ -49,3 +49,12 @@ async def test_a_token_has_exactly_one_scope_of_the_two(pool: asyncpg.Pool) -> N
         with pytest.raises(DomainError, match="Unknown scope 'admin'"):
             await tenancy.issue_token(connection, org.org_id, scope="admin")
     assert set(tenancy.SCOPES) == {"scim", "auditor"}
+
+
+@pytest.mark.parametrize("name", ["x" * 201, "\ufdfa" * 200])
+async def test_an_organization_name_too_long_for_its_index_is_refused_in_words(
+    pool: asyncpg.Pool, name: str
+) -> None:
+    async with pool.acquire() as connection:
+        with pytest.raises(DomainError, match="organization name"):
+            await tenancy.create_org(connection, name)
