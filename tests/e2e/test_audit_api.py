@@ -17,7 +17,8 @@ import pytest
 from app import tenancy
 from app.catalog import PROJECT, ROLE
 from app.services import Services
-from eventstore.store import Metadata
+from domain.catalog import Project
+from eventstore.store import Metadata, Transaction
 from projections import audit
 from tests.conftest import Tenant, okta_user
 
@@ -424,27 +425,25 @@ async def test_access_review_reports_the_real_end_of_a_grant_revoked_after_the_w
 
 
 async def test_history_holds_back_what_a_transaction_in_flight_could_still_put_before_it(
-    http: httpx.AsyncClient, story: Story, pool: asyncpg.Pool
+    http: httpx.AsyncClient, story: Story, services: Services
 ) -> None:
-    insert = (
-        "INSERT INTO events (org_id, stream_id, version, type, payload, occurred_at, actor) "
-        "VALUES ($1, $2, 1, 'UserDeactivated', '{}', now(), $3) RETURNING position"
-    )
+    # The events are real ones, written as the catalog writes them (events and their rows in one transaction),
+    # so that every later rebuild of this session's database still finds a whole, consistent log.
     org_id = story.tenant.org.org_id
-    async with pool.acquire() as writer:
-        in_flight = writer.transaction()
-        await in_flight.start()
-        try:
-            # Takes its transaction id first, commits last: in log order it comes before `later`.
-            earlier = await writer.fetchval(insert, org_id, uuid.uuid4(), "admin:slow")
-            later = await pool.fetchval(insert, org_id, uuid.uuid4(), "admin:quick")
-            shown = [
-                event["position"] for page in await history_pages(http, story.auditor, 5) for event in page
-            ]
-            # A cursor past `later` would leave `earlier` behind it for good once it commits.
-            assert later not in shown
-            assert earlier not in shown
-        finally:
-            await in_flight.commit()
+
+    async def record_project(transaction: Transaction, name: str) -> int:
+        recorded = await transaction.save(org_id, [Project(org_id=str(org_id), name=name)], ADMIN)
+        await services.catalog.project_catalog_change(transaction.connection, org_id, recorded, [])
+        return recorded[0].position
+
+    async with services.store.transaction() as in_flight:
+        # Takes its transaction id first, commits last: in log order it comes before `later`.
+        earlier = await record_project(in_flight, f"Slow {uuid.uuid4().hex[:6]}")
+        async with services.store.transaction() as quick:
+            later = await record_project(quick, f"Quick {uuid.uuid4().hex[:6]}")
+        shown = [event["position"] for page in await history_pages(http, story.auditor, 5) for event in page]
+        # A cursor past `later` would leave `earlier` behind it for good once it commits.
+        assert later not in shown
+        assert earlier not in shown
     shown = [event["position"] for page in await history_pages(http, story.auditor, 5) for event in page]
     assert shown[-2:] == [earlier, later]
