@@ -17,7 +17,7 @@ import pytest
 from app.catalog import PROJECT, ROLE
 from domain.errors import ConcurrencyConflict
 from eventstore.store import Metadata
-from projections import audit, scim_users
+from projections import audit, audit_history, audit_state, scim_users
 from projections.scim import GROUP_TABLES
 from tests.integration.forgery import (
     META,
@@ -107,10 +107,21 @@ async def test_a_rebuild_replays_no_forged_event_even_one_recorded_after_its_che
 async def test_auditors_answers_leave_out_forged_events(ledger: Ledger) -> None:
     bob, group_id, forged = await forged_grant(ledger)
     org_id, prefix = ledger.org.org_id, ledger.services.settings.group_prefix
-    async with ledger.pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
-        history = await audit.history(connection, org_id, prefix)
-        report = (await audit.as_of(connection, org_id, EVER[1], prefix)).to_report()
-        grants = await audit.access(connection, org_id, prefix, *EVER)
+    async with ledger.pool.acquire() as connection:
+        # As /audit/history and /audit/as-of serve them: paged and streamed, each in transactions of its own.
+        history = [
+            entry
+            async for page in audit_history.history(
+                connection, org_id, prefix, audit_history.HistoryFilter(), 100
+            )
+            for entry in page
+        ]
+        streamed = await audit_state.state_at(connection, org_id, EVER[1], prefix)
+        async with connection.transaction(isolation="repeatable_read"):
+            report = (await audit.as_of(connection, org_id, EVER[1], prefix)).to_report()
+            grants = await audit.access(connection, org_id, prefix, *EVER)
+    assert sorted(user["userName"] for user in streamed.user_rows()) == ["ann@seal.test", "bob@seal.test"]
+    assert list(streamed.membership_rows()) == []
     assert history, "the organization's genuine history is there"
     assert not {entry.position for entry in history} & set(forged), "history shows forged events"
     assert sorted(user["userName"] for user in report["users"]) == ["ann@seal.test", "bob@seal.test"]
