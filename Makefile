@@ -7,10 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations
 
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-tenant-fairness
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-fold
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-audit-memory
+.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge
 
 install: $(STAMP)
 
@@ -72,22 +69,25 @@ bench-replay: install
 
 # Issue 18's HTTP-edge figures: /healthz and RSS under huge headers and slowloris; with
 # BASELINE_TREE=/path/to/old/checkout (its .venv installed), the old code beside this tree in the same run.
-.PHONY: bench-http-edge
 bench-http-edge: install
 	$(BIN)/python bench/http_edge.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
+
 # Issue 18's figure: the largest bodies the limit admits, in their worst shapes, and /healthz meanwhile.
 # BASELINE_TREE=/path/to/old/checkout (with its own .venv) measures it beside this tree, turn by turn.
 bench-large-bodies: install
 	$(BIN)/python bench/large_bodies.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
+
 # Issue 18's figure: tenant B's latency while tenant A runs its costliest searches, idle and loaded, in turns;
-# BASELINE=/path/to/old/checkout (with its .venv) adds that tree, run in turns with this one.
+# BASELINE_TREE=/path/to/old/checkout (with its .venv) adds that tree, run in turns with this one.
 bench-tenant-fairness: install
-	$(BIN)/python bench/tenant_fairness.py $(if $(BASELINE),--baseline-tree $(BASELINE))
-# What one case folding (issue 18.4) costs POST /Users and userName eq; BASELINE=DIR (a checkout with its own
+	$(BIN)/python bench/tenant_fairness.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
+
+# What one case folding (issue 18.4) costs POST /Users and userName eq; BASELINE_TREE=DIR (a checkout with its own
 # .venv) measures the code before it in the same run, in turns. About 2 minutes, 4 with a baseline.
 bench-fold: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(BIN)/python bench/case_folding.py $(if $(BASELINE),--baseline-tree $(BASELINE))
+	$(BIN)/python bench/case_folding.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
+
 # Issue 18's point 7: memory and /healthz p99 while auditors read an org of 1,000,000 events. Give
 # BASELINE_TREE=/path/to/old/checkout (with its .venv) to measure it side by side with this tree.
 bench-audit-memory: install
