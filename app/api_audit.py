@@ -24,6 +24,7 @@ from app.http import SCIM_MEDIA_TYPE, ScimResponse, authenticate, services_of
 from app.tenancy import Principal
 from projections import audit, audit_history, audit_state, seals
 from scim.errors import invalid_value
+from scim.instants import parse_instant
 
 AUDITOR = "auditor"
 
@@ -35,26 +36,13 @@ def _instant(request: Request, name: str, required: bool = False) -> datetime.da
             raise invalid_value(f"The '{name}' parameter is required (an ISO 8601 time).")
         return None
     try:
-        return audit.parse_instant(text)
+        return parse_instant(text)
     except ValueError as error:
         raise invalid_value(f"'{name}': {error}") from error
 
 
-def window_error(
-    start: datetime.datetime | None, end: datetime.datetime | None, first: str, second: str
-) -> str | None:
-    """Why a window that ends before it starts is refused, naming its bounds as the caller gave them (the
-    CLI's `--from`, the API's `from`); None for a window in order or open at either end."""
-    if start is None or end is None or start <= end:
-        return None
-    return (
-        f"{first} ({start.isoformat()}) is after {second} ({end.isoformat()}): the window is reversed. "
-        f"Give the earlier time as {first}."
-    )
-
-
 def _window(start: datetime.datetime | None, end: datetime.datetime | None, first: str, second: str) -> None:
-    problem = window_error(start, end, f"'{first}'", f"'{second}'")
+    problem = audit.window_error(start, end, f"'{first}'", f"'{second}'")
     if problem is not None:
         raise invalid_value(problem)
 

@@ -25,7 +25,6 @@ import asyncpg
 import msgspec
 
 from app import catalog_repair, logs, tenancy
-from app.api_audit import window_error
 from app.catalog import KINDS, CatalogService
 from app.database import EmbeddedDatabaseError, database_url
 from app.exits import ExitCode
@@ -43,6 +42,7 @@ from eventstore.runner import (
 )
 from eventstore.store import Metadata
 from projections import audit, audit_history, audit_state, seals
+from scim.instants import parse_instant
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,13 +395,13 @@ def _instant(text: str | None, what: str) -> datetime.datetime | None:
     if text is None:
         return None
     try:
-        return audit.parse_instant(text)
+        return parse_instant(text)
     except ValueError as error:
         raise DomainError(f"{what}: {error}") from error
 
 
 def _window(start: datetime.datetime | None, end: datetime.datetime | None, first: str, second: str) -> None:
-    problem = window_error(start, end, first, second)
+    problem = audit.window_error(start, end, first, second)
     if problem is not None:
         raise DomainError(problem)
 
@@ -820,9 +820,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Tampered as error:
         print(f"scimledger: {error}", file=sys.stderr)
         return ExitCode.TAMPERED
-    except (DomainError, MigrationError, EmbeddedDatabaseError) as error:
+    except (DomainError, MigrationError) as error:
         print(f"scimledger: {error}", file=sys.stderr)
         return ExitCode.REFUSED
+    except EmbeddedDatabaseError as error:  # the embedded server would not start: no database to reach
+        print(f"scimledger: database error: {error}", file=sys.stderr)
+        return ExitCode.DATABASE
     except (OSError, asyncpg.PostgresError) as error:
         print(f"scimledger: database error: {error}", file=sys.stderr)
         return ExitCode.DATABASE

@@ -86,12 +86,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (16 KiB, as h11 and Node allow; Okta's and Entra's heads are under 4 KiB), how many headers, how long the
     # head and then the body (at most max_body_bytes) may take to arrive, how long an idle keep-alive
     # connection stays open, and how many connections may be open before requests get 503.
-    max_header_bytes: int = 16 * 1024
-    max_headers: int = 100
-    request_head_timeout_seconds: float = 10.0
-    request_body_timeout_seconds: float = 60.0
-    keep_alive_timeout_seconds: int = 5
-    max_connections: int = 500
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 16 * 1024
+    max_headers: Annotated[int, msgspec.Meta(ge=1)] = 100
+    request_head_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    request_body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    keep_alive_timeout_seconds: Annotated[int, msgspec.Meta(ge=1)] = 5
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 500
     # What one PATCH may examine, so that no request holds the event loop (see scim.patch).
     max_patch_comparisons: Annotated[int, msgspec.Meta(ge=1)] = MAX_PATCH_COMPARISONS
     # userName and externalId are indexed, and an index entry has a size limit (see scim.schema).
@@ -99,19 +99,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         MAX_IDENTIFIER_LENGTH
     )
 
+    # What one organization's requests may take of the service (README: *Limits on one organization*).
+    # PostgreSQL counts in milliseconds, and 0 would switch the timeout off.
+    statement_timeout_seconds: Annotated[float, msgspec.Meta(ge=0.001)] = 5.0
+    org_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 0  # 0: a quarter of the pool
+    token_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 0  # 0: the organization's
+    max_filter_terms: Annotated[int, msgspec.Meta(ge=1)] = 20
+    max_filter_substring_terms: Annotated[int, msgspec.Meta(ge=0)] = 5
+    # Events in a page of /audit/history when the client asks for none, and the most it may ask for.
+    audit_page_size: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    audit_max_page_size: Annotated[int, msgspec.Meta(ge=1)] = 10000
+
     @property
     def patch_limits(self) -> PatchLimits:
         return PatchLimits(self.max_patch_comparisons, self.max_identifier_length)
-
-    # What one organization's requests may take of the service (README: *Limits on one organization*).
-    statement_timeout_seconds: float = 5.0
-    org_concurrency: int = 0  # 0: a quarter of the pool
-    token_concurrency: int = 0  # 0: the organization's
-    max_filter_terms: int = 20
-    max_filter_substring_terms: int = 5
-    # Events in a page of /audit/history when the client asks for none, and the most it may ask for.
-    audit_page_size: int = 1000
-    audit_max_page_size: int = 10000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -20,18 +20,17 @@ from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, RecordedEvent
 from scim.folding import fold
 
 
-def parse_instant(text: str) -> datetime.datetime:
-    """An ISO 8601 instant; one without an offset is taken as UTC. Raises ValueError naming the expected form."""
-    try:
-        parsed = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as error:
-        raise ValueError(f"'{text}' is not an ISO 8601 time such as 2026-11-22T10:00:00Z.") from error
-    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
-    try:
-        # In UTC, so that an offset cannot carry it past the calendar's ends (0001-01-01T00:00+01:00).
-        return parsed.astimezone(datetime.UTC)
-    except OverflowError as error:
-        raise ValueError(f"'{text}' is outside the years 1 to 9999 in UTC.") from error
+def window_error(
+    start: datetime.datetime | None, end: datetime.datetime | None, first: str, second: str
+) -> str | None:
+    """Why a window that ends before it starts is refused, naming its bounds as the caller gave them (the
+    CLI's `--from`, the API's `from`); None for a window in order or open at either end."""
+    if start is None or end is None or start <= end:
+        return None
+    return (
+        f"{first} ({start.isoformat()}) is after {second} ({end.isoformat()}): the window is reversed. "
+        f"Give the earlier time as {first}."
+    )
 
 
 async def org_events(

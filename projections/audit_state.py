@@ -26,6 +26,7 @@ from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent
 from projections.audit import Snapshot
+from scim.folding import fold
 
 # Events read by one statement, and replayed between two turns of the event loop (a few milliseconds).
 REPLAY_BATCH = 2000
@@ -124,7 +125,7 @@ class _Replay:
             return
         if isinstance(aggregate, User) and not aggregate.deleted:
             user = UserState(
-                (aggregate.user_name.lower(), self.entered.tx, self.entered.position),
+                (fold(aggregate.user_name), self.entered.tx, self.entered.position),
                 str(aggregate.id),
                 aggregate.user_name,
                 aggregate.active,

@@ -12,7 +12,7 @@ def parse_instant(text: str) -> datetime.datetime:
     try:
         parsed = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as error:
-        raise ValueError(f"'{text}' is not a dateTime such as 2026-11-22T10:00:00Z.") from error
+        raise ValueError(f"'{text}' is not an ISO 8601 dateTime such as 2026-11-22T10:00:00Z.") from error
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=datetime.UTC)
     try:

@@ -75,6 +75,24 @@ async def test_a_large_patch_is_decided_off_the_event_loop_and_a_small_one_on_it
     assert recorder.on_loop == [True, False]
 
 
+async def test_a_small_patch_to_a_user_holding_many_values_is_decided_off_the_event_loop(
+    scim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few bytes of value filter compare every stored value: the user's size, not the body's, is the cost."""
+    monkeypatch.setattr(app.users, "OFFLOAD_VALUES", 50)
+    recorder = Recorder(app.users.apply_patch)
+    monkeypatch.setattr(app.users, "apply_patch", recorder)
+    few = await scim.post("/Users", json={"userName": "few-values@example.com", "emails": emails(10)})
+    many = await scim.post("/Users", json={"userName": "many-values@example.com", "emails": emails(100)})
+    assert (few.status_code, many.status_code) == (201, 201)
+    remove = {"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": 'emails[value co "user1"]'}]}
+    for user in (few, many):
+        response = await scim.patch(f"/Users/{user.json()['id']}", json=remove)
+        assert response.status_code == 200, response.text
+    assert len(response.json()["emails"]) == 100 - 11  # user1, user10 … user19
+    assert recorder.on_loop == [True, False]
+
+
 async def test_a_large_post_or_put_is_validated_off_the_event_loop(
     scim: httpx.AsyncClient, large: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,3 +21,19 @@ def test_settings_come_from_the_environment_with_types() -> None:
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert [name for name in ENVIRONMENT if f"| `{name}` |" not in readme] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SCIMLEDGER_MAX_CONNECTIONS", "0"),
+        ("SCIMLEDGER_MAX_HEADER_BYTES", "0"),
+        ("SCIMLEDGER_STATEMENT_TIMEOUT_SECONDS", "0.0001"),
+        ("SCIMLEDGER_ORG_CONCURRENCY", "-1"),
+        ("SCIMLEDGER_AUDIT_PAGE_SIZE", "0"),
+        ("SCIMLEDGER_REQUEST_HEAD_TIMEOUT_SECONDS", "0"),
+    ],
+)
+def test_a_limit_that_would_refuse_everything_or_switch_itself_off_is_refused(name: str, value: str) -> None:
+    with pytest.raises(SystemExit, match=f"{name}='{value}'"):
+        Settings.from_env({name: value})
