@@ -195,3 +195,5 @@ EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
     Group.Linked,
     Group.Unlinked,
 )
+# Their stored type names (each class's explicit TOPIC), for readers that pick the catalog's events by type.
+EVENT_TYPE_NAMES: tuple[str, ...] = tuple(event_type.TOPIC for event_type in EVENT_TYPES)  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain import catalog
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent, Transaction
 from projections.arrays import columns_of
@@ -44,19 +45,7 @@ _USER_TYPES = frozenset(
     }
 )
 _MEMBERSHIP_TYPES = frozenset({"GroupMemberAdded", "GroupMemberRemoved"})
-_CATALOG_TYPES = frozenset(
-    {
-        "ProjectCreated",
-        "ProjectRenamed",
-        "ProjectArchived",
-        "RoleCreated",
-        "RoleRenamed",
-        "RoleArchived",
-        "GroupCreated",
-        "GroupLinked",
-        "GroupUnlinked",
-    }
-)
+_CATALOG_TYPES = frozenset(catalog.EVENT_TYPE_NAMES)
 
 
 def _email(emails: Any) -> str | None:

@@ -14,23 +14,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from domain import catalog
 from eventstore.pool import Connection
 from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent
 from projections.audit import Snapshot
 
 # The events that name groups: a history page replays these alone up to its cursor (a partial index,
 # migration 0015, holds just them), so that each event is told with the names of its time.
-CATALOG_TYPES = (
-    "ProjectCreated",
-    "ProjectRenamed",
-    "ProjectArchived",
-    "RoleCreated",
-    "RoleRenamed",
-    "RoleArchived",
-    "GroupCreated",
-    "GroupLinked",
-    "GroupUnlinked",
-)
+CATALOG_TYPES = catalog.EVENT_TYPE_NAMES
 # Spelled out rather than a parameter, so that the planner can prove the partial index applies.
 _CATALOG = "type IN (" + ", ".join(f"'{name}'" for name in CATALOG_TYPES) + ")"
 

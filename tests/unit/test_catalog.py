@@ -1,12 +1,14 @@
 """Given events, when a command, then events: projects, roles, groups and membership, without a database."""
 
+import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from eventsourcing.domain import Aggregate
 
-from domain.catalog import ArchivedError, Group, Project, Role, group_id_for
+from domain.catalog import EVENT_TYPE_NAMES, ArchivedError, Group, Project, Role, group_id_for
 from domain.errors import DomainError
 from domain.users import InactiveMember, User
 
@@ -117,3 +119,11 @@ def test_reactivation_brings_a_removed_user_back_without_their_groups() -> None:
     user.set_active(True)
     assert then(user) == [("UserReactivated", {}), ("UserJoinedOrganization", {"cause": "okta_reactivation"})]
     assert (user.member, user.groups) == (True, set())
+
+
+def test_the_partial_index_of_catalog_events_lists_every_catalog_event_type() -> None:
+    """Migration 0015's index must hold exactly the events a history page replays, or pages scan the log."""
+    migration = next((Path(__file__).parents[2] / "migrations").glob("0015_*.sql")).read_text()
+    listed = re.search(r"WHERE type IN \(([^)]*)\)", migration)
+    assert listed is not None
+    assert sorted(re.findall(r"'(\w+)'", listed[1])) == sorted(EVENT_TYPE_NAMES)
