@@ -147,6 +147,8 @@ async def scenarios(tree: Tree, token: str, rounds_left: int, args: argparse.Nam
         "SCIMLEDGER_LOG_FORMAT": "json",
         "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
         "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "600",
+        # Eight auditors at once is the scenario; by default one organization may have 2 requests in progress.
+        "SCIMLEDGER_ORG_CONCURRENCY": "16",
     }
     largest = str(Settings().audit_max_page_size) if tree.pages else None
     now = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1)).isoformat()
