@@ -171,6 +171,12 @@ def _recorded(row: asyncpg.Record) -> RecordedEvent:
 OFF_LOOP_EVENTS = 1000
 
 
+# Streams one statement of `load` reads. asyncpg turns a result's rows into records on the event loop (a
+# Python call for each jsonb payload), so one statement loading every member of a group of 20,000 held the
+# loop as long; in batches, other requests are served between them.
+LOAD_BATCH = 2000
+
+
 async def _off_loop_if_many(count: int, function: Any, *args: Any) -> Any:
     if count > OFF_LOOP_EVENTS:
         return await asyncio.to_thread(function, *args)
@@ -337,9 +343,13 @@ class Transaction:
         return streams
 
     async def load(self, org_id: uuid.UUID, stream_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
-        """Aggregates replayed from their streams, by id; streams without events are absent."""
-        rows = await self.connection.fetch(_READ_STREAMS, org_id, list(stream_ids))
-        aggregates: dict[uuid.UUID, Any] = await _off_loop_if_many(len(rows), _fold, rows)
+        """Aggregates replayed from their streams, by id; streams without events are absent. Each stream is
+        read whole by one statement, so optimistic appends still catch a stream that changed meanwhile."""
+        ids = list(stream_ids)
+        aggregates: dict[uuid.UUID, Any] = {}
+        for start in range(0, len(ids), LOAD_BATCH):
+            rows = await self.connection.fetch(_READ_STREAMS, org_id, ids[start : start + LOAD_BATCH])
+            aggregates.update(await _off_loop_if_many(len(rows), _fold, rows))
         return aggregates
 
     async def save(

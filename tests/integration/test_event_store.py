@@ -297,3 +297,22 @@ async def test_readers_at_the_same_place_share_one_read_of_the_log(
     assert reads == 1
     assert [scan.examined for scan in scans] == [5, 5, 5]
     assert {event.type for event in scans[1].events} <= {"UserDeactivated"}
+
+
+async def test_a_load_of_more_streams_than_one_batch_replays_every_one_whole(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "LOAD_BATCH", 2)
+    org_id = uuid.uuid4()
+    users = []
+    async with pool.acquire() as connection, connection.transaction():
+        transaction = Transaction(connection)
+        for index in range(5):
+            user = User(org_id=str(org_id), attributes={"userName": f"u{index}"}, active=True)
+            user.replace({"userName": f"u{index}", "title": "T"}, active=index % 2 == 0)
+            await transaction.append(org_id, user.id, 0, user.collect_events(), META)
+            users.append(user)
+        loaded = await transaction.load(org_id, [user.id for user in users])
+    assert {user_id: (user.version, user.active) for user_id, user in loaded.items()} == {
+        user.id: (user.version, user.active) for user in users
+    }

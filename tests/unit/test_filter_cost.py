@@ -59,8 +59,11 @@ def test_the_deepest_filter_the_parser_admits_is_costed_without_recursion() -> N
     assert cost(deep) == FilterCost(1, 1)
 
 
-def test_by_default_one_organization_may_use_a_quarter_of_the_pool_and_one_token_all_of_its_share() -> None:
-    assert (org_concurrency(Settings()), token_concurrency(Settings())) == (2, 2)
+def test_by_default_one_organization_may_use_a_quarter_of_the_pool_and_half_the_cores_and_a_token_all_of_it() -> (
+    None
+):
+    assert [org_concurrency(Settings(), cores) for cores in (1, 2, 4, 8, 64)] == [1, 1, 2, 2, 2]
+    assert org_concurrency(Settings(pool_size=40), 64) == 10
     assert (org_concurrency(Settings(pool_size=1)), token_concurrency(Settings(pool_size=1))) == (1, 1)
     settings = Settings(org_concurrency=3, token_concurrency=8)
     assert (org_concurrency(settings), token_concurrency(settings)) == (3, 3)
