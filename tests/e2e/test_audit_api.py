@@ -12,11 +12,15 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
+from asgi_lifespan import LifespanManager
 
 from app import tenancy
 from app.catalog import PROJECT, ROLE
+from app.main import create_app
 from app.services import Services
+from app.settings import Settings
 from domain.catalog import Project
 from eventstore.store import Metadata, Transaction
 from projections import audit
@@ -450,3 +454,26 @@ async def test_history_holds_back_what_a_transaction_in_flight_could_still_put_b
         assert earlier not in shown
     shown = [event["position"] for page in await history_pages(http, story.auditor, 5) for event in page]
     assert shown[-2:] == [earlier, later]
+
+
+async def test_a_streamed_answer_or_a_refusal_gives_its_organizations_slot_back(
+    story: Story, settings: Settings
+) -> None:
+    """A request holds one of its organization's slots (app/admission.py) until its response has ended, even
+    one streamed after the handler returned, or one refused with an error: with one slot, each next request
+    is served, never a 429."""
+    one_slot = msgspec.structs.replace(settings, org_concurrency=1)
+    async with (
+        LifespanManager(create_app(one_slot)) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://scim.test"
+        ) as client,
+    ):
+        for _ in range(3):
+            streamed = await client.get(
+                "/audit/as-of", params={"at": story.end.isoformat()}, headers=story.auditor
+            )
+            assert streamed.status_code == 200
+            assert streamed.json()["users"]
+            refused = await client.get("/audit/history", params={"limit": "0"}, headers=story.auditor)
+            assert refused.status_code == 400
