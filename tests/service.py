@@ -30,6 +30,27 @@ def response_head(connection: socket.socket) -> bytes:
     return received.split(b"\r\n\r\n", 1)[0]
 
 
+def read_response(connection: socket.socket) -> tuple[bytes, bytes]:
+    """Read one whole response (head and a Content-Length body) from a connection kept open for more, so that
+    the next read starts at the next response, however the bytes were split between reads."""
+    received = b""
+    while b"\r\n\r\n" not in received and (chunk := connection.recv(65536)):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(body) < length and (chunk := connection.recv(65536)):
+        body += chunk
+    assert len(body) == length, "the response's body and nothing more: no second response was asked for yet"
+    return head, body
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
