@@ -287,10 +287,15 @@ async def test_a_rebuild_leaves_the_users_table_all_visible_for_index_only_count
 ) -> None:
     # Rows copied in bulk are not all-visible until a VACUUM; until then PostgreSQL counts an org's users by
     # reading the table, not the index, on every page of a listing.
-    await rebuild_with_users(services, pool, "visible")
-    pages, all_visible = await pool.fetchrow(
-        "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'scim_users'"
-    )
+    # A snapshot older than the rebuild's commit (an autoanalyze of another table, say) keeps its VACUUM from
+    # marking the newest pages all-visible; a rebuild that does not VACUUM never gets there, however often.
+    for _ in range(3):
+        await rebuild_with_users(services, pool, "visible")
+        pages, all_visible = await pool.fetchrow(
+            "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'scim_users'"
+        )
+        if all_visible == pages:
+            break
     assert pages > 0
     assert all_visible == pages
 
