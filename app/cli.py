@@ -609,13 +609,23 @@ def _uuid(text: str | None, what: str) -> uuid.UUID | None:
 
 async def _user_remove(context: Context, args: argparse.Namespace) -> int:
     org = await tenancy.find_org(context.connection, args.org)
-    try:
-        user_id = uuid.UUID(args.user_id)
-    except ValueError as error:
-        raise DomainError(f"'{args.user_id}' is not a user id.") from error
+    user_id = _uuid(args.user_id, "USER_ID")
+    assert user_id is not None
     await context.services.users.remove_from_organization(org.org_id, user_id, _admin())
     _print(
         f"removed user {user_id} from '{org.name}'; their access is revoked and Okta will see them inactive"
+    )
+    return 0
+
+
+async def _user_restore(context: Context, args: argparse.Namespace) -> int:
+    org = await tenancy.find_org(context.connection, args.org)
+    user_id = _uuid(args.user_id, "USER_ID")
+    assert user_id is not None
+    await context.services.users.restore(org.org_id, user_id, _admin())
+    _print(
+        f"restored user {user_id} in '{org.name}': a member and active again; Okta sees them active at its "
+        "next import, and pushes their groups again when it assigns them"
     )
     return 0
 
@@ -647,6 +657,10 @@ def _parser() -> argparse.ArgumentParser:
     user_remove.add_argument("--org", required=True, help="organization id or name")
     user_remove.add_argument("user_id", help="the user's SCIM id")
     user_remove.set_defaults(db_handler=_user_remove)
+    user_restore = user.add_parser("restore", help="undo an org admin's removal of a user")
+    user_restore.add_argument("--org", required=True, help="organization id or name")
+    user_restore.add_argument("user_id", help="the user's SCIM id")
+    user_restore.set_defaults(db_handler=_user_restore)
 
     commands.add_parser("migrate", help="apply pending database migrations").set_defaults(handler=_migrate)
     database = commands.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)

@@ -98,7 +98,9 @@ class UserService:
                 USER, current, operations, read_only={"id": str(user.id)}, limits=self._limits
             )
             profile, active = split_active(patched)
-            user.replace(profile, active)
+            # A PATCH that turns `active` from false to true is how Okta and Entra reactivate: explicit, so it
+            # undoes even an admin's removal. One that leaves `active` as it was activates nobody.
+            user.replace(profile, active, explicit_activation=active is True and not user.active)
 
         return await self._change(org_id, user_id, decide, metadata, if_match, off_loop)
 
@@ -109,6 +111,11 @@ class UserService:
         return await self._change(
             org_id, user_id, lambda user: user.remove_from_organization("admin"), metadata, None
         )
+
+    async def restore(self, org_id: uuid.UUID, user_id: uuid.UUID, metadata: Metadata) -> UserRow:
+        """An org admin undoes their removal: the user is a member and active again, and Okta's next import
+        sees `active: true`."""
+        return await self._change(org_id, user_id, lambda user: user.restore(), metadata, None)
 
     async def delete(
         self,

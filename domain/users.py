@@ -94,26 +94,38 @@ class User(Aggregate):
         self.deleted = False
         self.groups: set[str] = set()
         self.member = True
+        # Removed by an org admin in the app: only an explicit activation or the admin's restore undoes it.
+        self.removed_by_admin = False
 
     @property
     def user_name(self) -> str:
         name: str = self.attributes["userName"]
         return name
 
-    def replace(self, attributes: Mapping[str, Any], active: bool | None) -> None:
-        """Make the profile equal `attributes` (a SCIM PUT, or the result of a PATCH)."""
+    def replace(
+        self, attributes: Mapping[str, Any], active: bool | None, *, explicit_activation: bool = False
+    ) -> None:
+        """Make the profile equal `attributes`: a SCIM PUT, or the result of a PATCH, which alone activates
+        explicitly (see `set_active`)."""
         self._require_not_deleted()
         changed = {key: value for key, value in attributes.items() if self.attributes.get(key) != value}
         removed = sorted(key for key in self.attributes if key not in attributes)
         if changed or removed:
             self._update_profile(changed, removed)
         if active is not None:
-            self.set_active(active)
+            self.set_active(active, explicit=explicit_activation)
 
-    def set_active(self, active: bool) -> None:
+    def set_active(self, active: bool, *, explicit: bool = True) -> None:
         """Reactivating a user who was removed from the organization makes them a member again; their group
-        memberships are not restored (the identity provider pushes them again)."""
+        memberships are not restored (the identity provider pushes them again).
+
+        A user an org admin removed in the app stays removed unless the activation is explicit: Okta's
+        routine profile push is a PUT that always carries `active: true`, while Okta and Entra reactivate with
+        a PATCH that sets it. Were a push to count, the user would be back before Okta ever unassigned them.
+        """
         self._require_not_deleted()
+        if active and self.removed_by_admin and not explicit:
+            return
         if active and not self.active:
             self._reactivate()
         elif not active and self.active:
@@ -124,6 +136,18 @@ class User(Aggregate):
     def remove_from_organization(self, cause: str) -> None:
         if self.member:
             self._remove_from_organization(cause)
+
+    def restore(self) -> None:
+        """An org admin undoes their removal in the app: a member again, and active again."""
+        self._require_not_deleted()
+        if not self.removed_by_admin:
+            raise DomainError(
+                f"User '{self.user_name}' was not removed in the app, so there is nothing to restore: "
+                "their identity provider decides whether they are active."
+            )
+        self._join_organization("admin_restore")
+        if not self.active:
+            self._reactivate()
 
     def revoke_all_groups(self, cause: str) -> None:
         for group_id in sorted(self.groups):
@@ -169,10 +193,12 @@ class User(Aggregate):
     @event(RemovedFromOrganization)
     def _remove_from_organization(self, cause: str) -> None:
         self.member = False
+        self.removed_by_admin = cause == "admin"
 
     @event(JoinedOrganization)
     def _join_organization(self, cause: str) -> None:
         self.member = True
+        self.removed_by_admin = False
 
     @event(JoinedGroup)
     def _join_group(self, group_id: str, cause: str) -> None:

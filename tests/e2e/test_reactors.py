@@ -19,6 +19,7 @@ from eventstore.runner import Runner
 from eventstore.store import EVENT_COLUMNS, Metadata, RecordedEvent
 from reactors.membership import DeactivationRemovesFromOrganization
 from tests.conftest import Tenant, okta_user
+from tests.service import run_cli
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ADMIN = Metadata("admin:test")
@@ -139,6 +140,55 @@ async def test_an_app_side_removal_revokes_access_and_shows_the_user_inactive_wi
     # Assigned again in Okta: reactivation brings the user back into the organization.
     assert (await scim.patch(f"/Users/{user}", json=active(True))).status_code == 200
     assert (await user_events(pool, user))[-1] == ("UserJoinedOrganization", "okta_reactivation", "token")
+
+
+async def test_an_app_side_removal_holds_against_oktas_profile_push_until_okta_reactivates_or_an_admin_restores(
+    scim: httpx.AsyncClient,
+    services: Services,
+    tenant: Tenant,
+    pool: asyncpg.Pool,
+    runner: Runner,
+    cli_env: dict[str, str],
+) -> None:
+    """Okta's routine profile push is a PUT of the whole user, always with `active: true`; it must not bring
+    back a user the app removed, or Okta would never unassign them. Okta's reactivation (a PATCH setting
+    `active` to true) and the admin's `scimledger user restore` do."""
+    org_id = tenant.org.org_id
+    pushed_back, _ = await setup(scim, services, tenant)
+    restored = (await scim.post("/Users", json=okta_user(f"{uuid.uuid4().hex[:6]}@acme.com"))).json()["id"]
+    for user in (pushed_back, restored):
+        await services.users.remove_from_organization(org_id, uuid.UUID(user), ADMIN)
+
+    async def both_inactive() -> bool:
+        users = [(await scim.get(f"/Users/{user}")).json() for user in (pushed_back, restored)]
+        return all(user["active"] is False for user in users)
+
+    await within(PROMISED_WITHIN, both_inactive)
+    before_push = await user_events(pool, pushed_back)
+    profile = {**(await scim.get(f"/Users/{pushed_back}")).json(), "active": True, "title": "CFO"}
+    put = await scim.put(f"/Users/{pushed_back}", json=profile)
+    assert put.status_code == 200, put.text
+    assert (put.json()["active"], put.json()["title"]) == (False, "CFO")
+    assert (await user_events(pool, pushed_back))[len(before_push) :] == [("UserProfileUpdated", "", "token")]
+    assert (await scim.get(f"/Users/{pushed_back}")).json()["active"] is False
+
+    reactivated = await scim.patch(f"/Users/{pushed_back}", json=active(True))
+    assert reactivated.status_code == 200
+    assert reactivated.json()["active"] is True
+    assert (await user_events(pool, pushed_back))[-2:] == [
+        ("UserReactivated", "", "token"),
+        ("UserJoinedOrganization", "okta_reactivation", "token"),
+    ]
+
+    run_cli(cli_env, "user", "restore", "--org", tenant.org.name, restored)
+    assert (await scim.get(f"/Users/{restored}")).json()["active"] is True
+    assert (await user_events(pool, restored))[-2:] == [
+        ("UserJoinedOrganization", "admin_restore", "admin"),
+        ("UserReactivated", "", "admin"),
+    ]
+    again = run_cli(cli_env, "user", "restore", "--org", tenant.org.name, restored, check=False)
+    assert again.returncode == 1
+    assert "was not removed in the app" in again.stderr
 
 
 async def test_a_deactivation_reversed_before_the_reactor_ran_removes_nobody(

@@ -127,3 +127,36 @@ def test_the_partial_index_of_catalog_events_lists_every_catalog_event_type() ->
     listed = re.search(r"WHERE type IN \(([^)]*)\)", migration)
     assert listed is not None
     assert sorted(re.findall(r"'(\w+)'", listed[1])) == sorted(EVENT_TYPE_NAMES)
+
+
+def admin_removed() -> User:
+    """A user an org admin removed in the app, after the reactor revoked their access and deactivated them."""
+    user = User(org_id="org", attributes={"userName": "ann"}, active=True)
+    user.join_group("g1", "push")
+    user.remove_from_organization("admin")
+    user.revoke_all_groups("reactor")
+    user.set_active(False)
+    user.collect_events()
+    return user
+
+
+def test_a_profile_push_carrying_active_true_leaves_an_admins_removal_in_place() -> None:
+    user = admin_removed()
+    user.replace({"userName": "ann", "title": "CFO"}, active=True)  # Okta's PUT: always `active: true`
+    assert [name for name, _ in then(user)] == ["UserProfileUpdated"]
+    assert (user.active, user.member) == (False, False)
+
+
+def test_an_explicit_activation_or_the_admins_restore_brings_the_user_back() -> None:
+    activated = admin_removed()
+    activated.replace({"userName": "ann"}, active=True, explicit_activation=True)  # Okta's PATCH active true
+    assert then(activated) == [
+        ("UserReactivated", {}),
+        ("UserJoinedOrganization", {"cause": "okta_reactivation"}),
+    ]
+    restored = admin_removed()
+    restored.restore()
+    assert then(restored) == [("UserJoinedOrganization", {"cause": "admin_restore"}), ("UserReactivated", {})]
+    assert (restored.active, restored.member, restored.removed_by_admin) == (True, True, False)
+    with pytest.raises(DomainError, match="was not removed in the app"):
+        restored.restore()
