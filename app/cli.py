@@ -608,26 +608,30 @@ def _uuid(text: str | None, what: str) -> uuid.UUID | None:
 
 
 async def _user_remove(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
-    user_id = _uuid(args.user_id, "USER_ID")
-    assert user_id is not None
+    org, user_id = await _org_and_user(context, args)
     await context.services.users.remove_from_organization(org.org_id, user_id, _admin())
     _print(
         f"removed user {user_id} from '{org.name}'; their access is revoked and Okta will see them inactive"
     )
-    return 0
+    return ExitCode.OK
 
 
 async def _user_restore(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
-    user_id = _uuid(args.user_id, "USER_ID")
-    assert user_id is not None
+    org, user_id = await _org_and_user(context, args)
     await context.services.users.restore(org.org_id, user_id, _admin())
     _print(
         f"restored user {user_id} in '{org.name}': a member and active again; Okta sees them active at its "
         "next import, and pushes their groups again when it assigns them"
     )
-    return 0
+    return ExitCode.OK
+
+
+async def _org_and_user(context: Context, args: argparse.Namespace) -> tuple[tenancy.Org, uuid.UUID]:
+    """The `--org ORG USER_ID` of the user commands."""
+    org = await tenancy.find_org(context.connection, args.org)
+    user_id = _uuid(args.user_id, "USER_ID")
+    assert user_id is not None  # a positional argument is always given
+    return org, user_id
 
 
 def _parser() -> argparse.ArgumentParser:
