@@ -1,7 +1,9 @@
 """`scimledger`: serve the API and administer organizations, tokens and projections.
 
 Every command uses the same database as `serve`: DATABASE_URL when set, else the embedded server in the
-data dir. Commands that need tables migrate first, so a fresh data dir works with any command.
+data dir. Only `migrate` and `serve` change its schema. Every other command first checks that the database
+is migrated to exactly this code's migrations and refuses it otherwise, naming it, without creating
+anything: pointed at the wrong database by mistake, a command leaves it as it found it.
 """
 
 from __future__ import annotations
@@ -9,16 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import datetime
-import getpass
 import itertools
 import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,13 +26,22 @@ import msgspec
 
 from app import catalog_repair, logs, tenancy
 from app.catalog import KINDS, CatalogService
-from app.database import EmbeddedDatabaseError, database_url
+from app.cli_context import Context, Handler, admin
+from app.cli_output import (
+    CLI_PAGE,
+    add_format_option,
+    pages_of,
+    write_json_report,
+    write_row_pages,
+    write_rows,
+)
+from app.cli_users import add_user_commands
+from app.database import EmbeddedDatabaseError, database_location, database_url, embedded_exists
 from app.exits import ExitCode
-from app.migrate import MigrationError, migrate
-from app.services import Services
+from app.migrate import MigrationError, NewerSchema, NotMigrated, migrate, require_current_schema
 from app.settings import InvalidSetting, Settings
 from domain.errors import DomainError
-from eventstore.pool import Connection, create_pool
+from eventstore.pool import create_pool
 from eventstore.runner import (
     Projection,
     Relocatable,
@@ -40,21 +49,8 @@ from eventstore.runner import (
     rebuild_beside,
     status,
 )
-from eventstore.store import Metadata
 from projections import audit, audit_history, audit_state, seals
 from scim.instants import parse_instant
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What a database command gets: the services `serve` would build, and one connection for queries."""
-
-    services: Services
-    connection: Connection
-
-
-Handler = Callable[[Context, argparse.Namespace], Awaitable[int]]
-
 
 INLINE_PROJECTION = "scim"
 
@@ -144,11 +140,7 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    url = await asyncio.to_thread(database_url, settings)
-    pool = await create_pool(url, min_size=1, max_size=4)
-    try:
-        async with pool.acquire() as connection:
-            await migrate(connection)
+    async with _checked_pool(settings, max_size=4) as (url, pool):
         services = build_services(settings, pool)
         if stopping.is_set():
             return 0
@@ -160,13 +152,38 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
             await task  # a batch in flight rolls back; it is read again on the next start
         await services.notifier.aclose()
         return 0
+
+
+@contextlib.asynccontextmanager
+async def _checked_pool(settings: Settings, max_size: int) -> AsyncIterator[tuple[str, asyncpg.Pool[Any]]]:
+    """A pool on the database the command uses, once its schema is found current (see module docstring).
+    Only `migrate` and `serve` migrate: the others would otherwise create a schema, and a cluster-wide role
+    (migration 0007), in whatever database DATABASE_URL happened to name."""
+    url = await _existing_database_url(settings)
+    pool = await create_pool(url, min_size=1, max_size=max_size)
+    try:
+        async with pool.acquire() as connection:
+            await require_current_schema(connection, database_location(settings))
+        yield url, pool
     finally:
         await pool.close()
 
 
+async def _existing_database_url(settings: Settings, keep_running: bool = False) -> str:
+    """The URL of the database in use, refusing an embedded one that does not exist yet: starting the
+    embedded server would create a cluster in the data dir, which is `migrate`'s (or `serve`'s) to do."""
+    if not settings.database_url and not embedded_exists(Path(settings.data_dir)):
+        raise NotMigrated(
+            f"{database_location(settings)} holds no database yet. Run 'scimledger migrate' to create and "
+            "migrate it, or set DATABASE_URL to the database you meant; nothing was created."
+        )
+    return await asyncio.to_thread(database_url, settings, keep_running)
+
+
 async def _db_url(settings: Settings, args: argparse.Namespace) -> int:
-    """The connection URL in use, so that `psql "$(scimledger db url)"` works on the embedded server too."""
-    _print(await asyncio.to_thread(database_url, settings, True))
+    """The connection URL in use, so that `psql "$(scimledger db url)"` works on the embedded server too. It
+    reads no table, so any schema will do, even none."""
+    _print(await _existing_database_url(settings, keep_running=True))
     return 0
 
 
@@ -177,7 +194,11 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         applied = await migrate(connection)
     finally:
         await connection.close()
-    _print(*(f"applied {name}" for name in applied) if applied else ["migrations are current"])
+    _print(
+        *(f"applied {name}" for name in applied)
+        if applied
+        else [f"migrations are current in {database_location(settings)}"]
+    )
     return 0
 
 
@@ -189,15 +210,14 @@ async def _org_create(context: Context, args: argparse.Namespace) -> int:
 
 
 async def _org_list(context: Context, args: argparse.Namespace) -> int:
-    connection = context.connection
-    for org in await tenancy.list_orgs(connection):
-        _print(f"{org.org_id}  {org.name}")
+    rows = [{"id": org.org_id, "name": org.name} for org in await context.orgs()]
+    write_rows(rows, args.format, ("id", "name"))
     return 0
 
 
 async def _token_issue(context: Context, args: argparse.Namespace) -> int:
     connection = context.connection
-    org = await tenancy.find_org(connection, args.org)
+    org = await context.org(args.org)
     token_id, token = await tenancy.issue_token(connection, org.org_id, args.scope, args.label)
     # The token alone on stdout, so that TOKEN=$(scimledger token issue --org X) works; the rest to stderr.
     print(f"issued {args.scope} token {token_id} for '{org.name}'; it is shown only once", file=sys.stderr)
@@ -207,12 +227,19 @@ async def _token_issue(context: Context, args: argparse.Namespace) -> int:
 
 async def _token_list(context: Context, args: argparse.Namespace) -> int:
     connection = context.connection
-    org = await tenancy.find_org(connection, args.org)
-    for info in await tenancy.list_tokens(connection, org.org_id):
-        state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M:%S}" if info.revoked_at else "active"
-        _print(
-            f"{info.token_id}  {info.scope:<8} {info.created_at:%Y-%m-%d %H:%M:%S}  {state}  {info.label or ''}"
-        )
+    org = await context.org(args.org)
+    rows = [
+        {
+            "id": info.token_id,
+            "scope": info.scope,
+            "state": "revoked" if info.revoked_at else "active",
+            "created_at": info.created_at,
+            "revoked_at": info.revoked_at,
+            "label": info.label,
+        }
+        for info in await tenancy.list_tokens(connection, org.org_id)
+    ]
+    write_rows(rows, args.format, ("id", "scope", "state", "created_at", "revoked_at", "label"))
     return 0
 
 
@@ -229,54 +256,57 @@ async def _token_revoke(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin() -> Metadata:
-    """CLI actions are an org admin's, recorded as such on the events they cause."""
-    return Metadata(actor=f"admin:{getpass.getuser()}")
-
-
 async def _catalog_create(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
+    org = await context.org(args.org)
     kind = KINDS[args.command]
-    entity_id, groups = await context.services.catalog.create(kind, org.org_id, args.name, _admin())
+    entity_id, groups = await context.services.catalog.create(kind, org.org_id, args.name, admin())
     _print(f"created {kind.name} '{args.name}' and {groups} group(s)", entity_id)
     return 0
 
 
 async def _catalog_rename(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
+    org = await context.org(args.org)
     kind = KINDS[args.command]
-    await context.services.catalog.rename(kind, org.org_id, args.reference, args.new_name, _admin())
+    await context.services.catalog.rename(kind, org.org_id, args.reference, args.new_name, admin())
     _print(f"renamed {kind.name} '{args.reference}' to '{args.new_name}'")
     return 0
 
 
 async def _catalog_archive(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
+    org = await context.org(args.org)
     kind = KINDS[args.command]
-    revoked = await context.services.catalog.archive(kind, org.org_id, args.reference, _admin())
+    revoked = await context.services.catalog.archive(kind, org.org_id, args.reference, admin())
     _print(f"archived {kind.name} '{args.reference}'; {revoked} membership(s) revoked")
     return 0
 
 
 async def _catalog_list(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
-    for entry in await CatalogService.entries(context.connection, KINDS[args.command], org.org_id, args.all):
-        _print(f"{entry.id}  {entry.name}{'  (archived)' if entry.archived else ''}")
+    org = await context.org(args.org)
+    entries = await CatalogService.entries(context.connection, KINDS[args.command], org.org_id, args.all)
+    rows = [{"id": entry.id, "name": entry.name, "archived": entry.archived} for entry in entries]
+    write_rows(rows, args.format, ("id", "name", "archived"))
     return 0
 
 
 async def _group_list(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
-    for group in await CatalogService.groups(context.connection, org.org_id):
-        state = "linked" if group.linked else "not linked"
-        _print(f"{group.group_id}  {group.display_name}  {state}  {group.members} member(s)")
+    org = await context.org(args.org)
+    rows = [
+        {
+            "id": group.group_id,
+            "displayName": group.display_name,
+            "linked": group.linked,
+            "members": group.members,
+        }
+        for group in await CatalogService.groups(context.connection, org.org_id)
+    ]
+    write_rows(rows, args.format, ("id", "displayName", "linked", "members"))
     return 0
 
 
 async def _group_repair(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
+    org = await context.org(args.org)
     services = context.services
-    done = await catalog_repair.repair(services.store, services.projection, org.org_id, _admin())
+    done = await catalog_repair.repair(services.store, services.projection, org.org_id, admin())
     _print(
         f"created {done.created} missing group(s); retired {done.retired} group(s) of archived projects or "
         f"roles, revoking {done.revoked} membership(s); corrected the name of {done.renamed} group(s)"
@@ -319,7 +349,7 @@ async def _reseal(context: Context) -> int:
     forged = await seals.never_sealable(connection)
     if forged is not None:
         raise Tampered(f"refusing to seal a log that was tampered with: {forged}")
-    orgs = await tenancy.list_orgs(connection)
+    orgs = await context.orgs()
     for org in orgs:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
             verdict = await seals.verify(connection, org.org_id, max_unsealed_age=_max_unsealed_age(context))
@@ -337,22 +367,38 @@ def _max_unsealed_age(context: Context) -> datetime.timedelta:
     return datetime.timedelta(seconds=context.services.settings.audit_max_unsealed_seconds)
 
 
+PROJECTION_STATUS_COLUMNS = (
+    "name",
+    "state",
+    "position",
+    "lag_events",
+    "lag_seconds",
+    "parked",
+    "last_parked_error",
+)
+
+
 async def _projections_status(context: Context, args: argparse.Namespace) -> int:
-    _print(f"{INLINE_PROJECTION:<48} inline: written in the transaction of every change, never behind")
-    for item in await status(context.connection, context.services.consumers):
-        state = "running" if item.running else "stopped"
-        line = (
-            f"{item.name:<48} {state:<8} position {item.position:<10} lag {item.lag_events} events, "
-            f"{item.lag_seconds:.1f} s"
-        )
-        if item.parked:
-            line += f"; {item.parked} parked, last: {item.last_parked_error}"
-        _print(line)
+    # The SCIM projection is written in the transaction of every change: never behind, nothing to run.
+    inline = dict.fromkeys(PROJECTION_STATUS_COLUMNS) | {"name": INLINE_PROJECTION, "state": "inline"}
+    rows = [inline] + [
+        {
+            "name": item.name,
+            "state": "running" if item.running else "stopped",
+            "position": item.position,
+            "lag_events": item.lag_events,
+            "lag_seconds": round(item.lag_seconds, 1),
+            "parked": item.parked,
+            "last_parked_error": item.last_parked_error,
+        }
+        for item in await status(context.connection, context.services.consumers)
+    ]
+    write_rows(rows, args.format, PROJECTION_STATUS_COLUMNS)
     return ExitCode.OK
 
 
 async def _audit_head(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
+    org = await context.org(args.org)
     latest = await seals.head(context.connection, org.org_id)
     if latest is None:
         raise DomainError(f"'{org.name}' has no sealed events yet.")
@@ -362,7 +408,7 @@ async def _audit_head(context: Context, args: argparse.Namespace) -> int:
 
 async def _audit_verify(context: Context, args: argparse.Namespace) -> int:
     connection = context.connection
-    orgs = [await tenancy.find_org(connection, args.org)] if args.org else await tenancy.list_orgs(connection)
+    orgs = [await context.org(args.org)] if args.org else await context.orgs()
     try:
         expected = seals.Head.parse(args.head) if args.head else None
     except ValueError as error:
@@ -407,7 +453,7 @@ def _window(start: datetime.datetime | None, end: datetime.datetime | None, firs
 
 
 # The columns of each tabular answer, so that a CSV or a table has its header even when it has no rows.
-HISTORY_COLUMNS = ("position", "recorded_at", "actor", "request_id", "type", "subject", "change")
+HISTORY_COLUMNS = audit_history.COLUMNS
 ACCESS_COLUMNS = (
     "user_id",
     "userName",
@@ -424,71 +470,8 @@ ACCESS_COLUMNS = (
 AS_OF_COLUMNS = ("kind", "id", "name", "active", "member", "group")
 
 
-def _column_widths(rows: list[dict[str, Any]], columns: Sequence[str]) -> dict[str, int]:
-    return {key: max([len(key), *(len(str(row[key] or "")) for row in rows)]) for key in columns}
-
-
-def _write_header(output_format: str, widths: dict[str, int]) -> None:
-    """CSV and tables start with their column names, even when no row follows."""
-    if output_format == "csv":
-        csv.writer(sys.stdout).writerow(widths)
-    elif output_format != "jsonl":
-        _print("  ".join(key.ljust(width) for key, width in widths.items()).rstrip())
-
-
-def _write_body(rows: list[dict[str, Any]], output_format: str, widths: dict[str, int]) -> None:
-    if output_format == "jsonl":
-        for row in rows:
-            sys.stdout.write(msgspec.json.encode(row).decode() + "\n")
-    elif output_format == "csv":
-        writer = csv.writer(sys.stdout)
-        for row in rows:
-            writer.writerow("" if row[key] is None else row[key] for key in widths)
-    else:
-        for row in rows:
-            _print("  ".join(str(row[key] or "").ljust(width) for key, width in widths.items()).rstrip())
-
-
-def _write_rows(rows: list[dict[str, Any]], output_format: str, columns: Sequence[str]) -> None:
-    """Rows as an aligned table, JSON lines, or CSV with a header, on stdout."""
-    widths = _column_widths(rows, columns)
-    _write_header(output_format, widths)
-    _write_body(rows, output_format, widths)
-
-
-# The CLI's answers are written as they are read, a page at a time: `audit history` of a large log starts
-# printing at once and holds one page, never the whole history.
-_CLI_PAGE = 1000
-
-
-async def _write_row_pages(
-    pages: AsyncIterator[list[dict[str, Any]]], output_format: str, columns: Sequence[str]
-) -> None:
-    """Rows arriving a page at a time, written as `_write_rows` writes a whole answer; a table's column
-    widths are the first page's, which the later pages keep."""
-    widths: dict[str, int] | None = None
-    async for page in pages:
-        if widths is None:
-            widths = _column_widths(page, columns)
-            _write_header(output_format, widths)
-        _write_body(page, output_format, widths)
-        sys.stdout.flush()
-    if widths is None:
-        _write_header(output_format, _column_widths([], columns))
-
-
-async def _pages_of(rows: Iterator[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
-    page: list[dict[str, Any]] = []
-    for row in rows:
-        page.append(row)
-        if len(page) == _CLI_PAGE:
-            yield page
-            page = []
-    yield page
-
-
 async def _audit_history(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
+    org = await context.org(args.org)
     since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
     _window(since, until, "--since", "--until")
     wanted = audit_history.HistoryFilter(
@@ -499,40 +482,26 @@ async def _audit_history(context: Context, args: argparse.Namespace) -> int:
         until=until,
     )
     pages = audit_history.history(
-        context.connection, org.org_id, context.services.settings.group_prefix, wanted, _CLI_PAGE
+        context.connection, org.org_id, context.services.settings.group_prefix, wanted, CLI_PAGE
     )
 
     async def rows() -> AsyncIterator[list[dict[str, Any]]]:
         async for page in pages:
             yield [entry.to_row() for entry in page]
 
-    await _write_row_pages(rows(), args.format, HISTORY_COLUMNS)
+    await write_row_pages(rows(), args.format, HISTORY_COLUMNS)
     return ExitCode.OK
 
 
-def _write_json_report(members: list[tuple[str, Iterator[dict[str, Any]]]]) -> None:
-    """The report as one indented JSON object, written a row at a time."""
-    sys.stdout.write("{")
-    for index, (name, rows) in enumerate(members):
-        sys.stdout.write(("," if index else "") + f'\n  "{name}": [')
-        separator = "\n"
-        for row in rows:
-            formatted = msgspec.json.format(msgspec.json.encode(row)).decode()
-            sys.stdout.write(separator + "    " + formatted.replace("\n", "\n    "))
-            separator = ",\n"
-        sys.stdout.write("\n  ]" if separator != "\n" else "]")
-    sys.stdout.write("\n}\n")
-
-
 async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
+    org = await context.org(args.org)
     at = _instant(args.at, "--at")
     assert at is not None
     state = await audit_state.state_at(
         context.connection, org.org_id, at, context.services.settings.group_prefix
     )
     if args.format == "json":
-        _write_json_report(
+        write_json_report(
             [
                 ("users", state.user_rows()),
                 ("groups", state.group_rows()),
@@ -573,12 +542,12 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
         }
         for membership in state.membership_rows()
     )
-    await _write_row_pages(_pages_of(itertools.chain(users, groups, memberships)), "csv", AS_OF_COLUMNS)
+    await write_row_pages(pages_of(itertools.chain(users, groups, memberships)), "csv", AS_OF_COLUMNS)
     return ExitCode.OK
 
 
 async def _audit_access(context: Context, args: argparse.Namespace) -> int:
-    org = await tenancy.find_org(context.connection, args.org)
+    org = await context.org(args.org)
     start, end = _instant(args.start, "--from"), _instant(args.end, "--to")
     assert start is not None
     assert end is not None
@@ -594,7 +563,7 @@ async def _audit_access(context: Context, args: argparse.Namespace) -> int:
             role=args.role,
             user=args.user,
         )
-    _write_rows([interval.to_row() for interval in intervals], args.format, ACCESS_COLUMNS)
+    write_rows([interval.to_row() for interval in intervals], args.format, ACCESS_COLUMNS)
     return ExitCode.OK
 
 
@@ -605,33 +574,6 @@ def _uuid(text: str | None, what: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except ValueError as error:
         raise DomainError(f"{what} takes an id, not '{text}'.") from error
-
-
-async def _user_remove(context: Context, args: argparse.Namespace) -> int:
-    org, user_id = await _org_and_user(context, args)
-    await context.services.users.remove_from_organization(org.org_id, user_id, _admin())
-    _print(
-        f"removed user {user_id} from '{org.name}'; their access is revoked and Okta will see them inactive"
-    )
-    return ExitCode.OK
-
-
-async def _user_restore(context: Context, args: argparse.Namespace) -> int:
-    org, user_id = await _org_and_user(context, args)
-    await context.services.users.restore(org.org_id, user_id, _admin())
-    _print(
-        f"restored user {user_id} in '{org.name}': a member and active again; Okta sees them active at its "
-        "next import, and pushes their groups again when it assigns them"
-    )
-    return ExitCode.OK
-
-
-async def _org_and_user(context: Context, args: argparse.Namespace) -> tuple[tenancy.Org, uuid.UUID]:
-    """The `--org ORG USER_ID` of the user commands."""
-    org = await tenancy.find_org(context.connection, args.org)
-    user_id = _uuid(args.user_id, "USER_ID")
-    assert user_id is not None  # a positional argument is always given
-    return org, user_id
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -654,17 +596,7 @@ def _parser() -> argparse.ArgumentParser:
         handler=_worker
     )
 
-    user = commands.add_parser("user", help="users, as an org admin sees them").add_subparsers(
-        dest="user_command", required=True
-    )
-    user_remove = user.add_parser("remove", help="remove a user from the organization (Okta then unassigns)")
-    user_remove.add_argument("--org", required=True, help="organization id or name")
-    user_remove.add_argument("user_id", help="the user's SCIM id")
-    user_remove.set_defaults(db_handler=_user_remove)
-    user_restore = user.add_parser("restore", help="undo an org admin's removal of a user")
-    user_restore.add_argument("--org", required=True, help="organization id or name")
-    user_restore.add_argument("user_id", help="the user's SCIM id")
-    user_restore.set_defaults(db_handler=_user_restore)
+    add_user_commands(commands)
 
     commands.add_parser("migrate", help="apply pending database migrations").set_defaults(handler=_migrate)
     database = commands.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
@@ -676,7 +608,9 @@ def _parser() -> argparse.ArgumentParser:
     org_create = org.add_parser("create", help="create an organization; prints its id on the last line")
     org_create.add_argument("name")
     org_create.set_defaults(db_handler=_org_create)
-    org.add_parser("list", help="list organizations").set_defaults(db_handler=_org_list)
+    org_list = org.add_parser("list", help="list organizations")
+    add_format_option(org_list)
+    org_list.set_defaults(db_handler=_org_list)
 
     token = commands.add_parser("token", help="API tokens").add_subparsers(
         dest="token_command", required=True
@@ -688,6 +622,7 @@ def _parser() -> argparse.ArgumentParser:
     token_issue.set_defaults(db_handler=_token_issue)
     token_list = token.add_parser("list", help="list an organization's tokens (never their secrets)")
     token_list.add_argument("--org", required=True, help="organization id or name")
+    add_format_option(token_list)
     token_list.set_defaults(db_handler=_token_list)
     token_revoke = token.add_parser("revoke", help="revoke a token by its id")
     token_revoke.add_argument("token_id")
@@ -713,6 +648,7 @@ def _parser() -> argparse.ArgumentParser:
         listing = catalog.add_parser("list", help=f"list the organization's {kind.name}s")
         listing.add_argument("--org", required=True, help="organization id or name")
         listing.add_argument("--all", action="store_true", help="include archived ones")
+        add_format_option(listing)
         listing.set_defaults(db_handler=_catalog_list)
 
     group = commands.add_parser("group", help="Project × Role groups").add_subparsers(
@@ -720,6 +656,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     group_list = group.add_parser("list", help="list groups, whether Okta linked them, and member counts")
     group_list.add_argument("--org", required=True, help="organization id or name")
+    add_format_option(group_list)
     group_list.set_defaults(db_handler=_group_list)
     group_repair = group.add_parser(
         "repair", help="give live pairs their missing groups and retire groups of archived ones, as events"
@@ -753,7 +690,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit_history.add_argument("--since", help="from this ISO 8601 time on")
     audit_history.add_argument("--until", help="up to this ISO 8601 time")
-    audit_history.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    add_format_option(audit_history)
     audit_history.set_defaults(db_handler=_audit_history)
     audit_as_of = audit.add_parser(
         "as-of", help="users, groups and memberships at an instant, replayed from the log"
@@ -771,7 +708,7 @@ def _parser() -> argparse.ArgumentParser:
     audit_access.add_argument("--user", help="user id or userName")
     audit_access.add_argument("--from", dest="start", required=True, help="ISO 8601 time")
     audit_access.add_argument("--to", dest="end", required=True, help="ISO 8601 time")
-    audit_access.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    add_format_option(audit_access)
     audit_access.set_defaults(db_handler=_audit_access)
 
     projections = commands.add_parser("projections", help="read models").add_subparsers(
@@ -780,28 +717,24 @@ def _parser() -> argparse.ArgumentParser:
     rebuild_parser = projections.add_parser("rebuild", help="rebuild a projection from the event log alone")
     rebuild_parser.add_argument("name", help=f"'{INLINE_PROJECTION}', or an asynchronous projection's name")
     rebuild_parser.set_defaults(db_handler=_projections_rebuild)
-    projections.add_parser(
+    projections_status = projections.add_parser(
         "status", help="each projection's and reactor's position, lag and state"
-    ).set_defaults(db_handler=_projections_status)
+    )
+    add_format_option(projections_status)
+    projections_status.set_defaults(db_handler=_projections_status)
     return parser
 
 
 async def _with_services(settings: Settings, handler: Handler, args: argparse.Namespace) -> int:
     from app.main import build_services
 
-    url = await asyncio.to_thread(database_url, settings)
-    pool = await create_pool(url, min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as connection:
-            await migrate(connection)
+    async with _checked_pool(settings, max_size=2) as (_, pool):
         services = build_services(settings, pool)
         try:
             async with pool.acquire() as connection:
-                return await handler(Context(services, connection), args)
+                return await handler(Context(services, connection, database_location(settings)), args)
         finally:
             await services.notifier.aclose()
-    finally:
-        await pool.close()
 
 
 def _stdout_closed() -> int:
@@ -838,6 +771,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Tampered as error:
         print(f"scimledger: {error}", file=sys.stderr)
         return ExitCode.TAMPERED
+    except NotMigrated as error:
+        print(f"scimledger: {error}", file=sys.stderr)
+        return ExitCode.NOT_MIGRATED
+    except NewerSchema as error:
+        print(f"scimledger: {error}", file=sys.stderr)
+        return ExitCode.NEWER_SCHEMA
     except (DomainError, MigrationError) as error:
         print(f"scimledger: {error}", file=sys.stderr)
         return ExitCode.REFUSED

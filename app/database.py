@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import psutil
 
@@ -130,3 +131,35 @@ def database_url(settings: Settings, keep_running: bool = False) -> str:
     if settings.database_url:
         return settings.database_url
     return start_embedded(Path(settings.data_dir), keep_running)
+
+
+def embedded_exists(data_dir: Path) -> bool:
+    """Whether the data dir holds an embedded server's cluster, found without starting or creating one."""
+    return (data_dir.resolve() / "postgres" / "PG_VERSION").exists()
+
+
+def _where_url(url: str) -> str:
+    """`url` as a person tells databases apart: its database, hosts and port, never its password."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    # The user and password come before the last "@"; only what follows is shown. Several hosts stay as given.
+    hosts = parts.netloc.rpartition("@")[2] or query.get("host", ["localhost"])[0]
+    try:
+        port = parts.port
+    except ValueError:  # several hosts, each with its port: already in `hosts`
+        port = None
+    if port is None and "," not in hosts:
+        default_port = query.get("port", ["5432"])[0]
+        # A host that is a path is the directory of a Unix socket.
+        hosts = f"{hosts}, port {default_port}" if hosts.startswith("/") else f"{hosts}:{default_port}"
+    user = parts.username or "postgres"
+    database = parts.path.lstrip("/") or query.get("dbname", [user])[0]
+    return f"database '{database}' on {hosts} (DATABASE_URL)"
+
+
+def database_location(settings: Settings) -> str:
+    """Which database a command uses, for its messages: the one DATABASE_URL names, or the embedded server's
+    data dir."""
+    if settings.database_url:
+        return _where_url(settings.database_url)
+    return f"the embedded PostgreSQL in {Path(settings.data_dir).resolve()} (SCIMLEDGER_DATA_DIR)"

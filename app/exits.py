@@ -23,6 +23,11 @@ class ExitCode(enum.IntEnum):
     DATABASE = 4
     # `serve` could not start: its port is taken, or its start-up failed.
     NOT_STARTED = 5
+    # The database was never migrated, or is behind this code's migrations: `scimledger migrate` is the remedy.
+    # Every command but `migrate` and `serve` refuses it, and changes nothing.
+    NOT_MIGRATED = 6
+    # The database holds migrations this code does not know (a newer scimledger migrated it): upgrade first.
+    NEWER_SCHEMA = 7
     # The reader of stdout went away (`scimledger audit history | head -1`). A Unix tool would die of SIGPIPE,
     # which a shell reports as 128 + 13; this is the same code, reached after a clean shutdown (the embedded
     # database is released), so `set -o pipefail` scripts see what they see from `cat` or `grep`.

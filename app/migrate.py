@@ -93,3 +93,42 @@ async def migrate(connection: Connection) -> list[str]:
         return done
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+class SchemaNotCurrent(Exception):
+    """The database's migrations are not the code's: a command other than `migrate` or `serve` refuses it
+    rather than read it wrongly or change it by surprise."""
+
+
+class NotMigrated(SchemaNotCurrent):
+    """Never migrated, or migrated by an older scimledger: `scimledger migrate` brings it up to date."""
+
+
+class NewerSchema(SchemaNotCurrent):
+    """Migrated by a newer scimledger: this code does not know what some of its tables mean."""
+
+
+async def require_current_schema(connection: Connection, where: str) -> None:
+    """Refuse a database whose applied migrations are not exactly the code's, naming it as `where`. Reads
+    only: a shared database pointed at by mistake is left as it was found, without a table or role more."""
+    applied = await applied_versions(connection)
+    known = {migration.version: migration for migration in available_migrations()}
+    unknown = sorted(set(applied) - set(known))
+    if unknown:
+        raise NewerSchema(
+            f"{where} was migrated by a newer scimledger: it has migration(s) "
+            f"{', '.join(f'{version:04d}' for version in unknown)}, which this version does not know. "
+            "Upgrade scimledger, or point DATABASE_URL at this version's database; nothing was changed."
+        )
+    pending = [migration.name for version, migration in known.items() if version not in applied]
+    if not applied:
+        raise NotMigrated(
+            f"{where} has no scimledger tables: it was never migrated. If it is the database you meant, run "
+            "'scimledger migrate' first; nothing was changed."
+        )
+    if pending:
+        raise NotMigrated(
+            f"{where} is behind this scimledger by {len(pending)} migration(s) ({', '.join(pending)}). "
+            "Run 'scimledger migrate' (or start 'scimledger serve'), then this command again; "
+            "nothing was changed."
+        )

@@ -62,6 +62,10 @@ def describe(event: RecordedEvent, snapshot: Snapshot) -> str:
     return event.type
 
 
+# The keys of a HistoryEntry's row, in order: the columns of a history's table or CSV, even an empty one.
+COLUMNS = ("position", "recorded_at", "actor", "request_id", "type", "subject", "change")
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     position: int
@@ -82,6 +86,18 @@ class HistoryEntry:
             "subject": self.subject,
             "change": self.change,
         }
+
+
+def _entry(event: RecordedEvent, snapshot: Snapshot) -> HistoryEntry:
+    return HistoryEntry(
+        event.position,
+        event.recorded_at,
+        event.actor,
+        event.request_id,
+        event.type,
+        str(event.stream_id),
+        describe(event, snapshot),
+    )
 
 
 _CURSOR = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})")
@@ -208,17 +224,7 @@ async def history_page(
             continue
         if len(entries) == limit:
             return HistoryPage(entries, last)
-        entries.append(
-            HistoryEntry(
-                event.position,
-                event.recorded_at,
-                event.actor,
-                event.request_id,
-                event.type,
-                str(event.stream_id),
-                describe(event, snapshot),
-            )
-        )
+        entries.append(_entry(event, snapshot))
         last = event.log_position
     return HistoryPage(entries, None)
 
@@ -236,3 +242,39 @@ async def history(
         if page.next is None:
             return
         after = page.next
+
+
+# A user's latest events, newest first along the primary key (org_id, stream_id, version).
+_STREAM_LATEST = f"""
+SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND stream_id = $2 ORDER BY version DESC LIMIT $3
+"""
+
+
+async def recent(
+    connection: Connection, org_id: uuid.UUID, prefix: str, stream_id: uuid.UUID, count: int
+) -> list[HistoryEntry]:
+    """The last `count` events of one stream (a user's), oldest first, told in words with the names of their
+    time, as `history` tells them."""
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        latest = [
+            RecordedEvent(*row) for row in await connection.fetch(_STREAM_LATEST, org_id, stream_id, count)
+        ]
+        if not latest:
+            return []
+        latest.sort(key=lambda event: (event.tx, event.position))
+        newest = latest[-1]
+        catalog_events = [
+            RecordedEvent(*row)
+            for row in await connection.fetch(_CATALOG_UP_TO, org_id, newest.tx, newest.position)
+        ]
+    snapshot = Snapshot(prefix)
+    entries = []
+    pending = iter(catalog_events)
+    upcoming = next(pending, None)
+    for event in latest:
+        # The catalog as it stood when this event was recorded.
+        while upcoming is not None and (upcoming.tx, upcoming.position) < (event.tx, event.position):
+            snapshot.apply(upcoming)
+            upcoming = next(pending, None)
+        entries.append(_entry(event, snapshot))
+    return entries

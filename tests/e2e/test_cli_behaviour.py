@@ -1,15 +1,19 @@
 """The CLI as a script or a person at a shell meets it: real processes, exit codes from one table, quiet
-when its reader goes away, a clear word on a bad setting, CSV headers always, reversed windows refused."""
+when its reader goes away, a clear word on a bad setting, CSV headers always, reversed windows refused, and
+a database that is not migrated (or migrated by a newer release) refused by name and left untouched."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import json
+import os
 import re
 import socket
 import subprocess
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -17,6 +21,7 @@ import httpx
 from app import tenancy
 from app.cli import ACCESS_COLUMNS, HISTORY_COLUMNS
 from app.exits import ExitCode
+from app.migrate import available_migrations
 from app.services import Services
 from eventstore.store import Metadata
 from projections.audit import AccessInterval
@@ -136,3 +141,106 @@ async def test_a_reversed_window_is_a_400_under_audit(pool: asyncpg.Pool, http: 
         "http://scim.test/audit/access", params={"from": EARLY, "to": LATE}, headers=headers
     )
     assert in_order.status_code == 200
+
+
+async def schema_objects(url: str) -> tuple[set[str], set[str]]:
+    """What a database holds that a migration could have created: its own objects, and the cluster's roles."""
+    connection = await asyncpg.connect(url)
+    try:
+        objects = await connection.fetch(
+            "SELECT nspname || '.' || relname AS name FROM pg_class JOIN pg_namespace ON relnamespace = pg_namespace.oid "
+            "WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
+            "UNION ALL SELECT 'schema ' || nspname FROM pg_namespace "
+            "WHERE nspname NOT LIKE 'pg\\_%' AND nspname NOT IN ('information_schema', 'public') "
+            "UNION ALL SELECT 'function ' || proname FROM pg_proc JOIN pg_namespace ON pronamespace = pg_namespace.oid "
+            "WHERE nspname = 'public'"
+        )
+        roles = await connection.fetch("SELECT rolname FROM pg_roles")
+    finally:
+        await connection.close()
+    return {row["name"] for row in objects}, {row["rolname"] for row in roles}
+
+
+def with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    user = parts.username or "postgres"
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc.rpartition('@')[2]}"))
+
+
+# Commands that read (or write rows into) the database, one of each kind, and the worker.
+READERS = (
+    ["org", "list"],
+    ["org", "create", "Surprise"],
+    ["token", "list", "--org", "Acme"],
+    ["user", "list", "--org", "Acme"],
+    ["projections", "status"],
+    ["audit", "verify"],
+    ["worker"],
+)
+
+
+async def test_a_command_refuses_an_unmigrated_database_names_it_and_creates_nothing(
+    empty_database: str,
+) -> None:
+    """A new user's `org list` against a shared database once created 12 tables and a cluster-wide role."""
+    before = await schema_objects(empty_database)
+    env = {**os.environ, "DATABASE_URL": with_password(empty_database, "s3cret-pw")}
+    database = urlsplit(empty_database).path.lstrip("/")
+    for command in READERS:
+        refused = run_cli(env, *command, check=False)
+        assert refused.returncode == ExitCode.NOT_MIGRATED, (command, refused.stderr)
+        assert f"database '{database}' on " in refused.stderr
+        assert "was never migrated" in refused.stderr
+        assert "scimledger migrate" in refused.stderr
+        assert "s3cret-pw" not in refused.stderr + refused.stdout
+        assert refused.stdout == ""
+    assert await schema_objects(empty_database) == before
+    assert before[0] == set(), "the database was empty to begin with"
+
+
+async def test_an_older_database_and_a_newer_one_are_refused_each_with_its_own_remedy(
+    empty_database: str,
+) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_database}
+    assert run_cli(env, "migrate").returncode == ExitCode.OK
+    newest = available_migrations()[-1]
+    connection = await asyncpg.connect(empty_database)
+    try:
+        # As a database migrated by the previous release stands: every migration but the newest applied.
+        await connection.execute("DELETE FROM schema_migrations WHERE version = $1", newest.version)
+        older = run_cli(env, "org", "list", check=False)
+        assert older.returncode == ExitCode.NOT_MIGRATED, older.stderr
+        assert f"is behind this scimledger by 1 migration(s) ({newest.name})" in older.stderr
+        assert "Run 'scimledger migrate'" in older.stderr
+
+        # As one migrated by a newer release stands: a migration this code does not know.
+        await connection.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3), (9999, '9999_future.sql', '')",
+            newest.version,
+            newest.name,
+            newest.checksum,
+        )
+        newer = run_cli(env, "org", "list", check=False)
+        assert newer.returncode == ExitCode.NEWER_SCHEMA, newer.stderr
+        assert "was migrated by a newer scimledger" in newer.stderr
+        assert "9999" in newer.stderr
+        assert "Upgrade scimledger" in newer.stderr
+    finally:
+        await connection.close()
+
+
+async def test_a_database_without_organizations_is_named_when_a_command_finds_none(
+    empty_database: str,
+) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_database}
+    run_cli(env, "migrate")
+    database = urlsplit(empty_database).path.lstrip("/")
+    listed = run_cli(env, "org", "list")
+    assert listed.stdout.split() == ["id", "name"], "a header, and no row"
+    assert f"no organizations in database '{database}' on " in listed.stderr
+    assert json.loads(run_cli(env, "org", "list", "--format", "json").stdout) == []
+    verified = run_cli(env, "audit", "verify")
+    assert f"no organizations in database '{database}' on " in verified.stderr
+    unknown = run_cli(env, "token", "issue", "--org", "Acme", check=False)
+    assert unknown.returncode == ExitCode.REFUSED
+    assert f"No organization 'Acme' in database '{database}' on " in unknown.stderr

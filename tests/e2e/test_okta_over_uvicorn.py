@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.exits import ExitCode
 from tests.conftest import okta_user
 from tests.service import ServiceProcess, run_cli
 
@@ -186,14 +187,12 @@ async def test_a_client_that_hangs_up_mid_body_is_counted_as_499_and_logs_no_err
 
 
 async def test_token_list_and_revoke_through_the_cli(okta: Okta, server: ServiceProcess) -> None:
-    listed = run_cli(server.env, "token", "list", "--org", okta.org).stdout
-    [line] = listed.strip().splitlines()
-    token_id = line.split()[0]
-    assert "active" in line
-    assert "okta" in line
+    listed = run_cli(server.env, "token", "list", "--org", okta.org, "--format", "json").stdout
+    [token] = json.loads(listed)
+    assert (token["state"], token["label"], token["revoked_at"]) == ("active", "okta", None)
     assert okta.token not in listed, "secrets are never listed"
     assert (await okta.client.get("/Users")).status_code == 200
-    run_cli(server.env, "token", "revoke", token_id)
+    run_cli(server.env, "token", "revoke", token["id"])
     assert (await okta.client.get("/Users")).status_code == 401
     assert "revoked" in run_cli(server.env, "token", "list", "--org", okta.org).stdout
 
@@ -236,6 +235,14 @@ def test_cli_on_a_fresh_embedded_data_dir_needs_no_database_url(
     data_dir = tmp_path_factory.mktemp("cli")
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     env["SCIMLEDGER_DATA_DIR"] = str(data_dir)
+    # Only `migrate` (and `serve`) create and migrate the database; any other command says where it looked.
+    for command in (["org", "create", "Embedded Co"], ["db", "url"]):
+        refused = run_cli(env, *command, check=False)
+        assert refused.returncode == ExitCode.NOT_MIGRATED, refused.stderr
+        assert f"the embedded PostgreSQL in {data_dir.resolve()}" in refused.stderr
+        assert "scimledger migrate" in refused.stderr
+    assert not (data_dir / "postgres").exists(), "the refusals created nothing"
+    assert run_cli(env, "migrate").stdout.startswith("applied ")
     created = run_cli(env, "org", "create", "Embedded Co")
     org_id = created.stdout.strip().splitlines()[-1]
     token = run_cli(env, "token", "issue", "--org", org_id).stdout.strip()
@@ -260,20 +267,22 @@ async def test_catalog_commands_and_a_push_group_link_through_uvicorn(
     duplicate = run_cli(server.env, "project", "create", "--org", org, "apollo", check=False)
     assert duplicate.returncode == 1
     assert "already has a project of that name" in duplicate.stderr
-    assert [line.split("  ")[1] for line in cli("project", "list", "--org", org).splitlines()] == [
-        "Apollo",
-        "Zeus",
-    ]
-    assert len(cli("role", "list", "--org", org).splitlines()) == 2
 
-    listed = cli("group", "list", "--org", org).splitlines()
-    assert [line.split("  ")[1] for line in listed] == [
+    def listed(*args: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = json.loads(cli(*args, "--org", org, "--format", "json"))
+        return rows
+
+    assert [project["name"] for project in listed("project", "list")] == ["Apollo", "Zeus"]
+    assert len(listed("role", "list")) == 2
+
+    groups = listed("group", "list")
+    assert [group["displayName"] for group in groups] == [
         "Statsig-Apollo-Admin",
         "Statsig-Apollo-Viewer",
         "Statsig-Zeus-Admin",
         "Statsig-Zeus-Viewer",
     ]
-    assert all("not linked  0 member(s)" in line for line in listed)
+    assert all((group["linked"], group["members"]) == (False, 0) for group in groups)
 
     client = okta.client
     user = (await client.post("/Users", json=assign_body("pusher@acme.com"))).json()["id"]
@@ -287,14 +296,19 @@ async def test_catalog_commands_and_a_push_group_link_through_uvicorn(
         },
     )
     assert pushed.status_code == 204
-    assert f"{group_id}  Statsig-Apollo-Admin  linked  1 member(s)" in cli("group", "list", "--org", org)
+    assert {"id": group_id, "displayName": "Statsig-Apollo-Admin", "linked": True, "members": 1} in listed(
+        "group", "list"
+    )
 
     cli("project", "rename", "--org", org, project_id, "Artemis")
     renamed = (await client.get(f"/Groups/{group_id}")).json()
     assert renamed["displayName"] == "Statsig-Artemis-Admin"
     assert "1 membership(s) revoked" in cli("project", "archive", "--org", org, "Artemis")
     assert (await client.get(f"/Groups/{group_id}")).status_code == 404
-    assert "(archived)" in cli("project", "list", "--org", org, "--all")
+    assert {"name": "Artemis", "archived": True} in [
+        {"name": project["name"], "archived": project["archived"]}
+        for project in listed("project", "list", "--all")
+    ]
     assert "Artemis" not in cli("project", "list", "--org", org)
 
 
@@ -317,9 +331,9 @@ async def test_an_admins_removal_reaches_okta_as_inactive_within_a_second(
 
 
 def test_projections_status_and_rebuild_through_the_cli(server: ServiceProcess) -> None:
-    report = run_cli(server.env, "projections", "status").stdout
-    lines = {line.split()[0]: line for line in report.splitlines()}
-    assert set(lines) == {
+    report = run_cli(server.env, "projections", "status", "--format", "json").stdout
+    states = {row["name"]: row["state"] for row in json.loads(report)}
+    assert set(states) == {
         "scim",
         "analytics.provisioning_activity",
         "analytics.access",
@@ -327,8 +341,8 @@ def test_projections_status_and_rebuild_through_the_cli(server: ServiceProcess) 
         "reactor.deactivation_removes_from_organization",
         "reactor.removal_deactivates",
     }
-    assert "inline" in lines["scim"]
-    assert "running" in lines["analytics.provisioning_activity"], "serve runs the runner in-process"
+    assert states["scim"] == "inline"
+    assert states["analytics.provisioning_activity"] == "running", "serve runs the runner in-process"
     rebuilt = run_cli(server.env, "projections", "rebuild", "analytics.provisioning_activity")
     assert rebuilt.stdout.startswith("rebuilt analytics.provisioning_activity from ")
     refused = run_cli(server.env, "projections", "rebuild", "reactor.removal_deactivates", check=False)
