@@ -126,6 +126,8 @@ async def test_user_show_finds_a_user_by_username_and_tells_state_groups_and_his
     people: dict[str, str], tenant: Tenant, cli_env: dict[str, str]
 ) -> None:
     org = tenant.org.name
+    # Renamed after Ada joined its group: her groups have the new name, her history the name of its time.
+    run_cli(cli_env, "project", "rename", "--org", org, "Apollo", "Artemis")
     run_cli(cli_env, "user", "remove", "--org", org, people["ada"])
     shown = json.loads(
         run_cli(cli_env, "user", "show", "--org", org, "ada@ACME.test", "--format", "json").stdout
@@ -140,8 +142,8 @@ async def test_user_show_finds_a_user_by_username_and_tells_state_groups_and_his
     assert shown["profile"]["name"] == {"givenName": "Isaac", "familyName": "Brock"}
     [group] = shown["groups"]
     assert (group["displayName"], group["project"], group["role"]) == (
-        "Statsig-Apollo-Admin",
-        "Apollo",
+        "Statsig-Artemis-Admin",
+        "Artemis",
         "Admin",
     )
     assert [entry["type"] for entry in shown["history"]] == [
@@ -158,7 +160,7 @@ async def test_user_show_finds_a_user_by_username_and_tells_state_groups_and_his
     lines = text.splitlines()
     groups_header = lines.index("groups (project × role)") + 1
     assert lines[groups_header].split() == list(user_directory.GROUP_COLUMNS)
-    assert lines[groups_header + 1].split()[1:4] == ["Statsig-Apollo-Admin", "Apollo", "Admin"]
+    assert lines[groups_header + 1].split()[1:4] == ["Statsig-Artemis-Admin", "Artemis", "Admin"]
     history_header = lines.index("recent history (last 1 event(s), oldest first)") + 1
     assert lines[history_header].split() == ["position", "recorded_at", "actor", "type", "change"]
     assert "removed from the organization (cause: admin)" in lines[history_header + 1]
