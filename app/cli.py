@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from app import catalog_repair, logs, tenancy
+from app import catalog_repair, logs, schema_cli, tenancy
 from app.catalog import KINDS, CatalogService
 from app.database import EmbeddedDatabaseError, database_url
 from app.exits import ExitCode
@@ -677,6 +677,8 @@ def _parser() -> argparse.ArgumentParser:
     org_create.add_argument("name")
     org_create.set_defaults(db_handler=_org_create)
     org.add_parser("list", help="list organizations").set_defaults(db_handler=_org_list)
+
+    schema_cli.add_commands(commands)
 
     token = commands.add_parser("token", help="API tokens").add_subparsers(
         dest="token_command", required=True
