@@ -21,6 +21,7 @@ from domain.errors import DomainError, NotFound
 from domain.org_schemas import OrgSchema, schema_id_for
 from eventstore.pool import Connection
 from eventstore.store import EventStore, Metadata
+from projections import org_schemas
 from scim.declaration import (
     InvalidDeclaration,
     SchemaDeclaration,
@@ -52,12 +53,6 @@ def parse(document: bytes) -> SchemaDeclaration:
         raise DomainError(str(error)) from error
 
 
-_UPSERT = """
-INSERT INTO org_schemas (org_id, schema_id, urn, declaration, version, declared_at, declared_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (org_id, schema_id) DO UPDATE SET urn = excluded.urn, declaration = excluded.declaration,
-    version = excluded.version, declared_at = excluded.declared_at, declared_by = excluded.declared_by
-"""
 _COLUMNS = "urn, version, declared_at, declared_by, declaration"
 
 
@@ -81,16 +76,7 @@ class OrgSchemaService:
                 schema.declare(document)
             recorded = await transaction.save(org_id, [schema], metadata)
             if recorded:
-                await transaction.connection.execute(
-                    _UPSERT,
-                    org_id,
-                    schema_id,
-                    schema.urn,
-                    document,
-                    schema.version,
-                    recorded[-1].recorded_at,
-                    metadata.actor,
-                )
+                await org_schemas.write(transaction.connection, recorded[-1])
         return schema.version, bool(recorded)
 
     @staticmethod

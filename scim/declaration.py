@@ -13,12 +13,12 @@ from typing import Any
 
 import msgspec
 
-from scim.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER, IMMUTABLE, READ_WRITE, Attribute, Schema
+from scim.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER, READ_WRITE, Attribute, Schema
 
 TYPES = ("string", "boolean", "decimal", "integer", "dateTime", "reference", "binary", "complex")
 # readOnly values are the server's and writeOnly ones are never kept (scim/schema.py's `stored`): an
-# extension's attributes are the client's, and kept.
-MUTABILITIES = (READ_WRITE, IMMUTABLE)
+# extension's attributes are the client's, and kept. immutable would promise a check that no write makes.
+MUTABILITIES = (READ_WRITE,)
 # RFC 7643 §2.1: ATTRNAME = ALPHA *(nameChar), nameChar = "-" / "_" / DIGIT / ALPHA.
 _ATTRNAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 # RFC 8141's URN, narrowed to the characters a filter or PATCH path can carry (scim/filter.py reads a URN as
@@ -142,8 +142,8 @@ def _check_attribute(attribute: AttributeDeclaration, path: str, nested: bool) -
         raise refuse(f"unknown type '{attribute.type}'; use one of {', '.join(TYPES)}.")
     if attribute.mutability not in MUTABILITIES:
         raise refuse(
-            f"mutability '{attribute.mutability}' is not supported; use one of {', '.join(MUTABILITIES)} "
-            "(the identity provider's values are kept and returned)."
+            f"mutability '{attribute.mutability}' is not supported; use 'readWrite' (the identity provider's "
+            "values are kept, returned and may change)."
         )
     if attribute.returned != "default":
         raise refuse(f"returned '{attribute.returned}' is not supported; use 'default'.")

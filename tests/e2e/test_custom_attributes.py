@@ -268,3 +268,16 @@ async def test_a_new_declaration_keeps_old_events_and_stored_values_but_renders_
         json={"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": f"{ACME}:region", "value": "EU"}]},
     )
     assert patched.json()[ACME] == {"region": "EU", "badgeNumber": 7}
+    # The write left what the declaration no longer describes out of the profile, and recorded so.
+    stored = await pool.fetchval(
+        "SELECT resource FROM scim_users WHERE org_id = $1 AND user_id = $2",
+        tenant.org.org_id,
+        uuid.UUID(created["id"]),
+    )
+    assert stored[ACME] == {"region": "EU", "badgeNumber": 7}
+    changed = await pool.fetchval(
+        "SELECT payload FROM events WHERE org_id = $1 AND stream_id = $2 ORDER BY version DESC LIMIT 1",
+        tenant.org.org_id,
+        uuid.UUID(created["id"]),
+    )
+    assert changed["changed"] == {ACME: {"region": "EU", "badgeNumber": 7}}

@@ -163,7 +163,8 @@ def test_uniqueness_other_than_none_is_refused_clearly() -> None:
     assert "uniqueness 'server' is not supported" in detail
 
 
-def test_read_only_and_write_only_attributes_are_refused() -> None:
+def test_only_read_write_attributes_are_accepted() -> None:
+    assert "mutability 'immutable' is not supported" in refusal({"name": "badge", "mutability": "immutable"})
     assert "mutability 'readOnly' is not supported" in refusal({"name": "badge", "mutability": "readOnly"})
     assert "mutability 'writeOnly'" in refusal({"name": "badge", "mutability": "writeOnly"})
 
