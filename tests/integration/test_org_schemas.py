@@ -41,7 +41,8 @@ async def test_a_redeclaration_is_a_new_version_and_the_first_declaration_still_
     async with services.store.transaction() as transaction:
         loaded = (await transaction.load(org_id, [schema_id]))[schema_id]
         history = (await transaction.read_streams(org_id, [schema_id]))[schema_id]
-    assert isinstance(loaded, OrgSchema) and loaded.version == 2
+    assert isinstance(loaded, OrgSchema)
+    assert loaded.version == 2
     assert [attribute["name"] for attribute in loaded.declaration["attributes"]] == ["region"]
     assert [event.type for event in history] == ["OrgSchemaDeclared", "OrgSchemaRedeclared"]
     assert [attribute["name"] for attribute in history[0].payload["declaration"]["attributes"]] == [
@@ -73,19 +74,23 @@ async def test_user_types_are_built_once_per_schema_version_and_follow_a_new_dec
         _, token = await tenancy.issue_token(connection, org.org_id)
     authenticator = tenancy.Authenticator(pool, cache_seconds=0)
     undeclared = await authenticator.authenticate(token)
-    assert undeclared is not None and undeclared.schema_version == 0
+    assert undeclared is not None
+    assert undeclared.schema_version == 0
     assert await services.user_types.of(org.org_id, 0) is USER
 
     await services.schemas.declare(org.org_id, acme("costCode"), ADMIN)
     first = await authenticator.authenticate(token)
-    assert first is not None and first.schema_version == 1
+    assert first is not None
+    assert first.schema_version == 1
     user_type = await services.user_types.of(org.org_id, first.schema_version)
-    assert user_type.extension(ACME) is not None and user_type.resolve(ACME, "costCode", None) is not None
+    assert user_type.extension(ACME) is not None
+    assert user_type.resolve(ACME, "costCode", None) is not None
     assert await services.user_types.of(org.org_id, first.schema_version) is user_type
 
     await services.schemas.declare(org.org_id, acme("region"), ADMIN)
     second = await authenticator.authenticate(token)
-    assert second is not None and second.schema_version == 2
+    assert second is not None
+    assert second.schema_version == 2
     redeclared = await services.user_types.of(org.org_id, second.schema_version)
     assert redeclared.resolve(ACME, "region", None) is not None
     assert redeclared.resolve(ACME, "costCode", None) is None
