@@ -152,6 +152,10 @@ def _check_attribute(attribute: AttributeDeclaration, path: str, nested: bool) -
             f"uniqueness '{attribute.uniqueness}' is not supported: this service does not enforce uniqueness "
             "of custom attributes; use 'none'."
         )
+    if nested and attribute.required:
+        # Only an extension's own attributes are checked for presence (scim/schema.py builds the values of a
+        # complex attribute without required fields, as the core schema's sub-attributes need none).
+        raise refuse("a sub-attribute cannot be required; make the complex attribute itself required.")
     if attribute.canonical_values and attribute.type not in ("string", "reference"):
         raise refuse(f"canonicalValues apply to string attributes, not to a {attribute.type}.")
     if attribute.type == "complex":

@@ -157,6 +157,14 @@ def test_a_complex_attribute_needs_sub_attributes_and_they_cannot_nest() -> None
     assert "one level" in nested
 
 
+def test_a_required_sub_attribute_is_refused_as_it_would_not_be_enforced() -> None:
+    detail = refusal(
+        {"name": "desk", "type": "complex", "subAttributes": [{"name": "floor", "required": True}]}
+    )
+    assert "'desk.floor'" in detail
+    assert "cannot be required" in detail
+
+
 def test_uniqueness_other_than_none_is_refused_clearly() -> None:
     detail = refusal({"name": "badge", "uniqueness": "server"})
     assert "'badge'" in detail
