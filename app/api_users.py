@@ -26,6 +26,7 @@ from app.http import (
     read_json,
     services_of,
 )
+from app.tenancy import Principal
 from projections import scim_users
 from projections.scim_users import UserRow
 from scim.errors import invalid_value
@@ -33,17 +34,22 @@ from scim.filter import AttrPath, parse_attr_path, parse_attribute_list
 from scim.filter_cost import parse_bounded_filter
 from scim.patch import PatchOperation, PatchRequest, parse_operations
 from scim.query import ListQuery
-from scim.schema import CORE_USER, USER, select_attributes
+from scim.schema import CORE_USER, USER, ResourceType, select_attributes
 
 
-def render(row: UserRow, base: str) -> dict[str, Any]:
-    resource = row.resource
-    schemas = [CORE_USER, *(urn for urn in USER.schema_ids[1:] if urn in resource)]
+async def user_type(request: Request, principal: Principal) -> ResourceType:
+    """The User resource type of the principal's organization: with the extensions it declared, if any."""
+    return await services_of(request).user_types.of(principal.org_id, principal.schema_version)
+
+
+def render(row: UserRow, base: str, resource_type: ResourceType = USER) -> dict[str, Any]:
+    resource = resource_type.in_schema_order(row.resource)
+    schemas = [CORE_USER, *(urn for urn in resource_type.schema_ids[1:] if urn in resource)]
     user_id = str(row.user_id)
     return {
         "schemas": schemas,
         "id": user_id,
-        **USER.in_schema_order(resource),
+        **resource,
         **(
             {
                 "groups": [
@@ -127,9 +133,13 @@ def patch_operations(body: Any) -> list[PatchOperation]:
     return parse_operations(patch_request)
 
 
-def _resource_response(request: Request, row: UserRow, status: int = 200) -> Response:
+def _resource_response(
+    request: Request, row: UserRow, resource_type: ResourceType, status: int = 200
+) -> Response:
     include, exclude = selection(request)
-    document = select_attributes(USER, render(row, base_url(request)), include, exclude)
+    document = select_attributes(
+        resource_type, render(row, base_url(request), resource_type), include, exclude
+    )
     headers = {"ETag": etag(row.version)}
     if status == 201:
         headers["Location"] = (
@@ -145,11 +155,17 @@ class UsersCollection(Endpoint):
         principal = await authenticate(request)
         services = services_of(request)
         listing = list_parameters(request)
+        resource_type = await user_type(request, principal)
         async with services.pool.acquire() as connection:
-            page = await scim_users.query(connection, principal.org_id, listing, services.page_ends)
+            page = await scim_users.query(
+                connection, principal.org_id, listing, services.page_ends, resource_type
+            )
         base = base_url(request)
         resources = [
-            select_attributes(USER, render(row, base), listing.include, listing.exclude) for row in page.rows
+            select_attributes(
+                resource_type, render(row, base, resource_type), listing.include, listing.exclude
+            )
+            for row in page.rows
         ]
         return list_response(page.total, listing.start_index, resources)
 
@@ -158,13 +174,14 @@ class UsersCollection(Endpoint):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a User.")
+        resource_type = await user_type(request, principal)
         attributes = await off_loop(
-            request, USER.validate, body, services_of(request).settings.max_identifier_length
+            request, resource_type.validate, body, services_of(request).settings.max_identifier_length
         )
         row = await services_of(request).users.provision(
             principal.org_id, attributes, metadata(request, principal)
         )
-        response: Response = await off_loop(request, _resource_response, request, row, 201)
+        response: Response = await off_loop(request, _resource_response, request, row, resource_type, 201)
         return response
 
 
@@ -177,7 +194,7 @@ class UserResource(Endpoint):
             row = await services.users.get(connection, principal.org_id, user_id)
         if request.headers.get("if-none-match") == etag(row.version):
             return Response(status_code=304, headers={"ETag": etag(row.version)})
-        return _resource_response(request, row)
+        return _resource_response(request, row, await user_type(request, principal))
 
     async def put(self, request: Request) -> Response:
         principal = await authenticate(request)
@@ -185,8 +202,9 @@ class UserResource(Endpoint):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a User.")
+        resource_type = await user_type(request, principal)
         attributes = await off_loop(
-            request, USER.validate, body, services_of(request).settings.max_identifier_length
+            request, resource_type.validate, body, services_of(request).settings.max_identifier_length
         )
         row = await services_of(request).users.replace(
             principal.org_id,
@@ -196,13 +214,14 @@ class UserResource(Endpoint):
             if_match(request),
             off_loop=large_body(request),
         )
-        response: Response = await off_loop(request, _resource_response, request, row)
+        response: Response = await off_loop(request, _resource_response, request, row, resource_type)
         return response
 
     async def patch(self, request: Request) -> Response:
         principal = await authenticate(request)
         user_id = parse_id(request.path_params["id"])
         operations = await off_loop(request, patch_operations, await read_json(request))
+        resource_type = await user_type(request, principal)
         row = await services_of(request).users.patch(
             principal.org_id,
             user_id,
@@ -210,8 +229,9 @@ class UserResource(Endpoint):
             metadata(request, principal),
             if_match(request),
             off_loop=large_body(request),
+            resource_type=resource_type,
         )
-        response: Response = await off_loop(request, _resource_response, request, row)
+        response: Response = await off_loop(request, _resource_response, request, row, resource_type)
         return response
 
     async def delete(self, request: Request) -> Response:

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from app import catalog_repair, logs, tenancy
+from app import catalog_repair, logs, schema_cli, tenancy
 from app.catalog import KINDS, CatalogService
 from app.cli_context import Context, Handler, admin
 from app.cli_output import (
@@ -611,6 +611,8 @@ def _parser() -> argparse.ArgumentParser:
     org_list = org.add_parser("list", help="list organizations")
     add_format_option(org_list)
     org_list.set_defaults(db_handler=_org_list)
+
+    schema_cli.add_commands(commands)
 
     token = commands.add_parser("token", help="API tokens").add_subparsers(
         dest="token_command", required=True

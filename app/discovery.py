@@ -9,12 +9,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http import ScimResponse, base_url, list_response, services_of
+from app.http import ScimResponse, authenticate, base_url, list_response, services_of
 from domain.errors import NotFound
-from scim.schema import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA
+from scim.schema import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA, ResourceType
 
 RESOURCE_TYPES = (USER, GROUP)
 SCHEMAS = (USER_SCHEMA, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA)
+
+
+async def _user_type(request: Request) -> ResourceType:
+    """/Schemas and /ResourceTypes are public and then describe the standard schemas alone; with an
+    organization's SCIM token they describe its own extensions too (a bad token is refused as anywhere)."""
+    if "authorization" not in request.headers:
+        return USER
+    principal = await authenticate(request)
+    return await services_of(request).user_types.of(principal.org_id, principal.schema_version)
 
 
 async def service_provider_config(request: Request) -> Response:
@@ -43,26 +52,27 @@ async def service_provider_config(request: Request) -> Response:
     )
 
 
-def _resource_types(base: str) -> dict[str, dict[str, Any]]:
-    return {kind.name: kind.to_scim(f"{base}/ResourceTypes/{kind.name}") for kind in RESOURCE_TYPES}
+def _resource_types(base: str, user_type: ResourceType) -> dict[str, dict[str, Any]]:
+    return {kind.name: kind.to_scim(f"{base}/ResourceTypes/{kind.name}") for kind in (user_type, GROUP)}
 
 
-def _schemas(base: str) -> dict[str, dict[str, Any]]:
-    return {schema.id: schema.to_scim(f"{base}/Schemas/{schema.id}") for schema in SCHEMAS}
+def _schemas(base: str, user_type: ResourceType) -> dict[str, dict[str, Any]]:
+    custom = user_type.extensions[len(USER.extensions) :]
+    return {schema.id: schema.to_scim(f"{base}/Schemas/{schema.id}") for schema in (*SCHEMAS, *custom)}
 
 
 def _read_only_collection(
-    path: str, documents: Callable[[str], dict[str, dict[str, Any]]], what: str
+    path: str, documents: Callable[[str, ResourceType], dict[str, dict[str, Any]]], what: str
 ) -> list[Route]:
     """GET `path` lists the documents; GET `path/{key}` returns one."""
 
     async def listing(request: Request) -> Response:
-        listed = list(documents(base_url(request)).values())
+        listed = list(documents(base_url(request), await _user_type(request)).values())
         return list_response(len(listed), 1, listed)
 
     async def item(request: Request) -> Response:
         key = request.path_params["key"]
-        document = documents(base_url(request)).get(key)
+        document = documents(base_url(request), await _user_type(request)).get(key)
         if document is None:
             raise NotFound(f"No {what} '{key}'.")
         return ScimResponse(document)

@@ -22,6 +22,7 @@ from app.groups import GroupService
 from app.http import EXCEPTION_HANDLERS, EdgeMiddleware
 from app.migrate import migrate
 from app.operations import Metrics, Operations
+from app.org_schemas import OrgSchemaService, UserTypes
 from app.ratelimit import RateLimiter
 from app.services import Services
 from app.settings import Settings
@@ -93,6 +94,8 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         page_ends=PageEnds(),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         admission=Admission.from_settings(settings),
+        schemas=OrgSchemaService(store),
+        user_types=UserTypes(pool),
     )
 
 

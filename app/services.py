@@ -9,6 +9,7 @@ import asyncpg
 from app.admission import Admission
 from app.catalog import CatalogService
 from app.groups import GroupService
+from app.org_schemas import OrgSchemaService, UserTypes
 from app.ratelimit import RateLimiter
 from app.settings import Settings
 from app.tenancy import Authenticator
@@ -36,6 +37,8 @@ class Services:
     page_ends: PageEnds
     rate_limiter: RateLimiter
     admission: Admission
+    schemas: OrgSchemaService
+    user_types: UserTypes
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

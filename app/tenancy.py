@@ -17,6 +17,7 @@ import uuid
 import asyncpg
 import msgspec
 
+from app.org_schemas import SCHEMA_VERSION_SQL
 from domain.catalog import checked_name
 from domain.errors import DomainError, NotFound
 from eventstore.pool import Connection
@@ -34,6 +35,8 @@ class Principal(msgspec.Struct, frozen=True):
     org_id: uuid.UUID
     token_id: uuid.UUID
     scope: str
+    # The org's declared extension schemas' version (app/org_schemas.py), read with the token.
+    schema_version: int = 0
 
     @property
     def actor(self) -> str:
@@ -140,7 +143,8 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             return cached[1]
         row = await self._pool.fetchrow(
-            "SELECT org_id, token_id, scope, secret_hash FROM api_tokens "
+            "SELECT org_id, token_id, scope, secret_hash, "
+            f"{SCHEMA_VERSION_SQL.format(org='api_tokens.org_id')} AS schema_version FROM api_tokens "
             "WHERE secret_hash = $1 AND revoked_at IS NULL",
             digest,
         )
@@ -148,7 +152,7 @@ class Authenticator:
         # comparison makes the match itself independent of how much of it agrees, whatever index is used.
         principal = None
         if row is not None and hmac.compare_digest(row["secret_hash"], digest):
-            principal = Principal(row["org_id"], row["token_id"], row["scope"])
+            principal = Principal(row["org_id"], row["token_id"], row["scope"], row["schema_version"])
         if self._cache_seconds > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()  # bound memory against floods of made-up tokens

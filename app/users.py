@@ -17,7 +17,7 @@ from projections import scim_users
 from projections.scim import ScimProjection
 from projections.scim_users import UserRow, row_of
 from scim.patch import DEFAULT_LIMITS, PatchLimits, PatchOperation, apply_patch
-from scim.schema import USER
+from scim.schema import USER, ResourceType
 
 # A PATCH or PUT that loses a race is decided again on the newer state, unless the client pinned the version
 # it saw with If-Match: then the race is the client's to resolve (412). Retries queue on a stream lock, so
@@ -91,11 +91,14 @@ class UserService:
         metadata: Metadata,
         if_match: Callable[[int], bool] | None = None,
         off_loop: bool = False,
+        resource_type: ResourceType = USER,
     ) -> UserRow:
+        """`resource_type`: the organization's User type, with the extensions it declared."""
+
         def decide(user: User) -> None:
             current = {**user.attributes, "active": user.active}
             patched = apply_patch(
-                USER, current, operations, read_only={"id": str(user.id)}, limits=self._limits
+                resource_type, current, operations, read_only={"id": str(user.id)}, limits=self._limits
             )
             profile, active = split_active(patched)
             # A PATCH that turns `active` from false to true is how Okta and Entra reactivate: explicit, so it

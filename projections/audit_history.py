@@ -59,6 +59,11 @@ def describe(event: RecordedEvent, snapshot: Snapshot) -> str:
             return f"group '{snapshot.group_name(event.stream_id)}' linked by the identity provider"
         case "GroupUnlinked":
             return f"group '{snapshot.group_name(event.stream_id)}' unlinked{cause}"
+        case "OrgSchemaDeclared" | "OrgSchemaRedeclared":
+            declaration = payload.get("declaration", {})
+            names = ", ".join(attribute.get("name", "?") for attribute in declaration.get("attributes", []))
+            again = " again" if event.type == "OrgSchemaRedeclared" else ""
+            return f"schema '{declaration.get('id')}' declared{again} (version {event.version}): {names}"
     return event.type
 
 

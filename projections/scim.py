@@ -16,12 +16,12 @@ from eventsourcing.utils import get_topic
 from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, Metadata, RecordedEvent, Transaction
-from projections import scim_users
+from projections import org_schemas, scim_users
 from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector
 
 GROUP_TABLES = "scim_groups, group_members, catalog_projects, catalog_roles"
-_TABLES = f"scim_users, {GROUP_TABLES}"
+_TABLES = f"scim_users, {GROUP_TABLES}, org_schemas"
 
 
 @contextmanager
@@ -116,4 +116,5 @@ class ScimProjection:
                 sorted(GROUP_EVENT_TYPES),
             )
             await self.groups.rebuild(connection, [RecordedEvent(*row) for row in rows])
+            await org_schemas.rebuild_rows(connection)
             return replayed + sum(1 for row in rows if row["type"] not in scim_users.USER_EVENT_TYPES)

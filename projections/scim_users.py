@@ -6,6 +6,7 @@ decided (the write path) or replayed from the log (a rebuild), so both paths pro
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -24,7 +25,7 @@ from eventstore.store import ASSIGNED_TX, FollowUp, RecordedEvent
 from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
 from scim.folding import fold
 from scim.query import ListQuery
-from scim.schema import USER
+from scim.schema import USER, ResourceType
 
 USER_COLUMNS = {
     "id": Column("user_id::text", case_exact=True, unique=True),
@@ -218,10 +219,21 @@ async def groups_of(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUI
 
 
 async def query(
-    connection: Connection, org_id: uuid.UUID, listing: ListQuery, page_ends: PageEnds | None = None
+    connection: Connection,
+    org_id: uuid.UUID,
+    listing: ListQuery,
+    page_ends: PageEnds | None = None,
+    resource_type: ResourceType = USER,
 ) -> Page:
-    """One page in a stable order: `sortBy` first if given, then provisioning order."""
-    total, rows = await USER_PAGES.fetch(connection, org_id, listing, page_ends)
+    """One page in a stable order: `sortBy` first if given, then provisioning order. `resource_type` is the
+    organization's User type: its own extensions' attributes are filtered and sorted on in the jsonb document,
+    under their URN, as the enterprise extension's are."""
+    pages = USER_PAGES
+    if resource_type is not USER:
+        pages = dataclasses.replace(
+            USER_PAGES, compiler=dataclasses.replace(USER_QUERIES, resource_type=resource_type)
+        )
+    total, rows = await pages.fetch(connection, org_id, listing, page_ends)
     return Page(total, [UserRow(*row) for row in rows])
 
 

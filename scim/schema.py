@@ -408,11 +408,18 @@ class ResourceType:
 
     def __post_init__(self) -> None:
         extensions = (
-            (f"x{index}", extension.id, _struct(extension.name, extension.attributes))
+            # Required attributes of an extension are required when the extension is sent at all.
+            (f"x{index}", extension.id, _struct(extension.name, extension.attributes, required=True))
             for index, extension in enumerate(self.extensions)
         )
         validator = _struct(f"{self.name}Resource", self._core_attributes, required=True, extra=extensions)
         object.__setattr__(self, "_validator", validator)
+
+    def with_extensions(self, extensions: Iterable[Schema]) -> ResourceType:
+        """This resource type with an organization's own extensions after the built-in ones."""
+        return ResourceType(
+            self.name, self.endpoint, self.description, self.schema, (*self.extensions, *extensions)
+        )
 
     @property
     def validator(self) -> type[msgspec.Struct]:
@@ -498,7 +505,11 @@ class ResourceType:
         for extension in self.extensions:
             value = attributes.get(extension.id)
             if isinstance(value, dict):
-                ordered[extension.id] = _ordered(extension.attributes, value)
+                # Values that an org's earlier declaration described and its current one does not are kept
+                # in the profile, never rendered: an extension left with nothing is absent.
+                described = _ordered(extension.attributes, value)
+                if described:
+                    ordered[extension.id] = described
         return ordered
 
     @functools.cached_property
