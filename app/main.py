@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from app import api_audit, api_groups, api_users, discovery, openapi, operations
+from app import api_audit, api_groups, api_search, api_users, discovery, openapi, operations
 from app.admission import Admission, ReleaseAdmission
 from app.catalog import CatalogService
 from app.database import database_url
@@ -149,7 +149,11 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
         routes=[
-            *_under(SCIM_BASE, [*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
+            # A POST to `/Users/.search` matches `/Users/{id}` only partly (it takes no POST), so Starlette
+            # goes on to the search's full match.
+            *_under(
+                SCIM_BASE, [*api_users.ROUTES, *api_groups.ROUTES, *api_search.ROUTES, *discovery.ROUTES]
+            ),
             *_under("/audit", api_audit.ROUTES),
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
