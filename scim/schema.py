@@ -205,7 +205,15 @@ USER_SCHEMA = Schema(
         Attribute("preferredLanguage", description="The User's preferred written or spoken language."),
         Attribute("locale", description="The User's default location, e.g. 'en-US'."),
         Attribute("timezone", description="The User's time zone in the IANA Time Zone database format."),
-        Attribute("active", "boolean", description="The User's administrative status."),
+        Attribute(
+            "active",
+            "boolean",
+            description=(
+                "The User's administrative status. A PATCH that removes it leaves it unassigned, which counts "
+                "as not active: the user is deactivated, and the resource shows no 'active' until a client "
+                "sets it again (a PATCH setting it to true reactivates)."
+            ),
+        ),
         Attribute(
             "password",
             mutability=WRITE_ONLY,
@@ -284,8 +292,20 @@ ENTERPRISE_USER_SCHEMA = Schema(
                 Attribute(
                     "value", description="The id of the SCIM resource representing the User's manager."
                 ),
-                Attribute("$ref", "reference", reference_types=("User",)),
-                Attribute("displayName", mutability=READ_ONLY),
+                # value and $ref are the client's, readWrite as RFC 7643 §8.7.2 declares them. displayName is
+                # readOnly: a client's is not kept, and the service does not fill it either, since a copy of
+                # the manager's name would go stale whenever the manager's own resource changes.
+                Attribute(
+                    "$ref",
+                    "reference",
+                    reference_types=("User",),
+                    description="The URI of the manager's User resource, as the client sent it.",
+                ),
+                Attribute(
+                    "displayName",
+                    mutability=READ_ONLY,
+                    description="Not returned: the manager's name is on the manager's own User resource.",
+                ),
             ),
         ),
     ),
