@@ -149,10 +149,9 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
         routes=[
-            # A POST to `/Users/.search` matches `/Users/{id}` only partly (it takes no POST), so Starlette
-            # goes on to the search's full match.
+            # `.search` first: `/Users/{id}` would match `/Users/.search` too.
             *_under(
-                SCIM_BASE, [*api_users.ROUTES, *api_groups.ROUTES, *api_search.ROUTES, *discovery.ROUTES]
+                SCIM_BASE, [*api_search.ROUTES, *api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]
             ),
             *_under("/audit", api_audit.ROUTES),
             Route("/healthz", operations.healthz, methods=["GET"]),
