@@ -8,8 +8,9 @@ from typing import Any
 import asyncpg
 import httpx
 
+from app import tenancy
 from eventstore.runner import Runner
-from tests.conftest import okta_user
+from tests.conftest import Tenant, okta_user
 from tests.e2e.test_reactors import user_events, within
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -56,12 +57,23 @@ async def test_removing_active_deactivates_and_the_resource_shows_no_active(
 
 
 async def test_removing_active_of_an_inactive_user_still_records_that_it_became_unassigned(
-    scim: httpx.AsyncClient, pool: asyncpg.Pool
+    scim: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant
 ) -> None:
     user = await create(scim)
     assert (await scim.patch(f"/Users/{user['id']}", json=set_active(False))).json()["active"] is False
     assert "active" not in (await scim.patch(f"/Users/{user['id']}", json=REMOVE_ACTIVE)).json()
     assert await deactivations(pool, user["id"]) == [({"unassigned": False}, 2), ({"unassigned": True}, 2)]
+    async with pool.acquire() as connection:
+        _, auditor = await tenancy.issue_token(connection, tenant.org.org_id, scope="auditor")
+    history = await scim.get(
+        "http://scim.test/audit/history",
+        params={"user": user["id"]},
+        headers={"Authorization": f"Bearer {auditor}"},
+    )
+    assert [event["change"] for event in history.json()["events"]][-2:] == [
+        "deactivated",
+        "deactivated: 'active' was removed, and is unassigned",
+    ]
 
 
 async def test_a_client_assigns_active_again_with_false_or_true(
