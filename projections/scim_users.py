@@ -30,7 +30,8 @@ USER_COLUMNS = {
     "id": Column("user_id::text", case_exact=True, unique=True),
     "userName": Column("user_name", unique=True),
     "externalId": Column("external_id", case_exact=True),
-    "active": Column("active", "boolean"),
+    # The column is false while `active` is unassigned (which counts as not active), but `active pr` is not.
+    "active": Column("active", "boolean", present="(scim_users.resource ? 'active')"),
     "meta.created": Column("created", "dateTime"),
     "meta.lastModified": Column("last_modified", "dateTime"),
     "meta.resourceType": Column("'User'::text", case_exact=True),

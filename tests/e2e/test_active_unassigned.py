@@ -51,6 +51,11 @@ async def test_removing_active_deactivates_and_the_resource_shows_no_active(
         "/Users", params={"filter": f'userName eq "{user["userName"]}" and active eq false'}
     )
     assert inactive.json()["totalResults"] == 1
+    for filter_text, found in (("active pr", 0), ("not (active pr)", 1), ("active eq true", 0)):
+        listed = await scim.get(
+            "/Users", params={"filter": f'userName eq "{user["userName"]}" and {filter_text}'}
+        )
+        assert listed.json()["totalResults"] == found, filter_text
     # Removing it again records nothing more.
     assert (await scim.patch(f"/Users/{user['id']}", json=REMOVE_ACTIVE)).status_code == 200
     assert len(await deactivations(pool, user["id"])) == 1
