@@ -29,12 +29,14 @@ from app.http import (
     read_json,
     services_of,
 )
+from app.tenancy import Principal
 from domain.errors import NotFound
 from projections import scim_groups
 from projections.scim_groups import GroupRow, Member
 from scim.errors import ScimError, invalid_value
 from scim.filter import AttrPath
 from scim.group_patch import GroupChange, plan_patch, plan_put
+from scim.query import ListQuery
 from scim.schema import CORE_GROUP, GROUP, select_attributes
 
 CREATE_REFUSED = (
@@ -83,26 +85,31 @@ def _plan_patch(body: Any) -> GroupChange:
     return plan_patch(patch_operations(body))
 
 
+async def groups_page(
+    request: Request, principal: Principal, query: ListQuery
+) -> tuple[int, list[dict[str, Any]]]:
+    """The groups matching `query` in total, and the page it asks for, rendered: a GET's and a search's."""
+    org_id = principal.org_id
+    services = services_of(request)
+    async with services.pool.acquire() as connection:
+        page = await scim_groups.query(connection, org_id, query, services.page_ends)
+        members: dict[Any, list[Member]] = {}
+        if page.rows and _wants_members(query.include, query.exclude):
+            members = await scim_groups.members_of(connection, org_id, [row.group_id for row in page.rows])
+    base = base_url(request)
+    resources = [
+        select_attributes(GROUP, render(row, members.get(row.group_id), base), query.include, query.exclude)
+        for row in page.rows
+    ]
+    return page.total, resources
+
+
 class GroupsCollection(Endpoint):
     async def get(self, request: Request) -> Response:
         principal = await authenticate(request)
-        services = services_of(request)
-        listing = list_parameters(request)
-        async with services.pool.acquire() as connection:
-            page = await scim_groups.query(connection, principal.org_id, listing, services.page_ends)
-            members: dict[Any, list[Member]] = {}
-            if page.rows and _wants_members(listing.include, listing.exclude):
-                members = await scim_groups.members_of(
-                    connection, principal.org_id, [row.group_id for row in page.rows]
-                )
-        base = base_url(request)
-        resources = [
-            select_attributes(
-                GROUP, render(row, members.get(row.group_id), base), listing.include, listing.exclude
-            )
-            for row in page.rows
-        ]
-        return list_response(page.total, listing.start_index, resources)
+        query = list_parameters(request)
+        total, resources = await groups_page(request, principal, query)
+        return list_response(total, query.start_index, resources)
 
     async def post(self, request: Request) -> Response:
         await authenticate(request)

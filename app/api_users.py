@@ -26,14 +26,15 @@ from app.http import (
     read_json,
     services_of,
 )
+from app.settings import Settings
 from app.tenancy import Principal
 from projections import scim_users
 from projections.scim_users import UserRow
-from scim.errors import invalid_value
+from scim.errors import invalid_syntax, invalid_value
 from scim.filter import AttrPath, parse_attr_path, parse_attribute_list
 from scim.filter_cost import parse_bounded_filter
 from scim.patch import PatchOperation, PatchRequest, parse_operations
-from scim.query import ListQuery
+from scim.query import SEARCH_REQUEST, ListQuery, SearchRequest
 from scim.schema import CORE_USER, USER, ResourceType, select_attributes
 
 
@@ -79,15 +80,14 @@ def render(row: UserRow, base: str, resource_type: ResourceType = USER) -> dict[
 _LARGEST_INDEX = 2**53
 
 
-def _integer(params: Mapping[str, str], name: str, default: int) -> int:
+def _integer(params: Mapping[str, str], name: str) -> int | None:
     text = params.get(name)
     if text is None or text == "":
-        return default
+        return None
     try:
-        value = int(text)
+        return int(text)
     except ValueError as error:
         raise invalid_value(f"{name} must be an integer, not '{text}'.") from error
-    return max(-_LARGEST_INDEX, min(value, _LARGEST_INDEX))
 
 
 def selection(request: Request) -> tuple[list[AttrPath] | None, list[AttrPath] | None]:
@@ -106,26 +106,76 @@ def list_parameters(request: Request) -> ListQuery:
     # Parsed as Starlette's query_params parses it, into a plain dict: its multidict answers a missing name by
     # raising KeyError inside `get`, and most of the names asked for here are missing from most requests.
     params = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True))
-    settings = services_of(request).settings
-    sort_order = params.get("sortOrder", "ascending").lower()
-    if sort_order not in ("ascending", "descending"):
-        raise invalid_value(f"sortOrder must be 'ascending' or 'descending', not '{sort_order}'.")
     include, exclude = _selection(params)
-    return ListQuery(
-        filter=(
-            parse_bounded_filter(
-                params["filter"], settings.max_filter_terms, settings.max_filter_substring_terms
-            )
-            if params.get("filter")
-            else None
-        ),
-        start_index=max(1, _integer(params, "startIndex", 1)),
-        count=min(max(0, _integer(params, "count", settings.default_page_size)), settings.max_page_size),
-        sort_by=parse_attr_path(params["sortBy"]) if params.get("sortBy") else None,
-        descending=sort_order == "descending",
+    return listing(
+        services_of(request).settings,
+        filter_text=params.get("filter"),
+        start_index=_integer(params, "startIndex"),
+        count=_integer(params, "count"),
+        sort_by=params.get("sortBy"),
+        sort_order=params.get("sortOrder"),
         include=include,
         exclude=exclude,
     )
+
+
+def search_parameters(request: Request, body: Any) -> ListQuery:
+    """A `.search` body (RFC 7644 §3.4.3) as the same ListQuery a GET's query string makes."""
+    search: SearchRequest = decode_as(body, SearchRequest, "SearchRequest")
+    if SEARCH_REQUEST not in search.schemas:
+        raise invalid_syntax(f'A search\'s body must have "schemas": ["{SEARCH_REQUEST}"].')
+    return listing(
+        services_of(request).settings,
+        filter_text=search.filter,
+        start_index=search.start_index,
+        count=search.count,
+        sort_by=search.sort_by,
+        sort_order=search.sort_order,
+        include=_attribute_names(search.attributes),
+        exclude=_attribute_names(search.excluded_attributes),
+    )
+
+
+def _attribute_names(names: list[str] | str | None) -> list[AttrPath] | None:
+    if not names:
+        return None
+    return parse_attribute_list(names if isinstance(names, str) else ",".join(names))
+
+
+def listing(
+    settings: Settings,
+    *,
+    filter_text: str | None,
+    start_index: int | None,
+    count: int | None,
+    sort_by: str | None,
+    sort_order: str | None,
+    include: list[AttrPath] | None,
+    exclude: list[AttrPath] | None,
+) -> ListQuery:
+    """What a GET's query string or a `.search` body asks for, parsed and bounded the same way."""
+    order = (sort_order or "ascending").lower()
+    if order not in ("ascending", "descending"):
+        raise invalid_value(f"sortOrder must be 'ascending' or 'descending', not '{sort_order}'.")
+    return ListQuery(
+        filter=(
+            parse_bounded_filter(filter_text, settings.max_filter_terms, settings.max_filter_substring_terms)
+            if filter_text
+            else None
+        ),
+        start_index=max(1, _bounded(start_index, 1)),
+        count=min(max(0, _bounded(count, settings.default_page_size)), settings.max_page_size),
+        sort_by=parse_attr_path(sort_by) if sort_by else None,
+        descending=order == "descending",
+        include=include,
+        exclude=exclude,
+    )
+
+
+def _bounded(value: int | None, default: int) -> int:
+    if value is None:
+        return default
+    return max(-_LARGEST_INDEX, min(value, _LARGEST_INDEX))
 
 
 def patch_operations(body: Any) -> list[PatchOperation]:
@@ -150,24 +200,29 @@ def _resource_response(
     return ScimResponse(document, status_code=status, headers=headers)
 
 
+async def users_page(
+    request: Request, principal: Principal, query: ListQuery
+) -> tuple[int, list[dict[str, Any]]]:
+    """The users matching `query` in total, and the page it asks for, rendered: a GET's and a search's.
+    Filters, sorting and selection read the principal's organization's User type, its extensions included."""
+    services = services_of(request)
+    resource_type = await user_type(request, principal)
+    async with services.pool.acquire() as connection:
+        page = await scim_users.query(connection, principal.org_id, query, services.page_ends, resource_type)
+    base = base_url(request)
+    resources = [
+        select_attributes(resource_type, render(row, base, resource_type), query.include, query.exclude)
+        for row in page.rows
+    ]
+    return page.total, resources
+
+
 class UsersCollection(Endpoint):
     async def get(self, request: Request) -> Response:
         principal = await authenticate(request)
-        services = services_of(request)
-        listing = list_parameters(request)
-        resource_type = await user_type(request, principal)
-        async with services.pool.acquire() as connection:
-            page = await scim_users.query(
-                connection, principal.org_id, listing, services.page_ends, resource_type
-            )
-        base = base_url(request)
-        resources = [
-            select_attributes(
-                resource_type, render(row, base, resource_type), listing.include, listing.exclude
-            )
-            for row in page.rows
-        ]
-        return list_response(page.total, listing.start_index, resources)
+        query = list_parameters(request)
+        total, resources = await users_page(request, principal, query)
+        return list_response(total, query.start_index, resources)
 
     async def post(self, request: Request) -> Response:
         principal = await authenticate(request)

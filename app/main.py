@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from app import api_audit, api_groups, api_users, discovery, openapi, operations
+from app import api_audit, api_groups, api_search, api_users, discovery, openapi, operations
 from app.admission import Admission, ReleaseAdmission
 from app.catalog import CatalogService
 from app.database import database_url
@@ -152,7 +152,10 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
         routes=[
-            *_under(SCIM_BASE, [*api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]),
+            # `.search` first: `/Users/{id}` would match `/Users/.search` too.
+            *_under(
+                SCIM_BASE, [*api_search.ROUTES, *api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]
+            ),
             *_under("/audit", api_audit.ROUTES),
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),

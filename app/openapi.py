@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from scim.patch import PatchRequest
+from scim.query import SearchRequest
 from scim.schema import GROUP, USER
 
 SCIM = "application/scim+json"
@@ -208,8 +209,8 @@ _SCHEMAS: dict[str, Any] = {
 def _resource_schemas() -> dict[str, Any]:
     """Request bodies described by the very msgspec types the service decodes them with, and the resources
     it returns: those attributes, plus the ones only the server sets."""
-    (user, group, patch), schemas = msgspec.json.schema_components(
-        [USER.validator, GROUP.validator, PatchRequest], ref_template=_REF + "{name}"
+    (user, group, patch, search), schemas = msgspec.json.schema_components(
+        [USER.validator, GROUP.validator, PatchRequest, SearchRequest], ref_template=_REF + "{name}"
     )
     readable = {
         "schemas": {"type": "array", "items": {"type": "string"}},
@@ -229,10 +230,23 @@ def _resource_schemas() -> dict[str, Any]:
             },
         }
     schemas["PatchOp"] = patch
+    schemas["SearchRequestBody"] = search
     return schemas
 
 
-def _list_of(kind: str) -> dict[str, Any]:
+def _search(operation_id: str, summary: str, listed: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "requestBody": _body("SearchRequestBody"),
+            "responses": _responses({200: ("A ListResponse.", listed)}, 400, 413, *_AUTHED),
+        }
+    }
+
+
+def _list_of(*kinds: str) -> dict[str, Any]:
+    items = _ref(kinds[0]) if len(kinds) == 1 else {"anyOf": [_ref(kind) for kind in kinds]}
     return {
         "type": "object",
         "required": ["schemas", "totalResults", "startIndex", "itemsPerPage", "Resources"],
@@ -241,7 +255,7 @@ def _list_of(kind: str) -> dict[str, Any]:
             "totalResults": {"type": "integer", "minimum": 0},
             "startIndex": {"type": "integer", "minimum": 1},
             "itemsPerPage": {"type": "integer", "minimum": 0},
-            "Resources": {"type": "array", "items": _ref(kind)},
+            "Resources": {"type": "array", "items": items},
         },
     }
 
@@ -292,6 +306,15 @@ def document() -> dict[str, Any]:
                 "/scim/v2/Users/{id}": users["item"],
                 "/scim/v2/Groups": groups["collection"],
                 "/scim/v2/Groups/{id}": groups["item"],
+                "/scim/v2/Users/.search": _search(
+                    "searchUsers", "Search users with a body (RFC 7644 §3.4.3), as a GET does.", "UsersList"
+                ),
+                "/scim/v2/Groups/.search": _search(
+                    "searchGroups", "Search groups with a body, as a GET does.", "GroupsList"
+                ),
+                "/scim/v2/.search": _search(
+                    "searchAll", "Search users, then groups, with one body; paged across both.", "SearchList"
+                ),
                 "/scim/v2/ServiceProviderConfig": _discovery(
                     "ServiceProviderConfig", "What this service supports."
                 ),
@@ -381,6 +404,7 @@ def document() -> dict[str, Any]:
                 **_resource_schemas(),
                 "UsersList": _list_of("User"),
                 "GroupsList": _list_of("Group"),
+                "SearchList": _list_of("User", "Group"),
             },
         },
     }

@@ -15,7 +15,7 @@ from eventstore.pool import Connection
 from eventstore.store import EventStore, Metadata, Transaction
 from projections import scim_users
 from projections.scim import ScimProjection
-from projections.scim_users import UserRow, row_of
+from projections.scim_users import UserRow, row_of, scim_resource
 from scim.patch import DEFAULT_LIMITS, PatchLimits, PatchOperation, apply_patch
 from scim.schema import USER, ResourceType
 
@@ -96,7 +96,7 @@ class UserService:
         """`resource_type`: the organization's User type, with the extensions it declared."""
 
         def decide(user: User) -> None:
-            current = {**user.attributes, "active": user.active}
+            current = scim_resource(user)
             patched = apply_patch(
                 resource_type, current, operations, read_only={"id": str(user.id)}, limits=self._limits
             )
@@ -104,6 +104,9 @@ class UserService:
             # A PATCH that turns `active` from false to true is how Okta and Entra reactivate: explicit, so it
             # undoes even an admin's removal. One that leaves `active` as it was activates nobody.
             user.replace(profile, active, explicit_activation=active is True and not user.active)
+            if active is None and "active" in current:
+                # Removed (or set to null): unassigned, which counts as not active (see User.unassign_active).
+                user.unassign_active()
 
         return await self._change(org_id, user_id, decide, metadata, if_match, off_loop)
 

@@ -52,7 +52,21 @@ class User(Aggregate):
         removed: list[str]
 
     class Deactivated(Aggregate.Event):
+        """The user is not active. `unassigned`: their `active` attribute became unassigned (a SCIM PATCH
+        removed it, RFC 7644 §3.5.2.2), which counts as not active; false when it was set to false.
+
+        A field of this event rather than an event of its own: unassigning `active` deactivates the user with
+        every consequence of `active: false`, so every consumer of deactivations (the reactors, analytics,
+        the audit) must see it as one, and only the SCIM rendering tells the two apart. Version 1 had no such
+        field: every deactivation set `active` to false."""
+
         TOPIC: ClassVar[str] = "UserDeactivated"
+        class_version: ClassVar[int] = 2
+        unassigned: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["unassigned"] = False
 
     class Reactivated(Aggregate.Event):
         TOPIC: ClassVar[str] = "UserReactivated"
@@ -96,6 +110,8 @@ class User(Aggregate):
         self.member = True
         # Removed by an org admin in the app: only an explicit activation or the admin's restore undoes it.
         self.removed_by_admin = False
+        # `active` was removed by a client: the user is not active, and shows no `active` until one sets it.
+        self.active_unassigned = False
 
     @property
     def user_name(self) -> str:
@@ -112,8 +128,18 @@ class User(Aggregate):
         removed = sorted(key for key in self.attributes if key not in attributes)
         if changed or removed:
             self._update_profile(changed, removed)
-        if active is not None:
+        if active is False and self.active_unassigned:
+            self._deactivate(unassigned=False)  # a client assigns `active` again, as false
+        elif active is not None:
             self.set_active(active, explicit=explicit_activation)
+
+    def unassign_active(self) -> None:
+        """A client removed `active` (RFC 7644 §3.5.2.2): unassigned counts as not active, so the user is
+        deactivated, with the consequences of `active: false`. Recorded for an inactive user too, since what
+        the resource shows changes; an `active` already unassigned records nothing."""
+        self._require_not_deleted()
+        if not self.active_unassigned:
+            self._deactivate(unassigned=True)
 
     def set_active(self, active: bool, *, explicit: bool = True) -> None:
         """Reactivating a user who was removed from the organization makes them a member again; their group
@@ -129,7 +155,7 @@ class User(Aggregate):
         if active and not self.active:
             self._reactivate()
         elif not active and self.active:
-            self._deactivate()
+            self._deactivate(unassigned=False)
         if active and not self.member:
             self._join_organization("okta_reactivation")
 
@@ -179,12 +205,14 @@ class User(Aggregate):
         self.attributes = attributes
 
     @event(Deactivated)
-    def _deactivate(self) -> None:
+    def _deactivate(self, unassigned: bool) -> None:
         self.active = False
+        self.active_unassigned = unassigned
 
     @event(Reactivated)
     def _reactivate(self) -> None:
         self.active = True
+        self.active_unassigned = False
 
     @event(Deleted)
     def _delete(self) -> None:

@@ -18,6 +18,7 @@ from domain import catalog
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent, Transaction
 from projections.arrays import columns_of
+from scim.schema import ENTERPRISE_USER
 
 Pair = tuple[uuid.UUID, uuid.UUID, uuid.UUID]  # org, user, group
 Key = tuple[uuid.UUID, uuid.UUID]  # org, entity
@@ -32,6 +33,8 @@ _USER_COLUMNS = (
     "deleted",
     "provisioned_at",
     "last_modified",
+    "department",
+    "manager_id",
 )
 _USER_TYPES = frozenset(
     {
@@ -62,6 +65,17 @@ def _profile(attributes: dict[str, Any]) -> dict[str, Any]:
         "external_id": attributes.get("externalId"),
         "display_name": attributes.get("displayName"),
         "email": _email(attributes.get("emails")),
+        **_enterprise(attributes.get(ENTERPRISE_USER)),
+    }
+
+
+def _enterprise(extension: Any) -> dict[str, Any]:
+    """The department and the manager's id, from the Enterprise User extension's object (None if absent)."""
+    extension = extension if isinstance(extension, dict) else {}
+    manager = extension.get("manager")
+    return {
+        "department": extension.get("department"),
+        "manager_id": manager.get("value") if isinstance(manager, dict) else None,
     }
 
 
@@ -226,6 +240,11 @@ class AnalyticsAccess:
                 changes["email"] = _email(payload["changed"]["emails"])
             elif "emails" in payload["removed"]:
                 changes["email"] = None
+            # The extension is one top-level attribute: a change carries all of it, so what it lacks is gone.
+            if ENTERPRISE_USER in payload["changed"]:
+                changes.update(_enterprise(payload["changed"][ENTERPRISE_USER]))
+            elif ENTERPRISE_USER in payload["removed"]:
+                changes.update(_enterprise(None))
         elif event.type in ("UserDeactivated", "UserReactivated"):
             changes["active"] = event.type == "UserReactivated"
         elif event.type == "UserDeleted":
@@ -378,7 +397,7 @@ class AnalyticsAccess:
         await connection.execute(
             f"UPDATE {self.schema}.users AS u SET {assignments} FROM unnest($1::uuid[], $2::uuid[], $3::text[], "
             "$4::text[], $5::text[], $6::text[], $7::boolean[], $8::boolean[], $9::boolean[], $10::timestamptz[], "
-            f"$11::timestamptz[]) AS v(org_id, user_id, {', '.join(_USER_COLUMNS)}) "
+            f"$11::timestamptz[], $12::text[], $13::text[]) AS v(org_id, user_id, {', '.join(_USER_COLUMNS)}) "
             "WHERE u.org_id = v.org_id AND u.user_id = v.user_id",
             *columns_of(merged, 2 + len(_USER_COLUMNS)),
         )

@@ -38,6 +38,8 @@ def describe(event: RecordedEvent, snapshot: Snapshot) -> str:
             changes = [f"{key} = {value!r}" for key, value in payload.get("changed", {}).items()]
             changes += [f"{key} removed" for key in payload.get("removed", [])]
             return "profile: " + "; ".join(changes)
+        case "UserDeactivated" if payload.get("unassigned"):
+            return "deactivated: 'active' was removed, and is unassigned"
         case "UserDeactivated" | "UserReactivated" | "UserDeleted":
             return event.type.removeprefix("User").lower()
         case "UserRemovedFromOrganization":

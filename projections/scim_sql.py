@@ -32,6 +32,8 @@ class Column:
     case_exact: bool = False
     # No two rows of an organization hold equal values, compared as filters compare them (a unique index).
     unique: bool = False
+    # What `pr` tests, where the column holds a value even when the attribute is unassigned.
+    present: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +193,8 @@ class QueryCompiler:
         resolved = self._resolve(node.path)
         column = self.columns.get(resolved.dotted())
         if column is not None:
+            if isinstance(node, Present) and column.present is not None:
+                return column.present
             return _leaf(node, column.sql, column.type, column.case_exact, parameters)
         attribute = resolved.attribute
         relation = self._relation(resolved)

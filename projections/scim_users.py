@@ -31,7 +31,8 @@ USER_COLUMNS = {
     "id": Column("user_id::text", case_exact=True, unique=True),
     "userName": Column("user_name", unique=True),
     "externalId": Column("external_id", case_exact=True),
-    "active": Column("active", "boolean"),
+    # The column is false while `active` is unassigned (which counts as not active), but `active pr` is not.
+    "active": Column("active", "boolean", present="(scim_users.resource ? 'active')"),
     "meta.created": Column("created", "dateTime"),
     "meta.lastModified": Column("last_modified", "dateTime"),
     "meta.resourceType": Column("'User'::text", case_exact=True),
@@ -78,11 +79,20 @@ class Page(msgspec.Struct, frozen=True):
     rows: list[UserRow]
 
 
+def scim_resource(user: User) -> dict[str, Any]:
+    """The user's SCIM attributes: the profile and `active`, unless a client unassigned it (then the user is
+    inactive, and the resource shows no `active` until a client sets it again)."""
+    if user.active_unassigned:
+        return dict(user.attributes)
+    return {**user.attributes, "active": user.active}
+
+
 def row_of(user: User, groups: list[dict[str, Any]] | None = None) -> UserRow:
     """What GET returns for `user`: the response to a write is built from the aggregate, not re-read. Only the
     groups' current names come from the projection (see `groups_of`)."""
-    resource = {**user.attributes, "active": user.active}
-    return UserRow(user.id, resource, user.version, user.created_on, user.modified_on, groups or [])
+    return UserRow(
+        user.id, scim_resource(user), user.version, user.created_on, user.modified_on, groups or []
+    )
 
 
 # The columns of a scim_users row, in the order `_row_values` gives them.
@@ -99,8 +109,8 @@ def _row_values(user: User, sort_key: int, org_id: uuid.UUID | None = None) -> t
         user.id,
         attributes["userName"],
         attributes.get("externalId"),
-        user.active,
-        {**attributes, "active": user.active},
+        user.active,  # false while `active` is unassigned, which counts as not active
+        scim_resource(user),
         user.version,
         user.created_on,
         user.modified_on,

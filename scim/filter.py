@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, TypeAlias
 
 import msgspec
@@ -131,6 +131,19 @@ def _printed(tree: Filter) -> str:
         else:
             printed.append(f"{node.path}[{printed.pop()}]")
     return printed[0]
+
+
+def leaves(tree: Filter) -> Iterator[Compare | Present | ValuePath]:
+    """The comparisons of a filter, a value filter counting as one. Iterative: a filter may be long."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, And | Or):
+            pending += (node.right, node.left)
+        elif isinstance(node, Not):
+            pending.append(node.inner)
+        else:
+            yield node
 
 
 class PatchPath(msgspec.Struct, frozen=True):

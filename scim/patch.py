@@ -11,7 +11,7 @@ What real clients send shaped these rules as much as the RFC did:
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from scim.filter import (
     PatchPath,
     Present,
     ValuePath,
+    leaves,
     parse_patch_path,
 )
 from scim.folding import fold
@@ -37,6 +38,7 @@ from scim.schema import (
     Attribute,
     Resolved,
     ResourceType,
+    Schema,
     validate_values,
 )
 
@@ -138,14 +140,9 @@ class Patcher:
             raise invalid_value(
                 f"A {operation.op} without a path needs an object of attributes as its value."
             )
-        for key, value in operation.value.items():
-            if key.lower() == "schemas":
-                continue
-            extension = self.resource_type.extension(key) if key[:4].lower() == "urn:" else None
-            if extension is not None and isinstance(value, dict):
-                for name, item in value.items():
-                    self._apply_path(document, operation.op, PatchPath(AttrPath(extension.id, name)), item)
-                continue
+        for key, value in _attributes_of(operation.value):
+            # Keys are paths, the extension's URN among them (`{"urn:…:enterprise:2.0:User": {…}}`, as Entra
+            # sends it): `_apply_path` tells them apart.
             self._apply_path(document, operation.op, parse_patch_path(key), value)
 
     def _resolve(self, path: PatchPath) -> Resolved:
@@ -158,6 +155,11 @@ class Patcher:
         return resolved
 
     def _apply_path(self, document: dict[str, Any], op: str, path: PatchPath, value: Any) -> None:
+        if path.value_filter is None and path.attribute.sub is None:
+            extension = self.resource_type.extension_at(path.attribute.schema, path.attribute.name)
+            if extension is not None:
+                self._apply_extension(document, op, extension, value)
+                return
         resolved = self._resolve(path)
         attribute = resolved.attribute
         if attribute.mutability == READ_ONLY or (
@@ -180,6 +182,21 @@ class Patcher:
             self._apply_attribute(container, op, attribute, value)
         if resolved.extension is not None and not container:
             del document[resolved.extension]
+
+    def _apply_extension(self, document: dict[str, Any], op: str, extension: Schema, value: Any) -> None:
+        """A path that is an extension's URN targets all of its attributes at once: remove unassigns them all;
+        add and replace merge the attributes given, as they do for a complex attribute (RFC 7644 §3.5.2.1,
+        §3.5.2.3), leaving the others as they were."""
+        if op == "remove" or value is None:
+            document.pop(extension.id, None)
+            return
+        if not isinstance(value, dict):
+            raise invalid_value(
+                f"The value of '{extension.id}' must be an object of its attributes, such as "
+                '{"department": "Sales"}.'
+            )
+        for name, item in _attributes_of(value):
+            self._apply_path(document, op, PatchPath(AttrPath(extension.id, name)), item)
 
     def _check_read_only(self, resolved: Resolved, op: str, value: Any) -> None:
         current = self.read_only.get(resolved.dotted())
@@ -305,23 +322,20 @@ class Patcher:
             container.pop(name, None)
 
 
+def _attributes_of(value: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The attributes of an object a client sent as a value; its `schemas`, which clients such as scim2-tester
+    put in an extension's object too, names schemas rather than an attribute."""
+    return ((key, item) for key, item in value.items() if key.lower() != "schemas")
+
+
 def _identity(value: Any) -> bytes:
     """A hashable key equal for equal values, whatever the order of their keys."""
     return msgspec.json.encode(value, order="sorted")
 
 
 def filter_size(value_filter: Filter) -> int:
-    """The comparisons a filter makes on each value it is matched against. Iterative: a filter may be long."""
-    size, pending = 0, [value_filter]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, And | Or):
-            pending += (node.left, node.right)
-        elif isinstance(node, Not):
-            pending.append(node.inner)
-        else:
-            size += 1
-    return size
+    """The comparisons a filter makes on each value it is matched against."""
+    return sum(1 for _ in leaves(value_filter))
 
 
 def _set_or_remove(target: dict[str, Any], key: str, value: Any) -> None:

@@ -205,7 +205,15 @@ USER_SCHEMA = Schema(
         Attribute("preferredLanguage", description="The User's preferred written or spoken language."),
         Attribute("locale", description="The User's default location, e.g. 'en-US'."),
         Attribute("timezone", description="The User's time zone in the IANA Time Zone database format."),
-        Attribute("active", "boolean", description="The User's administrative status."),
+        Attribute(
+            "active",
+            "boolean",
+            description=(
+                "The User's administrative status. A PATCH that removes it leaves it unassigned, which counts "
+                "as not active: the user is deactivated, and the resource shows no 'active' until a client "
+                "sets it again (a PATCH setting it to true reactivates)."
+            ),
+        ),
         Attribute(
             "password",
             mutability=WRITE_ONLY,
@@ -284,8 +292,20 @@ ENTERPRISE_USER_SCHEMA = Schema(
                 Attribute(
                     "value", description="The id of the SCIM resource representing the User's manager."
                 ),
-                Attribute("$ref", "reference", reference_types=("User",)),
-                Attribute("displayName", mutability=READ_ONLY),
+                # value and $ref are the client's, readWrite as RFC 7643 §8.7.2 declares them. displayName is
+                # readOnly: a client's is not kept, and the service does not fill it either, since a copy of
+                # the manager's name would go stale whenever the manager's own resource changes.
+                Attribute(
+                    "$ref",
+                    "reference",
+                    reference_types=("User",),
+                    description="The URI of the manager's User resource, as the client sent it.",
+                ),
+                Attribute(
+                    "displayName",
+                    mutability=READ_ONLY,
+                    description="Not returned: the manager's name is on the manager's own User resource.",
+                ),
             ),
         ),
     ),
@@ -437,6 +457,25 @@ class ResourceType:
                 return extension
         return None
 
+    def extension_at(self, schema_urn: str | None, name: str) -> Schema | None:
+        """The extension that a path names as a whole, such as `urn:…:enterprise:2.0:User` (which parses as
+        the URN `urn:…:enterprise:2.0` and the name `User`); None for any other path."""
+        return self.extension(f"{schema_urn}:{name}") if schema_urn is not None else None
+
+    @functools.cached_property
+    def _short_forms(self) -> Mapping[str, Schema]:
+        """Extension attributes that a client may name without their URN (`department`): those whose name no
+        core or common attribute and no other extension has, so that the short name means one thing only."""
+        owners: dict[str, list[Schema]] = {}
+        for extension in self.extensions:
+            for attribute in extension.attributes:
+                owners.setdefault(attribute.name.lower(), []).append(extension)
+        return {
+            name: schemas[0]
+            for name, schemas in owners.items()
+            if len(schemas) == 1 and self.schema.attribute(name) is None and name not in _COMMON_BY_NAME
+        }
+
     def resolve(self, schema_urn: str | None, name: str, sub_name: str | None = None) -> Resolved | None:
         """Resolve `[urn:]name[.sub]`; None when the resource type has no such attribute."""
         return self._resolutions(schema_urn, name, sub_name)
@@ -453,6 +492,8 @@ class ResourceType:
             extension = self.extension(schema_urn)
             if extension is None:
                 return None
+        elif schema_urn is None:
+            extension = self._short_forms.get(name.lower())
         if extension is not None:
             attribute = extension.attribute(name)
         else:
@@ -629,6 +670,10 @@ def select_attributes(
     # (extension URN or None, attribute name) -> the sub-attributes named, or None for the whole attribute
     tree: dict[tuple[str | None, str], set[str] | None] = {}
     for path in include or exclude:
+        whole = resource_type.extension_at(path.schema, path.name) if path.sub is None else None
+        if whole is not None:
+            tree[(None, whole.id)] = None  # the extension's object is a member of the document itself
+            continue
         resolved = resource_type.resolve(path.schema, path.name, path.sub)
         if resolved is None:
             continue

@@ -100,6 +100,18 @@ def reading(method: str, path: str, auditor: bool = False, **params: str) -> Pro
     return probe
 
 
+def searching(path: str, filter_text: str = "") -> Probe:
+    """A POST .search of `owner`'s data with `caller`'s token; `{user_name}` in the filter is filled in."""
+
+    async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
+        body: dict[str, object] = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
+        if filter_text:
+            body["filter"] = filter_text.format(user_name=owner.user_name)
+        return await http.post(BASE + path, json=body, headers=caller.scim)
+
+    return probe
+
+
 def writing(method: str, path: str, body: Callable[[Org], object]) -> Probe:
     async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
         url = BASE + path.format(user=owner.user_id, group=owner.group_id)
@@ -122,6 +134,15 @@ READS: dict[tuple[str, str], list[Probe]] = {
         reading("GET", "/scim/v2/Groups", filter='members[value eq "{user}"]'),
     ],
     ("GET", "/scim/v2/Groups/{id}"): [reading("GET", "/scim/v2/Groups/{group}")],
+    ("POST", "/scim/v2/Users/.search"): [
+        searching("/scim/v2/Users/.search"),
+        searching("/scim/v2/Users/.search", 'userName eq "{user_name}"'),
+    ],
+    ("POST", "/scim/v2/Groups/.search"): [searching("/scim/v2/Groups/.search")],
+    ("POST", "/scim/v2/.search"): [
+        searching("/scim/v2/.search"),
+        searching("/scim/v2/.search", 'userName eq "{user_name}"'),
+    ],
     ("GET", "/audit/history"): [
         reading("GET", "/audit/history", auditor=True),
         reading("GET", "/audit/history", auditor=True, user="{user}"),

@@ -3,6 +3,7 @@ nothing else."""
 
 import asyncio
 import datetime
+import json
 import time
 import uuid
 from typing import Any
@@ -11,6 +12,7 @@ import asyncpg
 import pytest
 
 from app.catalog import PROJECT, ROLE
+from app.migrate import migrate
 from app.services import Services
 from domain.catalog import Group, Project
 from domain.users import User
@@ -20,6 +22,7 @@ from projections import audit
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess
 from scim.group_patch import GroupChange, MembershipStep
+from scim.schema import ENTERPRISE_USER
 
 META = Metadata("token:analytics-test")
 ADMIN = Metadata("admin:analytics-test")
@@ -43,6 +46,7 @@ async def make_history(services: Services, pool: asyncpg.Pool) -> uuid.UUID:
                     "userName": f"an{index}@x.org",
                     "displayName": f"An {index}",
                     "emails": [{"value": f"an{index}@x.org", "primary": True}],
+                    **({ENTERPRISE_USER: {"department": "Sales", "costCenter": "41"}} if index < 2 else {}),
                 },
                 META,
             )
@@ -67,7 +71,17 @@ async def make_history(services: Services, pool: asyncpg.Pool) -> uuid.UUID:
     await push("Statsig-Zeus-Admin", MembershipStep("add", (ids[4],)))
     await services.catalog.rename(PROJECT, org_id, "Apollo", "Artemis", ADMIN)
     await push("Statsig-Apollo-Viewer", MembershipStep("replace", (ids[0],)))  # the same group, now Artemis
-    await services.users.replace(org_id, users[2], {"userName": "renamed@x.org", "active": False}, META)
+    ops = {ENTERPRISE_USER: {"department": "Ops", "manager": {"value": ids[0]}}}
+    await services.users.replace(
+        org_id, users[2], {"userName": "renamed@x.org", **ops, "active": False}, META
+    )
+    # The extension changed in part, then removed altogether.
+    await services.users.replace(
+        org_id, users[1], {"userName": "an1@x.org", ENTERPRISE_USER: {"costCenter": "42"}}, META
+    )
+    await services.users.replace(
+        org_id, users[0], {"userName": "an0@x.org", ENTERPRISE_USER: {"manager": {"value": ids[4]}}}, META
+    )
     await services.catalog.archive(PROJECT, org_id, "Zeus", ADMIN)
     await services.users.remove_from_organization(org_id, users[3], ADMIN)
     return org_id
@@ -84,7 +98,8 @@ async def analytics_of(pool: asyncpg.Pool, org_id: uuid.UUID) -> dict[str, Any]:
         "users": sorted(
             tuple(row)
             for row in await pool.fetch(
-                "SELECT user_id, user_name, display_name, email, active, member FROM analytics.users WHERE org_id = $1",
+                "SELECT user_id, user_name, display_name, email, active, member, department, manager_id "
+                "FROM analytics.users WHERE org_id = $1",
                 org_id,
             )
         ),
@@ -157,6 +172,16 @@ async def test_analytics_agree_with_the_log_in_one_batch_or_in_batches_of_three(
     names = [user[1] for user in whole["users"]]
     assert "an0@x.org" in names
     assert "renamed@x.org" in names
+    by_name = {user[1]: user for user in whole["users"]}
+    an0 = by_name["an0@x.org"]
+    # The enterprise extension's department and manager, as the last change to each user left them.
+    assert {name: user[6:] for name, user in by_name.items()} == {
+        "an0@x.org": (None, str(by_name["an4@x.org"][0])),
+        "an1@x.org": (None, None),
+        "renamed@x.org": ("Ops", str(an0[0])),
+        "an3@x.org": (None, None),
+        "an4@x.org": (None, None),
+    }
 
 
 async def test_the_analyst_role_reads_the_analytics_schema_and_nothing_else(pool: asyncpg.Pool) -> None:
@@ -278,3 +303,44 @@ async def test_analytics_build_no_group_for_a_pair_archived_before_the_group_was
     rows = await analytics_of(pool, org_id)
     assert rows["groups"] == [], "analytics built a group the SCIM projection never had"
     assert (rows["memberships"], rows["intervals"]) == ([], [])
+
+
+async def test_the_migration_that_adds_department_and_manager_fills_them_for_the_users_already_there(
+    empty_database: str,
+) -> None:
+    connection = await asyncpg.connect(empty_database)
+    try:
+        await migrate(connection)
+        # The database as it was before migration 0016, with one user who has the extension and one without.
+        await connection.execute(
+            "ALTER TABLE analytics.users DROP COLUMN department, DROP COLUMN manager_id; "
+            "DELETE FROM schema_migrations WHERE version = 16"
+        )
+        org_id, with_extension, without = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        extension = {ENTERPRISE_USER: {"department": "Sales", "manager": {"value": "boss-1"}}}
+        for user_id, resource in ((with_extension, extension), (without, {})):
+            await connection.execute(
+                "INSERT INTO scim_users (org_id, user_id, user_name, active, resource, version, created, "
+                "last_modified, sort_key) VALUES ($1, $2, $3, true, $4::jsonb, 1, now(), now(), 1)",
+                org_id,
+                user_id,
+                str(user_id),
+                json.dumps({"userName": str(user_id), **resource}),
+            )
+            await connection.execute(
+                "INSERT INTO analytics.users (org_id, user_id, user_name, active, member, provisioned_at, "
+                "last_modified) VALUES ($1, $2, $3, true, true, now(), now())",
+                org_id,
+                user_id,
+                str(user_id),
+            )
+        assert await migrate(connection) == ["0016_analytics_enterprise.sql"]
+        rows = await connection.fetch(
+            "SELECT user_id, department, manager_id FROM analytics.users WHERE org_id = $1", org_id
+        )
+        assert {row[0]: tuple(row[1:]) for row in rows} == {
+            with_extension: ("Sales", "boss-1"),
+            without: (None, None),
+        }
+    finally:
+        await connection.close()

@@ -40,7 +40,7 @@ async def test_append_then_read_the_stream_back_with_its_metadata(store: EventSt
     assert [(item.type, item.version, item.schema_version) for item in stream] == [
         ("UserProvisioned", 1, 2),
         ("UserProfileUpdated", 2, 1),
-        ("UserDeactivated", 3, 1),
+        ("UserDeactivated", 3, 2),
     ]
     first = stream[0]
     assert (first.org_id, first.stream_id, first.actor, first.request_id) == (

@@ -105,7 +105,7 @@ def test_provisioning_makes_a_member_and_removal_is_recorded_once_with_its_cause
         ("UserRemovedFromOrganization", {"cause": "admin"}),
         ("GroupMemberRemoved", {"group_id": "g1", "cause": "reactor"}),
         ("GroupMemberRemoved", {"group_id": "g2", "cause": "reactor"}),
-        ("UserDeactivated", {}),
+        ("UserDeactivated", {"unassigned": False}),
     ]
 
 

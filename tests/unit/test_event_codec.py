@@ -64,3 +64,15 @@ def test_events_are_immutable() -> None:
     event = User(org_id="org", attributes={"userName": "bob"}, active=True).collect_events()[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.active = False  # type: ignore[misc]
+
+
+def test_a_version_1_user_deactivated_is_upcast_to_a_deactivation_that_left_active_assigned() -> None:
+    user = User(org_id="org", attributes={"userName": "old"}, active=True)
+    provisioned = user.collect_events()[0]
+    # Version 1 had no field at all: every deactivation set active to false.
+    event = decode_event("UserDeactivated", 1, {}, user.id, 2, provisioned.timestamp)
+    assert isinstance(event, User.Deactivated)
+    assert event.unassigned is False
+    replayed = event.mutate(provisioned.mutate(None))
+    assert isinstance(replayed, User)
+    assert (replayed.active, replayed.active_unassigned) == (False, False)

@@ -2,7 +2,7 @@ import pytest
 
 from scim.errors import ScimError
 from scim.filter import parse_attribute_list
-from scim.schema import ENTERPRISE_USER, USER, select_attributes
+from scim.schema import ENTERPRISE_USER, USER, USER_SCHEMA, Attribute, ResourceType, Schema, select_attributes
 
 
 def test_okta_create_body_keeps_the_profile_and_drops_password_and_groups() -> None:
@@ -114,3 +114,21 @@ def test_schema_order_is_restored_for_rendering() -> None:
     )
     assert list(ordered) == ["userName", "name", "active", "emails"]
     assert list(ordered["name"]) == ["familyName", "givenName"]
+
+
+def test_an_extension_attribute_takes_its_short_name_only_where_that_name_means_one_attribute() -> None:
+    first = Schema("urn:x:First", "First", "", (Attribute("title"), Attribute("region"), Attribute("badge")))
+    second = Schema("urn:x:Second", "Second", "", (Attribute("region"),))
+    kind = ResourceType("User", "/Users", "", USER_SCHEMA, (first, second))
+    badge = kind.resolve(None, "Badge")
+    assert badge is not None
+    assert (badge.extension, badge.attribute.name) == ("urn:x:First", "badge")
+    title = kind.resolve(None, "title")
+    assert title is not None
+    assert title.extension is None, "a core attribute of the same name wins: the short name is the core one"
+    assert kind.resolve(None, "region") is None, "two extensions have it: the short name is ambiguous"
+    region = kind.resolve("urn:x:Second", "region")
+    assert region is not None
+    assert region.extension == "urn:x:Second"
+    assert kind.extension_at("urn:x", "First") is first
+    assert kind.extension_at(None, "First") is None
