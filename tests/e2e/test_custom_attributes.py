@@ -165,6 +165,25 @@ async def test_custom_attributes_filter_ignoring_case_and_sort_by_their_type(acm
     assert [user[ACME]["badgeNumber"] for user in ordered["Resources"]] == [200, 30, 4]
 
 
+async def test_searches_by_post_read_the_orgs_declaration_as_gets_do(acme: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    created = await provision(acme, f"{tag}@example.com", **{ACME: {"costCode": f"search-{tag}"}})
+    search = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": f'{ACME}:costCode eq "SEARCH-{tag}"',
+        "attributes": [f"{ACME}:costCode"],
+    }
+    for path in ("/Users/.search", "/.search"):
+        found = await acme.post(path, json=search)
+        assert found.status_code == 200, (path, found.text)
+        assert found.json()["Resources"] == [
+            {"schemas": [CORE, ACME], "id": created["id"], ACME: {"costCode": f"search-{tag}"}}
+        ], path
+    # The short name is the declared attribute's, as no core attribute is called so.
+    short = await acme.post("/Users/.search", json={**search, "filter": f'costCode eq "search-{tag}"'})
+    assert [user["id"] for user in short.json()["Resources"]] == [created["id"]]
+
+
 async def test_attributes_selects_a_custom_attribute(acme: httpx.AsyncClient) -> None:
     created = await provision(acme, **{ACME: {"costCode": "x", "badgeNumber": 1}})
     selected = await acme.get(f"/Users/{created['id']}", params={"attributes": f"{ACME}:costCode"})
