@@ -40,4 +40,8 @@ def run_scim2_tester(python: Path, tenant: Tenant) -> SuiteResult:
         step = f"{found['resource_type'] or 'discovery'}: {found['title']}"
         detail = "" if outcome is Outcome.PASSED else f"{found['status']}: {found['reason']}\n{found['data']}"
         result.checks.append(Check(step, found["status"], outcome, detail))
+    # The issue measures discovery and the User resource alone (the peer scim2-server has no app-owned groups).
+    user_side = [check for check in result.checks if not check.step.startswith("Group:")]
+    passed = sum(1 for check in user_side if check.outcome is Outcome.PASSED)
+    result.notes.append(f"discovery and User alone: {passed} of {len(user_side)} pass")
     return result

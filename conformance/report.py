@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -38,7 +39,8 @@ class SuiteResult:
         )
 
 
-def print_results(results: list[SuiteResult]) -> None:
+def print_results(results: list[SuiteResult], explain: Callable[[str, Check], str | None]) -> None:
+    """Counts and every failure, each with its explanation when it has one (`explain`)."""
     for result in results:
         print(f"\n=== {result.name}\n    source: {result.source}")
         for note in result.notes:
@@ -46,6 +48,10 @@ def print_results(results: list[SuiteResult]) -> None:
         for check in result.checks:
             if check.outcome is not Outcome.PASSED:
                 print(f"  {check.outcome.upper()}: {check.step} :: {check.assertion}")
+                if check.outcome is Outcome.FAILED:
+                    print(
+                        f"      [{explain(result.name, check) or 'NOT EXPLAINED: see conformance/RESULTS.md'}]"
+                    )
                 if check.detail:
                     print("      " + check.detail.replace("\n", "\n      "))
         print(f"  {result.summary()}")

@@ -13,14 +13,16 @@ import random
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
+from conformance.classification import explain, explanations_now_passing, unexplained_failures
 from conformance.harness import Server, server_environment
 from conformance.microsoft import run_microsoft_suite
 from conformance.okta_org import OktaOrgStandIn, okta_crud_variables, provision_like_okta
 from conformance.python_scim import run_scim2_tester
-from conformance.report import SuiteResult, print_results
+from conformance.report import Check, Outcome, SuiteResult, print_results
 from conformance.runscope import okta_initial_variables, run_export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,13 +96,35 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_microsoft_suite(args.newman, tenant, WORK))
     finally:
         server.stop()
-    print_results(results)
+    print_results(results, describe_explanation)
     print("\n=== Not runnable here")
     for reason in NOT_RUNNABLE:
         print(f"  {reason}")
+    print("\n=== Failures by class")
+    for result in results:
+        kinds = Counter(
+            entry.kind if (entry := explain(result.name, check)) else "NOT EXPLAINED"
+            for check in result.checks
+            if check.outcome is Outcome.FAILED
+        )
+        print(f"  {result.name}: " + (", ".join(f"{n} {kind}" for kind, n in kinds.items()) or "none"))
+    unexplained = unexplained_failures(results)
+    print(f"\n=== Failures nobody has explained yet: {len(unexplained)}")
+    for suite, check in unexplained:
+        print(f"  {suite}: {check.step} :: {check.assertion}")
+    print(
+        "\n=== Explained failures that no longer fail (fixed? update conformance/classification.py and RESULTS.md)"
+    )
+    for entry in explanations_now_passing(results):
+        print(f"  {entry.suite}: {entry.step} :: {entry.why}")
     (WORK / "last-run.json").write_text(json.dumps([asdict(result) for result in results], indent=1))
     print(f"\nFull results: {WORK / 'last-run.json'}; server log: {WORK / 'serve.log'}")
     return 0
+
+
+def describe_explanation(suite: str, check: Check) -> str | None:
+    entry = explain(suite, check)
+    return f"{entry.kind}: {entry.why}" if entry else None
 
 
 if __name__ == "__main__":

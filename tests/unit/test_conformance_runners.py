@@ -6,7 +6,9 @@ import random
 
 import pytest
 
+from conformance.classification import Kind, explain, explanations_now_passing, unexplained_failures
 from conformance.microsoft import SUITE, build_collection, declared_tests, requests_in_order
+from conformance.report import Check, Outcome, SuiteResult
 from conformance.runscope import MISSING, evaluate, lookup, okta_initial_variables, render
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -89,3 +91,18 @@ def test_the_deliberately_broken_body_is_sent_as_the_suite_wrote_it() -> None:
     assert raw.startswith('{\r\n    "acve": tre,')
     with pytest.raises(json.JSONDecodeError):
         json.loads(raw)
+
+
+def test_a_failure_is_told_apart_from_one_already_explained() -> None:
+    tester = SuiteResult("scim2-tester", "test")
+    tester.checks = [
+        Check("Group: object_creation", "ERROR", Outcome.FAILED),
+        Check("User: object_creation", "ERROR", Outcome.FAILED),
+        Check("User: search_with_attributes", "SUCCESS", Outcome.PASSED),
+    ]
+    explained = explain("scim2-tester", tester.checks[0])
+    assert explained is not None
+    assert explained.kind is Kind.DESIGN
+    assert unexplained_failures([tester]) == [("scim2-tester", tester.checks[1])]
+    # The .search failure it explains is gone: the run says so, so that the table is updated.
+    assert any("search_with_attributes" in entry.step for entry in explanations_now_passing([tester]))
