@@ -37,7 +37,6 @@ class Explained:
 
 
 TESTER = "scim2-tester"
-OKTA_SPEC = "Okta SCIM 2.0 SPEC Test"
 MICROSOFT = "Microsoft SCIM reference tests (Postman)"
 GROUPS_FROM_THE_APP = (
     "groups are the app's Project × Role pairs: POST /Groups is refused (403) and DELETE unlinks, so every check "
@@ -56,13 +55,6 @@ EXPLAINED = [
         "the Enterprise User extension's PATCH paths (part A); remove of `active` (part A)",
     ),
     Explained(TESTER, r"^Group: ", "", Kind.DESIGN, GROUPS_FROM_THE_APP),
-    Explained(
-        OKTA_SPEC,
-        r"^Required Test: Check status 401$",
-        r"^response_json '' has_value",
-        Kind.SUITE,
-        "looks for the Error URN among the body's own values; RFC 7644 §3.12 and RFC 7643 §3 put it in `schemas`",
-    ),
     Explained(
         MICROSOFT,
         r"^Endpoint tests / Get empty Users$",

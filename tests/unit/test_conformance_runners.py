@@ -42,9 +42,11 @@ def test_a_property_path_reads_arrays_and_objects_and_misses_what_is_absent() ->
         ("is_a_number", MISSING, "", False),
         ("has_value", [ERROR], ERROR, True),
         ("has_value", ["other"], ERROR, False),
-        # The whole body "has" only its own values: an item of its `schemas` array is one level down.
-        ("has_value", {"schemas": [ERROR], "status": "401"}, ERROR, False),
-        ("has_value", {"schemas": [ERROR], "status": "401"}, "401", True),
+        # Okta's 401 check asks the whole error body for the URN that RFC 7644 §3.12 puts in `schemas`.
+        ("has_value", {"schemas": [ERROR], "status": "401"}, ERROR, True),
+        ("has_value", {"schemas": ["urn:other"], "status": "401"}, ERROR, False),
+        ("has_value", {"status": "401"}, "401", True),
+        ("has_value", MISSING, ERROR, False),
         ("contains", ["urn:ietf:params:scim:schemas:core:2.0:User"], "core:2.0:User", True),
         ("is_less_than", 12.5, "600", True),
         ("is_less_than", 601, "600", False),
