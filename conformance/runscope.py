@@ -173,6 +173,12 @@ class StandIn(Protocol):
         ...
 
 
+def target_of(assertion: dict[str, Any], variables: dict[str, str]) -> str:
+    """The target value as text, rendered: exports give it as text, a number (200) or null."""
+    value = assertion.get("value")
+    return render("" if value is None else str(value), variables)
+
+
 def describe(assertion: dict[str, Any], target: str) -> str:
     prop = assertion.get("property")
     where = assertion["source"] + (f" {prop!r}" if prop is not None else "")
@@ -211,7 +217,7 @@ def run_export(
             if stand_in is not None and stand_in.handles(step):
                 played = stand_in.play(step, variables, client)
                 for assertion in step["assertions"]:
-                    target = render(str(assertion.get("value") or ""), variables)
+                    target = target_of(assertion, variables)
                     check = Check(
                         render(step["note"], variables), describe(assertion, target), Outcome.SKIPPED, played
                     )
@@ -239,7 +245,7 @@ def run_step(
         )
     except httpx.HTTPError as error:
         for assertion in step["assertions"]:
-            target = render(str(assertion.get("value") or ""), variables)
+            target = target_of(assertion, variables)
             result.checks.append(Check(name, describe(assertion, target), Outcome.FAILED, repr(error)))
         return
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -248,7 +254,7 @@ def run_step(
     except ValueError:
         document = MISSING
     for assertion in step["assertions"]:
-        target = render(str(assertion.get("value") if assertion.get("value") is not None else ""), variables)
+        target = target_of(assertion, variables)
         source = assertion["source"]
         if source == "response_status":
             actual: Any = response.status_code
