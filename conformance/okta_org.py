@@ -63,10 +63,11 @@ def okta_crud_variables(rng: random.Random, base_url: str, authorization: str) -
 
 
 class OktaOrgStandIn:
+    """The Okta org of the CRUD test, for one person: it remembers whether they are assigned, and their SCIM id."""
+
     def __init__(self, base_url: str, authorization: str) -> None:
         self.base_url = base_url
         self.headers = {"Authorization": authorization, "Content-Type": "application/scim+json"}
-        # Whether the person is assigned to the app in the played Okta org, and their SCIM id once created.
         self.assigned = False
         self.scim_id: str | None = None
 

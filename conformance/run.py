@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {entry.suite}: {entry.step} :: {entry.why}")
     (WORK / "last-run.json").write_text(json.dumps([asdict(result) for result in results], indent=1))
     print(f"\nFull results: {WORK / 'last-run.json'}; server log: {WORK / 'serve.log'}")
-    return 0
+    # A failure nobody has explained is news: the exit status says so, for a script or CI to act on.
+    return 1 if unexplained else 0
 
 
 def describe_explanation(suite: str, check: Check) -> str | None:
