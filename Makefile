@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Unpacked by `make bench` (see below).
 NGINX := .bench/nginx/usr/sbin/nginx
-PACKAGES := app domain eventstore projections reactors scim migrations
+PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge
+.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge
 
 install: $(STAMP)
 
@@ -37,8 +37,25 @@ lint: install
 fuzz: install
 	SCIMLEDGER_FUZZ_EXAMPLES=$${SCIMLEDGER_FUZZ_EXAMPLES:-1000} $(BIN)/pytest tests/e2e/test_fuzz.py tests/unit/test_properties.py
 
+# Okta's and Microsoft's SCIM test suites and scim2-tester against a fresh server, with counts and every failure
+# (see conformance/RESULTS.md). Not part of `make test`. newman (npm) and scim2-tester (PyPI) are installed under
+# .conformance/ when missing, never globally.
+NEWMAN := .conformance/node_modules/.bin/newman
+SCIM2_TESTER := .conformance/venv/bin/scim2
+
+conformance: install $(NEWMAN) $(SCIM2_TESTER)
+	$(BIN)/python -m conformance.run
+
+$(NEWMAN):
+	mkdir -p .conformance
+	npm install --prefix .conformance --no-audit --no-fund --silent 'newman@6'
+
+$(SCIM2_TESTER):
+	$(PYTHON) -m venv .conformance/venv
+	.conformance/venv/bin/pip install --quiet 'scim2-tester>=0.5,<0.6' 'scim2-cli>=0.6,<0.7'
+
 clean:
-	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .bench .conformance .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks are measured, never asserted in tests: this one is issue 3's scale claim.
 bench-groups: install
