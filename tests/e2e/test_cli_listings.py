@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import urllib.parse
 from typing import Any
 
 import asyncpg
@@ -179,7 +180,7 @@ async def test_user_show_finds_a_user_by_username_and_tells_state_groups_and_his
 async def test_a_user_who_is_not_there_is_refused_naming_the_org_and_the_database(
     people: dict[str, str], tenant: Tenant, cli_env: dict[str, str], database_url: str
 ) -> None:
-    database = database_url.rsplit("/", 1)[1]
+    database = urllib.parse.urlsplit(database_url).path.lstrip("/")
     for command in ("show", "remove", "restore"):
         missing = run_cli(cli_env, "user", command, "--org", tenant.org.name, "nobody@acme.test", check=False)
         assert missing.returncode == ExitCode.REFUSED, missing.stderr
