@@ -15,6 +15,7 @@ import pytest
 import app.api_users
 import app.groups
 import app.http
+import app.org_schemas
 import app.users
 import eventstore.store
 from domain.users import User
@@ -97,7 +98,8 @@ async def test_a_large_post_or_put_is_validated_off_the_event_loop(
     scim: httpx.AsyncClient, large: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user_type = ValidatingUser()
-    monkeypatch.setattr(app.api_users, "USER", user_type)
+    # An organization that declared no extension of its own is served the shared USER type.
+    monkeypatch.setattr(app.org_schemas, "USER", user_type)
     created = await scim.post("/Users", json={"userName": "large@example.com", "emails": emails(100)})
     assert created.status_code == 201, created.text
     replaced = await scim.put(
