@@ -8,12 +8,13 @@ nothing, and a deleted user accepts nothing more.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError, UserDeletedError
+from domain.errors import DomainError, UserDeletedError, moment
 
 Attributes = dict[str, Any]
 
@@ -96,11 +97,39 @@ class User(Aggregate):
         self.member = True
         # Removed by an org admin in the app: only an explicit activation or the admin's restore undoes it.
         self.removed_by_admin = False
+        # When the admin removed them: what a refused membership tells the identity provider's admin.
+        self.removed_on: datetime.datetime | None = None
 
     @property
     def user_name(self) -> str:
         name: str = self.attributes["userName"]
         return name
+
+    def described(self) -> str:
+        """The user as an admin recognises them: userName, and the display name when there is one (the
+        displayName, else the formatted name, else given and family names)."""
+        name = self.attributes.get("name")
+        name = name if isinstance(name, dict) else {}
+        parts = (name.get("givenName"), name.get("familyName"))
+        display = (
+            self.attributes.get("displayName")
+            or name.get("formatted")
+            or " ".join(part for part in parts if isinstance(part, str) and part)
+        )
+        return f"'{self.user_name}' ({display})" if display else f"'{self.user_name}'"
+
+    def access_refusal(self) -> str | None:
+        """Why this user may not be given access to a group, in words for an admin; None when they may."""
+        if self.deleted:
+            return "was deleted by the identity provider"
+        if self.removed_by_admin:
+            when = f" on {moment(self.removed_on)}" if self.removed_on is not None else ""
+            return f"was removed from the organization in the app{when}"
+        if not self.active:
+            return "is deactivated in the identity provider"
+        if not self.member:
+            return "is no longer a member of the organization"
+        return None
 
     def replace(
         self, attributes: Mapping[str, Any], active: bool | None, *, explicit_activation: bool = False
@@ -158,9 +187,11 @@ class User(Aggregate):
         self._delete()
 
     def join_group(self, group_id: str, cause: str) -> None:
-        """Only a live, active user may gain access; joining a group twice records nothing."""
-        if self.deleted or not self.active:
-            raise InactiveMember(self.id, "deleted" if self.deleted else "deactivated")
+        """Only a live, active member of the organization may gain access; joining a group twice records
+        nothing."""
+        refusal = self.access_refusal()
+        if refusal is not None:
+            raise InactiveMember(self, refusal)
         if group_id not in self.groups:
             self._join_group(group_id, cause)
 
@@ -190,15 +221,20 @@ class User(Aggregate):
     def _delete(self) -> None:
         self.deleted = True
 
+    # `timestamp` is the event's own (the library passes an event's attributes to its method by name), so the
+    # aggregate knows when without a field added to the event; the default only serves the call that
+    # triggers the event, which the library then applies with its timestamp.
     @event(RemovedFromOrganization)
-    def _remove_from_organization(self, cause: str) -> None:
+    def _remove_from_organization(self, cause: str, timestamp: datetime.datetime | None = None) -> None:
         self.member = False
         self.removed_by_admin = cause == "admin"
+        self.removed_on = timestamp if self.removed_by_admin else None
 
     @event(JoinedOrganization)
     def _join_organization(self, cause: str) -> None:
         self.member = True
         self.removed_by_admin = False
+        self.removed_on = None
 
     @event(JoinedGroup)
     def _join_group(self, group_id: str, cause: str) -> None:
@@ -210,9 +246,12 @@ class User(Aggregate):
 
 
 class InactiveMember(DomainError):
-    def __init__(self, user_id: object, state: str) -> None:
-        super().__init__(f"User {user_id} is {state} and cannot be added to a group.")
-        self.user_id = user_id
+    """A user who may not be given access, named and with the reason, as `User.access_refusal` words it."""
+
+    def __init__(self, user: User, refusal: str) -> None:
+        super().__init__(f"User {user.described()} {refusal}, so they cannot be added to a group.")
+        self.user_id = user.id
+        self.refusal = refusal
 
 
 EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
