@@ -119,17 +119,19 @@ class User(Aggregate):
         return f"'{self.user_name}' ({display})" if display else f"'{self.user_name}'"
 
     def access_refusal(self) -> str | None:
-        """Why this user may not be given access to a group, in words for an admin; None when they may."""
+        """Why this user may not be given access to a group, in words for an admin; None when they may.
+
+        Only a deleted or inactive user is refused. One an admin removed is inactive as soon as the reactor
+        has revoked their access, and is then told apart from one the identity provider deactivated.
+        """
         if self.deleted:
             return "was deleted by the identity provider"
+        if self.active:
+            return None
         if self.removed_by_admin:
             when = f" on {moment(self.removed_on)}" if self.removed_on is not None else ""
             return f"was removed from the organization in the app{when}"
-        if not self.active:
-            return "is deactivated in the identity provider"
-        if not self.member:
-            return "is no longer a member of the organization"
-        return None
+        return "is deactivated in the identity provider"
 
     def replace(
         self, attributes: Mapping[str, Any], active: bool | None, *, explicit_activation: bool = False
@@ -187,8 +189,7 @@ class User(Aggregate):
         self._delete()
 
     def join_group(self, group_id: str, cause: str) -> None:
-        """Only a live, active member of the organization may gain access; joining a group twice records
-        nothing."""
+        """Only a live, active user may gain access; joining a group twice records nothing."""
         refusal = self.access_refusal()
         if refusal is not None:
             raise InactiveMember(self, refusal)
