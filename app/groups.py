@@ -136,7 +136,7 @@ class GroupService:
         return NotFound(
             f"The group '{name}' no longer exists: {' and '.join(archivals)}, which removed its groups and "
             "every member's access through them. Nothing in this request was applied. In Okta, unlink the "
-            "group under Push Groups."
+            "group under Push Groups; there is nothing left in the app to delete."
         )
 
     async def _refuse_a_former_name(
