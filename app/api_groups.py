@@ -30,7 +30,6 @@ from app.http import (
     services_of,
 )
 from app.tenancy import Principal
-from domain.errors import NotFound
 from projections import scim_groups
 from projections.scim_groups import GroupRow, Member
 from scim.errors import ScimError, invalid_value
@@ -123,8 +122,8 @@ class GroupResource(Endpoint):
         group_id = parse_id(request.path_params["id"])
         async with services.pool.acquire() as connection:
             row = await scim_groups.get(connection, principal.org_id, group_id)
-        if row is None:
-            raise NotFound(f"No group {group_id}.")
+            if row is None:
+                raise await services.groups.missing(connection, principal.org_id, group_id)
         if request.headers.get("if-none-match") == etag(row.version):
             return Response(status_code=304, headers={"ETag": etag(row.version)})
         return await self._respond(request, row, principal.org_id)

@@ -9,14 +9,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from app.users import PreconditionFailed
-from domain.catalog import Group
+from domain.catalog import Group, Project, Role
 from domain.errors import ConcurrencyConflict, DomainError, NotFound
 from domain.users import User
+from eventstore.pool import Connection
 from eventstore.store import EventStore, Metadata, Transaction
 from projections import scim_groups
 from projections.scim import ScimProjection
 from projections.scim_groups import GroupRow
-from scim.group_patch import GroupChange, MembershipStep
+from scim.group_patch import GroupChange, MembershipStep, renamed_in_app
 from scim.patch import MAX_PATCH_COMPARISONS, Budget, filter_size, matches
 from scim.schema import GROUP_SCHEMA
 
@@ -25,12 +26,28 @@ _MEMBERS = GROUP_SCHEMA.attribute("members")
 assert _MEMBERS is not None
 
 
-class InvalidMember(DomainError):
-    """A member id that names no active user of this organization."""
+# A refusal names this many members; of the rest it gives the count, so that a resync of thousands of
+# deactivated users still gets a detail an admin can read (and Okta can show).
+MAX_NAMED_MEMBERS = 20
 
-    def __init__(self, member: str, reason: str) -> None:
-        super().__init__(f"'{member}' {reason}; nothing in this request was applied.")
-        self.member = member
+
+class InvalidMember(DomainError):
+    """The members a request may not add, each named with the reason; nothing of the request is applied."""
+
+    def __init__(self, refusals: Sequence[str]) -> None:
+        named = "; ".join(refusals[:MAX_NAMED_MEMBERS])
+        more = len(refusals) - MAX_NAMED_MEMBERS
+        count = "1 member" if len(refusals) == 1 else f"{len(refusals)} members"
+        super().__init__(
+            f"{count} of this request cannot be added to the group, so nothing in the request was applied: "
+            f"{named}{f'; and {more} more' if more > 0 else ''}."
+        )
+        self.refusals = list(refusals)
+
+
+def _not_a_user(member: str, displays: dict[str, str]) -> str:
+    sent = displays.get(member)
+    return f"'{member}'{f' (sent as {sent!r})' if sent else ''} is not a user of this organization"
 
 
 class GroupService:
@@ -57,14 +74,19 @@ class GroupService:
                     # Writes to one group queue here, so a full resync reads a membership nobody else changes.
                     await transaction.lock_stream(group_id)
                     row = await self._visible(transaction, org_id, group_id, if_match)
+                    sent_name = change.other_name(row.display_name)
+                    if sent_name is not None:
+                        await self._refuse_a_former_name(transaction, org_id, row, sent_name)
                     change.check_identity(str(group_id), row.display_name)
-                    adds, removes = await self._targets(
+                    adds, removes, malformed = await self._targets(
                         transaction, org_id, group_id, change.steps, Budget(self._max_comparisons)
                     )
                     users = await transaction.load(org_id, [*adds, *removes])
                     group = (await transaction.load(org_id, [group_id]))[group_id]
                     assert isinstance(group, Group)
-                    decide = functools.partial(_decide, users, adds, removes, group, cause)
+                    decide = functools.partial(
+                        _decide, users, adds, removes, group, cause, malformed, change.displays
+                    )
                     # Thousands of members are as many decisions: hundreds of milliseconds off the event loop.
                     changed = (
                         await asyncio.to_thread(decide)
@@ -99,8 +121,53 @@ class GroupService:
             recorded = await transaction.save(org_id, [*users.values(), group], metadata)
             await self._projection.apply(transaction.connection, recorded, users)
 
+    async def missing(self, connection: Connection, org_id: uuid.UUID, group_id: uuid.UUID) -> NotFound:
+        """The error for a group that is not in SCIM: never one of this organization's, or one whose project
+        or role the app archived, which the admin is told, and when. Only a request that missed pays for it."""
+        transaction = Transaction(connection)
+        group = (await transaction.load(org_id, [group_id])).get(group_id)
+        if not isinstance(group, Group):
+            return NotFound(f"No group {group_id} in this organization.")
+        project, role = await self._pair(transaction, org_id, group)
+        archivals = [entity.archival() for entity in (project, role) if entity.archived]
+        if not archivals:  # between its creation and its projection; not seen outside a race
+            return NotFound(f"No group {group_id} in this organization.")
+        name = self._projection.groups.display_name(project.name, role.name)
+        return NotFound(
+            f"The group '{name}' no longer exists: {' and '.join(archivals)}, which removed its groups and "
+            "every member's access through them. Nothing in this request was applied. In Okta, unlink the "
+            "group under Push Groups; there is nothing left in the app to delete."
+        )
+
+    async def _refuse_a_former_name(
+        self, transaction: Transaction, org_id: uuid.UUID, row: GroupRow, sent: str
+    ) -> None:
+        """Refuse, saying so, a push that carries a name the group had before the app renamed its project or
+        role. A name it never had is left to `check_identity`: that is Okta renaming the group."""
+        group = (await transaction.load(org_id, [row.group_id]))[row.group_id]
+        project, role = await self._pair(transaction, org_id, group)
+        for former_project in project.names:
+            for former_role in role.names:
+                if self._projection.groups.display_name(former_project, former_role) == sent:
+                    renamings = [
+                        entity.renamed_since(former)
+                        for entity, former in ((project, former_project), (role, former_role))
+                        if former != entity.name
+                    ]
+                    if renamings:
+                        raise renamed_in_app(sent, row.display_name, renamings)
+
     @staticmethod
+    async def _pair(transaction: Transaction, org_id: uuid.UUID, group: Group) -> tuple[Project, Role]:
+        project_id, role_id = uuid.UUID(group.project_id), uuid.UUID(group.role_id)
+        loaded = await transaction.load(org_id, [project_id, role_id])
+        project, role = loaded[project_id], loaded[role_id]
+        assert isinstance(project, Project)
+        assert isinstance(role, Role)
+        return project, role
+
     async def _visible(
+        self,
         transaction: Transaction,
         org_id: uuid.UUID,
         group_id: uuid.UUID,
@@ -108,7 +175,7 @@ class GroupService:
     ) -> GroupRow:
         row = await scim_groups.get(transaction.connection, org_id, group_id)
         if row is None:
-            raise NotFound(f"No group {group_id}.")
+            raise await self.missing(transaction.connection, org_id, group_id)
         if if_match is not None and not if_match(row.version):
             raise PreconditionFailed(row.version)
         return row
@@ -120,11 +187,13 @@ class GroupService:
         group_id: uuid.UUID,
         steps: Sequence[MembershipStep],
         budget: Budget,
-    ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-        """Which users to add and which to remove, applying the steps in order; adds keep the request's order,
-        which is the order members are listed in. Every step costs the ids it names, except a removal by a
-        filter other than ids, which scans the whole membership and spends `budget` for it."""
+    ) -> tuple[list[uuid.UUID], list[uuid.UUID], list[str]]:
+        """Which users to add and which to remove, applying the steps in order, and the members to add that
+        are no id at all; adds keep the request's order, which is the order members are listed in. Every step
+        costs the ids it names, except a removal by a filter other than ids, which scans the whole membership
+        and spends `budget` for it."""
         desired: dict[uuid.UUID, bool] = {}
+        malformed: list[str] = []
         members: list[dict[str, str]] | None = None  # read once, however many steps filter it
         replaced = False
         for step in steps:
@@ -134,8 +203,9 @@ class GroupService:
                 for member in step.ids:
                     user_id = _user_id(member)
                     if user_id is None:
-                        raise InvalidMember(member, "is not a user of this organization")
-                    desired[user_id] = True
+                        malformed.append(member)
+                    else:
+                        desired[user_id] = True
             elif step.kind == "remove":
                 for member in step.ids:
                     user_id = _user_id(member)
@@ -159,7 +229,7 @@ class GroupService:
         if replaced:
             current_ids = await scim_groups.member_ids(transaction.connection, org_id, group_id)
             removes += sorted(current_ids - set(adds) - set(removes))
-        return adds, removes
+        return adds, removes, malformed
 
 
 # Beyond this many members, a request's membership decisions are made in a worker thread (see
@@ -173,17 +243,27 @@ def _decide(
     removes: list[uuid.UUID],
     group: Group,
     cause: str,
+    malformed: list[str],
+    displays: dict[str, str],
 ) -> list[User]:
     """Each member joins or leaves, all or none; the users whose events to record, in a defined order: the
-    link first (the caller records the group before them), then removals, then additions as requested."""
+    link first (the caller records the group before them), then removals, then additions as requested.
+
+    Every member who may not be added is found before anything is decided, and all of them are named, from
+    the users already loaded: a refusal costs no round trip, however many members the request adds.
+    """
     group_id = str(group.id)
+    refused = [_not_a_user(member, displays) for member in malformed]
     for user_id in adds:
         user = users.get(user_id)
-        if not isinstance(user, User) or user.deleted:
-            raise InvalidMember(str(user_id), "is not a user of this organization")
-        if not user.active:
-            raise InvalidMember(str(user_id), "is a deactivated user and cannot be a member")
-        user.join_group(group_id, cause)
+        if not isinstance(user, User):
+            refused.append(_not_a_user(str(user_id), displays))
+        elif (refusal := user.access_refusal()) is not None:
+            refused.append(f"{user.described()} {refusal}")
+    if refused:
+        raise InvalidMember(refused)
+    for user_id in adds:
+        users[user_id].join_group(group_id, cause)
     for user_id in removes:
         user = users.get(user_id)
         if isinstance(user, User):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import itertools
@@ -105,14 +106,14 @@ async def on_domain_error(request: Request, error: Exception) -> Response:
 
 
 _HTTP_DETAILS = {
-    404: "No such endpoint. The SCIM base URL ends in /scim/v2, e.g. /scim/v2/Users.",
+    404: "No such endpoint: {path}. The SCIM base URL ends in /scim/v2, e.g. /scim/v2/Users.",
     405: "This method is not supported on this endpoint.",
 }
 
 
 async def on_http_exception(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    detail = _HTTP_DETAILS.get(error.status_code, str(error.detail))
+    detail = _HTTP_DETAILS.get(error.status_code, str(error.detail)).format(path=received_path(request.scope))
     return error_response(error.status_code, detail, headers=dict(error.headers or {}))
 
 
@@ -180,10 +181,34 @@ SECURITY_HEADERS = [
 ]
 
 
+# Where the path a request was sent to is kept when routing uses its normalized form (see `_normalize_path`).
+_RECEIVED_PATH = "scimledger.received_path"
+# An unmatched path is logged and named in the 404 up to this length: enough to see what was wrong.
+_MAX_SHOWN_PATH = 300
+
+
+def received_path(scope: Scope) -> str:
+    """The path as the client sent it, shortened if it is long."""
+    path: str = scope.get(_RECEIVED_PATH, scope["path"])
+    return path if len(path) <= _MAX_SHOWN_PATH else path[:_MAX_SHOWN_PATH] + "…"
+
+
+def _normalize_path(scope: Scope) -> None:
+    """Route `/scim/v2//Users`, `/scim/v2/Users//ID` and `/scim/v2/Users/` as the path without the extra
+    slashes, as many proxies and servers do: Okta admins paste a base URL that ends in a slash and Okta
+    appends "/Users" to it. An empty segment names nothing here, so no other resource is reached this way."""
+    path: str = scope["path"]
+    if "//" in path or (path.endswith("/") and path != "/"):
+        scope[_RECEIVED_PATH] = path
+        scope["path"] = re.sub("/{2,}", "/", path).rstrip("/") or "/"
+
+
 class EdgeMiddleware:
     """Around every request: an id (the client's X-Request-Id when it sends a sane one), echoed and put on
-    every log line and event the request causes; the request's metrics and its access log line, by route
-    template (never the raw path, which may hold a userName); and a SCIM 500 for anything unhandled."""
+    every log line and event the request causes; repeated slashes in the path collapsed before routing; the
+    request's metrics and its access log line, by route template (never the raw path, which may hold a
+    userName; an unmatched request has no template, so its line names the path received, e-mail addresses
+    redacted); and a SCIM 500 for anything unhandled."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -205,6 +230,7 @@ class EdgeMiddleware:
                 request_id = candidate if _REQUEST_ID.match(candidate) else None
                 break
         request_id = request_id or f"{self._id_prefix}{next(self._id_counter):016x}"
+        _normalize_path(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         token = logs.request_id.set(request_id)
         echoed = (b"x-request-id", request_id.encode())
@@ -237,14 +263,17 @@ class EdgeMiddleware:
             status = responded if responded is not None else _CLIENT_CLOSED_REQUEST if disconnected else 500
             self.metrics.observe(route, scope["method"], status, seconds)
             if access.isEnabledFor(logging.INFO):
+                # Metrics keep "unmatched", one series for any path; the log line says which path it was.
+                path = logs.redact(received_path(scope)) if route == _UNMATCHED else None
                 access.info(
                     "%s %s %d",
                     scope["method"],
-                    route,
+                    path or route,
                     status,
                     extra={
                         "method": scope["method"],
                         "route": route,
+                        "path": path,
                         "status": status,
                         "duration_ms": round(seconds * 1000, 2),
                     },
@@ -252,9 +281,12 @@ class EdgeMiddleware:
             logs.request_id.reset(token)
 
 
+_UNMATCHED = "unmatched"
+
+
 def _route_template(scope: Scope) -> str:
     path: str | None = getattr(scope.get("route"), "path", None)
-    return "unmatched" if path is None else path
+    return _UNMATCHED if path is None else path
 
 
 class Endpoint(HTTPEndpoint):
@@ -302,20 +334,60 @@ def services_of(request: Request) -> Services:
     return services
 
 
+# Said to the identity provider's admin, who has neither the app's console nor its CLI: who does.
+_ASK_FOR_A_TOKEN = (
+    "Ask the app's administrator for a new SCIM token (they issue one in the app's admin console or with "
+    "its command-line tool) and paste it into your identity provider's SCIM settings."
+)
+
+
+# Straight quotes, and the curly ones a word processor or a chat client puts around what it is given.
+_QUOTES = "\"'\u201c\u201d\u2018\u2019"
+
+
+def _token_of(header: str) -> str:
+    """The token in an Authorization header, or Unauthorized saying what is wrong with the header in terms
+    of what the admin pasted into their identity provider's token field."""
+    # Header bytes reach us as Latin-1; read them as the UTF-8 an admin's paste sends, curly quotes included.
+    with contextlib.suppress(UnicodeError):
+        header = header.encode("latin-1").decode("utf-8")
+    kind, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if kind.lower() != "bearer" or not token:
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+    # Refused even when the rest is a valid token: the admin's setting is wrong, and one edit fixes it for
+    # good, whereas accepting it would leave a configuration that fails behind any stricter proxy, and would
+    # make this service read a header differently from RFC 6750, which allows one scheme and one token.
+    first, _, rest = token.partition(" ")
+    if first.lower() == "bearer":
+        raise Unauthorized(
+            "The Authorization header says 'Bearer' twice ('Bearer Bearer <token>'): the token field in your "
+            "identity provider already adds 'Bearer ', and the token was pasted with it. Paste the token "
+            "alone, without 'Bearer '; nothing else needs to change."
+            if rest.strip()
+            else "The Authorization header is 'Bearer Bearer' with no token after it: paste the token itself "
+            "into your identity provider's token field, without 'Bearer '."
+        )
+    if len(token) > 1 and token[0] in _QUOTES and token[-1] in _QUOTES:
+        raise Unauthorized(
+            "The token is wrapped in quotation marks: paste it into your identity provider's token field "
+            "without them."
+        )
+    if any(character.isspace() for character in token):
+        raise Unauthorized(
+            "The token contains a space or a line break, which tokens never do: it was probably pasted with "
+            "other text or split across lines. Paste the token alone, in one piece."
+        )
+    return token
+
+
 async def authenticate(request: Request, scope: str = "scim") -> Principal:
     header = request.headers.get("authorization")
     if not header:
         raise Unauthorized("The request has no Authorization header: send 'Authorization: Bearer <token>'.")
-    kind, _, token = header.partition(" ")
-    token = token.strip()
-    if kind.lower() != "bearer" or not token:
-        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
-    principal = await services_of(request).authenticator.authenticate(token)
+    principal = await services_of(request).authenticator.authenticate(_token_of(header))
     if principal is None:
-        raise Unauthorized(
-            "The bearer token is unknown or has been revoked. Issue a new one with "
-            "'scimledger token issue --org ORG'."
-        )
+        raise Unauthorized(f"The bearer token is unknown or has been revoked. {_ASK_FOR_A_TOKEN}")
     if principal.scope != scope:
         raise ScimError(403, f"This token has the '{principal.scope}' scope; this endpoint needs '{scope}'.")
     wait = services_of(request).rate_limiter.retry_after(principal.token_id)

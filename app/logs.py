@@ -20,7 +20,7 @@ import msgspec
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # What our own records add with `extra=`; anything else on a record is the logging module's.
-FIELDS = ("method", "route", "status", "duration_ms", "consumer", "error_type")
+FIELDS = ("method", "route", "path", "status", "duration_ms", "consumer", "error_type")
 _EMAIL = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+\.[A-Za-z]{2,}")
 _encoder = msgspec.json.Encoder()
 

@@ -7,13 +7,14 @@ whose memberships are recorded on the users' streams (see domain/users.py).
 
 from __future__ import annotations
 
+import datetime
 import unicodedata
 import uuid
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError
+from domain.errors import DomainError, moment
 
 MAX_NAME_LENGTH = 200
 # Names are compared and indexed by their case folding (NFKC, then casefold), which can grow a character into
@@ -41,8 +42,19 @@ def checked_name(name: str, what: str) -> str:
     return cleaned
 
 
+class Renaming(NamedTuple):
+    old: str
+    new: str
+    on: datetime.datetime
+
+
 class _Named(Aggregate):
-    """What projects and roles share: a name in an organization, renamed or archived in the app."""
+    """What projects and roles share: a name in an organization, renamed or archived in the app.
+
+    It remembers when it was archived and how it was renamed, from its events' own timestamps (the library
+    passes an event's `timestamp` to a method that names it), so that a push to one of its groups after
+    the fact can be told what the app did, and when.
+    """
 
     what: ClassVar[str]
 
@@ -50,6 +62,31 @@ class _Named(Aggregate):
         self.org_id = org_id
         self.name = name
         self.archived = False
+        self.archived_on: datetime.datetime | None = None
+        self.renamings: list[Renaming] = []
+
+    @property
+    def names(self) -> list[str]:
+        """Every name it has had, the current one last."""
+        return [*(renaming.old for renaming in self.renamings), self.name]
+
+    def renamed_since(self, old: str) -> str:
+        """How the app changed its name from `old`, which it had once, to the current one."""
+        last = self.renamings[-1].on
+        return f"the app renamed the {self.what} '{old}' to '{self.name}' on {moment(last)}"
+
+    def archival(self) -> str:
+        when = f" on {moment(self.archived_on)}" if self.archived_on is not None else ""
+        return f"the app archived the {self.what} '{self.name}'{when}"
+
+    def _record_rename(self, name: str, timestamp: datetime.datetime | None) -> None:
+        if timestamp is not None:
+            self.renamings.append(Renaming(self.name, name, timestamp))
+        self.name = name
+
+    def _record_archive(self, timestamp: datetime.datetime | None) -> None:
+        self.archived = True
+        self.archived_on = timestamp
 
     def rename(self, name: str) -> None:
         self._require_active()
@@ -93,12 +130,12 @@ class Project(_Named):
         self._init(org_id, name)
 
     @event(Renamed)
-    def _rename(self, name: str) -> None:
-        self.name = name
+    def _rename(self, name: str, timestamp: datetime.datetime | None = None) -> None:
+        self._record_rename(name, timestamp)
 
     @event(Archived)
-    def _archive(self) -> None:
-        self.archived = True
+    def _archive(self, timestamp: datetime.datetime | None = None) -> None:
+        self._record_archive(timestamp)
 
 
 class Role(_Named):
@@ -122,12 +159,12 @@ class Role(_Named):
         self._init(org_id, name)
 
     @event(Renamed)
-    def _rename(self, name: str) -> None:
-        self.name = name
+    def _rename(self, name: str, timestamp: datetime.datetime | None = None) -> None:
+        self._record_rename(name, timestamp)
 
     @event(Archived)
-    def _archive(self) -> None:
-        self.archived = True
+    def _archive(self, timestamp: datetime.datetime | None = None) -> None:
+        self._record_archive(timestamp)
 
 
 def group_id_for(project_id: uuid.UUID, role_id: uuid.UUID) -> uuid.UUID:

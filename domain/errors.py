@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 
 class DomainError(Exception):
     """A command the domain refuses."""
@@ -32,3 +34,8 @@ class ConcurrencyConflict(DomainError):
 
 class UserDeletedError(DomainError):
     """The user was deleted; deleted users accept no further commands."""
+
+
+def moment(when: datetime.datetime) -> str:
+    """A time as an admin reads it in an error: to the minute, in UTC, whatever zone it was recorded in."""
+    return f"{when.astimezone(datetime.UTC):%Y-%m-%d %H:%M} UTC"

@@ -8,12 +8,13 @@ nothing, and a deleted user accepts nothing more.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError, UserDeletedError
+from domain.errors import DomainError, UserDeletedError, moment
 
 Attributes = dict[str, Any]
 
@@ -112,11 +113,41 @@ class User(Aggregate):
         self.removed_by_admin = False
         # `active` was removed by a client: the user is not active, and shows no `active` until one sets it.
         self.active_unassigned = False
+        # When the admin removed them: what a refused membership tells the identity provider's admin.
+        self.removed_on: datetime.datetime | None = None
 
     @property
     def user_name(self) -> str:
         name: str = self.attributes["userName"]
         return name
+
+    def described(self) -> str:
+        """The user as an admin recognises them: userName, and the display name when there is one (the
+        displayName, else the formatted name, else given and family names)."""
+        name = self.attributes.get("name")
+        name = name if isinstance(name, dict) else {}
+        parts = (name.get("givenName"), name.get("familyName"))
+        display = (
+            self.attributes.get("displayName")
+            or name.get("formatted")
+            or " ".join(part for part in parts if isinstance(part, str) and part)
+        )
+        return f"'{self.user_name}' ({display})" if display else f"'{self.user_name}'"
+
+    def access_refusal(self) -> str | None:
+        """Why this user may not be given access to a group, in words for an admin; None when they may.
+
+        Only a deleted or inactive user is refused. One an admin removed is inactive as soon as the reactor
+        has revoked their access, and is then told apart from one the identity provider deactivated.
+        """
+        if self.deleted:
+            return "was deleted by the identity provider"
+        if self.active:
+            return None
+        if self.removed_by_admin:
+            when = f" on {moment(self.removed_on)}" if self.removed_on is not None else ""
+            return f"was removed from the organization in the app{when}"
+        return "is deactivated in the identity provider"
 
     def replace(
         self, attributes: Mapping[str, Any], active: bool | None, *, explicit_activation: bool = False
@@ -185,8 +216,9 @@ class User(Aggregate):
 
     def join_group(self, group_id: str, cause: str) -> None:
         """Only a live, active user may gain access; joining a group twice records nothing."""
-        if self.deleted or not self.active:
-            raise InactiveMember(self.id, "deleted" if self.deleted else "deactivated")
+        refusal = self.access_refusal()
+        if refusal is not None:
+            raise InactiveMember(self, refusal)
         if group_id not in self.groups:
             self._join_group(group_id, cause)
 
@@ -218,15 +250,20 @@ class User(Aggregate):
     def _delete(self) -> None:
         self.deleted = True
 
+    # `timestamp` is the event's own (the library passes an event's attributes to its method by name), so the
+    # aggregate knows when without a field added to the event; the default only serves the call that
+    # triggers the event, which the library then applies with its timestamp.
     @event(RemovedFromOrganization)
-    def _remove_from_organization(self, cause: str) -> None:
+    def _remove_from_organization(self, cause: str, timestamp: datetime.datetime | None = None) -> None:
         self.member = False
         self.removed_by_admin = cause == "admin"
+        self.removed_on = timestamp if self.removed_by_admin else None
 
     @event(JoinedOrganization)
     def _join_organization(self, cause: str) -> None:
         self.member = True
         self.removed_by_admin = False
+        self.removed_on = None
 
     @event(JoinedGroup)
     def _join_group(self, group_id: str, cause: str) -> None:
@@ -238,9 +275,12 @@ class User(Aggregate):
 
 
 class InactiveMember(DomainError):
-    def __init__(self, user_id: object, state: str) -> None:
-        super().__init__(f"User {user_id} is {state} and cannot be added to a group.")
-        self.user_id = user_id
+    """A user who may not be given access, named and with the reason, as `User.access_refusal` words it."""
+
+    def __init__(self, user: User, refusal: str) -> None:
+        super().__init__(f"User {user.described()} {refusal}, so they cannot be added to a group.")
+        self.user_id = user.id
+        self.refusal = refusal
 
 
 EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from scim.errors import invalid_path, invalid_value, mutability
+from scim.errors import ScimError, invalid_path, invalid_value, mutability
 from scim.filter import Compare, Filter, Or, PatchPath
 from scim.patch import PatchOperation
 from scim.schema import GROUP
@@ -38,13 +38,38 @@ class GroupChange:
         default_factory=list
     )  # asserted by the client; must equal the current one
     ids: list[str] = field(default_factory=list)  # echoed by the client; must equal the group's id
+    # The `display` the client sent with each member id: the only name an unknown id can be told by.
+    displays: dict[str, str] = field(default_factory=dict)
+
+    def other_name(self, display_name: str) -> str | None:
+        """The first displayName sent that is not `display_name`, if any."""
+        return next((value for value in self.display_names if value != display_name), None)
 
     def check_identity(self, group_id: str, display_name: str) -> None:
         if any(value != group_id for value in self.ids):
             raise mutability("'id' is read-only and cannot be changed.")
-        for value in self.display_names:
-            if value != display_name:
-                raise mutability(f"The group is named '{display_name}', not '{value}'. {RENAME_REFUSED}")
+        other = self.other_name(display_name)
+        if other is not None:
+            raise mutability(f"The group is named '{display_name}', not '{other}'. {RENAME_REFUSED}")
+
+
+def renamed_in_app(sent: str, current: str, renamings: Sequence[str]) -> ScimError:
+    """A push that carries the name the group had before the app renamed it: Okta's group still has it."""
+    return mutability(
+        f"The group '{sent}' is now '{current}': {'; '.join(renamings)}. Nothing in this request was applied. "
+        f"In Okta, rename the pushed group to '{current}' so that its pushes carry the app's name, and keep "
+        "'Rename Groups' turned off in the app's Push Groups settings: the app names its groups."
+    )
+
+
+def member_displays(value: Any) -> dict[str, str]:
+    """The `display` sent with each member id in a members value (already checked by `member_ids`)."""
+    items = value if isinstance(value, list) else [value]
+    return {
+        item["value"]: item["display"]
+        for item in items
+        if isinstance(item, Mapping) and isinstance(item.get("display"), str)
+    }
 
 
 def member_ids(value: Any) -> tuple[str, ...]:
@@ -116,6 +141,8 @@ def _apply(change: GroupChange, op: str, name: str, path: PatchPath | None, valu
     attribute = resolved.attribute.name
     if attribute == "members":
         change.steps.append(_members_step(op, path, value))
+        if value is not None:
+            change.displays.update(member_displays(value))
     elif attribute == "displayName":
         if op == "remove" or not isinstance(value, str):
             raise mutability(f"displayName cannot be removed or set to {value!r}. {RENAME_REFUSED}")
@@ -155,5 +182,7 @@ def plan_put(body: Mapping[str, Any]) -> GroupChange:
     """PUT replaces the membership; displayName is required and must be the current one."""
     attributes = GROUP.validate(body)
     change = GroupChange(display_names=[attributes["displayName"]])
-    change.steps.append(MembershipStep("replace", member_ids(attributes.get("members", []))))
+    members = attributes.get("members", [])
+    change.steps.append(MembershipStep("replace", member_ids(members)))
+    change.displays.update(member_displays(members))
     return change
