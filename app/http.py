@@ -11,7 +11,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import asyncpg
@@ -193,14 +193,36 @@ def received_path(scope: Scope) -> str:
     return path if len(path) <= _MAX_SHOWN_PATH else path[:_MAX_SHOWN_PATH] + "…"
 
 
-def _normalize_path(scope: Scope) -> None:
+def _normalize_path(scope: Scope, endpoints: Mapping[str, str]) -> None:
     """Route `/scim/v2//Users`, `/scim/v2/Users//ID` and `/scim/v2/Users/` as the path without the extra
     slashes, as many proxies and servers do: Okta admins paste a base URL that ends in a slash and Okta
-    appends "/Users" to it. An empty segment names nothing here, so no other resource is reached this way."""
+    appends "/Users" to it. An empty segment names nothing here, so no other resource is reached this way.
+
+    `endpoints` maps each SCIM endpoint's path, lowercased, to its own spelling (`/scim/v2/users` →
+    `/scim/v2/Users`): a client that spells an endpoint in another case (Microsoft's reference tests request
+    `/users`) reaches it. Only the base and the endpoint's name are matched so; an id after them is not."""
     path: str = scope["path"]
+    normalized = path
     if "//" in path or (path.endswith("/") and path != "/"):
+        normalized = re.sub("/{2,}", "/", path).rstrip("/") or "/"
+    head = "/".join(normalized.split("/", _ENDPOINT_SEGMENTS + 1)[: _ENDPOINT_SEGMENTS + 1])
+    canonical = endpoints.get(head.lower())
+    if canonical is not None and canonical != head:
+        normalized = canonical + normalized[len(head) :]
+    if normalized != path:
         scope[_RECEIVED_PATH] = path
-        scope["path"] = re.sub("/{2,}", "/", path).rstrip("/") or "/"
+        scope["path"] = normalized
+
+
+# The segments of an endpoint's path: `/scim/v2/Users` is "", "scim", "v2", "Users".
+_ENDPOINT_SEGMENTS = 3
+
+
+def endpoint_spellings(paths: Iterable[str]) -> dict[str, str]:
+    """What `EdgeMiddleware` takes as `endpoints`: the routes' paths up to the endpoint's name, by their
+    lowercase form."""
+    heads = ("/".join(path.split("/")[: _ENDPOINT_SEGMENTS + 1]) for path in paths)
+    return {head.lower(): head for head in heads if "{" not in head}
 
 
 class EdgeMiddleware:
@@ -210,9 +232,10 @@ class EdgeMiddleware:
     userName; an unmatched request has no template, so its line names the path received, e-mail addresses
     redacted); and a SCIM 500 for anything unhandled."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, endpoints: Mapping[str, str]) -> None:
         self.app = app
         self.metrics = metrics
+        self.endpoints = endpoints
         # Ids need only be unique, not unguessable: a random prefix per process and a counter cost nothing,
         # where uuid4 (a urandom call per request) took 3% of a GET.
         self._id_prefix = secrets.token_hex(8)
@@ -230,7 +253,7 @@ class EdgeMiddleware:
                 request_id = candidate if _REQUEST_ID.match(candidate) else None
                 break
         request_id = request_id or f"{self._id_prefix}{next(self._id_counter):016x}"
-        _normalize_path(scope)
+        _normalize_path(scope, self.endpoints)
         scope.setdefault("state", {})["request_id"] = request_id
         token = logs.request_id.set(request_id)
         echoed = (b"x-request-id", request_id.encode())

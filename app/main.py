@@ -19,7 +19,7 @@ from app.admission import Admission, ReleaseAdmission
 from app.catalog import CatalogService
 from app.database import database_url
 from app.groups import GroupService
-from app.http import EXCEPTION_HANDLERS, EdgeMiddleware
+from app.http import EXCEPTION_HANDLERS, EdgeMiddleware, endpoint_spellings
 from app.migrate import migrate
 from app.operations import Metrics, Operations
 from app.org_schemas import OrgSchemaService, UserTypes
@@ -149,20 +149,28 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await pool.close()
 
+    # `.search` first: `/Users/{id}` would match `/Users/.search` too.
+    scim_routes = _under(
+        SCIM_BASE, [*api_search.ROUTES, *api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]
+    )
     return Starlette(
         # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
         routes=[
-            # `.search` first: `/Users/{id}` would match `/Users/.search` too.
-            *_under(
-                SCIM_BASE, [*api_search.ROUTES, *api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]
-            ),
+            *scim_routes,
             *_under("/audit", api_audit.ROUTES),
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint(openapi.document()), methods=["GET"]),
         ],
-        middleware=[Middleware(EdgeMiddleware, metrics=metrics), Middleware(ReleaseAdmission)],
+        middleware=[
+            Middleware(
+                EdgeMiddleware,
+                metrics=metrics,
+                endpoints=endpoint_spellings(route.path for route in scim_routes),
+            ),
+            Middleware(ReleaseAdmission),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -23,6 +23,7 @@ from eventstore.pool import create_pool
 from eventstore.store import EVENT_COLUMNS, RecordedEvent
 from reactors.membership import RemovalDeactivates
 from scim.group_patch import plan_patch
+from scim.query import SEARCH_REQUEST
 from tests.conftest import Tenant, new_tenant, okta_user
 from tests.e2e.test_groups_api import ADMIN, Catalog, find_group, make_catalog, member_ids, new_user, patch
 
@@ -394,6 +395,28 @@ async def test_doubled_and_trailing_slashes_are_served_as_the_path_without_them(
     listed = await http.get(f"{ROOT}/scim/v2/Users/", params={"count": 1}, headers=tenant.headers)
     assert listed.status_code == 200
     assert listed.json()["totalResults"] == 1
+
+
+async def test_an_endpoint_spelled_in_another_case_is_served(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Microsoft's reference tests request `/users`: the endpoint's name is matched ignoring case."""
+    created = await http.post(
+        f"{ROOT}/scim/v2/users", json=okta_user("case@acme.com"), headers=tenant.headers
+    )
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    for path in (f"/scim/v2/USERS/{user_id}", f"/scim/v2//users/{user_id}/"):
+        response = await http.get(f"{ROOT}{path}", headers=tenant.headers)
+        assert response.status_code == 200, path
+        assert response.json()["id"] == user_id
+    found = await http.post(
+        f"{ROOT}/scim/v2/users/.search",
+        json={"schemas": [SEARCH_REQUEST], "filter": 'userName eq "case@acme.com"'},
+        headers=tenant.headers,
+    )
+    assert [user["id"] for user in found.json()["Resources"]] == [user_id]
+    for path in ("/scim/v2/serviceproviderconfig", "/scim/v2/resourcetypes/User", "/scim/v2/Groups?count=1"):
+        assert (await http.get(f"{ROOT}{path}", headers=tenant.headers)).status_code == 200, path
+    assert (await http.get(f"{ROOT}/SCIM/V2/Users", headers=tenant.headers)).status_code == 200
 
 
 async def test_an_unmatched_path_is_named_in_the_404_and_in_the_access_log(
