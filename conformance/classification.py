@@ -16,7 +16,6 @@ from conformance.report import Check, Outcome, SuiteResult
 class Kind(StrEnum):
     BUG = "bug in scimledger"
     DESIGN = "app-owned groups design"
-    IN_PROGRESS = "being fixed now (issue 19)"
     SUITE = "suite departs from RFC 7643/7644"
 
 
@@ -44,25 +43,7 @@ GROUPS_FROM_THE_APP = (
 )
 
 EXPLAINED = [
-    Explained(
-        TESTER, r"^User: search_with_attributes$", "", Kind.IN_PROGRESS, "POST /Users/.search (part A)"
-    ),
-    Explained(
-        TESTER,
-        r"^User: check_(add|replace|remove)_attribute$",
-        "",
-        Kind.IN_PROGRESS,
-        "the Enterprise User extension's PATCH paths (part A); remove of `active` (part A)",
-    ),
     Explained(TESTER, r"^Group: ", "", Kind.DESIGN, GROUPS_FROM_THE_APP),
-    Explained(
-        MICROSOFT,
-        r"^Endpoint tests / Get empty Users$",
-        "",
-        Kind.SUITE,
-        "GET /scim/v2/users: RFC 7644 §3.2 names the endpoint /Users, and RFC 3986 §6.2.2.1 makes paths "
-        "case-sensitive",
-    ),
     Explained(MICROSOFT, r"^Group tests( with garbage)? / ", "", Kind.DESIGN, GROUPS_FROM_THE_APP),
     Explained(MICROSOFT, r"^Teardown garbage / Delete group 1$", "", Kind.DESIGN, GROUPS_FROM_THE_APP),
     Explained(
