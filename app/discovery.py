@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.api_users import user_type
 from app.http import ScimResponse, authenticate, base_url, list_response, services_of
 from domain.errors import NotFound
 from scim.schema import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA, ResourceType
@@ -18,12 +19,12 @@ SCHEMAS = (USER_SCHEMA, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA)
 
 
 async def _user_type(request: Request) -> ResourceType:
-    """/Schemas and /ResourceTypes are public and then describe the standard schemas alone; with an
-    organization's SCIM token they describe its own extensions too (a bad token is refused as anywhere)."""
+    """/Schemas and /ResourceTypes are public and then describe the standard schemas alone; with any token of
+    an organization (its SCIM client's, an auditor's) they describe its own extensions too. A bad token is
+    refused as anywhere."""
     if "authorization" not in request.headers:
         return USER
-    principal = await authenticate(request)
-    return await services_of(request).user_types.of(principal.org_id, principal.schema_version)
+    return await user_type(request, await authenticate(request, scope=None))
 
 
 async def service_provider_config(request: Request) -> Response:

@@ -113,7 +113,10 @@ _HTTP_DETAILS = {
 
 async def on_http_exception(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    detail = _HTTP_DETAILS.get(error.status_code, str(error.detail)).format(path=received_path(request.scope))
+    if error.status_code == 404:
+        detail = _HTTP_DETAILS[404].format(path=received_path(request.scope))
+    else:
+        detail = _HTTP_DETAILS.get(error.status_code, str(error.detail))
     return error_response(error.status_code, detail, headers=dict(error.headers or {}))
 
 
@@ -404,14 +407,15 @@ def _token_of(header: str) -> str:
     return token
 
 
-async def authenticate(request: Request, scope: str = "scim") -> Principal:
+async def authenticate(request: Request, scope: str | None = "scim") -> Principal:
+    """The principal of the request's bearer token, which must have `scope` (any scope, with None)."""
     header = request.headers.get("authorization")
     if not header:
         raise Unauthorized("The request has no Authorization header: send 'Authorization: Bearer <token>'.")
     principal = await services_of(request).authenticator.authenticate(_token_of(header))
     if principal is None:
         raise Unauthorized(f"The bearer token is unknown or has been revoked. {_ASK_FOR_A_TOKEN}")
-    if principal.scope != scope:
+    if scope is not None and principal.scope != scope:
         raise ScimError(403, f"This token has the '{principal.scope}' scope; this endpoint needs '{scope}'.")
     wait = services_of(request).rate_limiter.retry_after(principal.token_id)
     if wait is not None:

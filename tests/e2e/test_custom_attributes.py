@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
+from app import tenancy
 from app.org_schemas import parse
 from app.services import Services
 from eventstore.store import Metadata
@@ -222,6 +223,19 @@ async def test_schemas_and_resource_types_answer_for_the_tokens_organization(
         assert_scim_error(await anonymous.get(f"/Schemas/{ACME}"), 404)
         public_type = (await anonymous.get("/ResourceTypes/User")).json()
         assert public_type["schemaExtensions"] == [{"schema": ENTERPRISE, "required": False}]
+
+
+async def test_an_auditors_token_sees_the_organizations_own_schemas_too(
+    acme: httpx.AsyncClient, http: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    async with pool.acquire() as connection:
+        _, auditor = await tenancy.issue_token(connection, tenant.org.org_id, scope="auditor")
+    headers = {"Authorization": f"Bearer {auditor}"}
+    schemas = await http.get("/Schemas", headers=headers)
+    assert schemas.status_code == 200, schemas.text
+    assert ACME in [schema["id"] for schema in schemas.json()["Resources"]]
+    user_type = (await http.get("/ResourceTypes/User", headers=headers)).json()
+    assert {"schema": ACME, "required": False} in user_type["schemaExtensions"]
 
 
 async def test_two_organizations_never_see_each_others_declarations(

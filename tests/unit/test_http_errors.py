@@ -1,0 +1,25 @@
+"""The HTTP edge's answers to Starlette's own exceptions."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from app.http import on_http_exception
+
+
+def request_to(path: str) -> Request:
+    return Request({"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""})
+
+
+async def test_a_404_names_the_path_received() -> None:
+    response = await on_http_exception(request_to("/scim/v2/Userz"), HTTPException(404))
+    assert json.loads(response.body)["detail"].startswith("No such endpoint: /scim/v2/Userz.")
+
+
+async def test_a_detail_with_braces_is_answered_as_it_is_never_formatted() -> None:
+    response = await on_http_exception(request_to("/x"), HTTPException(400, "expected {path} or {}"))
+    assert response.status_code == 400
+    assert json.loads(response.body)["detail"] == "expected {path} or {}"
