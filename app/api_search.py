@@ -5,9 +5,10 @@ a sort or a selection means exactly what it means in a GET.
 
 The root `/.search` answers with the users and then the groups: the two lists are concatenated, Users first,
 each in the order a GET of its own would give (`sortBy` sorts within each type), and `startIndex` and `count`
-page through that concatenation; totalResults counts both. A filter or `sortBy` naming an attribute only
-one type has (`userName`, `members`) applies to that type alone: the other type has nothing the filter could
-match, so it contributes no resources, and is not sorted by it.
+page through that concatenation; totalResults counts both. A filter may name attributes of both types
+(`userName pr or members pr`): for each type, a comparison on an attribute it lacks is decided as on an
+unassigned attribute (`scim.filter.restrict`), so `userName pr` lists no group and `not (userName pr)` every
+group. `sortBy` sorts the types that have the attribute. An attribute neither type has is refused.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from app.api_groups import groups_page
 from app.api_users import search_parameters, user_type, users_page
 from app.http import authenticate, list_response, read_json
 from app.tenancy import Principal
-from scim.errors import invalid_filter
-from scim.filter import leaves
+from scim.errors import invalid_filter, invalid_value
+from scim.filter import AttrPath, leaves, restrict
 from scim.query import ListQuery
 from scim.schema import GROUP, ResourceType
 
@@ -42,37 +43,40 @@ def _searching(page: Page) -> Callable[[Request], Awaitable[Response]]:
     return search
 
 
-def _has_attributes_of(resource_type: ResourceType, query: ListQuery) -> bool:
-    """Whether every attribute the query's filter names is one of `resource_type`'s."""
-    if query.filter is None:
-        return True
-    return all(
-        resource_type.resolve(leaf.path.schema, leaf.path.name, leaf.path.sub) is not None
-        for leaf in leaves(query.filter)
-    )
+def _attributes_of(resource_type: ResourceType) -> Callable[[AttrPath], bool]:
+    def has(path: AttrPath) -> bool:
+        return resource_type.resolve(path.schema, path.name, path.sub) is not None
+
+    return has
 
 
 async def search_all(request: Request) -> Response:
     principal = await authenticate(request)
     query = search_parameters(request, await read_json(request))
     # In the order the root search lists them; the Users with the organization's own extensions.
-    kinds: tuple[tuple[ResourceType, Page], ...] = (
-        (await user_type(request, principal), users_page),
-        (GROUP, groups_page),
+    sources: tuple[tuple[Callable[[AttrPath], bool], Page], ...] = (
+        (_attributes_of(await user_type(request, principal)), users_page),
+        (_attributes_of(GROUP), groups_page),
     )
-    pages = [(kind, page) for kind, page in kinds if _has_attributes_of(kind, query)]
-    if not pages:
-        raise invalid_filter(
-            f"The filter '{query.filter}' names an attribute that neither Users nor Groups have."
-        )
+    known = [has for has, _ in sources]
+    if query.filter is not None:
+        for leaf in leaves(query.filter):
+            if not any(has(leaf.path) for has in known):
+                raise invalid_filter(f"'{leaf.path}' is an attribute of neither Users nor Groups.")
+    if query.sort_by is not None and not any(has(query.sort_by) for has in known):
+        raise invalid_value(f"sortBy '{query.sort_by}' is an attribute of neither Users nor Groups.")
     total, resources = 0, list[dict[str, Any]]()
-    for kind, page in pages:
-        sort_by = query.sort_by
-        if sort_by is not None and kind.resolve(sort_by.schema, sort_by.name, sort_by.sub) is None:
-            sort_by = None
+    for has, page in sources:
+        # A filter may name attributes of both types (`userName pr or members pr`): for each type, a comparison
+        # on an attribute it lacks is decided as on an unassigned one.
+        restricted = restrict(query.filter, has) if query.filter is not None else True
+        if restricted is False:
+            continue
+        sort_by = query.sort_by if query.sort_by is not None and has(query.sort_by) else None
         # Positions before this type's first resource are the earlier types' `total`.
         kind_query = msgspec.structs.replace(
             query,
+            filter=None if restricted is True else restricted,
             start_index=max(1, query.start_index - total),
             count=query.count - len(resources),
             sort_by=sort_by,

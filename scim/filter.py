@@ -146,6 +146,50 @@ def leaves(tree: Filter) -> Iterator[Compare | Present | ValuePath]:
             yield node
 
 
+def _on_unassigned(leaf: Compare | Present | ValuePath) -> bool:
+    """What a comparison is on a resource without the attribute, as the SQL compiler decides it for an absent
+    value: `ne "x"` and `eq null` hold, everything else does not."""
+    if isinstance(leaf, Compare):
+        return (leaf.op == "ne") != (leaf.value is None)
+    return False
+
+
+def restrict(tree: Filter, has: Callable[[AttrPath], bool]) -> Filter | bool:
+    """`tree` for a resource type that has only the attributes `has` accepts: a comparison on one it lacks is
+    decided as on an unassigned attribute, and the filter is simplified around it, to True or False when
+    nothing of it is left to ask. The root `/.search` filters Users and Groups with one filter this way.
+    Iterative, as `_printed` is."""
+    done: list[Filter | bool] = []
+    pending: list[tuple[Filter, bool]] = [(tree, False)]
+    while pending:
+        node, children_done = pending.pop()
+        if isinstance(node, Compare | Present | ValuePath):
+            done.append(node if has(node.path) else _on_unassigned(node))
+        elif not children_done:
+            pending.append((node, True))
+            if isinstance(node, And | Or):
+                pending += ((node.right, False), (node.left, False))
+            else:
+                pending.append((node.inner, False))
+        elif isinstance(node, Not):
+            inner = done.pop()
+            done.append((not inner) if isinstance(inner, bool) else Not(inner))
+        else:
+            right, left = done.pop(), done.pop()
+            done.append(_combined(node, left, right))
+    return done[0]
+
+
+def _combined(node: And | Or, left: Filter | bool, right: Filter | bool) -> Filter | bool:
+    absorbing = isinstance(node, Or)  # True absorbs an `or`, False an `and`
+    if isinstance(left, bool) or isinstance(right, bool):
+        if left is absorbing or right is absorbing:
+            return absorbing
+        # The constant one is neutral: what is left is the other side, constant or not.
+        return right if isinstance(left, bool) else left
+    return type(node)(left, right)
+
+
 class PatchPath(msgspec.Struct, frozen=True):
     """`attrPath`, `attrPath[valFilter]` or `attrPath[valFilter].subAttr`."""
 

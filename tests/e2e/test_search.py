@@ -95,8 +95,13 @@ async def test_the_root_search_applies_a_filter_to_the_types_that_have_its_attri
     await groups(services, tenant, 1)
     only_users = await search(scim, "/.search", filter=f'userName eq "{name}"')
     assert [resource["userName"] for resource in only_users["Resources"]] == [name]
-    only_groups = await search(scim, "/.search", filter='members pr or displayName sw ""')
+    only_groups = await search(scim, "/.search", filter="members pr or not (userName pr)")
     assert {resource["meta"]["resourceType"] for resource in only_groups["Resources"]} == {"Group"}
+    # Each type answers the part of the filter that names its attributes: the user and the group.
+    mixed = await search(scim, "/.search", filter='userName pr or displayName eq "Statsig-Apollo-Role0"')
+    assert [resource["meta"]["resourceType"] for resource in mixed["Resources"]] == ["User", "Group"]
+    not_a_user = await search(scim, "/.search", filter=f'not (userName eq "{name}")')
+    assert [resource["meta"]["resourceType"] for resource in not_a_user["Resources"]] == ["Group"]
     both = await search(
         scim, "/.search", filter='meta.resourceType eq "Group" or meta.resourceType eq "User"'
     )
@@ -107,6 +112,9 @@ async def test_the_root_search_applies_a_filter_to_the_types_that_have_its_attri
     assert neither.status_code == 400
     assert neither.json()["scimType"] == "invalidFilter"
     assert "shoeSize" in neither.json()["detail"]
+    unknown_sort = await scim.post("/.search", json={"schemas": [SEARCH], "sortBy": "shoeSize"})
+    assert unknown_sort.status_code == 400
+    assert "shoeSize" in unknown_sort.json()["detail"]
 
 
 async def test_a_bad_search_body_is_a_scim_error(scim: httpx.AsyncClient) -> None:

@@ -5,6 +5,7 @@ from scim.filter import (
     And,
     AttrPath,
     Compare,
+    Filter,
     Not,
     Or,
     PatchPath,
@@ -13,6 +14,7 @@ from scim.filter import (
     parse_attribute_list,
     parse_filter,
     parse_patch_path,
+    restrict,
 )
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -144,3 +146,31 @@ def test_deeply_nested_or_overlong_filters_are_invalid_filter_not_a_crash() -> N
         with pytest.raises(ScimError) as caught:
             parse_filter(text)
         assert caught.value.scim_type == "invalidFilter"
+
+
+def test_restrict_decides_comparisons_on_attributes_a_type_lacks_as_on_unassigned_ones() -> None:
+    def users_only(path: AttrPath) -> bool:
+        return path.name.lower() in ("username", "displayname")
+
+    def restricted(text: str) -> object:
+        return restrict(parse_filter(text), users_only)
+
+    assert restricted('members pr or userName eq "a"') == parse_filter('userName eq "a"')
+    assert restricted('members pr and userName eq "a"') is False
+    assert restricted("not (members pr)") is True
+    assert restricted('members.value ne "x"') is True
+    assert restricted("members eq null") is True
+    assert restricted("members ne null") is False
+    assert restricted('members[value eq "x"] or not (displayName co "a")') == parse_filter(
+        'not (displayName co "a")'
+    )
+    assert restricted('userName eq "a" and displayName eq "b"') == parse_filter(
+        'userName eq "a" and displayName eq "b"'
+    )
+
+
+def test_restrict_handles_filters_deeper_than_the_recursion_limit() -> None:
+    chain: Filter = Compare(AttrPath(None, "members"), "eq", "x")
+    for _ in range(5000):
+        chain = Or(chain, Compare(AttrPath(None, "members"), "eq", "x"))
+    assert restrict(chain, lambda path: False) is False
