@@ -191,9 +191,14 @@ _MAX_SHOWN_PATH = 300
 
 
 def received_path(scope: Scope) -> str:
-    """The path as the client sent it, shortened if it is long."""
+    """The path as the client sent it, shortened if it is long, its control characters escaped: a `%0a` in
+    a path would otherwise start a forged line in a text log."""
     path: str = scope.get(_RECEIVED_PATH, scope["path"])
-    return path if len(path) <= _MAX_SHOWN_PATH else path[:_MAX_SHOWN_PATH] + "…"
+    shown = path if len(path) <= _MAX_SHOWN_PATH else path[:_MAX_SHOWN_PATH] + "…"
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", shown)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _normalize_path(scope: Scope, endpoints: Mapping[str, str]) -> None:
@@ -205,27 +210,41 @@ def _normalize_path(scope: Scope, endpoints: Mapping[str, str]) -> None:
     `/scim/v2/Users`): a client that spells an endpoint in another case (Microsoft's reference tests request
     `/users`) reaches it. Only the base and the endpoint's name are matched so; an id after them is not."""
     path: str = scope["path"]
+    raw_path = scope.get("raw_path") or b""
+    if b"%2f" in raw_path.lower():
+        # An encoded slash is part of a segment, not a separator: routed as one (once decoded, by the server),
+        # `/scim/v2/Users%2F<id>` would reach a user, and past a proxy that allows paths by their raw form.
+        # Routed undecoded, it matches no route and its 404 names it.
+        scope["path"] = scope[_RECEIVED_PATH] = raw_path.decode("latin-1")
+        return
     normalized = path
     if "//" in path or (path.endswith("/") and path != "/"):
         normalized = re.sub("/{2,}", "/", path).rstrip("/") or "/"
-    head = "/".join(normalized.split("/", _ENDPOINT_SEGMENTS + 1)[: _ENDPOINT_SEGMENTS + 1])
-    canonical = endpoints.get(head.lower())
-    if canonical is not None and canonical != head:
-        normalized = canonical + normalized[len(head) :]
+    segments = normalized.split("/", _MOST_SEGMENTS + 1)
+    for count in range(_MOST_SEGMENTS, _ENDPOINT_SEGMENTS - 1, -1):
+        head = "/".join(segments[: count + 1])
+        canonical = endpoints.get(head.lower())
+        if canonical is not None:
+            normalized = canonical + normalized[len(head) :]
+            break
     if normalized != path:
         scope[_RECEIVED_PATH] = path
         scope["path"] = normalized
 
 
-# The segments of an endpoint's path: `/scim/v2/Users` is "", "scim", "v2", "Users".
+# The segments of an endpoint's path after the leading slash: `/scim/v2/Users` has 3, `/scim/v2/Users/.search` 4.
 _ENDPOINT_SEGMENTS = 3
+_MOST_SEGMENTS = 4
 
 
 def endpoint_spellings(paths: Iterable[str]) -> dict[str, str]:
-    """What `EdgeMiddleware` takes as `endpoints`: the routes' paths up to the endpoint's name, by their
-    lowercase form."""
-    heads = ("/".join(path.split("/")[: _ENDPOINT_SEGMENTS + 1]) for path in paths)
-    return {head.lower(): head for head in heads if "{" not in head}
+    """What `EdgeMiddleware` takes as `endpoints`: every fixed path of the routes up to its 4th segment
+    (`/scim/v2/Users`, `/scim/v2/Users/.search`, not `/scim/v2/Users/{id}`), by its lowercase form."""
+    heads = set()
+    for path in paths:
+        segments = path.split("/")
+        heads |= {"/".join(segments[: count + 1]) for count in range(_ENDPOINT_SEGMENTS, _MOST_SEGMENTS + 1)}
+    return {head.lower(): head for head in heads if "{" not in head and head.count("/") >= _ENDPOINT_SEGMENTS}
 
 
 class EdgeMiddleware:
@@ -409,7 +428,11 @@ def _token_of(header: str) -> str:
 
 async def authenticate(request: Request, scope: str | None = "scim") -> Principal:
     """The principal of the request's bearer token, which must have `scope` (any scope, with None)."""
-    header = request.headers.get("authorization")
+    headers = request.headers.getlist("authorization")
+    if len(headers) > 1:
+        # Which one would count is a proxy's guess or ours: neither is the client's intent.
+        raise Unauthorized(f"The request has {len(headers)} Authorization headers; send exactly one.")
+    header = headers[0] if headers else None
     if not header:
         raise Unauthorized("The request has no Authorization header: send 'Authorization: Bearer <token>'.")
     principal = await services_of(request).authenticator.authenticate(_token_of(header))

@@ -409,7 +409,7 @@ async def test_an_endpoint_spelled_in_another_case_is_served(http: httpx.AsyncCl
         assert response.status_code == 200, path
         assert response.json()["id"] == user_id
     found = await http.post(
-        f"{ROOT}/scim/v2/users/.search",
+        f"{ROOT}/scim/v2/USERS/.Search",
         json={"schemas": [SEARCH_REQUEST], "filter": 'userName eq "case@acme.com"'},
         headers=tenant.headers,
     )
@@ -417,6 +417,32 @@ async def test_an_endpoint_spelled_in_another_case_is_served(http: httpx.AsyncCl
     for path in ("/scim/v2/serviceproviderconfig", "/scim/v2/resourcetypes/User", "/scim/v2/Groups?count=1"):
         assert (await http.get(f"{ROOT}{path}", headers=tenant.headers)).status_code == 200, path
     assert (await http.get(f"{ROOT}/SCIM/V2/Users", headers=tenant.headers)).status_code == 200
+
+
+async def test_an_encoded_slash_separates_nothing_and_names_its_path_in_the_404(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await http.post(
+        f"{ROOT}/scim/v2/Users", json=okta_user("encoded@acme.com"), headers=tenant.headers
+    )
+    user_id = created.json()["id"]
+    for path in (f"/scim/v2/Users%2F{user_id}", "/scim%2Fv2%2FUsers", f"/scim/v2/Users%2f{user_id}"):
+        response = await http.get(f"{ROOT}{path}", headers=tenant.headers)
+        assert response.status_code == 404, path
+        assert path in response.json()["detail"]
+
+
+async def test_two_authorization_headers_are_refused_even_when_both_are_valid(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    other = await new_tenant(pool)
+    headers = [
+        ("Authorization", tenant.headers["Authorization"]),
+        ("Authorization", other.headers["Authorization"]),
+    ]
+    response = await http.get(f"{ROOT}/scim/v2/Users", headers=headers)
+    assert response.status_code == 401
+    assert "2 Authorization headers" in response.json()["detail"]
 
 
 async def test_an_unmatched_path_is_named_in_the_404_and_in_the_access_log(
