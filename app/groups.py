@@ -17,6 +17,7 @@ from eventstore.store import EventStore, Metadata, Transaction
 from projections import scim_groups
 from projections.scim import ScimProjection
 from projections.scim_groups import GroupRow
+from scim.folding import fold
 from scim.group_patch import GroupChange, MembershipStep, renamed_in_app
 from scim.patch import MAX_PATCH_COMPARISONS, Budget, filter_size, matches
 from scim.schema import GROUP_SCHEMA
@@ -146,9 +147,10 @@ class GroupService:
         role. A name it never had is left to `check_identity`: that is Okta renaming the group."""
         group = (await transaction.load(org_id, [row.group_id]))[row.group_id]
         project, role = await self._pair(transaction, org_id, group)
+        folded = fold(sent)
         for former_project in project.names:
             for former_role in role.names:
-                if self._projection.groups.display_name(former_project, former_role) == sent:
+                if fold(self._projection.groups.display_name(former_project, former_role)) == folded:
                     renamings = [
                         entity.renamed_since(former)
                         for entity, former in ((project, former_project), (role, former_role))

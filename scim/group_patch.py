@@ -16,6 +16,7 @@ import msgspec
 
 from scim.errors import ScimError, invalid_path, invalid_value, mutability
 from scim.filter import Compare, Filter, Or, PatchPath
+from scim.folding import fold
 from scim.patch import PatchOperation
 from scim.schema import GROUP
 
@@ -42,8 +43,10 @@ class GroupChange:
     displays: dict[str, str] = field(default_factory=dict)
 
     def other_name(self, display_name: str) -> str | None:
-        """The first displayName sent that is not `display_name`, if any."""
-        return next((value for value in self.display_names if value != display_name), None)
+        """The first displayName sent that is not `display_name`, if any: compared as displayName is, ignoring
+        case (caseExact false, and group names are unique under the same folding)."""
+        current = fold(display_name)
+        return next((value for value in self.display_names if fold(value) != current), None)
 
     def check_identity(self, group_id: str, display_name: str) -> None:
         if any(value != group_id for value in self.ids):

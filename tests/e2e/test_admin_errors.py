@@ -325,6 +325,25 @@ async def test_a_name_from_before_both_renames_names_both(
     assert "now 'Statsig" not in renamed_in_okta.json()["detail"]
 
 
+async def test_group_names_are_compared_ignoring_case_as_displayName_is(
+    scim: httpx.AsyncClient, catalog: Catalog, services: Services
+) -> None:
+    group = await find_group(scim, "Statsig-Apollo-Admin")
+    # The current name in another case is the group's own name (caseExact false): accepted.
+    same = await scim.patch(
+        f"/Groups/{group['id']}", json=patch(okta_name_echo(group["id"], "STATSIG-apollo-ADMIN"))
+    )
+    assert same.status_code in (200, 204), same.text
+    await services.catalog.rename(PROJECT, catalog.tenant.org.org_id, "Apollo", "Juno", ADMIN)
+    former = await scim.patch(
+        f"/Groups/{group['id']}", json=patch(okta_name_echo(group["id"], "statsig-APOLLO-admin"))
+    )
+    assert former.status_code == 400
+    assert former.json()["detail"].startswith(
+        "The group 'statsig-APOLLO-admin' is now 'Statsig-Juno-Admin': the app renamed the project 'Apollo' to 'Juno'"
+    )
+
+
 # --- 401 -------------------------------------------------------------------------------------------------
 
 
