@@ -223,10 +223,21 @@ class _Token(NamedTuple):
     position: int
 
 
+# An attribute path is a schema's URN, a name and a sub-attribute's: `sortBy` and each name of `attributes`
+# longer than this name nothing, and are refused without being parsed, or echoed whole.
+MAX_ATTRIBUTE_PATH_LENGTH = 1024
+_SHOWN_PATH_LENGTH = 100
+
+
 # The same few paths (userName, emails.value...) arrive in request after request; bounded, as clients may
 # spell them in any case.
 @functools.lru_cache(maxsize=1024)
 def parse_attr_path(text: str, error: Callable[[str], ScimError] = invalid_filter) -> AttrPath:
+    if len(text) > MAX_ATTRIBUTE_PATH_LENGTH:
+        raise error(
+            f"'{text[:_SHOWN_PATH_LENGTH]}…' is {len(text):,} characters long; an attribute path is at most "
+            f"{MAX_ATTRIBUTE_PATH_LENGTH:,}."
+        )
     schema: str | None = None
     rest = text
     if text[:4].lower() == "urn:":

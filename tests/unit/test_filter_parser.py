@@ -11,6 +11,7 @@ from scim.filter import (
     PatchPath,
     Present,
     ValuePath,
+    parse_attr_path,
     parse_attribute_list,
     parse_filter,
     parse_patch_path,
@@ -174,3 +175,10 @@ def test_restrict_handles_filters_deeper_than_the_recursion_limit() -> None:
     for _ in range(5000):
         chain = Or(chain, Compare(AttrPath(None, "members"), "eq", "x"))
     assert restrict(chain, lambda path: False) is False
+
+
+def test_an_attribute_path_longer_than_any_schema_has_is_refused_without_echoing_it_whole() -> None:
+    with pytest.raises(ScimError) as refused:
+        parse_attr_path("a" * 100_000)
+    assert len(refused.value.detail) < 300
+    assert "100,000 characters" in refused.value.detail
