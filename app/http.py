@@ -540,11 +540,24 @@ def _too_large(limit: int) -> ScimError:
     return ScimError(413, f"The request body is larger than the {limit}-byte limit.")
 
 
-def decode_as(value: Any, type_: type[Any], what: str) -> Any:
+def decode_as(value: Any, type_: type[msgspec.Struct], what: str) -> Any:
+    """`value`, a SCIM message (a PatchOp, a SearchRequest), as the msgspec Struct `type_`. Its member names
+    are matched ignoring case, as SCIM's attribute names are (RFC 7643 §2.1): `{"FILTER": …}` filters."""
+    if isinstance(value, dict):
+        spellings = _member_spellings(type_)
+        value = {
+            spellings.get(key.lower(), key) if isinstance(key, str) else key: item
+            for key, item in value.items()
+        }
     try:
         return msgspec.convert(value, type_, strict=False)
     except msgspec.ValidationError as error:
         raise ScimError(400, f"The {what} is malformed: {error}.", "invalidSyntax") from error
+
+
+@functools.cache
+def _member_spellings(type_: type[msgspec.Struct]) -> dict[str, str]:
+    return {field.encode_name.lower(): field.encode_name for field in msgspec.structs.fields(type_)}
 
 
 def parse_id(text: str) -> uuid.UUID:

@@ -117,6 +117,15 @@ async def test_the_root_search_applies_a_filter_to_the_types_that_have_its_attri
     assert "shoeSize" in unknown_sort.json()["detail"]
 
 
+async def test_a_search_bodys_member_names_are_matched_ignoring_case(scim: httpx.AsyncClient) -> None:
+    [name, _] = await users(scim, "Upper", "Other")
+    response = await scim.post(
+        "/Users/.search", json={"SCHEMAS": [SEARCH], "FILTER": f'userName eq "{name}"', "Count": 5}
+    )
+    assert response.status_code == 200, response.text
+    assert [user["userName"] for user in response.json()["Resources"]] == [name]
+
+
 async def test_a_bad_search_body_is_a_scim_error(scim: httpx.AsyncClient) -> None:
     for path in ("/Users/.search", "/Groups/.search", "/.search"):
         for body, scim_type in (
