@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -38,9 +38,42 @@ from scim.query import SEARCH_REQUEST, ListQuery, SearchRequest
 from scim.schema import CORE_USER, USER, ResourceType, select_attributes
 
 
-async def user_type(request: Request, principal: Principal) -> ResourceType:
-    """The User resource type of the principal's organization: with the extensions it declared, if any."""
-    return await services_of(request).user_types.of(principal.org_id, principal.schema_version)
+async def user_type(
+    request: Request, principal: Principal, named: Iterable[tuple[str, Any]] = ()
+) -> ResourceType:
+    """The User resource type of the principal's organization: with the extensions it declared, if any.
+
+    The type follows the schema version cached with the token. When `named` (a body's attributes, a PATCH's
+    paths and pathless keys, with their values) holds a URN, or an attribute under one, that this type does
+    not know, the organization may have declared it since: the current type is read, lest values sent just
+    after `schema extend` be dropped, or a PUT served with an older type record them as removed."""
+    user_types = services_of(request).user_types
+    resource_type = await user_types.of(principal.org_id, principal.schema_version)
+    if any(not _knows(resource_type, name, value) for name, value in named):
+        return await user_types.current(principal.org_id)
+    return resource_type
+
+
+def _knows(resource_type: ResourceType, name: str, value: Any) -> bool:
+    """Whether `resource_type` has the schema a URN-qualified `name` names, and each attribute `value` holds
+    under it; a name without a URN is the core schema's, which never changes."""
+    if name[:4].lower() != "urn:":
+        return True
+    extension = resource_type.extension(name)
+    if extension is not None:
+        return not isinstance(value, dict) or all(extension.attribute(key) is not None for key in value)
+    # `urn:…:User:attribute` (or `.sub`), as a PATCH path or a pathless key names one attribute.
+    schema, _, attribute = name.rpartition(":")
+    return resource_type.resolve(schema, attribute.partition(".")[0].partition("[")[0]) is not None
+
+
+def _patch_names(operations: list[PatchOperation]) -> Iterator[tuple[str, Any]]:
+    """The attributes a PATCH names, with their values: each path, and each key of a pathless value."""
+    for operation in operations:
+        if operation.path is not None:
+            yield str(operation.path.attribute), operation.value
+        elif isinstance(operation.value, dict):
+            yield from operation.value.items()
 
 
 def render(row: UserRow, base: str, resource_type: ResourceType = USER) -> dict[str, Any]:
@@ -229,7 +262,7 @@ class UsersCollection(Endpoint):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a User.")
-        resource_type = await user_type(request, principal)
+        resource_type = await user_type(request, principal, body.items())
         attributes = await off_loop(
             request, resource_type.validate, body, services_of(request).settings.max_identifier_length
         )
@@ -257,7 +290,7 @@ class UserResource(Endpoint):
         body = await read_json(request)
         if not isinstance(body, dict):
             raise invalid_value("The request body must be a JSON object describing a User.")
-        resource_type = await user_type(request, principal)
+        resource_type = await user_type(request, principal, body.items())
         attributes = await off_loop(
             request, resource_type.validate, body, services_of(request).settings.max_identifier_length
         )
@@ -276,7 +309,7 @@ class UserResource(Endpoint):
         principal = await authenticate(request)
         user_id = parse_id(request.path_params["id"])
         operations = await off_loop(request, patch_operations, await read_json(request))
-        resource_type = await user_type(request, principal)
+        resource_type = await user_type(request, principal, _patch_names(operations))
         row = await services_of(request).users.patch(
             principal.org_id,
             user_id,

@@ -4,7 +4,9 @@ A declaration is an admin's action recorded on the log (OrgSchemaDeclared, then 
 each replacement), with the table of current declarations, org_schemas, written in the same transaction, as
 the catalog does. An organization's schema version is the sum of its schemas' stream versions: it grows
 with every declaration, and the token lookup reads it with the org (app/tenancy.py), so every process sees a
-new declaration as soon as its cached token expires, without a query per request.
+new declaration as soon as its cached token expires, without a query per request; a request that names a URN
+the cached type does not know reads the version afresh (UserTypes.current), so values sent right after a
+declaration are neither dropped nor recorded as removed.
 """
 
 from __future__ import annotations
@@ -126,3 +128,10 @@ class UserTypes:
         if len(self._types) > self._capacity:
             self._types.popitem(last=False)
         return resource_type
+
+    async def current(self, org_id: uuid.UUID) -> ResourceType:
+        """The organization's User type as declared now, read past the token cache: for a request that names
+        a schema URN the cached type does not know, which a declaration made a moment ago may have added.
+        One indexed query, and only on such a miss."""
+        version: int = await self._pool.fetchval(f"SELECT {SCHEMA_VERSION_SQL.format(org='$1')}", org_id)
+        return await self.of(org_id, version)

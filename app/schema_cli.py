@@ -31,8 +31,8 @@ async def _extend(context: Context, args: argparse.Namespace) -> int:
     if changed:
         print(
             f"declared schema '{declaration.id}' for '{org.name}', version {version}, with "
-            f"{len(declaration.attributes)} attribute(s); SCIM clients see it within the token cache's "
-            "lifetime (SCIMLEDGER_TOKEN_CACHE_SECONDS)"
+            f"{len(declaration.attributes)} attribute(s); values sent under it are accepted at once, and "
+            "/Schemas shows it within the token cache's lifetime (SCIMLEDGER_TOKEN_CACHE_SECONDS)"
         )
     else:
         print(

@@ -204,12 +204,22 @@ class QueryCompiler:
             column = relation.column(resolved.sub_attribute or _value_of(attribute))
             return relation.exists(_leaf(node, column.sql, column.type, column.case_exact, parameters))
         if attribute.multi_valued:
+            if isinstance(node, Present) and resolved.sub_attribute is None:
+                return f"(jsonb_array_length({_array(self._container(resolved))}) > 0)"
+            if attribute.type != "complex":
+                # A multi-valued simple attribute (`skills eq "py"`) matches when one of its values does.
+                value = _typed("value", attribute.type)
+                inner = _leaf(node, value, attribute.type, attribute.case_exact, parameters)
+                return (
+                    f"EXISTS (SELECT 1 FROM jsonb_array_elements_text({_array(self._container(resolved))}) "
+                    f"AS e(value) WHERE {inner})"
+                )
             sub = resolved.sub_attribute or attribute.sub("value")
             if sub is None:
                 raise invalid_filter(f"Filter on a sub-attribute of '{attribute.name}'.")
-            if isinstance(node, Present) and resolved.sub_attribute is None:
-                return f"(jsonb_array_length(coalesce({self._container(resolved)}, '[]')) > 0)"
-            inner = _leaf(node, _text("element", sub.name), sub.type, sub.case_exact, parameters)
+            inner = _leaf(
+                node, _typed(_text("element", sub.name), sub.type), sub.type, sub.case_exact, parameters
+            )
             return self._exists(resolved, inner)
         if attribute.type == "complex" and resolved.sub_attribute is None:
             if isinstance(node, Present):
@@ -219,7 +229,9 @@ class QueryCompiler:
                 f"{attribute.name}.{attribute.sub_attributes[0].name}."
             )
         target = resolved.target
-        return _leaf(node, self._scalar(resolved), target.type, target.case_exact, parameters)
+        return _leaf(
+            node, _typed(self._scalar(resolved), target.type), target.type, target.case_exact, parameters
+        )
 
     def _value_path(self, node: ValuePath, parameters: Parameters) -> str:
         resolved = self._resolve(node.path)
@@ -265,22 +277,30 @@ class QueryCompiler:
             expression, scim_type, case_exact = column.sql, column.type, column.case_exact
         elif self._relation(resolved) is not None:
             raise invalid_filter(f"Cannot sort by '{resolved.attribute.name}'.")
+        elif resolved.attribute.multi_valued and resolved.attribute.type != "complex":
+            # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary value, else its first; simple
+            # values have no `primary`, so the first.
+            scim_type, case_exact = resolved.attribute.type, resolved.attribute.case_exact
+            expression = (
+                f"(SELECT {_typed('value', scim_type)} FROM jsonb_array_elements_text("
+                f"{_array(self._container(resolved))}) WITH ORDINALITY AS e(value, n) ORDER BY n LIMIT 1)"
+            )
         elif resolved.attribute.multi_valued:
             sub = resolved.sub_attribute or resolved.attribute.sub("value")
             if sub is None:
                 raise invalid_filter(f"Cannot sort by '{resolved.attribute.name}'.")
+            scim_type, case_exact = sub.type, sub.case_exact
             # RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary value, else its first.
             expression = (
-                f"(SELECT {_text('element', sub.name)} FROM jsonb_array_elements("
-                f"coalesce({self._container(resolved)}, '[]')) WITH ORDINALITY AS e(element, n) "
-                f"ORDER BY (element->>'primary')::boolean IS TRUE DESC, n LIMIT 1)"
+                f"(SELECT {_typed(_text('element', sub.name), scim_type)} FROM jsonb_array_elements("
+                f"{_array(self._container(resolved))}) WITH ORDINALITY AS e(element, n) "
+                f"ORDER BY (element->>'primary') = 'true' IS TRUE DESC, n LIMIT 1)"
             )
-            scim_type, case_exact = sub.type, sub.case_exact
         elif resolved.attribute.type == "complex" and resolved.sub_attribute is None:
             raise invalid_filter(f"Cannot sort by the complex attribute '{resolved.attribute.name}'.")
         else:
-            expression = self._scalar(resolved)
             scim_type, case_exact = resolved.target.type, resolved.target.case_exact
+            expression = _typed(self._scalar(resolved), scim_type)
         if scim_type in _SQL_TYPES:
             return f"({expression})::{_SQL_TYPES[scim_type]}", False
         return (expression if case_exact else f"scim_fold({expression})"), True
@@ -309,7 +329,7 @@ class QueryCompiler:
 
     def _exists(self, resolved: Resolved, condition: str) -> str:
         return (
-            f"EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce({self._container(resolved)}, '[]')) "
+            f"EXISTS (SELECT 1 FROM jsonb_array_elements({_array(self._container(resolved))}) "
             f"AS e(element) WHERE jsonb_typeof(element) = 'object' AND {condition})"
         )
 
@@ -322,11 +342,46 @@ def _value_of(attribute: Attribute) -> Attribute:
 
 
 def _element_column(sub: Attribute) -> Column:
-    return Column(_text("element", sub.name), sub.type, sub.case_exact)
+    return Column(_typed(_text("element", sub.name), sub.type), sub.type, sub.case_exact)
 
 
 def _text(base: str, key: str) -> str:
     return f"({base}->>{_literal_key(key)})"
+
+
+def _array(container: str) -> str:
+    """A jsonb container as an array to expand: empty when absent, or when a stored value is not an array
+    (jsonb_array_elements would fail the whole query on it)."""
+    return f"(CASE WHEN jsonb_typeof({container}) = 'array' THEN {container} ELSE '[]'::jsonb END)"
+
+
+# The text of a JSON number as jsonb prints it (never with an exponent), and an instant as RFC 7643 §2.3.5's
+# xsd:dateTime writes it, with each field in range.
+_NUMBER = r"^-?[0-9]+(\.[0-9]+)?$"
+_INSTANT = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
+
+def _typed(text: str, scim_type: str) -> str:
+    """A value read as text from the jsonb document, as the SQL type its SCIM type compares as, or NULL when
+    the stored text is not one: a value stored under an earlier declaration, or sent before a type was
+    enforced, must not make a filter or a sort fail. CASE is the one construct whose branches PostgreSQL
+    evaluates in order, so the cast only ever sees text that passed the check before it."""
+    if scim_type in ("integer", "decimal"):
+        return f"(CASE WHEN {text} ~ '{_NUMBER}' THEN ({text})::numeric END)"
+    if scim_type == "boolean":
+        return f"(CASE WHEN {text} IN ('true', 'false') THEN ({text})::boolean END)"
+    if scim_type == "dateTime":
+        # The shape first; then the day within its month (February 30th has the shape), the year 0 which
+        # PostgreSQL has no date for, and only then the cast.
+        return (
+            f"(CASE WHEN {text} !~* '{_INSTANT}' THEN NULL WHEN left({text}, 4) = '0000' THEN NULL "
+            f"WHEN substr({text}, 9, 2)::int > extract(day from (left({text}, 7) || '-01')::date "
+            f"+ interval '1 month - 1 day') THEN NULL ELSE ({text})::timestamptz END)"
+        )
+    return text
 
 
 def _negated(condition: str) -> str:

@@ -441,4 +441,13 @@ def apply_patch(
 ) -> dict[str, Any]:
     """The validated attributes after applying `operations`; all or nothing, since `current` is not touched."""
     patched = Patcher(resource_type, current, read_only, Budget(limits.max_comparisons)).apply(operations)
+    if all(
+        patched.get(key) == current.get(key) for key in patched.keys() | current.keys() if key != "active"
+    ):
+        # Only `active` changes: Okta's and Entra's deactivation or reactivation. Extension values were valid
+        # when stored, perhaps under an earlier declaration of the org's schema; checking them again could
+        # refuse a deactivation over a value the identity provider's admin cannot see. They stay as stored.
+        stored = {key: value for key, value in patched.items() if key[:4].lower() == "urn:"}
+        core = {key: value for key, value in patched.items() if key not in stored}
+        return {**resource_type.validate(core, limits.max_identifier_length), **stored}
     return resource_type.validate(patched, limits.max_identifier_length)

@@ -97,3 +97,23 @@ def test_a_bad_schema_file_is_refused_naming_the_attribute_and_nothing_is_declar
     unknown = run_cli(cli_env, "schema", "show", "--org", org, ACME, check=False)
     assert unknown.returncode == ExitCode.REFUSED
     assert "declared no schema" in unknown.stderr
+
+
+def test_a_redeclaration_stored_values_could_not_satisfy_is_refused_and_the_declaration_stays(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    org = f"schema-cli-{uuid.uuid4().hex[:8]}"
+    run_cli(cli_env, "org", "create", org)
+    run_cli(cli_env, "schema", "extend", "--org", org, "--file", schema_file(tmp_path, "badgeNumber"))
+    integer = tmp_path / "integer.json"
+    integer.write_text(json.dumps({"id": ACME, "attributes": [{"name": "badgeNumber", "type": "integer"}]}))
+    refused = run_cli(cli_env, "schema", "extend", "--org", org, "--file", str(integer), check=False)
+    assert refused.returncode == ExitCode.REFUSED
+    assert "Attribute 'badgeNumber'" in refused.stderr
+    assert "declare a new attribute name" in refused.stderr
+    recased_file = schema_file(tmp_path, "badgeNumber", urn=ACME.upper())
+    recased = run_cli(cli_env, "schema", "extend", "--org", org, "--file", recased_file, check=False)
+    assert recased.returncode == ExitCode.REFUSED
+    assert f"already declared as '{ACME}'" in recased.stderr
+    listed = json.loads(run_cli(cli_env, "schema", "list", "--org", org, "--format", "json").stdout)
+    assert [(entry["urn"], entry["version"]) for entry in listed] == [(ACME, 1)]

@@ -19,6 +19,11 @@ from tests.unit.test_properties import PROPERTY, filters, paths
         ('title pr and not (userName ew "x" or userName sw "y")', FilterCost(3, 1)),
         ('emails[type eq "work" and value co "@x"] or emails.value ew "z"', FilterCost(3, 2)),
         ('members[value eq "1"] and (displayName eq "a" or displayName eq "b")', FilterCost(3, 0)),
+        # A multi-valued simple custom attribute: one comparison, however many values each user holds.
+        (
+            'urn:ietf:params:scim:schemas:extension:acme:2.0:User:skills co "py" or skills pr',
+            FilterCost(2, 1),
+        ),
     ],
 )
 def test_a_filter_costs_its_comparisons_and_those_matching_inside_strings(
