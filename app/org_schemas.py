@@ -27,6 +27,7 @@ from projections import org_schemas
 from scim.declaration import (
     InvalidDeclaration,
     SchemaDeclaration,
+    check_apart,
     declaration_of,
     parse_declaration,
     to_document,
@@ -69,8 +70,16 @@ class OrgSchemaService:
         document = to_document(declaration)
         schema_id = schema_id_for(str(org_id), declaration.id)
         async with self._store.transaction() as transaction:
-            # Two admins declaring the same URN at once take turns rather than fail on the stream's version.
-            await transaction.lock_stream(schema_id)
+            # An organization's declarations take turns: two at once would each miss the other when checking
+            # that their URNs do not nest, and two of one URN would fail on the stream's version.
+            await transaction.lock_stream(schema_id_for(str(org_id), ""))
+            others = await transaction.connection.fetch(
+                "SELECT urn FROM org_schemas WHERE org_id = $1", org_id
+            )
+            try:
+                check_apart(declaration.id, (row[0] for row in others))
+            except InvalidDeclaration as error:
+                raise DomainError(str(error)) from error
             schema: OrgSchema | None = (await transaction.load(org_id, [schema_id])).get(schema_id)
             if schema is None:
                 schema = OrgSchema(org_id=str(org_id), urn=declaration.id, declaration=document)

@@ -9,6 +9,7 @@ attribute and what is wrong with it, for the admin who wrote the file.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -29,6 +30,8 @@ _RESERVED = (CORE_USER, ENTERPRISE_USER, CORE_GROUP)
 _RESERVED_PREFIXES = ("urn:ietf:params:scim:schemas:core:", "urn:ietf:params:scim:api:")
 MAX_URN_LENGTH = 200
 MAX_ATTRIBUTES = 100
+# Longer names than any identity provider's; with a URN, still far inside a filter's and a path's limits.
+MAX_NAME_LENGTH = 128
 
 
 class InvalidDeclaration(ValueError):
@@ -71,6 +74,11 @@ def parse_declaration(document: bytes) -> SchemaDeclaration:
         raise InvalidDeclaration(
             f"The schema file is not a valid RFC 7643 schema: {_where(error)}."
         ) from error
+    except RecursionError as error:
+        # subAttributes nested thousands deep: a schema has one level (RFC 7643 §2.4).
+        raise InvalidDeclaration(
+            "The schema file nests subAttributes too deeply; a schema has one level."
+        ) from error
     check(declaration)
     return declaration
 
@@ -108,6 +116,7 @@ def check(declaration: SchemaDeclaration) -> None:
             "enterprise extension are built in): give your extension a URN of its own, such as "
             "'urn:ietf:params:scim:schemas:extension:acme:2.0:User'."
         )
+    check_apart(urn, _RESERVED)
     if not declaration.attributes:
         raise InvalidDeclaration(f"The schema '{urn}' declares no attributes.")
     if len(declaration.attributes) > MAX_ATTRIBUTES:
@@ -115,10 +124,29 @@ def check(declaration: SchemaDeclaration) -> None:
     _check_attributes(declaration.attributes, within="")
 
 
+def check_apart(urn: str, others: Iterable[str]) -> None:
+    """Refuse `urn` when it and one of `others` (the built-in schemas, the organization's other declarations)
+    nest: in `urn:…:acme:2.0:User:desk`, the last colon would separate the attribute `desk` of
+    `urn:…:acme:2.0:User` as well as name a schema, so a path or a filter could mean either."""
+    lowered = urn.lower()
+    for other in others:
+        folded = other.lower()
+        if folded != lowered and (folded.startswith(lowered + ":") or lowered.startswith(folded + ":")):
+            raise InvalidDeclaration(
+                f"The schema id '{urn}' and the schema '{other}' nest: one is the other followed by ':…', so "
+                "'<URN>:<attribute>' could name an attribute of either. Give your extension a URN that neither "
+                "starts with another schema's URN nor is the start of one."
+            )
+
+
 def _check_attributes(attributes: list[AttributeDeclaration], within: str) -> None:
     seen: dict[str, str] = {}
     for attribute in attributes:
         path = f"{within}{attribute.name}"
+        if len(attribute.name) > MAX_NAME_LENGTH:
+            raise InvalidDeclaration(
+                f"Attribute '{path[:MAX_NAME_LENGTH]}…': a name is at most {MAX_NAME_LENGTH} characters."
+            )
         if not _ATTRNAME.fullmatch(attribute.name):
             raise InvalidDeclaration(
                 f"Attribute '{path}': a name starts with a letter and holds only letters, digits, '-' and '_' "

@@ -14,6 +14,7 @@ import pytest
 from app import tenancy
 from app.org_schemas import parse
 from app.services import Services
+from domain.errors import DomainError
 from eventstore.store import Metadata
 from tests.conftest import Tenant, new_tenant, okta_user
 from tests.e2e.test_users_api import CORE, ENTERPRISE, PATCH_OP, assert_scim_error
@@ -236,6 +237,18 @@ async def test_an_auditors_token_sees_the_organizations_own_schemas_too(
     assert ACME in [schema["id"] for schema in schemas.json()["Resources"]]
     user_type = (await http.get("/ResourceTypes/User", headers=headers)).json()
     assert {"schema": ACME, "required": False} in user_type["schemaExtensions"]
+
+
+async def test_an_organizations_schemas_may_not_nest_but_another_organizations_may(
+    services: Services, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    await declare(services, tenant)
+    for nesting in (f"{ACME}:desk", ACME.rpartition(":")[0]):
+        with pytest.raises(DomainError, match="nest"):
+            await declare(services, tenant, urn=nesting)
+    # What another organization declared is no concern of this one's.
+    other = await new_tenant(pool)
+    assert await declare(services, other, urn=f"{ACME}:desk") == 1
 
 
 async def test_two_organizations_never_see_each_others_declarations(

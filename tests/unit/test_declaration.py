@@ -9,6 +9,7 @@ import pytest
 
 from scim.declaration import (
     InvalidDeclaration,
+    check_apart,
     declaration_of,
     parse_declaration,
     to_document,
@@ -113,6 +114,34 @@ def test_an_unknown_type_is_refused_naming_the_attribute() -> None:
 )
 def test_a_urn_of_the_core_schemas_or_the_enterprise_extension_is_refused(urn: str) -> None:
     assert "defines itself" in refusal({"name": "costCode"}, urn=urn)
+
+
+@pytest.mark.parametrize(
+    "urn", [f"{ENTERPRISE_USER}:sub", "urn:ietf:params:scim:schemas:extension:enterprise:2.0"]
+)
+def test_a_urn_nesting_with_a_built_in_one_is_refused(urn: str) -> None:
+    assert "nest" in refusal({"name": "a"}, urn=urn)
+
+
+def test_urns_nest_when_one_is_the_other_followed_by_a_colon_whatever_their_case() -> None:
+    check_apart(ACME, [ACME.upper(), "urn:ietf:params:scim:schemas:extension:acme:2.0:UserX"])
+    for other in (f"{ACME}:desk", "URN:ietf:params:scim:schemas:extension:acme:2.0"):
+        with pytest.raises(InvalidDeclaration, match="nest"):
+            check_apart(ACME, [other])
+
+
+def test_a_name_longer_than_any_identity_providers_is_refused_without_echoing_it_whole() -> None:
+    refused = refusal({"name": "a" * 5000})
+    assert "at most 128 characters" in refused
+    assert len(refused) < 300
+
+
+def test_subattributes_nested_thousands_deep_are_refused_in_one_line() -> None:
+    depth = 5000
+    nested = '{"name": "n", "type": "complex", "subAttributes": [' * depth + '{"name": "leaf"}' + "]}" * depth
+    document = f'{{"id": "{ACME}", "attributes": [{nested}]}}'.encode()
+    with pytest.raises(InvalidDeclaration, match="too deeply"):
+        parse_declaration(document)
 
 
 @pytest.mark.parametrize("urn", ["acme", "urn:", "urn:acme", "urn:ietf:params:scim acme:2.0:User", ""])
