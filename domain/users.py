@@ -63,7 +63,7 @@ class User(Aggregate):
 
         TOPIC: ClassVar[str] = "UserDeactivated"
         class_version: ClassVar[int] = 2
-        unassigned: bool
+        unassigned: bool = False
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -236,8 +236,9 @@ class User(Aggregate):
         attributes.update(changed)
         self.attributes = attributes
 
+    # The default is the event field's: a deactivation recorded without it is applied with none.
     @event(Deactivated)
-    def _deactivate(self, unassigned: bool) -> None:
+    def _deactivate(self, unassigned: bool = False) -> None:
         self.active = False
         self.active_unassigned = unassigned
 
