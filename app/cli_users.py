@@ -15,8 +15,7 @@ from app import tenancy
 from app.cli_context import Context, admin
 from app.cli_output import CLI_PAGE, Row, add_format_option, write_row_pages, write_rows
 from app.exits import ExitCode
-from app.users import UserService
-from domain.errors import NotFound
+from domain.errors import NotFound, moment
 from projections import audit_history, user_directory
 from projections.user_directory import UserFilter, UserSummary
 
@@ -106,25 +105,33 @@ async def _user_show(context: Context, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-# What `user remove` and `user restore` decide, and what they say once it is recorded.
-_DECISIONS = {
-    "remove": (
-        UserService.remove_from_organization,
-        "removed user {user} from '{org}'; their access is revoked and Okta will see them inactive",
-    ),
-    "restore": (
-        UserService.restore,
-        "restored user {user} in '{org}': a member and active again; Okta sees them active at its next "
-        "import, and pushes their groups again when it assigns them",
-    ),
-}
-
-
-async def _user_decision(context: Context, args: argparse.Namespace) -> int:
+async def _user_remove(context: Context, args: argparse.Namespace) -> int:
     org, user_id = await _org_and_user(context, args)
-    decide, done = _DECISIONS[args.user_command]
-    await decide(context.services.users, org.org_id, user_id, admin())
-    print(done.format(user=user_id, org=org.name))
+    earlier = await context.services.users.remove_from_organization(org.org_id, user_id, admin())
+    if earlier is None:
+        print(
+            f"removed user {user_id} from '{org.name}'; their access is revoked and Okta will see them inactive"
+        )
+        return ExitCode.OK
+    # Only a deactivation takes a user who is not deleted out of the organization without an admin.
+    because = (
+        "their identity provider deactivated them" if earlier.cause == "okta_deactivation" else earlier.cause
+    )
+    print(
+        f"user {user_id} had already left '{org.name}' on {moment(earlier.on)} ({because}); their removal in "
+        "the app is now recorded too, so a profile push no longer brings them back: only a reactivation in "
+        "the identity provider or 'scimledger user restore' does"
+    )
+    return ExitCode.OK
+
+
+async def _user_restore(context: Context, args: argparse.Namespace) -> int:
+    org, user_id = await _org_and_user(context, args)
+    await context.services.users.restore(org.org_id, user_id, admin())
+    print(
+        f"restored user {user_id} in '{org.name}': a member and active again; Okta sees them active at its next "
+        "import, and pushes their groups again when it assigns them"
+    )
     return ExitCode.OK
 
 
@@ -166,11 +173,11 @@ def add_user_commands(commands: Any) -> None:
     show.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     show.set_defaults(db_handler=_user_show)
 
-    for name, text in (
-        ("remove", "remove a user from the organization (Okta then unassigns)"),
-        ("restore", "undo an org admin's removal of a user"),
+    for name, text, handler in (
+        ("remove", "remove a user from the organization (Okta then unassigns)", _user_remove),
+        ("restore", "undo an org admin's removal of a user", _user_restore),
     ):
         command = user.add_parser(name, help=text)
         command.add_argument("--org", required=True, help="organization id or name")
         command.add_argument("user", metavar="USER", help="the user's SCIM id or userName")
-        command.set_defaults(db_handler=_user_decision)
+        command.set_defaults(db_handler=handler)
