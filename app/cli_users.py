@@ -5,6 +5,7 @@ SCIM does (scim/folding.py)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,13 +24,21 @@ from projections.user_directory import UserFilter, UserSummary
 SHOW_HISTORY_COLUMNS = ("position", "recorded_at", "actor", "type", "change")
 
 
-async def resolve_user(context: Context, org: tenancy.Org, reference: str) -> uuid.UUID:
-    """The user the command line names, by id or userName, in `org`."""
+async def resolve_user(
+    context: Context, org: tenancy.Org, reference: str, *, deleted: bool = False
+) -> uuid.UUID:
+    """The user the command line names, by id or userName, in `org`. `deleted`: an id names a user who was
+    deleted too, for the commands that read the log (which keeps their history) rather than the directory
+    (which no longer holds them)."""
     user_id = await user_directory.find_user(context.connection, org.org_id, reference)
+    if user_id is None and deleted:
+        with contextlib.suppress(ValueError):
+            return uuid.UUID(reference)
     if user_id is None:
         raise NotFound(
             f"No user '{reference}' (by id or userName) in '{org.name}' in {context.where}; "
             f"'scimledger user list --org \"{org.name}\"' lists its users."
+            + (" A deleted user is named by their id." if deleted else "")
         )
     return user_id
 

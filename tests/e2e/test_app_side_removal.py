@@ -1,6 +1,6 @@
 """An app-side removal holds until someone means to undo it (issue 19, point 5), over HTTP with Okta's and
 Entra's exact request shapes: Entra's routine update, the admin's removal of a user who had already left,
-and group pushes before the reactor ran.
+group pushes before the reactor ran, and the audit's history of a user named by userName.
 
 The reactors' decisions are made at once rather than waited for (the shared test session runs no runner),
 exactly as the runner would make them: from the recorded events."""
@@ -154,3 +154,27 @@ async def test_a_user_an_admin_removed_cannot_be_pushed_into_a_group_even_before
     )
     assert await member_ids(scim, group["id"]) == []
     assert await user_events(pool, user) == before
+
+
+async def test_audit_history_names_a_user_by_user_name_and_a_deleted_one_by_id(
+    scim: httpx.AsyncClient, tenant: Tenant, cli_env: dict[str, str]
+) -> None:
+    org = tenant.org.name
+    user_name = f"{uuid.uuid4().hex[:8]}@acme.com"
+    user = (await scim.post("/Users", json=okta_user(user_name))).json()["id"]
+    await scim.patch(f"/Users/{user}", json=active(False))
+    gone = (await scim.post("/Users", json=okta_user(f"{uuid.uuid4().hex[:8]}@acme.com"))).json()["id"]
+    assert (await scim.delete(f"/Users/{gone}")).status_code == 204
+
+    def history(reference: str) -> list[tuple[str, str]]:
+        printed = run_cli(cli_env, "audit", "history", "--org", org, "--user", reference, "--format", "jsonl")
+        return [(row["subject"], row["type"]) for row in map(json.loads, printed.stdout.splitlines())]
+
+    expected = [(user, "UserProvisioned"), (user, "UserDeactivated")]
+    assert history(user_name.upper()) == expected  # ignoring case, as SCIM does
+    assert history(user) == expected
+    assert history(gone) == [(gone, "UserProvisioned"), (gone, "UserDeleted")]
+    unknown = run_cli(cli_env, "audit", "history", "--org", org, "--user", "nobody@acme.com", check=False)
+    assert unknown.returncode == 1
+    assert "No user 'nobody@acme.com' (by id or userName)" in unknown.stderr
+    assert "A deleted user is named by their id." in unknown.stderr
