@@ -35,7 +35,7 @@ from app.cli_output import (
     write_row_pages,
     write_rows,
 )
-from app.cli_users import add_user_commands
+from app.cli_users import add_user_commands, resolve_user
 from app.database import EmbeddedDatabaseError, database_location, database_url, embedded_exists
 from app.exits import ExitCode
 from app.migrate import MigrationError, NewerSchema, NotMigrated, migrate, require_current_schema
@@ -474,8 +474,9 @@ async def _audit_history(context: Context, args: argparse.Namespace) -> int:
     org = await context.org(args.org)
     since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
     _window(since, until, "--since", "--until")
+    user = None if args.user is None else await resolve_user(context, org, args.user, deleted=True)
     wanted = audit_history.HistoryFilter(
-        user=_uuid(args.user, "--user"),
+        user=user,
         group=_uuid(args.group, "--group"),
         actor=args.actor,
         since=since,
@@ -685,7 +686,7 @@ def _parser() -> argparse.ArgumentParser:
     audit_history = audit.add_parser("history", help="the org's events in order, with the change in words")
     audit_history.add_argument("--org", required=True, help="organization id or name")
     about = audit_history.add_mutually_exclusive_group()
-    about.add_argument("--user", help="only events about this user (id)")
+    about.add_argument("--user", help="only events about this user (id or userName; a deleted user by id)")
     about.add_argument("--group", help="only events about this group (id), memberships included")
     about.add_argument(
         "--actor", help="only events caused by this token id, or 'admin:<login>', 'reactor:<name>'"

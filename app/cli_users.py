@@ -5,6 +5,7 @@ SCIM does (scim/folding.py)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,8 +16,7 @@ from app import tenancy
 from app.cli_context import Context, admin
 from app.cli_output import CLI_PAGE, Row, add_format_option, write_row_pages, write_rows
 from app.exits import ExitCode
-from app.users import UserService
-from domain.errors import NotFound
+from domain.errors import NotFound, moment
 from projections import audit_history, user_directory
 from projections.user_directory import UserFilter, UserSummary
 
@@ -24,13 +24,21 @@ from projections.user_directory import UserFilter, UserSummary
 SHOW_HISTORY_COLUMNS = ("position", "recorded_at", "actor", "type", "change")
 
 
-async def resolve_user(context: Context, org: tenancy.Org, reference: str) -> uuid.UUID:
-    """The user the command line names, by id or userName, in `org`."""
+async def resolve_user(
+    context: Context, org: tenancy.Org, reference: str, *, deleted: bool = False
+) -> uuid.UUID:
+    """The user the command line names, by id or userName, in `org`. `deleted`: an id names a user who was
+    deleted too, for the commands that read the log (which keeps their history) rather than the directory
+    (which no longer holds them)."""
     user_id = await user_directory.find_user(context.connection, org.org_id, reference)
+    if user_id is None and deleted:
+        with contextlib.suppress(ValueError):
+            return uuid.UUID(reference)
     if user_id is None:
         raise NotFound(
             f"No user '{reference}' (by id or userName) in '{org.name}' in {context.where}; "
             f"'scimledger user list --org \"{org.name}\"' lists its users."
+            + (" A deleted user is named by their id." if deleted else "")
         )
     return user_id
 
@@ -106,25 +114,33 @@ async def _user_show(context: Context, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-# What `user remove` and `user restore` decide, and what they say once it is recorded.
-_DECISIONS = {
-    "remove": (
-        UserService.remove_from_organization,
-        "removed user {user} from '{org}'; their access is revoked and Okta will see them inactive",
-    ),
-    "restore": (
-        UserService.restore,
-        "restored user {user} in '{org}': a member and active again; Okta sees them active at its next "
-        "import, and pushes their groups again when it assigns them",
-    ),
-}
-
-
-async def _user_decision(context: Context, args: argparse.Namespace) -> int:
+async def _user_remove(context: Context, args: argparse.Namespace) -> int:
     org, user_id = await _org_and_user(context, args)
-    decide, done = _DECISIONS[args.user_command]
-    await decide(context.services.users, org.org_id, user_id, admin())
-    print(done.format(user=user_id, org=org.name))
+    earlier = await context.services.users.remove_from_organization(org.org_id, user_id, admin())
+    if earlier is None:
+        print(
+            f"removed user {user_id} from '{org.name}'; their access is revoked and Okta will see them inactive"
+        )
+        return ExitCode.OK
+    # Only a deactivation takes a user who is not deleted out of the organization without an admin.
+    because = (
+        "their identity provider deactivated them" if earlier.cause == "okta_deactivation" else earlier.cause
+    )
+    print(
+        f"user {user_id} had already left '{org.name}' on {moment(earlier.on)} ({because}); their removal in "
+        "the app is now recorded too, so a profile push no longer brings them back: only a reactivation in "
+        "the identity provider or 'scimledger user restore' does"
+    )
+    return ExitCode.OK
+
+
+async def _user_restore(context: Context, args: argparse.Namespace) -> int:
+    org, user_id = await _org_and_user(context, args)
+    await context.services.users.restore(org.org_id, user_id, admin())
+    print(
+        f"restored user {user_id} in '{org.name}': a member and active again; Okta sees them active at its next "
+        "import, and pushes their groups again when it assigns them"
+    )
     return ExitCode.OK
 
 
@@ -166,11 +182,11 @@ def add_user_commands(commands: Any) -> None:
     show.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     show.set_defaults(db_handler=_user_show)
 
-    for name, text in (
-        ("remove", "remove a user from the organization (Okta then unassigns)"),
-        ("restore", "undo an org admin's removal of a user"),
+    for name, text, handler in (
+        ("remove", "remove a user from the organization (Okta then unassigns)", _user_remove),
+        ("restore", "undo an org admin's removal of a user", _user_restore),
     ):
         command = user.add_parser(name, help=text)
         command.add_argument("--org", required=True, help="organization id or name")
         command.add_argument("user", metavar="USER", help="the user's SCIM id or userName")
-        command.set_defaults(db_handler=_user_decision)
+        command.set_defaults(db_handler=handler)

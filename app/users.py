@@ -10,7 +10,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from domain.errors import ConcurrencyConflict, NotFound
-from domain.users import User
+from domain.users import ADMIN_REMOVAL, Departure, User
 from eventstore.pool import Connection
 from eventstore.store import EventStore, Metadata, Transaction
 from projections import scim_users
@@ -101,9 +101,7 @@ class UserService:
                 resource_type, current, operations, read_only={"id": str(user.id)}, limits=self._limits
             )
             profile, active = split_active(patched)
-            # A PATCH that turns `active` from false to true is how Okta and Entra reactivate: explicit, so it
-            # undoes even an admin's removal. One that leaves `active` as it was activates nobody.
-            user.replace(profile, active, explicit_activation=active is True and not user.active)
+            user.replace(profile, active, patch=True)
             if active is None and "active" in current:
                 # Removed (or set to null): unassigned, which counts as not active (see User.unassign_active).
                 user.unassign_active()
@@ -112,11 +110,19 @@ class UserService:
 
     async def remove_from_organization(
         self, org_id: uuid.UUID, user_id: uuid.UUID, metadata: Metadata
-    ) -> UserRow:
-        """An org admin removes the user in the app; a reactor then revokes access and marks them inactive."""
-        return await self._change(
-            org_id, user_id, lambda user: user.remove_from_organization("admin"), metadata, None
-        )
+    ) -> Departure | None:
+        """An org admin removes the user in the app; a reactor then revokes access and marks them inactive.
+
+        Returns how the user had already left the organization, if they had (their identity provider
+        deactivated them), as the state the removal was decided on holds it; None for a member."""
+        earlier: list[Departure | None] = [None]
+
+        def decide(user: User) -> None:
+            earlier[0] = user.departure  # the state of this attempt: a retry decides again on newer state
+            user.remove_from_organization(ADMIN_REMOVAL)
+
+        await self._change(org_id, user_id, decide, metadata, None)
+        return earlier[0]
 
     async def restore(self, org_id: uuid.UUID, user_id: uuid.UUID, metadata: Metadata) -> UserRow:
         """An org admin undoes their removal: the user is a member and active again, and Okta's next import

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, UserDeletedError, moment
 
 Attributes = dict[str, Any]
+
+# The cause of an org admin's removal in the app, as `User.RemovedFromOrganization` records it.
+ADMIN_REMOVAL = "admin"
+
+
+class Departure(NamedTuple):
+    """Why and when a user left the organization: a `User.RemovedFromOrganization`'s cause and time."""
+
+    cause: str
+    on: datetime.datetime
 
 
 class User(Aggregate):
@@ -63,7 +73,7 @@ class User(Aggregate):
 
         TOPIC: ClassVar[str] = "UserDeactivated"
         class_version: ClassVar[int] = 2
-        unassigned: bool
+        unassigned: bool = False
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -90,7 +100,11 @@ class User(Aggregate):
 
     class RemovedFromOrganization(Aggregate.Event):
         """`cause`: "okta_deactivation" or "okta_delete" (decided by a reactor after the identity provider
-        deactivated or deleted the user), or "admin" (an org admin removed the user in the app)."""
+        deactivated or deleted the user), or "admin" (an org admin removed the user in the app). An admin's
+        removal may follow the identity provider's, for a user who had left already (see
+        `User.remove_from_organization`): the projections of state (analytics.users, the directory, the
+        audit's replays) take it as a change of cause, not a second departure; only
+        analytics.provisioning_activity, which counts events, counts it as the event it is."""
 
         TOPIC: ClassVar[str] = "UserRemovedFromOrganization"
         cause: str
@@ -109,12 +123,23 @@ class User(Aggregate):
         self.deleted = False
         self.groups: set[str] = set()
         self.member = True
-        # Removed by an org admin in the app: only an explicit activation or the admin's restore undoes it.
-        self.removed_by_admin = False
         # `active` was removed by a client: the user is not active, and shows no `active` until one sets it.
         self.active_unassigned = False
-        # When the admin removed them: what a refused membership tells the identity provider's admin.
-        self.removed_on: datetime.datetime | None = None
+        # Why and when they left the organization, while they are out of it: what a refused membership and the
+        # CLI tell an admin.
+        self.departure: Departure | None = None
+
+    @property
+    def admin_removal(self) -> Departure | None:
+        """The user's removal by an org admin in the app, while it holds: only an explicit activation or the
+        admin's restore undoes it."""
+        return (
+            self.departure if self.departure is not None and self.departure.cause == ADMIN_REMOVAL else None
+        )
+
+    @property
+    def removed_by_admin(self) -> bool:
+        return self.admin_removal is not None
 
     @property
     def user_name(self) -> str:
@@ -137,32 +162,42 @@ class User(Aggregate):
     def access_refusal(self) -> str | None:
         """Why this user may not be given access to a group, in words for an admin; None when they may.
 
-        Only a deleted or inactive user is refused. One an admin removed is inactive as soon as the reactor
-        has revoked their access, and is then told apart from one the identity provider deactivated.
+        Only active members of the organization may. One an admin removed is refused from the moment of the
+        removal, before the reactor has revoked their access and deactivated them, and told apart from one
+        the identity provider deactivated. Every other way out of the organization starts with a deactivation
+        (the reactor removes only users who are inactive, and any activation of a removed user makes them a
+        member again), so any other refusal is the identity provider's deactivation.
         """
         if self.deleted:
             return "was deleted by the identity provider"
-        if self.active:
+        if self.active and self.member:
             return None
-        if self.removed_by_admin:
-            when = f" on {moment(self.removed_on)}" if self.removed_on is not None else ""
-            return f"was removed from the organization in the app{when}"
+        if (removal := self.admin_removal) is not None:
+            return f"was removed from the organization in the app on {moment(removal.on)}"
         return "is deactivated in the identity provider"
 
-    def replace(
-        self, attributes: Mapping[str, Any], active: bool | None, *, explicit_activation: bool = False
-    ) -> None:
-        """Make the profile equal `attributes`: a SCIM PUT, or the result of a PATCH, which alone activates
-        explicitly (see `set_active`)."""
+    def replace(self, attributes: Mapping[str, Any], active: bool | None, *, patch: bool = False) -> None:
+        """Make the profile equal `attributes`, and `active` equal `active` unless None: a SCIM PUT, or (`patch`)
+        the result of a PATCH.
+
+        Only a PATCH whose sole effect is to turn `active` from false to true activates explicitly (see
+        `set_active`): Okta's `{"op":"replace","value":{"active":true}}` and Entra's `{"op":"Replace",
+        "path":"active","value":"True"}`, how each reactivates someone assigned again. A PATCH that changes the
+        profile too is a routine update: Entra's sends every attribute that differs from what it read,
+        `active` among them once the app shows the user inactive. It updates the profile and brings back
+        nobody an admin removed.
+        """
         self._require_not_deleted()
         changed = {key: value for key, value in attributes.items() if self.attributes.get(key) != value}
         removed = sorted(key for key in self.attributes if key not in attributes)
-        if changed or removed:
+        profile_changes = bool(changed or removed)
+        explicit = patch and not profile_changes and active is True and not self.active
+        if profile_changes:
             self._update_profile(changed, removed)
         if active is False and self.active_unassigned:
             self._deactivate(unassigned=False)  # a client assigns `active` again, as false
         elif active is not None:
-            self.set_active(active, explicit=explicit_activation)
+            self.set_active(active, explicit=explicit)
 
     def unassign_active(self) -> None:
         """A client removed `active` (RFC 7644 §3.5.2.2): unassigned counts as not active, so the user is
@@ -191,8 +226,25 @@ class User(Aggregate):
             self._join_organization("okta_reactivation")
 
     def remove_from_organization(self, cause: str) -> None:
-        if self.member:
-            self._remove_from_organization(cause)
+        """The identity provider deactivated or deleted the user ("okta_deactivation", "okta_delete", decided by
+        a reactor): a member leaves the organization; anyone else stays as they are.
+
+        An org admin's removal in the app (`ADMIN_REMOVAL`) is recorded for a user who already left after their
+        identity provider deactivated them too: it is what makes the removal hold, since a user who merely
+        left is brought back by any activation, a profile push included. A user an admin already removed is
+        refused, so that the admin is told there was nothing to do rather than that it was done.
+        """
+        if cause != ADMIN_REMOVAL:
+            if self.member:
+                self._remove_from_organization(cause)
+            return
+        self._require_not_deleted()
+        if (removal := self.admin_removal) is not None:
+            raise DomainError(
+                f"User {self.described()} was already removed from the organization in the app on "
+                f"{moment(removal.on)}: there is nothing more to remove."
+            )
+        self._remove_from_organization(cause)
 
     def restore(self) -> None:
         """An org admin undoes their removal in the app: a member again, and active again."""
@@ -236,8 +288,9 @@ class User(Aggregate):
         attributes.update(changed)
         self.attributes = attributes
 
+    # The default is the event field's: a deactivation recorded without it is applied with none.
     @event(Deactivated)
-    def _deactivate(self, unassigned: bool) -> None:
+    def _deactivate(self, unassigned: bool = False) -> None:
         self.active = False
         self.active_unassigned = unassigned
 
@@ -255,15 +308,14 @@ class User(Aggregate):
     # triggers the event, which the library then applies with its timestamp.
     @event(RemovedFromOrganization)
     def _remove_from_organization(self, cause: str, timestamp: datetime.datetime | None = None) -> None:
+        assert timestamp is not None  # the library applies every event with its timestamp (see above)
         self.member = False
-        self.removed_by_admin = cause == "admin"
-        self.removed_on = timestamp if self.removed_by_admin else None
+        self.departure = Departure(cause, timestamp)
 
     @event(JoinedOrganization)
     def _join_organization(self, cause: str) -> None:
         self.member = True
-        self.removed_by_admin = False
-        self.removed_on = None
+        self.departure = None
 
     @event(JoinedGroup)
     def _join_group(self, group_id: str, cause: str) -> None:

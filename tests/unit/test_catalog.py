@@ -149,7 +149,7 @@ def test_a_profile_push_carrying_active_true_leaves_an_admins_removal_in_place()
 
 def test_an_explicit_activation_or_the_admins_restore_brings_the_user_back() -> None:
     activated = admin_removed()
-    activated.replace({"userName": "ann"}, active=True, explicit_activation=True)  # Okta's PATCH active true
+    activated.replace({"userName": "ann"}, active=True, patch=True)  # Okta's PATCH active true
     assert then(activated) == [
         ("UserReactivated", {}),
         ("UserJoinedOrganization", {"cause": "okta_reactivation"}),
@@ -160,3 +160,67 @@ def test_an_explicit_activation_or_the_admins_restore_brings_the_user_back() -> 
     assert (restored.active, restored.member, restored.removed_by_admin) == (True, True, False)
     with pytest.raises(DomainError, match="was not removed in the app"):
         restored.restore()
+
+
+def test_a_patch_that_changes_the_profile_too_updates_it_and_leaves_an_admins_removal_in_place() -> None:
+    """Entra's routine update: every attribute that differs from what it read, `active: "True"` among them."""
+    user = admin_removed()
+    user.replace({"userName": "ann", "displayName": "Ann Lee"}, active=True, patch=True)
+    assert then(user) == [("UserProfileUpdated", {"changed": {"displayName": "Ann Lee"}, "removed": []})]
+    assert (user.active, user.member, user.removed_by_admin) == (False, False, True)
+
+
+def test_a_patch_to_active_true_of_a_user_still_active_brings_back_nobody_an_admin_removed() -> None:
+    """Before the reactor has deactivated them, the identity provider sees them active: no reactivation."""
+    user = User(org_id="org", attributes={"userName": "ann"}, active=True)
+    user.remove_from_organization("admin")
+    user.collect_events()
+    user.replace({"userName": "ann"}, active=True, patch=True)
+    assert then(user) == []
+    assert (user.member, user.removed_by_admin) == (False, True)
+
+
+def okta_removed() -> User:
+    """A user who left the organization after Okta deactivated them, as the reactor decided."""
+    user = User(org_id="org", attributes={"userName": "ann"}, active=True)
+    user.set_active(False)
+    user.remove_from_organization("okta_deactivation")
+    user.collect_events()
+    return user
+
+
+def test_an_admins_removal_of_a_user_who_had_left_is_recorded_and_holds_against_a_profile_push() -> None:
+    user = okta_removed()
+    left = user.departure
+    assert left is not None
+    assert left.cause == "okta_deactivation"
+    user.remove_from_organization("admin")
+    assert then(user) == [("UserRemovedFromOrganization", {"cause": "admin"})]
+    assert user.removed_by_admin
+    user.replace({"userName": "ann"}, active=True)  # Okta's PUT
+    assert then(user) == []
+    assert (user.active, user.member) == (False, False)
+    user.replace({"userName": "ann"}, active=True, patch=True)  # Okta's reactivation
+    assert [name for name, _ in then(user)] == ["UserReactivated", "UserJoinedOrganization"]
+
+
+def test_a_user_who_merely_left_is_brought_back_by_any_activation() -> None:
+    """What the admin's removal of such a user changes: without it, Okta's next PUT brings them back."""
+    user = okta_removed()
+    user.replace({"userName": "ann"}, active=True)
+    assert [name for name, _ in then(user)] == ["UserReactivated", "UserJoinedOrganization"]
+
+
+def test_removing_a_user_an_admin_already_removed_is_refused_and_records_nothing() -> None:
+    user = admin_removed()
+    with pytest.raises(DomainError, match="'ann' was already removed from the organization in the app on"):
+        user.remove_from_organization("admin")
+    assert then(user) == []
+
+
+def test_a_user_an_admin_removed_may_not_join_a_group_even_before_the_reactor_deactivated_them() -> None:
+    user = User(org_id="org", attributes={"userName": "ann"}, active=True)
+    user.remove_from_organization("admin")
+    assert user.active
+    with pytest.raises(InactiveMember, match="was removed from the organization in the app on"):
+        user.join_group("g1", "push")

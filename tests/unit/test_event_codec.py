@@ -66,11 +66,15 @@ def test_events_are_immutable() -> None:
         event.active = False  # type: ignore[misc]
 
 
-def test_a_version_1_user_deactivated_is_upcast_to_a_deactivation_that_left_active_assigned() -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_user_deactivated_without_unassigned_is_a_deactivation_that_left_active_assigned(
+    version: int,
+) -> None:
+    """Version 1 had no field at all: every deactivation set active to false; the upcast says so. A version 2
+    event without it reads the same, as the field has a default (DESIGN §7.2: new fields get defaults)."""
     user = User(org_id="org", attributes={"userName": "old"}, active=True)
     provisioned = user.collect_events()[0]
-    # Version 1 had no field at all: every deactivation set active to false.
-    event = decode_event("UserDeactivated", 1, {}, user.id, 2, provisioned.timestamp)
+    event = decode_event("UserDeactivated", version, {}, user.id, 2, provisioned.timestamp)
     assert isinstance(event, User.Deactivated)
     assert event.unassigned is False
     replayed = event.mutate(provisioned.mutate(None))

@@ -52,7 +52,7 @@ def test_an_admins_removal_is_dated_by_its_event_and_the_date_survives_a_replay(
     ):
         rebuilt.join_group("g1", "push")
     rebuilt.restore()
-    assert (rebuilt.access_refusal(), rebuilt.removed_on) == (None, None)
+    assert (rebuilt.access_refusal(), rebuilt.departure) == (None, None)
 
 
 def test_an_identity_providers_removal_is_no_admin_removal() -> None:
