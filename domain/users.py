@@ -22,6 +22,10 @@ Attributes = dict[str, Any]
 ADMIN_REMOVAL = "admin"
 
 
+# How a departure the identity provider caused is told to an org admin.
+_DEPARTURE_REASONS = {"okta_deactivation": "deactivated them", "okta_delete": "deleted them"}
+
+
 class Departure(NamedTuple):
     """Why and when a user left the organization: a `User.RemovedFromOrganization`'s cause and time."""
 
@@ -128,6 +132,8 @@ class User(Aggregate):
         # Why and when they left the organization, while they are out of it: what a refused membership and the
         # CLI tell an admin.
         self.departure: Departure | None = None
+        # The identity provider's own departure an admin's removal was recorded on top of, if any.
+        self.left_before_removal: Departure | None = None
 
     @property
     def admin_removal(self) -> Departure | None:
@@ -254,6 +260,15 @@ class User(Aggregate):
                 f"User '{self.user_name}' was not removed in the app, so there is nothing to restore: "
                 "their identity provider decides whether they are active."
             )
+        if self.left_before_removal is not None:
+            # Restoring would make them active in the app while their identity provider has them
+            # deactivated; its own reactivation is explicit, so it undoes the admin's removal too.
+            raise DomainError(
+                f"User {self.described()} had already left the organization on "
+                f"{moment(self.left_before_removal.on)} because their identity provider "
+                f"{_DEPARTURE_REASONS.get(self.left_before_removal.cause, 'removed them')}, before the app "
+                "removed them: reactivate them in the identity provider instead, which undoes the app's removal too."
+            )
         self._join_organization("admin_restore")
         if not self.active:
             self._reactivate()
@@ -309,6 +324,8 @@ class User(Aggregate):
     @event(RemovedFromOrganization)
     def _remove_from_organization(self, cause: str, timestamp: datetime.datetime | None = None) -> None:
         assert timestamp is not None  # the library applies every event with its timestamp (see above)
+        if cause == ADMIN_REMOVAL and self.departure is not None and self.departure.cause != ADMIN_REMOVAL:
+            self.left_before_removal = self.departure
         self.member = False
         self.departure = Departure(cause, timestamp)
 
@@ -316,6 +333,7 @@ class User(Aggregate):
     def _join_organization(self, cause: str) -> None:
         self.member = True
         self.departure = None
+        self.left_before_removal = None
 
     @event(JoinedGroup)
     def _join_group(self, group_id: str, cause: str) -> None:

@@ -20,6 +20,7 @@ from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeac
 from tests.conftest import Tenant, okta_user
 from tests.e2e.test_groups_api import ADMIN, Catalog, find_group, make_catalog, member_ids, patch
 from tests.e2e.test_reactors import active, apply_directly, user_events
+from tests.e2e.test_users_api import PATCH_OP
 from tests.service import run_cli
 
 # Entra capitalises op names and sends booleans as strings.
@@ -125,8 +126,23 @@ async def test_removing_a_user_okta_deactivated_records_the_admins_removal_which
     assert again.stdout == ""
     assert len(await user_events(pool, user)) == len(settled) + 1
 
-    run_cli(cli_env, "user", "restore", "--org", org, user_name)
-    assert (await scim.get(f"/Users/{user}")).json()["active"] is True
+    # Restoring would make them active while Okta has them deactivated: refused, saying what to do instead.
+    restore = run_cli(cli_env, "user", "restore", "--org", org, user_name, check=False)
+    assert restore.returncode == 1
+    assert (
+        f"had already left the organization on {moment(left)} because their identity provider deactivated"
+        in (restore.stderr)
+    )
+    assert "reactivate them in the identity provider instead" in restore.stderr
+    assert len(await user_events(pool, user)) == len(settled) + 1
+    # Okta's reactivation, an explicit one, undoes both.
+    reactivated = await scim.patch(
+        f"/Users/{user}",
+        json={"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": True}}]},
+    )
+    assert reactivated.json()["active"] is True
+    shown = json.loads(run_cli(cli_env, "user", "show", "--org", org, user, "--format", "json").stdout)
+    assert (shown["member"], shown["removed_by_admin"]) == (True, False)
 
 
 async def test_a_user_an_admin_removed_cannot_be_pushed_into_a_group_even_before_the_reactor_ran(
