@@ -200,9 +200,7 @@ class User(Aggregate):
         explicit = patch and not profile_changes and active is True and not self.active
         if profile_changes:
             self._update_profile(changed, removed)
-        if active is False and self.active_unassigned:
-            self._deactivate(unassigned=False)  # a client assigns `active` again, as false
-        elif active is not None:
+        if active is not None:
             self.set_active(active, explicit=explicit)
 
     def unassign_active(self) -> None:
@@ -223,10 +221,15 @@ class User(Aggregate):
         """
         self._require_not_deleted()
         if active and self.removed_by_admin and not explicit:
+            # The user stays inactive; if a client had unassigned `active`, it is now assigned, to false, which
+            # is what the answer says.
+            if self.active_unassigned:
+                self._deactivate(unassigned=False)
             return
         if active and not self.active:
             self._reactivate()
-        elif not active and self.active:
+        elif not active and (self.active or self.active_unassigned):
+            # An unassigned `active` set to false is assigned: recorded, so the resource shows it again.
             self._deactivate(unassigned=False)
         if active and not self.member:
             self._join_organization("okta_reactivation")

@@ -224,3 +224,14 @@ def test_a_user_an_admin_removed_may_not_join_a_group_even_before_the_reactor_de
     assert user.active
     with pytest.raises(InactiveMember, match="was removed from the organization in the app on"):
         user.join_group("g1", "push")
+
+
+def test_a_profile_push_assigns_active_again_as_false_for_a_user_an_admin_removed() -> None:
+    """`active` unassigned, then Okta's PUT with `active: true`: the removal holds, and the user shows
+    `active: false` again rather than no `active` at all."""
+    user = admin_removed()
+    user.unassign_active()
+    user.collect_events()
+    user.replace({"userName": "ann"}, active=True)
+    assert then(user) == [("UserDeactivated", {"unassigned": False})]
+    assert (user.active, user.active_unassigned, user.member) == (False, False, False)
