@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import itertools
 import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
 import msgspec
 
 from app import catalog_repair, logs, schema_cli, tenancy
+from app.bootstrap import Schema, bootstrap, locate_database
 from app.catalog import KINDS, CatalogService
 from app.cli_context import Context, Handler, admin
 from app.cli_output import (
@@ -36,12 +35,11 @@ from app.cli_output import (
     write_rows,
 )
 from app.cli_users import add_user_commands, resolve_user
-from app.database import EmbeddedDatabaseError, database_location, database_url, embedded_exists
+from app.database import EmbeddedDatabaseError, database_location
 from app.exits import ExitCode
-from app.migrate import MigrationError, NewerSchema, NotMigrated, migrate, require_current_schema
+from app.migrate import MigrationError, NewerSchema, NotMigrated
 from app.settings import InvalidSetting, Settings
 from domain.errors import DomainError
-from eventstore.pool import create_pool
 from eventstore.runner import (
     Projection,
     Relocatable,
@@ -65,24 +63,8 @@ def _print(*lines: Any) -> None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from app.http import SECURITY_HEADERS
-    from app.http_protocol import EdgeLimits, bounded_protocol
-    from app.main import create_app
-
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process would die by the
-            # signal, skip atexit (leaving the embedded PostgreSQL running) and report failure to its
-            # supervisor. A completed graceful shutdown is a success: handle the signals, exit normally.
-            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in original.items():
-                    signal.signal(sig, handler)
+    # Imported here: uvicorn and the HTTP edge's routes and OpenAPI document are no other command's business.
+    from app.http_server import serve
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -94,112 +76,46 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     if args.no_worker:
         settings = msgspec.structs.replace(settings, worker=False)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=settings.log_level,
-        proxy_headers=False,
-        # Logging is configured by `main`; the app writes its own access log, without query strings.
-        log_config=None,
-        access_log=False,
-        headers=SECURITY_HEADERS,
-        # httptools, bounded: the head's size, header count and deadline, and the body's deadline (uvicorn has
-        # none of these for it).
-        http=bounded_protocol(
-            EdgeLimits(
-                max_head_bytes=settings.max_header_bytes,
-                max_headers=settings.max_headers,
-                head_timeout_seconds=settings.request_head_timeout_seconds,
-                body_timeout_seconds=settings.request_body_timeout_seconds,
-            )
-        ),
-        # Over this many open connections a request gets uvicorn's 503 at once (the connection counts itself).
-        limit_concurrency=settings.max_connections,
-        timeout_keep_alive=settings.keep_alive_timeout_seconds,
-        # No route is a WebSocket: an Upgrade request stays plain HTTP, under the bounds above, instead of
-        # being handed to a WebSocket protocol that has none of them.
-        ws="none",
-    )
-    server = Server(config)
-    try:
-        server.run()
-    except SystemExit:
-        # uvicorn exits the process when it cannot bind; its code (3) is ours for "tampered".
-        return ExitCode.NOT_STARTED
-    return ExitCode.OK if server.started else ExitCode.NOT_STARTED
+    return serve(settings, host, port)
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run the asynchronous projections and reactors alone, until SIGTERM or SIGINT."""
-    from app.main import build_runner, build_services
-
     # Handled from the start: a supervisor may stop the worker while it is still starting, and that is a
     # clean stop too.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    async with _checked_pool(settings, max_size=4) as (url, pool):
-        services = build_services(settings, pool)
+    # Leaving the block stops the runner: a batch in flight rolls back; it is read again on the next start.
+    async with bootstrap(settings, schema=Schema.REQUIRE_CURRENT, connections=4, runner=True) as root:
         if stopping.is_set():
-            return 0
-        task = asyncio.create_task(build_runner(settings, url, services).run(), name="runner")
-        print(f"scimledger worker: running {', '.join(c.name for c in services.consumers)}", file=sys.stderr)
-        await asyncio.wait([task, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task  # a batch in flight rolls back; it is read again on the next start
-        await services.notifier.aclose()
-        return 0
-
-
-@contextlib.asynccontextmanager
-async def _checked_pool(settings: Settings, max_size: int) -> AsyncIterator[tuple[str, asyncpg.Pool[Any]]]:
-    """A pool on the database the command uses, once its schema is found current (see module docstring).
-    Only `migrate` and `serve` migrate: the others would otherwise create a schema, and a cluster-wide role
-    (migration 0007), in whatever database DATABASE_URL happened to name."""
-    url = await _existing_database_url(settings)
-    pool = await create_pool(url, min_size=1, max_size=max_size)
-    try:
-        async with pool.acquire() as connection:
-            await require_current_schema(connection, database_location(settings))
-        yield url, pool
-    finally:
-        await pool.close()
-
-
-async def _existing_database_url(settings: Settings, keep_running: bool = False) -> str:
-    """The URL of the database in use, refusing an embedded one that does not exist yet: starting the
-    embedded server would create a cluster in the data dir, which is `migrate`'s (or `serve`'s) to do."""
-    if not settings.database_url and not embedded_exists(Path(settings.data_dir)):
-        raise NotMigrated(
-            f"{database_location(settings)} holds no database yet. Run 'scimledger migrate' to create and "
-            "migrate it, or set DATABASE_URL to the database you meant; nothing was created."
-        )
-    return await asyncio.to_thread(database_url, settings, keep_running)
+            return ExitCode.OK
+        assert root.runner is not None
+        consumers = ", ".join(consumer.name for consumer in root.services.consumers)
+        print(f"scimledger worker: running {consumers}", file=sys.stderr)
+        stopped = asyncio.create_task(stopping.wait())
+        await asyncio.wait([root.runner, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+    return ExitCode.OK
 
 
 async def _db_url(settings: Settings, args: argparse.Namespace) -> int:
     """The connection URL in use, so that `psql "$(scimledger db url)"` works on the embedded server too. It
-    reads no table, so any schema will do, even none."""
-    _print(await _existing_database_url(settings, keep_running=True))
-    return 0
+    reads no table, so any schema will do, even none; it creates no embedded cluster either."""
+    _print(await locate_database(settings, create=False, keep_running=True))
+    return ExitCode.OK
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    url = await asyncio.to_thread(database_url, settings)
-    connection = await asyncpg.connect(url)
-    try:
-        applied = await migrate(connection)
-    finally:
-        await connection.close()
+    async with bootstrap(settings, schema=Schema.MIGRATE, connections=1) as root:
+        applied = root.applied_migrations
     _print(
         *(f"applied {name}" for name in applied)
         if applied
         else [f"migrations are current in {database_location(settings)}"]
     )
-    return 0
+    return ExitCode.OK
 
 
 async def _org_create(context: Context, args: argparse.Namespace) -> int:
@@ -729,15 +645,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _with_services(settings: Settings, handler: Handler, args: argparse.Namespace) -> int:
-    from app.main import build_services
-
-    async with _checked_pool(settings, max_size=2) as (_, pool):
-        services = build_services(settings, pool)
-        try:
-            async with pool.acquire() as connection:
-                return await handler(Context(services, connection, database_location(settings)), args)
-        finally:
-            await services.notifier.aclose()
+    async with (
+        bootstrap(settings, schema=Schema.REQUIRE_CURRENT, connections=2) as root,
+        root.services.pool.acquire() as connection,
+    ):
+        return await handler(Context(root.services, connection, database_location(settings)), args)
 
 
 def _stdout_closed() -> int:

@@ -25,9 +25,10 @@ from asgi_lifespan import LifespanManager
 from scratch import scratch_database  # beside this script
 
 from app import tenancy
+from app.bootstrap import build_services
 from app.catalog import PROJECT, ROLE
 from app.database import database_url
-from app.main import build_services, create_app
+from app.main import create_app
 from app.settings import Settings
 from eventstore.pool import create_pool
 from eventstore.store import Metadata

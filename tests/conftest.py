@@ -26,8 +26,9 @@ from asgi_lifespan import LifespanManager
 from starlette.routing import Mount, Route
 
 from app import tenancy
+from app.bootstrap import build_services
 from app.database import start_embedded
-from app.main import build_services, create_app
+from app.main import create_app
 from app.migrate import migrate
 from app.services import Services
 from app.settings import Settings

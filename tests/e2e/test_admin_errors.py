@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from app.api_users import patch_operations
+from app.bootstrap import build_services
 from app.catalog import PROJECT, ROLE
 from app.groups import MAX_NAMED_MEMBERS, InvalidMember
-from app.main import build_services
 from app.services import Services
 from app.settings import Settings
 from domain.errors import moment

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from app import tenancy
-from app.main import build_services
+from app.bootstrap import build_services
 from app.migrate import migrate
 from app.services import Services
 from app.settings import Settings

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from app import tenancy
-from app.main import build_services
+from app.bootstrap import build_services
 from app.migrate import migrate
 from app.services import Services
 from app.settings import Settings

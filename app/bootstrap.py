@@ -1,0 +1,212 @@
+"""The composition root: the one place that builds what a scimledger process runs on, and closes it.
+
+`bootstrap` is entered by `serve`'s HTTP lifespan (app/main.py), by `scimledger worker` and by every other
+command (app/cli.py). Each builds the same things in the same order (the database's URL, the pool, the
+schema check or migration, the services, the runner when asked) and closes them in the reverse order; the
+callers differ only in what they ask for:
+
+| caller | schema | connections | bounded waits | runner |
+|---|---|---|---|---|
+| `serve` (the HTTP lifespan) | migrate | SCIMLEDGER_DB_POOL_SIZE | yes | unless SCIMLEDGER_WORKER is off |
+| `migrate` | migrate | 1 | no | no |
+| `worker` | require current | 4 | no | yes |
+| every other command | require current | 2 | no | no |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from app.admission import Admission
+from app.catalog import CatalogService
+from app.database import database_location, database_url, embedded_exists
+from app.groups import GroupService
+from app.migrate import NotMigrated, migrate, require_current_schema
+from app.org_schemas import OrgSchemaService, UserTypes
+from app.ratelimit import RateLimiter
+from app.services import Services
+from app.settings import Settings
+from app.tenancy import Authenticator
+from app.users import UserService
+from eventstore.notify import CommitNotifier
+from eventstore.pool import create_pool
+from eventstore.runner import Runner, RunnerOptions
+from eventstore.store import EventStore
+from projections.activity import ProvisioningActivity
+from projections.analytics import AnalyticsAccess
+from projections.scim import ScimProjection
+from projections.scim_sql import PageEnds
+from projections.seals import Sealer
+from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates
+
+log = logging.getLogger("scimledger")
+
+
+class Schema(enum.Enum):
+    """What the root does to the database's schema before it builds anything on it."""
+
+    # `serve` and `migrate`: start the embedded server even when it has no cluster yet (creating one), and
+    # apply the pending migrations.
+    MIGRATE = "migrate"
+    # Every other command: refuse a database whose migrations are not exactly this code's, naming it,
+    # without creating anything. Otherwise a command would create a schema, and a cluster-wide role
+    # (migration 0007), in whatever database DATABASE_URL happened to name.
+    REQUIRE_CURRENT = "require current"
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """What `bootstrap` built for one process."""
+
+    services: Services
+    # The in-process runner of the asynchronous projections and reactors, when one was asked for.
+    runner: asyncio.Task[None] | None
+    # The migrations `Schema.MIGRATE` applied, in order; none otherwise.
+    applied_migrations: tuple[str, ...]
+
+
+@contextlib.asynccontextmanager
+async def bootstrap(
+    settings: Settings,
+    *,
+    schema: Schema,
+    connections: int,
+    bounded_waits: bool = False,
+    runner: bool = False,
+) -> AsyncIterator[Root]:
+    """Everything a process runs on, built in order and closed in the reverse order: the pool on the database
+    in use with at most `connections` connections, its schema migrated or checked (`schema`), the services,
+    and the runner if `runner`. `bounded_waits`: every wait on the database is bounded by the database
+    timeouts, as requests need (see `_open_pool`); commands and the worker wait as long as their work takes."""
+    url = await locate_database(settings, create=schema is Schema.MIGRATE)
+    pool = await _open_pool(settings, url, connections, bounded_waits)
+    try:
+        applied = await _prepare_schema(settings, pool, schema)
+        services = build_services(settings, pool)
+        try:
+            async with _consumers(settings, url, services, runner) as task:
+                yield Root(services, task, applied)
+        finally:
+            # Before the pool closes, so that the last commits' NOTIFY is not lost.
+            await services.notifier.aclose()
+    finally:
+        await pool.close()
+
+
+async def locate_database(settings: Settings, *, create: bool, keep_running: bool = False) -> str:
+    """The URL of the database in use: DATABASE_URL, else the embedded server's (started if need be, and kept
+    running after this process exits if `keep_running`). Without `create`, an embedded server whose data dir
+    holds no cluster yet is refused: starting it would create one, which is `migrate`'s (or `serve`'s) to do."""
+    if not create and not settings.database_url and not embedded_exists(Path(settings.data_dir)):
+        raise NotMigrated(
+            f"{database_location(settings)} holds no database yet. Run 'scimledger migrate' to create and "
+            "migrate it, or set DATABASE_URL to the database you meant; nothing was created."
+        )
+    return await asyncio.to_thread(database_url, settings, keep_running)
+
+
+async def _open_pool(
+    settings: Settings, url: str, connections: int, bounded_waits: bool
+) -> asyncpg.Pool[asyncpg.Record]:
+    if not bounded_waits:
+        return await create_pool(url, min_size=1, max_size=connections)
+    # Bounded waits, so that a database that is down or stuck turns into a prompt 503, never a hang:
+    # connecting, and waiting behind another session's lock (lock_timeout), take at most the database
+    # timeout. PostgreSQL cancels a statement that runs past the statement timeout (and so stops its work,
+    # which is what bounds one request's cost), and the client gives up a second after both in case no
+    # answer can arrive at all (a network that drops packets).
+    timeout = settings.database_timeout_seconds
+    statement_timeout = settings.statement_timeout_seconds
+    return await create_pool(
+        url,
+        min_size=1,
+        max_size=connections,
+        timeout=timeout,
+        command_timeout=max(timeout, statement_timeout) + 1,
+        server_settings={
+            "statement_timeout": f"{int(statement_timeout * 1000)}ms",
+            "lock_timeout": f"{int(timeout * 1000)}ms",
+        },
+    )
+
+
+async def _prepare_schema(
+    settings: Settings, pool: asyncpg.Pool[asyncpg.Record], schema: Schema
+) -> tuple[str, ...]:
+    """Migrate or check the schema (see `Schema`); returns the migrations applied."""
+    async with pool.acquire() as connection:
+        if schema is Schema.REQUIRE_CURRENT:
+            await require_current_schema(connection, database_location(settings))
+            return ()
+        # Migrations are not request queries: one that rebuilds an index may take its time.
+        await connection.execute("SET statement_timeout = 0")
+        try:
+            applied = await migrate(connection)
+        finally:
+            await connection.execute("RESET statement_timeout")
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
+    return tuple(applied)
+
+
+@contextlib.asynccontextmanager
+async def _consumers(
+    settings: Settings, url: str, services: Services, wanted: bool
+) -> AsyncIterator[asyncio.Task[None] | None]:
+    """The runner for asynchronous projections and reactors, in this process if `wanted`."""
+    if not wanted:
+        yield None
+        return
+    task = asyncio.create_task(build_runner(settings, url, services).run(), name="runner")
+    try:
+        yield task
+    finally:
+        # A batch in flight rolls back with its transaction; its events are read again next time.
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def build_runner(settings: Settings, url: str, services: Services) -> Runner:
+    options = RunnerOptions(
+        poll_seconds=settings.runner_poll_seconds, batch_delay_seconds=settings.runner_batch_delay_seconds
+    )
+    return Runner(url, services.consumers, options, services.notifier)
+
+
+def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Services:
+    """The services over `pool`; `await services.notifier.aclose()` before closing the pool."""
+    notifier = CommitNotifier(pool)
+    store = EventStore(pool, notifier)
+    projection = ScimProjection(settings.group_prefix)
+    return Services(
+        settings=settings,
+        pool=pool,
+        store=store,
+        notifier=notifier,
+        users=UserService(store, projection, settings.patch_limits),
+        groups=GroupService(store, projection, settings.max_patch_comparisons),
+        catalog=CatalogService(store, projection),
+        authenticator=Authenticator(pool, settings.token_cache_seconds),
+        projection=projection,
+        consumers=(
+            ProvisioningActivity(),
+            AnalyticsAccess(),
+            Sealer(),
+            DeactivationRemovesFromOrganization(projection),
+            RemovalDeactivates(projection),
+        ),
+        page_ends=PageEnds(),
+        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        admission=Admission.from_settings(settings),
+        schemas=OrgSchemaService(store),
+        user_types=UserTypes(pool),
+    )
