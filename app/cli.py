@@ -15,7 +15,6 @@ import itertools
 import os
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ import msgspec
 from app import catalog_repair, logs, schema_cli, tenancy
 from app.bootstrap import Schema, bootstrap, locate_database
 from app.catalog import KINDS, CatalogService
+from app.cli_arguments import identifier, instant, seal_head
 from app.cli_context import Context, Handler, admin
 from app.cli_output import (
     CLI_PAGE,
@@ -48,7 +48,6 @@ from eventstore.runner import (
     status,
 )
 from projections import audit, audit_history, audit_state, seals
-from scim.instants import parse_instant
 
 INLINE_PROJECTION = "scim"
 
@@ -160,15 +159,8 @@ async def _token_list(context: Context, args: argparse.Namespace) -> int:
 
 
 async def _token_revoke(context: Context, args: argparse.Namespace) -> int:
-    connection = context.connection
-    try:
-        token_id = uuid.UUID(args.token_id)
-    except ValueError as error:
-        raise DomainError(
-            f"'{args.token_id}' is not a token id (see 'scimledger token list --org ORG')."
-        ) from error
-    await tenancy.revoke_token(connection, token_id)
-    _print(f"revoked token {token_id}")
+    await tenancy.revoke_token(context.connection, args.token_id)
+    _print(f"revoked token {args.token_id}")
     return 0
 
 
@@ -325,10 +317,7 @@ async def _audit_head(context: Context, args: argparse.Namespace) -> int:
 async def _audit_verify(context: Context, args: argparse.Namespace) -> int:
     connection = context.connection
     orgs = [await context.org(args.org)] if args.org else await context.orgs()
-    try:
-        expected = seals.Head.parse(args.head) if args.head else None
-    except ValueError as error:
-        raise DomainError(str(error)) from error
+    expected: seals.Head | None = args.head
     if expected is not None and len(orgs) != 1:
         raise DomainError("--head applies to one organization: give --org too.")
     broken = 0
@@ -351,15 +340,6 @@ async def _audit_verify(context: Context, args: argparse.Namespace) -> int:
             label = "TAMPERED" if verdict.tampered else "NOT VERIFIED"
             print(f"{org.name}: {label}: {verdict.problem}", file=sys.stderr)
     return ExitCode.TAMPERED if broken else ExitCode.OK
-
-
-def _instant(text: str | None, what: str) -> datetime.datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_instant(text)
-    except ValueError as error:
-        raise DomainError(f"{what}: {error}") from error
 
 
 def _window(start: datetime.datetime | None, end: datetime.datetime | None, first: str, second: str) -> None:
@@ -388,15 +368,14 @@ AS_OF_COLUMNS = ("kind", "id", "name", "active", "member", "group")
 
 async def _audit_history(context: Context, args: argparse.Namespace) -> int:
     org = await context.org(args.org)
-    since, until = _instant(args.since, "--since"), _instant(args.until, "--until")
-    _window(since, until, "--since", "--until")
+    _window(args.since, args.until, "--since", "--until")
     user = None if args.user is None else await resolve_user(context, org, args.user, deleted=True)
     wanted = audit_history.HistoryFilter(
         user=user,
-        group=_uuid(args.group, "--group"),
+        group=args.group,
         actor=args.actor,
-        since=since,
-        until=until,
+        since=args.since,
+        until=args.until,
     )
     pages = audit_history.history(
         context.connection, org.org_id, context.services.settings.group_prefix, wanted, CLI_PAGE
@@ -412,10 +391,8 @@ async def _audit_history(context: Context, args: argparse.Namespace) -> int:
 
 async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
     org = await context.org(args.org)
-    at = _instant(args.at, "--at")
-    assert at is not None
     state = await audit_state.state_at(
-        context.connection, org.org_id, at, context.services.settings.group_prefix
+        context.connection, org.org_id, args.at, context.services.settings.group_prefix
     )
     if args.format == "json":
         write_json_report(
@@ -465,32 +442,20 @@ async def _audit_as_of(context: Context, args: argparse.Namespace) -> int:
 
 async def _audit_access(context: Context, args: argparse.Namespace) -> int:
     org = await context.org(args.org)
-    start, end = _instant(args.start, "--from"), _instant(args.end, "--to")
-    assert start is not None
-    assert end is not None
-    _window(start, end, "--from", "--to")
+    _window(args.start, args.end, "--from", "--to")
     async with context.connection.transaction(isolation="repeatable_read", readonly=True):
         intervals = await audit.access(
             context.connection,
             org.org_id,
             context.services.settings.group_prefix,
-            start,
-            end,
+            args.start,
+            args.end,
             project=args.project,
             role=args.role,
             user=args.user,
         )
     write_rows([interval.to_row() for interval in intervals], args.format, ACCESS_COLUMNS)
     return ExitCode.OK
-
-
-def _uuid(text: str | None, what: str) -> uuid.UUID | None:
-    if text is None:
-        return None
-    try:
-        return uuid.UUID(text)
-    except ValueError as error:
-        raise DomainError(f"{what} takes an id, not '{text}'.") from error
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -544,7 +509,9 @@ def _parser() -> argparse.ArgumentParser:
     add_format_option(token_list)
     token_list.set_defaults(db_handler=_token_list)
     token_revoke = token.add_parser("revoke", help="revoke a token by its id")
-    token_revoke.add_argument("token_id")
+    token_revoke.add_argument(
+        "token_id", type=identifier("a token id (see 'scimledger token list --org ORG')")
+    )
     token_revoke.set_defaults(db_handler=_token_revoke)
 
     for kind in KINDS.values():
@@ -596,26 +563,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit_verify.add_argument("--org", help="organization id or name (default: every organization)")
     audit_verify.add_argument(
-        "--head", help="a head printed by 'audit head': also proves nothing was cut off"
+        "--head", type=seal_head, help="a head printed by 'audit head': also proves nothing was cut off"
     )
     audit_verify.set_defaults(db_handler=_audit_verify)
     audit_history = audit.add_parser("history", help="the org's events in order, with the change in words")
     audit_history.add_argument("--org", required=True, help="organization id or name")
     about = audit_history.add_mutually_exclusive_group()
     about.add_argument("--user", help="only events about this user (id or userName; a deleted user by id)")
-    about.add_argument("--group", help="only events about this group (id), memberships included")
+    about.add_argument(
+        "--group",
+        type=identifier("a group id"),
+        help="only events about this group (id), memberships included",
+    )
     about.add_argument(
         "--actor", help="only events caused by this token id, or 'admin:<login>', 'reactor:<name>'"
     )
-    audit_history.add_argument("--since", help="from this ISO 8601 time on")
-    audit_history.add_argument("--until", help="up to this ISO 8601 time")
+    audit_history.add_argument("--since", type=instant, help="from this ISO 8601 time on")
+    audit_history.add_argument("--until", type=instant, help="up to this ISO 8601 time")
     add_format_option(audit_history)
     audit_history.set_defaults(db_handler=_audit_history)
     audit_as_of = audit.add_parser(
         "as-of", help="users, groups and memberships at an instant, replayed from the log"
     )
     audit_as_of.add_argument("--org", required=True, help="organization id or name")
-    audit_as_of.add_argument("--at", required=True, help="ISO 8601 time")
+    audit_as_of.add_argument("--at", type=instant, required=True, help="ISO 8601 time")
     audit_as_of.add_argument("--format", choices=("json", "csv"), default="json")
     audit_as_of.set_defaults(db_handler=_audit_as_of)
     audit_access = audit.add_parser(
@@ -625,8 +596,8 @@ def _parser() -> argparse.ArgumentParser:
     audit_access.add_argument("--project", help="project id or name")
     audit_access.add_argument("--role", help="role id or name")
     audit_access.add_argument("--user", help="user id or userName")
-    audit_access.add_argument("--from", dest="start", required=True, help="ISO 8601 time")
-    audit_access.add_argument("--to", dest="end", required=True, help="ISO 8601 time")
+    audit_access.add_argument("--from", dest="start", type=instant, required=True, help="ISO 8601 time")
+    audit_access.add_argument("--to", dest="end", type=instant, required=True, help="ISO 8601 time")
     add_format_option(audit_access)
     audit_access.set_defaults(db_handler=_audit_access)
 

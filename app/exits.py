@@ -12,10 +12,11 @@ import signal
 
 class ExitCode(enum.IntEnum):
     OK = 0
-    # The command was refused: an unknown organization, a duplicate name, an id that is not one.
+    # The command was refused: an unknown organization or user, a duplicate name, an id that names nothing.
     REFUSED = 1
-    # The command line or a setting is wrong. argparse already exits 2 on a bad command line, and a bad
-    # SCIMLEDGER_* variable is the same mistake made in the environment.
+    # The command line or a setting is wrong. argparse already exits 2 on a bad command line, a value that is
+    # not what its option takes included (an id, a time: see app/cli_arguments.py), and a bad SCIMLEDGER_*
+    # variable is the same mistake made in the environment.
     USAGE = 2
     # `audit verify` (and the commands that verify first) found the log tampered with or not provably intact.
     TAMPERED = 3
