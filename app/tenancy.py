@@ -19,7 +19,7 @@ import msgspec
 
 from app.org_schemas import SCHEMA_VERSION_SQL
 from domain.catalog import checked_name
-from domain.errors import DomainError, NotFound
+from domain.errors import DomainError, NotFound, OrgNameTaken
 from eventstore.pool import Connection
 
 TOKEN_PREFIX = "scl_"
@@ -49,10 +49,6 @@ class TokenInfo(msgspec.Struct, frozen=True):
     label: str | None
     created_at: datetime.datetime
     revoked_at: datetime.datetime | None
-
-
-class OrgNameTaken(DomainError):
-    pass
 
 
 def hash_token(token: str) -> bytes:

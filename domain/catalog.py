@@ -14,7 +14,7 @@ from typing import ClassVar, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError, moment
+from domain.errors import ArchivedError, DomainError, moment
 
 MAX_NAME_LENGTH = 200
 # Names are compared and indexed by their case folding (NFKC, then casefold), which can grow a character into
@@ -22,10 +22,6 @@ MAX_NAME_LENGTH = 200
 # well inside PostgreSQL's limit on an index entry (about 2,700 bytes), however the name is spelled.
 MAX_FOLDED_NAME_BYTES = 600
 _GROUP_NAMESPACE = uuid.UUID("6f1c7d2e-3a5b-4c8d-9e0f-1a2b3c4d5e6f")
-
-
-class ArchivedError(DomainError):
-    """An archived project or role accepts no further changes."""
 
 
 def checked_name(name: str, what: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError, UserDeletedError, moment
+from domain.errors import DomainError, InactiveMember, UserDeletedError, moment
 
 Attributes = dict[str, Any]
 
@@ -345,15 +345,6 @@ class User(Aggregate):
     @event(LeftGroup)
     def _leave_group(self, group_id: str, cause: str) -> None:
         self.groups.discard(group_id)
-
-
-class InactiveMember(DomainError):
-    """A user who may not be given access, named and with the reason, as `User.access_refusal` words it."""
-
-    def __init__(self, user: User, refusal: str) -> None:
-        super().__init__(f"User {user.described()} {refusal}, so they cannot be added to a group.")
-        self.user_id = user.id
-        self.refusal = refusal
 
 
 EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (

@@ -29,10 +29,10 @@ from typing import Protocol, runtime_checkable
 
 import asyncpg
 
-from domain.errors import ConcurrencyConflict
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
 from eventstore.store import (
+    ConcurrencyConflict,
     LogPosition,
     LogScan,
     LogWindow,

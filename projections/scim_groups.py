@@ -16,7 +16,7 @@ import msgspec
 from eventsourcing.utils import get_topic
 
 from domain.catalog import EVENT_TYPES as CATALOG_EVENT_TYPES
-from domain.errors import DomainError
+from domain.errors import DomainError, GroupNameTaken, NameTaken
 from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
@@ -52,15 +52,6 @@ MEMBERSHIP_EVENT_TYPES = frozenset({get_topic(User.JoinedGroup), get_topic(User.
 EVENT_TYPES = (
     frozenset({get_topic(event_type) for event_type in CATALOG_EVENT_TYPES}) | MEMBERSHIP_EVENT_TYPES
 )
-
-
-class NameTaken(DomainError):
-    pass
-
-
-class GroupNameTaken(NameTaken):
-    """A change would give a group the name of another group of the organization. The statement that hit the
-    unique index cannot say which group; the catalog service finds it (`holder_of_name`) and says so."""
 
 
 class GroupRow(msgspec.Struct, frozen=True):
