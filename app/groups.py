@@ -10,7 +10,7 @@ from typing import Any
 
 from domain.catalog import Group, Project, Role
 from domain.errors import InvalidMember, NotFound, PreconditionFailed
-from domain.users import User
+from domain.users import GroupChangeCause, User
 from eventstore.pool import Connection
 from eventstore.store import ConcurrencyConflict, EventStore, Metadata, Transaction
 from projections import scim_groups
@@ -46,7 +46,7 @@ class GroupService:
         change: GroupChange,
         metadata: Metadata,
         if_match: Callable[[int], bool] | None = None,
-        cause: str = "push",
+        cause: GroupChangeCause = "push",
     ) -> GroupRow:
         """Apply a PATCH or PUT: all of it or, on any invalid member, none of it. The first write links."""
         for attempt in range(_ATTEMPTS):
@@ -224,7 +224,7 @@ def _decide(
     adds: list[uuid.UUID],
     removes: list[uuid.UUID],
     group: Group,
-    cause: str,
+    cause: GroupChangeCause,
     malformed: list[str],
     displays: dict[str, str],
 ) -> list[User]:

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import logs
 from app.operations import RETRY_AFTER_SECONDS, Metrics
 from app.services import Services
-from app.tenancy import Principal
+from app.tenancy import Principal, TokenScope
 from domain.errors import (
     ArchivedError,
     DomainError,
@@ -479,7 +479,7 @@ def _token_of(header: str) -> str:
     return token
 
 
-async def authenticate(request: Request, scope: str | None = "scim") -> Principal:
+async def authenticate(request: Request, scope: TokenScope | None = "scim") -> Principal:
     """The principal of the request's bearer token, which must have `scope` (any scope, with None)."""
     headers = request.headers.getlist("authorization")
     if len(headers) > 1:

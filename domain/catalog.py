@@ -10,11 +10,17 @@ from __future__ import annotations
 import datetime
 import unicodedata
 import uuid
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import ArchivedError, DomainError, moment
+
+# Why a group was unlinked: the identity provider deleted the link, or the app retired its project or role.
+UnlinkCause = Literal["unlink", "archive"]
+
+# The two kinds of entity an app admin names in the catalog; a group is the pair of one of each.
+EntityKind = Literal["project", "role"]
 
 MAX_NAME_LENGTH = 200
 # Names are compared and indexed by their case folding (NFKC, then casefold), which can grow a character into
@@ -52,7 +58,7 @@ class _Named(Aggregate):
     the fact can be told what the app did, and when.
     """
 
-    what: ClassVar[str]
+    what: ClassVar[EntityKind]
 
     def _init(self, org_id: str, name: str) -> None:
         self.org_id = org_id
@@ -187,7 +193,7 @@ class Group(Aggregate):
         group's project or role."""
 
         TOPIC: ClassVar[str] = "GroupUnlinked"
-        cause: str
+        cause: UnlinkCause
 
     @staticmethod
     def create_id(org_id: str, project_id: str, role_id: str) -> uuid.UUID:
@@ -204,7 +210,7 @@ class Group(Aggregate):
         if not self.linked:
             self._link()
 
-    def unlink(self, cause: str) -> None:
+    def unlink(self, cause: UnlinkCause) -> None:
         if self.linked:
             self._unlink(cause)
 
@@ -213,7 +219,7 @@ class Group(Aggregate):
         self.linked = True
 
     @event(Unlinked)
-    def _unlink(self, cause: str) -> None:
+    def _unlink(self, cause: UnlinkCause) -> None:
         self.linked = False
 
 
@@ -230,3 +236,9 @@ EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
 )
 # Their stored type names (each class's explicit TOPIC), for readers that pick the catalog's events by type.
 EVENT_TYPE_NAMES: tuple[str, ...] = tuple(event_type.TOPIC for event_type in EVENT_TYPES)  # type: ignore[attr-defined]
+# The kind of entity each project or role event is about, by stored type name (a group's events are in none).
+ENTITY_KIND_OF_EVENT: dict[str, EntityKind] = {
+    event_type.TOPIC: entity.what
+    for entity in (Project, Role)
+    for event_type in (entity.Created, entity.Renamed, entity.Archived)
+}

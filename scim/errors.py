@@ -18,11 +18,16 @@ ScimType = Literal[
     "sensitive",
 ]
 
+
 class ScimError(Exception):
     """A request the SCIM protocol rejects. `detail` is shown to the Okta admin, so it is written for one."""
 
     def __init__(
-        self, status: int, detail: str, scim_type: ScimType | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        detail: str,
+        scim_type: ScimType | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
