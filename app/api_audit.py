@@ -21,12 +21,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from app.http import SCIM_MEDIA_TYPE, ScimResponse, authenticate, services_of
-from app.tenancy import Principal
+from app.tenancy import Principal, TokenScope
 from projections import audit, audit_history, audit_state, seals
 from scim.errors import invalid_value
 from scim.instants import parse_instant
 
-AUDITOR = "auditor"
+AUDITOR: TokenScope = "auditor"
 
 
 def _instant(request: Request, name: str, required: bool = False) -> datetime.datetime | None:

@@ -14,13 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from domain.catalog import Group, Project, Role, checked_name
-from domain.errors import NotFound
+from domain.errors import GroupNameTaken, NotFound
 from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import EventStore, Metadata, RecordedEvent
 from projections import scim_groups
 from projections.scim import ScimProjection
-from projections.scim_groups import GroupNameTaken
 
 
 @dataclass(frozen=True, slots=True)

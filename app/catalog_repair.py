@@ -33,7 +33,7 @@ class Repair:
 # Groups of the organization's archived pairs, from the log: a projection that missed one cannot hide it.
 _GROUPS_OF_ARCHIVED_PAIRS = f"""
 SELECT created.stream_id FROM events AS created
-WHERE created.org_id = $1 AND created.type = 'GroupCreated' AND {ASSIGNED_TX}
+WHERE created.org_id = $1 AND created.type = '{Group.Created.TOPIC}' AND {ASSIGNED_TX}
   AND (EXISTS (SELECT FROM catalog_projects AS project WHERE project.org_id = $1
                AND project.project_id = (created.payload->>'project_id')::uuid AND project.archived)
        OR EXISTS (SELECT FROM catalog_roles AS role WHERE role.org_id = $1
@@ -47,11 +47,11 @@ SELECT user_id, group_id FROM (
     SELECT DISTINCT ON (stream_id, payload->>'group_id') stream_id AS user_id,
            (payload->>'group_id')::uuid AS group_id, type
     FROM events
-    WHERE org_id = $1 AND type IN ('GroupMemberAdded', 'GroupMemberRemoved')
+    WHERE org_id = $1 AND type IN ('{User.JoinedGroup.TOPIC}', '{User.LeftGroup.TOPIC}')
       AND payload->>'group_id' = ANY($2::text[]) AND {ASSIGNED_TX}
     ORDER BY stream_id, payload->>'group_id', version DESC
 ) AS last_change
-WHERE type = 'GroupMemberAdded'
+WHERE type = '{User.JoinedGroup.TOPIC}'
 """
 
 _LIVE_PAIRS = """

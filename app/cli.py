@@ -47,6 +47,7 @@ from eventstore.runner import (
     rebuild_beside,
     status,
 )
+from eventstore.store import ConcurrencyConflict
 from projections import audit, audit_history, audit_state, seals
 
 INLINE_PROJECTION = "scim"
@@ -664,7 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NewerSchema as error:
         print(f"scimledger: {error}", file=sys.stderr)
         return ExitCode.NEWER_SCHEMA
-    except (DomainError, MigrationError) as error:
+    # A concurrency conflict is refused as the HTTP edge refuses it (409): the same command may be run again.
+    except (DomainError, ConcurrencyConflict, MigrationError) as error:
         print(f"scimledger: {error}", file=sys.stderr)
         return ExitCode.REFUSED
     except EmbeddedDatabaseError as error:  # the embedded server would not start: no database to reach

@@ -8,12 +8,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.users import PreconditionFailed
 from domain.catalog import Group, Project, Role
-from domain.errors import ConcurrencyConflict, DomainError, NotFound
-from domain.users import User
+from domain.errors import InvalidMember, NotFound, PreconditionFailed
+from domain.users import GroupChangeCause, User
 from eventstore.pool import Connection
-from eventstore.store import EventStore, Metadata, Transaction
+from eventstore.store import ConcurrencyConflict, EventStore, Metadata, Transaction
 from projections import scim_groups
 from projections.scim import ScimProjection
 from projections.scim_groups import GroupRow
@@ -25,25 +24,6 @@ from scim.schema import GROUP_SCHEMA
 _ATTEMPTS = 10
 _MEMBERS = GROUP_SCHEMA.attribute("members")
 assert _MEMBERS is not None
-
-
-# A refusal names this many members; of the rest it gives the count, so that a resync of thousands of
-# deactivated users still gets a detail an admin can read (and Okta can show).
-MAX_NAMED_MEMBERS = 20
-
-
-class InvalidMember(DomainError):
-    """The members a request may not add, each named with the reason; nothing of the request is applied."""
-
-    def __init__(self, refusals: Sequence[str]) -> None:
-        named = "; ".join(refusals[:MAX_NAMED_MEMBERS])
-        more = len(refusals) - MAX_NAMED_MEMBERS
-        count = "1 member" if len(refusals) == 1 else f"{len(refusals)} members"
-        super().__init__(
-            f"{count} of this request cannot be added to the group, so nothing in the request was applied: "
-            f"{named}{f'; and {more} more' if more > 0 else ''}."
-        )
-        self.refusals = list(refusals)
 
 
 def _not_a_user(member: str, displays: dict[str, str]) -> str:
@@ -66,7 +46,7 @@ class GroupService:
         change: GroupChange,
         metadata: Metadata,
         if_match: Callable[[int], bool] | None = None,
-        cause: str = "push",
+        cause: GroupChangeCause = "push",
     ) -> GroupRow:
         """Apply a PATCH or PUT: all of it or, on any invalid member, none of it. The first write links."""
         for attempt in range(_ATTEMPTS):
@@ -244,7 +224,7 @@ def _decide(
     adds: list[uuid.UUID],
     removes: list[uuid.UUID],
     group: Group,
-    cause: str,
+    cause: GroupChangeCause,
     malformed: list[str],
     displays: dict[str, str],
 ) -> list[User]:

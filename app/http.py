@@ -12,7 +12,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import asyncpg
 import msgspec
@@ -25,17 +25,25 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import logs
-from app.groups import InvalidMember
 from app.operations import RETRY_AFTER_SECONDS, Metrics
 from app.services import Services
-from app.tenancy import Principal
-from app.users import PreconditionFailed
-from domain.errors import ConcurrencyConflict, DomainError, NotFound, UserDeletedError, UserNameTaken
-from domain.users import InactiveMember
+from app.tenancy import Principal, TokenScope
+from domain.errors import (
+    ArchivedError,
+    DomainError,
+    InactiveMember,
+    IncompatibleRedeclaration,
+    InvalidMember,
+    NameTaken,
+    NotFound,
+    OrgNameTaken,
+    PreconditionFailed,
+    UserDeletedError,
+    UserNameTaken,
+)
 from eventstore.pool import DATABASE_UNAVAILABLE
-from eventstore.store import Metadata
-from projections.scim_groups import NameTaken
-from scim.errors import ScimError, invalid_syntax, invalid_value
+from eventstore.store import ConcurrencyConflict, Metadata
+from scim.errors import ScimError, ScimType, invalid_syntax, invalid_value
 
 log = logging.getLogger("scimledger.http")
 access = logging.getLogger("scimledger.access")
@@ -45,6 +53,8 @@ ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 # What nginx records when the client closes the connection before the response: no response is sent.
 _CLIENT_CLOSED_REQUEST = 499
+# The detail of every 500: what failed is in the log, not in the answer.
+_FAILED = "The service failed to handle this request; it has been logged."
 _REQUEST_ID = re.compile(r"^[\w.:@/-]{1,128}$")
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -71,7 +81,7 @@ def list_response(total: int, start_index: int, resources: list[dict[str, Any]])
 
 
 def error_response(
-    status: int, detail: str, scim_type: str | None = None, headers: dict[str, str] | None = None
+    status: int, detail: str, scim_type: ScimType | None = None, headers: dict[str, str] | None = None
 ) -> ScimResponse:
     body: dict[str, Any] = {"schemas": [ERROR_SCHEMA], "status": str(status)}
     if scim_type:
@@ -91,18 +101,64 @@ async def on_scim_error(request: Request, error: Exception) -> Response:
     return error_response(error.status, error.detail, error.scim_type, {**headers, **error.headers})
 
 
+class ErrorAnswer(NamedTuple):
+    """How the HTTP edge answers one kind of refusal. `detail`: the SCIM detail, where `{error}` stands for
+    the error's own message (written for an admin, as every refusal's is)."""
+
+    status: int
+    scim_type: ScimType | None
+    detail: str = "{error}"
+
+
+# What each refusal means over HTTP, looked up by the error's MRO (as Starlette looks up its handlers), so a
+# subclass answers as its nearest listed ancestor. DomainError's own row answers a DomainError raised as it
+# is, a refusal whose message says why; a subclass of it needs a row of its own (or a listed ancestor other
+# than DomainError): tests/unit/test_error_table.py checks that each has one, and one that slips through is
+# logged and answered 500, never passed off as the client's mistake.
+DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
+    NotFound: ErrorAnswer(404, None),
+    UserDeletedError: ErrorAnswer(404, None),
+    UserNameTaken: ErrorAnswer(409, "uniqueness"),
+    NameTaken: ErrorAnswer(409, "uniqueness"),
+    InvalidMember: ErrorAnswer(400, "invalidValue"),
+    InactiveMember: ErrorAnswer(400, "invalidValue"),
+    ConcurrencyConflict: ErrorAnswer(
+        409, None, "The resource was changed by another request at the same time; try again."
+    ),
+    PreconditionFailed: ErrorAnswer(412, None, "The resource changed since the version in If-Match. {error}"),
+    ArchivedError: ErrorAnswer(400, "invalidValue"),
+    IncompatibleRedeclaration: ErrorAnswer(400, "invalidValue"),
+    OrgNameTaken: ErrorAnswer(400, "invalidValue"),
+    DomainError: ErrorAnswer(400, "invalidValue"),
+}
+
+
+def answer_for(error_type: type[Exception]) -> ErrorAnswer | None:
+    """The row of the nearest class in `error_type`'s MRO that has one; None for a subclass of DomainError
+    that reaches DomainError's row without one of its own (see DOMAIN_ERROR_ANSWERS)."""
+    for cls in error_type.__mro__:
+        if cls is DomainError and error_type is not DomainError:
+            return None
+        answer = DOMAIN_ERROR_ANSWERS.get(cls)
+        if answer is not None:
+            return answer
+    return None
+
+
 async def on_domain_error(request: Request, error: Exception) -> Response:
-    if isinstance(error, NotFound | UserDeletedError):
-        return error_response(404, str(error))
-    if isinstance(error, UserNameTaken | NameTaken):
-        return error_response(409, str(error), "uniqueness")
-    if isinstance(error, InvalidMember | InactiveMember):
-        return error_response(400, str(error), "invalidValue")
-    if isinstance(error, ConcurrencyConflict):
-        return error_response(409, "The resource was changed by another request at the same time; try again.")
-    if isinstance(error, PreconditionFailed):
-        return error_response(412, f"The resource changed since the version in If-Match. {error}")
-    return error_response(400, str(error), "invalidValue")
+    answer = answer_for(type(error))
+    if answer is None:
+        log.error(
+            "%s has no row in DOMAIN_ERROR_ANSWERS: %s",
+            type(error).__name__,
+            error,
+            extra={"error_type": type(error).__name__},
+        )
+        return error_response(500, _FAILED)
+    # The detail is the error's message put into the row's template, never formatted itself: an error's
+    # message may hold braces (a userName may).
+    detail = answer.detail.replace("{error}", str(error))
+    return error_response(answer.status, detail, answer.scim_type)
 
 
 _HTTP_DETAILS = {
@@ -163,8 +219,7 @@ async def on_query_canceled(request: Request, error: Exception) -> Response:
 # Anything else reaches EdgeMiddleware, which answers a SCIM 500.
 EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     ScimError: on_scim_error,
-    DomainError: on_domain_error,
-    PreconditionFailed: on_domain_error,
+    **dict.fromkeys(DOMAIN_ERROR_ANSWERS, on_domain_error),
     HTTPException: on_http_exception,
     **dict.fromkeys(DATABASE_UNAVAILABLE, on_database_unavailable),
     asyncpg.QueryCanceledError: on_query_canceled,
@@ -298,9 +353,7 @@ class EdgeMiddleware:
         except Exception as error:
             log.exception("unhandled %s", type(error).__name__, extra={"error_type": type(error).__name__})
             if responded is None:  # otherwise the response is cut short, which is all that can be done
-                response = error_response(
-                    500, "The service failed to handle this request; it has been logged."
-                )
+                response = error_response(500, _FAILED)
                 await response(scope, receive, send_with_headers)
         finally:
             route = _route_template(scope)
@@ -426,7 +479,7 @@ def _token_of(header: str) -> str:
     return token
 
 
-async def authenticate(request: Request, scope: str | None = "scim") -> Principal:
+async def authenticate(request: Request, scope: TokenScope | None = "scim") -> Principal:
     """The principal of the request's bearer token, which must have `scope` (any scope, with None)."""
     headers = request.headers.getlist("authorization")
     if len(headers) > 1:

@@ -13,17 +13,21 @@ import hmac
 import secrets
 import time
 import uuid
+from typing import Literal, get_args
 
 import asyncpg
 import msgspec
 
 from app.org_schemas import SCHEMA_VERSION_SQL
 from domain.catalog import checked_name
-from domain.errors import DomainError, NotFound
+from domain.errors import DomainError, NotFound, OrgNameTaken
 from eventstore.pool import Connection
 
 TOKEN_PREFIX = "scl_"
-SCOPES = ("scim", "auditor")
+# What a token may do: `scim` is an identity provider's (one org's SCIM resources), `auditor` reads one org's
+# /audit. Checked by the database too (the api_tokens scope constraint).
+TokenScope = Literal["scim", "auditor"]
+SCOPES: tuple[TokenScope, ...] = get_args(TokenScope)
 
 
 class Org(msgspec.Struct, frozen=True):
@@ -34,7 +38,7 @@ class Org(msgspec.Struct, frozen=True):
 class Principal(msgspec.Struct, frozen=True):
     org_id: uuid.UUID
     token_id: uuid.UUID
-    scope: str
+    scope: TokenScope
     # The org's declared extension schemas' version (app/org_schemas.py), read with the token.
     schema_version: int = 0
 
@@ -45,14 +49,10 @@ class Principal(msgspec.Struct, frozen=True):
 
 class TokenInfo(msgspec.Struct, frozen=True):
     token_id: uuid.UUID
-    scope: str
+    scope: TokenScope
     label: str | None
     created_at: datetime.datetime
     revoked_at: datetime.datetime | None
-
-
-class OrgNameTaken(DomainError):
-    pass
 
 
 def hash_token(token: str) -> bytes:

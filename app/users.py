@@ -9,10 +9,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from domain.errors import ConcurrencyConflict, NotFound
+from domain.errors import NotFound, PreconditionFailed
 from domain.users import ADMIN_REMOVAL, Departure, User
 from eventstore.pool import Connection
-from eventstore.store import EventStore, Metadata, Transaction
+from eventstore.store import ConcurrencyConflict, EventStore, Metadata, Transaction
 from projections import scim_users
 from projections.scim import ScimProjection
 from projections.scim_users import UserRow, row_of, scim_resource
@@ -23,12 +23,6 @@ from scim.schema import USER, ResourceType
 # it saw with If-Match: then the race is the client's to resolve (412). Retries queue on a stream lock, so
 # each round at least every queued writer but one succeeds.
 _ATTEMPTS = 10
-
-
-class PreconditionFailed(Exception):
-    def __init__(self, current_version: int) -> None:
-        super().__init__(f"The resource is now at version {current_version}.")
-        self.current_version = current_version
 
 
 def split_active(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], bool | None]:

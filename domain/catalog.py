@@ -10,11 +10,17 @@ from __future__ import annotations
 import datetime
 import unicodedata
 import uuid
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError, moment
+from domain.errors import ArchivedError, DomainError, moment
+
+# Why a group was unlinked: the identity provider deleted the link, or the app retired its project or role.
+UnlinkCause = Literal["unlink", "archive"]
+
+# The two kinds of entity an app admin names in the catalog; a group is the pair of one of each.
+EntityKind = Literal["project", "role"]
 
 MAX_NAME_LENGTH = 200
 # Names are compared and indexed by their case folding (NFKC, then casefold), which can grow a character into
@@ -22,10 +28,6 @@ MAX_NAME_LENGTH = 200
 # well inside PostgreSQL's limit on an index entry (about 2,700 bytes), however the name is spelled.
 MAX_FOLDED_NAME_BYTES = 600
 _GROUP_NAMESPACE = uuid.UUID("6f1c7d2e-3a5b-4c8d-9e0f-1a2b3c4d5e6f")
-
-
-class ArchivedError(DomainError):
-    """An archived project or role accepts no further changes."""
 
 
 def checked_name(name: str, what: str) -> str:
@@ -56,7 +58,7 @@ class _Named(Aggregate):
     the fact can be told what the app did, and when.
     """
 
-    what: ClassVar[str]
+    what: ClassVar[EntityKind]
 
     def _init(self, org_id: str, name: str) -> None:
         self.org_id = org_id
@@ -191,7 +193,7 @@ class Group(Aggregate):
         group's project or role."""
 
         TOPIC: ClassVar[str] = "GroupUnlinked"
-        cause: str
+        cause: UnlinkCause
 
     @staticmethod
     def create_id(org_id: str, project_id: str, role_id: str) -> uuid.UUID:
@@ -208,7 +210,7 @@ class Group(Aggregate):
         if not self.linked:
             self._link()
 
-    def unlink(self, cause: str) -> None:
+    def unlink(self, cause: UnlinkCause) -> None:
         if self.linked:
             self._unlink(cause)
 
@@ -217,7 +219,7 @@ class Group(Aggregate):
         self.linked = True
 
     @event(Unlinked)
-    def _unlink(self, cause: str) -> None:
+    def _unlink(self, cause: UnlinkCause) -> None:
         self.linked = False
 
 
@@ -234,3 +236,9 @@ EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
 )
 # Their stored type names (each class's explicit TOPIC), for readers that pick the catalog's events by type.
 EVENT_TYPE_NAMES: tuple[str, ...] = tuple(event_type.TOPIC for event_type in EVENT_TYPES)  # type: ignore[attr-defined]
+# The kind of entity each project or role event is about, by stored type name (a group's events are in none).
+ENTITY_KIND_OF_EVENT: dict[str, EntityKind] = {
+    event_type.TOPIC: entity.what
+    for entity in (Project, Role)
+    for event_type in (entity.Created, entity.Renamed, entity.Archived)
+}

@@ -1,8 +1,15 @@
-"""One error hierarchy for the domain; the HTTP edge translates it to SCIM errors, the CLI to messages."""
+"""Every refusal of the domain and the services, in one module; the HTTP edge translates them to SCIM errors
+by one table (`app.http.DOMAIN_ERROR_ANSWERS`), the CLI to messages. The store's own errors (a concurrency
+conflict) live in the store: they are not the domain's refusals."""
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from domain.users import User
 
 
 class DomainError(Exception):
@@ -19,21 +26,65 @@ class UserNameTaken(DomainError):
         self.user_name = user_name
 
 
-class ConcurrencyConflict(DomainError):
-    """Another writer appended to the stream first; the command may be retried on fresh state."""
-
-    def __init__(
-        self, stream_id: object = None, expected_version: int | None = None, reason: str | None = None
-    ) -> None:
-        super().__init__(
-            reason or f"Stream {stream_id} moved past version {expected_version} before this write committed."
-        )
-        self.stream_id = stream_id
-        self.expected_version = expected_version
-
-
 class UserDeletedError(DomainError):
     """The user was deleted; deleted users accept no further commands."""
+
+
+class NameTaken(DomainError):
+    """A project or role would take the name of another of the organization."""
+
+
+class GroupNameTaken(NameTaken):
+    """A change would give a group the name of another group of the organization. The statement that hit the
+    unique index cannot say which group; the catalog service finds it (`holder_of_name`) and says so."""
+
+
+class OrgNameTaken(DomainError):
+    pass
+
+
+class ArchivedError(DomainError):
+    """An archived project or role accepts no further changes."""
+
+
+class IncompatibleRedeclaration(DomainError):
+    """A redeclaration that stored values or the identity provider's routine writes could not satisfy."""
+
+
+class PreconditionFailed(DomainError):
+    """The client pinned a version with If-Match and the resource has moved past it."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(f"The resource is now at version {current_version}.")
+        self.current_version = current_version
+
+
+class InactiveMember(DomainError):
+    """A user who may not be given access, named and with the reason, as `User.access_refusal` words it."""
+
+    def __init__(self, user: User, refusal: str) -> None:
+        super().__init__(f"User {user.described()} {refusal}, so they cannot be added to a group.")
+        self.user_id = user.id
+        self.refusal = refusal
+
+
+# A refusal names this many members; of the rest it gives the count, so that a resync of thousands of
+# deactivated users still gets a detail an admin can read (and Okta can show).
+MAX_NAMED_MEMBERS = 20
+
+
+class InvalidMember(DomainError):
+    """The members a request may not add, each named with the reason; nothing of the request is applied."""
+
+    def __init__(self, refusals: Sequence[str]) -> None:
+        named = "; ".join(refusals[:MAX_NAMED_MEMBERS])
+        more = len(refusals) - MAX_NAMED_MEMBERS
+        count = "1 member" if len(refusals) == 1 else f"{len(refusals)} members"
+        super().__init__(
+            f"{count} of this request cannot be added to the group, so nothing in the request was applied: "
+            f"{named}{f'; and {more} more' if more > 0 else ''}."
+        )
+        self.refusals = list(refusals)
 
 
 def moment(when: datetime.datetime) -> str:

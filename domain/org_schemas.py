@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError
+from domain.errors import IncompatibleRedeclaration
 
 _SCHEMA_NAMESPACE = uuid.UUID("0b9e4c52-7d1a-4f36-a8e5-2c6d9f3b1e70")
 
@@ -31,10 +31,6 @@ def schema_id_for(org_id: str, urn: str) -> uuid.UUID:
 # What a stored value's validity depends on: the attribute's type, whether it is multi-valued, and the same of
 # each sub-attribute, by name folded to lower case (attribute names compare ignoring case, RFC 7643 §2.1).
 Shape = tuple[str, bool, dict[str, tuple[str, bool]]]
-
-
-class IncompatibleRedeclaration(DomainError):
-    """A redeclaration that stored values or the identity provider's routine writes could not satisfy."""
 
 
 def _shapes(declaration: dict[str, Any]) -> dict[str, Shape]:

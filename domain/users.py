@@ -10,26 +10,35 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError, UserDeletedError, moment
+from domain.errors import DomainError, InactiveMember, UserDeletedError, moment
 
 Attributes = dict[str, Any]
 
+# Why a user left the organization, as `User.RemovedFromOrganization` records it: a reactor's decision after
+# the identity provider deactivated or deleted them, or an org admin's removal in the app.
+DepartureCause = Literal["okta_deactivation", "okta_delete", "admin"]
+# Why a user who had left became a member again, as `User.JoinedOrganization` records it.
+ReturnCause = Literal["okta_reactivation", "admin_restore"]
+# Why a user joined or left a group: the identity provider pushed it, unlinked the group, the app archived the
+# group's project or role, or a reactor revoked it.
+GroupChangeCause = Literal["push", "unlink", "archive", "reactor"]
+
 # The cause of an org admin's removal in the app, as `User.RemovedFromOrganization` records it.
-ADMIN_REMOVAL = "admin"
+ADMIN_REMOVAL: DepartureCause = "admin"
 
 
 # How a departure the identity provider caused is told to an org admin.
-_DEPARTURE_REASONS = {"okta_deactivation": "deactivated them", "okta_delete": "deleted them"}
+_DEPARTURE_REASONS: dict[str, str] = {"okta_deactivation": "deactivated them", "okta_delete": "deleted them"}
 
 
 class Departure(NamedTuple):
     """Why and when a user left the organization: a `User.RemovedFromOrganization`'s cause and time."""
 
-    cause: str
+    cause: DepartureCause
     on: datetime.datetime
 
 
@@ -95,12 +104,12 @@ class User(Aggregate):
 
         TOPIC: ClassVar[str] = "GroupMemberAdded"
         group_id: str
-        cause: str
+        cause: GroupChangeCause
 
     class LeftGroup(Aggregate.Event):
         TOPIC: ClassVar[str] = "GroupMemberRemoved"
         group_id: str
-        cause: str
+        cause: GroupChangeCause
 
     class RemovedFromOrganization(Aggregate.Event):
         """`cause`: "okta_deactivation" or "okta_delete" (decided by a reactor after the identity provider
@@ -111,13 +120,13 @@ class User(Aggregate):
         analytics.provisioning_activity, which counts events, counts it as the event it is."""
 
         TOPIC: ClassVar[str] = "UserRemovedFromOrganization"
-        cause: str
+        cause: DepartureCause
 
     class JoinedOrganization(Aggregate.Event):
         """A removed user became a member again; provisioning itself makes the user a member."""
 
         TOPIC: ClassVar[str] = "UserJoinedOrganization"
-        cause: str
+        cause: ReturnCause
 
     @event(Provisioned)
     def __init__(self, org_id: str, attributes: Attributes, active: bool) -> None:
@@ -234,7 +243,7 @@ class User(Aggregate):
         if active and not self.member:
             self._join_organization("okta_reactivation")
 
-    def remove_from_organization(self, cause: str) -> None:
+    def remove_from_organization(self, cause: DepartureCause) -> None:
         """The identity provider deactivated or deleted the user ("okta_deactivation", "okta_delete", decided by
         a reactor): a member leaves the organization; anyone else stays as they are.
 
@@ -276,7 +285,7 @@ class User(Aggregate):
         if not self.active:
             self._reactivate()
 
-    def revoke_all_groups(self, cause: str) -> None:
+    def revoke_all_groups(self, cause: GroupChangeCause) -> None:
         for group_id in sorted(self.groups):
             self._leave_group(group_id, cause)
 
@@ -284,7 +293,7 @@ class User(Aggregate):
         self._require_not_deleted()
         self._delete()
 
-    def join_group(self, group_id: str, cause: str) -> None:
+    def join_group(self, group_id: str, cause: GroupChangeCause) -> None:
         """Only a live, active user may gain access; joining a group twice records nothing."""
         refusal = self.access_refusal()
         if refusal is not None:
@@ -292,7 +301,7 @@ class User(Aggregate):
         if group_id not in self.groups:
             self._join_group(group_id, cause)
 
-    def leave_group(self, group_id: str, cause: str) -> None:
+    def leave_group(self, group_id: str, cause: GroupChangeCause) -> None:
         if group_id in self.groups:
             self._leave_group(group_id, cause)
 
@@ -325,7 +334,9 @@ class User(Aggregate):
     # aggregate knows when without a field added to the event; the default only serves the call that
     # triggers the event, which the library then applies with its timestamp.
     @event(RemovedFromOrganization)
-    def _remove_from_organization(self, cause: str, timestamp: datetime.datetime | None = None) -> None:
+    def _remove_from_organization(
+        self, cause: DepartureCause, timestamp: datetime.datetime | None = None
+    ) -> None:
         assert timestamp is not None  # the library applies every event with its timestamp (see above)
         if cause == ADMIN_REMOVAL and self.departure is not None and self.departure.cause != ADMIN_REMOVAL:
             self.left_before_removal = self.departure
@@ -333,27 +344,18 @@ class User(Aggregate):
         self.departure = Departure(cause, timestamp)
 
     @event(JoinedOrganization)
-    def _join_organization(self, cause: str) -> None:
+    def _join_organization(self, cause: ReturnCause) -> None:
         self.member = True
         self.departure = None
         self.left_before_removal = None
 
     @event(JoinedGroup)
-    def _join_group(self, group_id: str, cause: str) -> None:
+    def _join_group(self, group_id: str, cause: GroupChangeCause) -> None:
         self.groups.add(group_id)
 
     @event(LeftGroup)
-    def _leave_group(self, group_id: str, cause: str) -> None:
+    def _leave_group(self, group_id: str, cause: GroupChangeCause) -> None:
         self.groups.discard(group_id)
-
-
-class InactiveMember(DomainError):
-    """A user who may not be given access, named and with the reason, as `User.access_refusal` words it."""
-
-    def __init__(self, user: User, refusal: str) -> None:
-        super().__init__(f"User {user.described()} {refusal}, so they cannot be added to a group.")
-        self.user_id = user.id
-        self.refusal = refusal
 
 
 EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
@@ -367,3 +369,5 @@ EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
     User.RemovedFromOrganization,
     User.JoinedOrganization,
 )
+# The events that change a user's groups, by stored type name: every reader of memberships picks these.
+MEMBERSHIP_EVENT_TYPE_NAMES = frozenset({User.JoinedGroup.TOPIC, User.LeftGroup.TOPIC})

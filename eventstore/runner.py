@@ -25,14 +25,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import asyncpg
 
-from domain.errors import ConcurrencyConflict
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
 from eventstore.store import (
+    ConcurrencyConflict,
     LogPosition,
     LogScan,
     LogWindow,
@@ -109,9 +109,14 @@ class _Progress:
     attempts: int = 0
 
 
+# What a consumer is doing in this process's runner: starting; standby (another process holds its lock);
+# running; backing off after an error.
+ConsumerActivity = Literal["starting", "standby", "running", "backing off"]
+
+
 @dataclass
 class ConsumerState:
-    state: str = "starting"  # starting, standby, running, backing off
+    state: ConsumerActivity = "starting"
     last_error: str | None = None
     processed: int = 0
     parked: int = 0

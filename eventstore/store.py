@@ -16,7 +16,6 @@ import asyncpg
 import msgspec
 from eventsourcing.domain import Aggregate
 
-from domain.errors import ConcurrencyConflict
 from eventstore.codec import AggregateEvent, EncodedEvent, decode_event, encode_event
 from eventstore.notify import CommitNotifier
 from eventstore.pool import Connection
@@ -30,6 +29,20 @@ class LogPosition(NamedTuple):
 
 
 LOG_START = LogPosition(0, 0)
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the stream first; the command may be retried on fresh state. The store's
+    error, not the domain's: no rule refused the command, the database ordered two writers."""
+
+    def __init__(
+        self, stream_id: object = None, expected_version: int | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(
+            reason or f"Stream {stream_id} moved past version {expected_version} before this write committed."
+        )
+        self.stream_id = stream_id
+        self.expected_version = expected_version
 
 
 class Metadata(msgspec.Struct, frozen=True):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain import catalog
+from domain.catalog import Group, Project, Role
+from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent, Transaction
 from projections.arrays import columns_of
@@ -38,16 +40,15 @@ _USER_COLUMNS = (
 )
 _USER_TYPES = frozenset(
     {
-        "UserProvisioned",
-        "UserProfileUpdated",
-        "UserDeactivated",
-        "UserReactivated",
-        "UserDeleted",
-        "UserRemovedFromOrganization",
-        "UserJoinedOrganization",
+        User.Provisioned.TOPIC,
+        User.ProfileUpdated.TOPIC,
+        User.Deactivated.TOPIC,
+        User.Reactivated.TOPIC,
+        User.Deleted.TOPIC,
+        User.RemovedFromOrganization.TOPIC,
+        User.JoinedOrganization.TOPIC,
     }
 )
-_MEMBERSHIP_TYPES = frozenset({"GroupMemberAdded", "GroupMemberRemoved"})
 _CATALOG_TYPES = frozenset(catalog.EVENT_TYPE_NAMES)
 
 
@@ -120,7 +121,7 @@ _group_id = functools.lru_cache(maxsize=65_536)(uuid.UUID)
 
 
 class AnalyticsAccess:
-    event_types: frozenset[str] | None = _USER_TYPES | _MEMBERSHIP_TYPES | _CATALOG_TYPES
+    event_types: frozenset[str] | None = _USER_TYPES | MEMBERSHIP_EVENT_TYPE_NAMES | _CATALOG_TYPES
     tables = ("catalog", "groups", "users", "memberships", "membership_intervals")
 
     def __init__(self, schema: str = "analytics", name: str = "analytics.access") -> None:
@@ -148,7 +149,7 @@ class AnalyticsAccess:
         group_keys = {
             (event.org_id, _group_id(event.payload["group_id"]))
             for event in events
-            if event.type in _MEMBERSHIP_TYPES
+            if event.type in MEMBERSHIP_EVENT_TYPE_NAMES
         }
         if group_keys:
             rows = await connection.fetch(
@@ -162,12 +163,12 @@ class AnalyticsAccess:
                 batch.names[(org_id, project_id)] = project
                 batch.names[(org_id, role_id)] = role
         entity_ids = {
-            (event.org_id, event.stream_id) for event in events if event.type.startswith(("Project", "Role"))
+            (event.org_id, event.stream_id) for event in events if event.type in catalog.ENTITY_KIND_OF_EVENT
         }
         entity_ids |= {
             (event.org_id, uuid.UUID(event.payload[key]))
             for event in events
-            if event.type == "GroupCreated"
+            if event.type == Group.Created.TOPIC
             for key in ("project_id", "role_id")
         }
         if entity_ids:
@@ -183,18 +184,18 @@ class AnalyticsAccess:
 
     def _catalog(self, event: RecordedEvent, batch: _Batch) -> None:
         key = (event.org_id, event.stream_id)
-        kind = "project" if event.type.startswith("Project") else "role"
-        if event.type in ("ProjectCreated", "RoleCreated"):
+        kind = catalog.ENTITY_KIND_OF_EVENT.get(event.type, "role")  # a group's events use no kind
+        if event.type in (Project.Created.TOPIC, Role.Created.TOPIC):
             batch.names[key] = event.payload["name"]
             batch.catalog[key] = (kind, event.payload["name"], False)
-        elif event.type in ("ProjectRenamed", "RoleRenamed"):
+        elif event.type in (Project.Renamed.TOPIC, Role.Renamed.TOPIC):
             batch.names[key] = event.payload["name"]
             batch.catalog[key] = (kind, event.payload["name"], batch.catalog.get(key, (kind, "", False))[2])
             batch.renamed_orgs.add(event.org_id)
-        elif event.type in ("ProjectArchived", "RoleArchived"):
+        elif event.type in (Project.Archived.TOPIC, Role.Archived.TOPIC):
             batch.catalog[key] = (kind, batch.names.get(key, ""), True)
             batch.archived.append((event.org_id, f"{kind}_id", event.stream_id))
-        elif event.type == "GroupCreated":
+        elif event.type == Group.Created.TOPIC:
             project_id, role_id = uuid.UUID(event.payload["project_id"]), uuid.UUID(event.payload["role_id"])
             if any(batch.catalog[(event.org_id, entity)][2] for entity in (project_id, role_id)):
                 # As in the SCIM projection: the pair of an archived project or role has no group, even one
@@ -213,12 +214,12 @@ class AnalyticsAccess:
                 event.recorded_at,
             ]
         else:
-            batch.linked[key] = event.type == "GroupLinked"
+            batch.linked[key] = event.type == Group.Linked.TOPIC
 
     def _user(self, event: RecordedEvent, batch: _Batch) -> None:
         key = (event.org_id, event.stream_id)
         payload = event.payload
-        if event.type == "UserProvisioned":
+        if event.type == User.Provisioned.TOPIC:
             batch.new_users[key] = {
                 **_profile(payload["attributes"]),
                 "active": payload["active"],
@@ -230,7 +231,7 @@ class AnalyticsAccess:
             return
         changes = batch.new_users.get(key) or batch.user_changes.setdefault(key, {})
         changes["last_modified"] = event.recorded_at
-        if event.type == "UserProfileUpdated":
+        if event.type == User.ProfileUpdated.TOPIC:
             for attribute, column in _PROFILE_FIELDS.items():
                 if attribute in payload["changed"]:
                     changes[column] = payload["changed"][attribute]
@@ -245,18 +246,18 @@ class AnalyticsAccess:
                 changes.update(_enterprise(payload["changed"][ENTERPRISE_USER]))
             elif ENTERPRISE_USER in payload["removed"]:
                 changes.update(_enterprise(None))
-        elif event.type in ("UserDeactivated", "UserReactivated"):
-            changes["active"] = event.type == "UserReactivated"
-        elif event.type == "UserDeleted":
+        elif event.type in (User.Deactivated.TOPIC, User.Reactivated.TOPIC):
+            changes["active"] = event.type == User.Reactivated.TOPIC
+        elif event.type == User.Deleted.TOPIC:
             changes["deleted"] = True
         else:
-            changes["member"] = event.type == "UserJoinedOrganization"
+            changes["member"] = event.type == User.JoinedOrganization.TOPIC
 
     def _membership(self, event: RecordedEvent, batch: _Batch) -> None:
         group_id = _group_id(event.payload["group_id"])
         pair = (event.org_id, event.stream_id, group_id)
         cause = event.payload.get("cause", "")
-        if event.type == "GroupMemberAdded":
+        if event.type == User.JoinedGroup.TOPIC:
             entities = batch.group_entities.get((event.org_id, group_id))
             if entities is None:
                 return  # a group that never was (see `_catalog`): as in SCIM, nobody is its member

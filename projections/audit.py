@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.catalog import Group, Project, Role
-from domain.users import User
+from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
 from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, RecordedEvent
 from scim.folding import fold
@@ -200,10 +200,10 @@ async def access(
     # leaving `to` blank would read as "still has access". Grants after the window open nothing.
     async for event in org_events(connection, org_id):
         snapshot.apply(event)
-        if event.type not in ("GroupMemberAdded", "GroupMemberRemoved"):
+        if event.type not in MEMBERSHIP_EVENT_TYPE_NAMES:
             continue
         key = (str(event.stream_id), event.payload["group_id"])
-        if event.type == "GroupMemberAdded":
+        if event.type == User.JoinedGroup.TOPIC:
             if event.recorded_at > end:
                 continue
             group = snapshot.groups[uuid.UUID(key[1])]

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain import catalog
+from domain.catalog import Group, Project, Role
+from domain.org_schemas import OrgSchema
+from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent
 from projections.audit import Snapshot
@@ -25,46 +28,53 @@ CATALOG_TYPES = catalog.EVENT_TYPE_NAMES
 # Spelled out rather than a parameter, so that the planner can prove the partial index applies.
 _CATALOG = "type IN (" + ", ".join(f"'{name}'" for name in CATALOG_TYPES) + ")"
 
+# A user's changes of state, as a history tells them.
+_STATE_CHANGES = {
+    User.Deactivated.TOPIC: "deactivated",
+    User.Reactivated.TOPIC: "reactivated",
+    User.Deleted.TOPIC: "deleted",
+}
+
 
 def describe(event: RecordedEvent, snapshot: Snapshot) -> str:
     """The change an event records, in words, with names as they were when it was recorded."""
     payload = event.payload
     cause = f" (cause: {payload['cause']})" if payload.get("cause") else ""
     match event.type:
-        case "UserProvisioned":
+        case User.Provisioned.TOPIC:
             attributes = payload.get("attributes", {})
             return f"provisioned user '{attributes.get('userName')}', active {payload.get('active')}"
-        case "UserProfileUpdated":
+        case User.ProfileUpdated.TOPIC:
             changes = [f"{key} = {value!r}" for key, value in payload.get("changed", {}).items()]
             changes += [f"{key} removed" for key in payload.get("removed", [])]
             return "profile: " + "; ".join(changes)
-        case "UserDeactivated" if payload.get("unassigned"):
+        case User.Deactivated.TOPIC if payload.get("unassigned"):
             return "deactivated: 'active' was removed, and is unassigned"
-        case "UserDeactivated" | "UserReactivated" | "UserDeleted":
-            return event.type.removeprefix("User").lower()
-        case "UserRemovedFromOrganization":
+        case User.Deactivated.TOPIC | User.Reactivated.TOPIC | User.Deleted.TOPIC:
+            return _STATE_CHANGES[event.type]
+        case User.RemovedFromOrganization.TOPIC:
             return f"removed from the organization{cause}"
-        case "UserJoinedOrganization":
+        case User.JoinedOrganization.TOPIC:
             return f"joined the organization again{cause}"
-        case "GroupMemberAdded" | "GroupMemberRemoved":
-            verb = "added to" if event.type == "GroupMemberAdded" else "removed from"
+        case User.JoinedGroup.TOPIC | User.LeftGroup.TOPIC:
+            verb = "added to" if event.type == User.JoinedGroup.TOPIC else "removed from"
             return f"{verb} group '{snapshot.group_name(uuid.UUID(payload['group_id']))}'{cause}"
-        case "ProjectCreated" | "RoleCreated":
-            return f"{event.type.removesuffix('Created').lower()} '{payload['name']}' created"
-        case "ProjectRenamed" | "RoleRenamed":
-            return f"{event.type.removesuffix('Renamed').lower()} renamed to '{payload['name']}'"
-        case "ProjectArchived" | "RoleArchived":
-            return f"{event.type.removesuffix('Archived').lower()} archived"
-        case "GroupCreated":
+        case Project.Created.TOPIC | Role.Created.TOPIC:
+            return f"{catalog.ENTITY_KIND_OF_EVENT[event.type]} '{payload['name']}' created"
+        case Project.Renamed.TOPIC | Role.Renamed.TOPIC:
+            return f"{catalog.ENTITY_KIND_OF_EVENT[event.type]} renamed to '{payload['name']}'"
+        case Project.Archived.TOPIC | Role.Archived.TOPIC:
+            return f"{catalog.ENTITY_KIND_OF_EVENT[event.type]} archived"
+        case Group.Created.TOPIC:
             return f"group '{snapshot.group_name(event.stream_id)}' created"
-        case "GroupLinked":
+        case Group.Linked.TOPIC:
             return f"group '{snapshot.group_name(event.stream_id)}' linked by the identity provider"
-        case "GroupUnlinked":
+        case Group.Unlinked.TOPIC:
             return f"group '{snapshot.group_name(event.stream_id)}' unlinked{cause}"
-        case "OrgSchemaDeclared" | "OrgSchemaRedeclared":
+        case OrgSchema.Declared.TOPIC | OrgSchema.Redeclared.TOPIC:
             declaration = payload.get("declaration", {})
             names = ", ".join(attribute.get("name", "?") for attribute in declaration.get("attributes", []))
-            again = " again" if event.type == "OrgSchemaRedeclared" else ""
+            again = " again" if event.type == OrgSchema.Redeclared.TOPIC else ""
             return f"schema '{declaration.get('id')}' declared{again} (version {event.version}): {names}"
     return event.type
 

@@ -15,9 +15,10 @@ import asyncpg
 import msgspec
 from eventsourcing.utils import get_topic
 
+from domain.catalog import ENTITY_KIND_OF_EVENT, Group, Project, Role
 from domain.catalog import EVENT_TYPES as CATALOG_EVENT_TYPES
-from domain.errors import DomainError
-from domain.users import User
+from domain.errors import DomainError, GroupNameTaken, NameTaken
+from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
 from projections.arrays import columns_of
@@ -48,19 +49,9 @@ GROUP_RELATIONS = {
 }
 GROUP_QUERIES = QueryCompiler(GROUP, GROUP_COLUMNS, relations=GROUP_RELATIONS)
 
-MEMBERSHIP_EVENT_TYPES = frozenset({get_topic(User.JoinedGroup), get_topic(User.LeftGroup)})
 EVENT_TYPES = (
-    frozenset({get_topic(event_type) for event_type in CATALOG_EVENT_TYPES}) | MEMBERSHIP_EVENT_TYPES
+    frozenset({get_topic(event_type) for event_type in CATALOG_EVENT_TYPES}) | MEMBERSHIP_EVENT_TYPE_NAMES
 )
-
-
-class NameTaken(DomainError):
-    pass
-
-
-class GroupNameTaken(NameTaken):
-    """A change would give a group the name of another group of the organization. The statement that hit the
-    unique index cannot say which group; the catalog service finds it (`holder_of_name`) and says so."""
 
 
 class GroupRow(msgspec.Struct, frozen=True):
@@ -101,7 +92,7 @@ class GroupProjector:
         try:
             changes: list[RecordedEvent] = []
             for event in recorded:
-                if event.type in MEMBERSHIP_EVENT_TYPES:
+                if event.type in MEMBERSHIP_EVENT_TYPE_NAMES:
                     changes.append(event)
                     continue
                 if changes:
@@ -117,7 +108,7 @@ class GroupProjector:
     async def _apply_one(self, connection: Connection, event: RecordedEvent) -> None:
         org_id, payload = event.org_id, event.payload
         match event.type:
-            case "ProjectCreated" | "RoleCreated":
+            case Project.Created.TOPIC | Role.Created.TOPIC:
                 table, key = _catalog_table(event.type)
                 await connection.execute(
                     f"INSERT INTO {table} (org_id, {key}, name, created) VALUES ($1, $2, $3, $4)",
@@ -126,7 +117,7 @@ class GroupProjector:
                     payload["name"],
                     event.occurred_at,
                 )
-            case "ProjectRenamed" | "RoleRenamed":
+            case Project.Renamed.TOPIC | Role.Renamed.TOPIC:
                 table, key = _catalog_table(event.type)
                 await connection.execute(
                     f"UPDATE {table} SET name = $3 WHERE org_id = $1 AND {key} = $2",
@@ -135,7 +126,7 @@ class GroupProjector:
                     payload["name"],
                 )
                 await self._rename_groups(connection, event, key)
-            case "ProjectArchived" | "RoleArchived":
+            case Project.Archived.TOPIC | Role.Archived.TOPIC:
                 table, key = _catalog_table(event.type)
                 await connection.execute(
                     f"UPDATE {table} SET archived = true WHERE org_id = $1 AND {key} = $2",
@@ -152,7 +143,7 @@ class GroupProjector:
                 await connection.execute(
                     f"DELETE FROM scim_groups WHERE org_id = $1 AND {key} = $2", org_id, event.stream_id
                 )
-            case "GroupCreated":
+            case Group.Created.TOPIC:
                 # Only the pair of a live project and a live role has a group in SCIM. A group recorded after
                 # its project or role was archived (as a race between two admins once could) stays out, as it
                 # would have, had the archive come second and removed it.
@@ -171,13 +162,13 @@ class GroupProjector:
                     event.occurred_at,
                     event.position,
                 )
-            case "GroupLinked" | "GroupUnlinked":
+            case Group.Linked.TOPIC | Group.Unlinked.TOPIC:
                 await connection.execute(
                     "UPDATE scim_groups SET linked = $3, version = $4, last_modified = $5 "
                     "WHERE org_id = $1 AND group_id = $2",
                     org_id,
                     event.stream_id,
-                    event.type == "GroupLinked",
+                    event.type == Group.Linked.TOPIC,
                     event.position,
                     event.occurred_at,
                 )
@@ -255,7 +246,7 @@ async def _apply_memberships(connection: Connection, changes: Sequence[RecordedE
         group_id = uuid.UUID(event.payload["group_id"])
         pair = (event.org_id, group_id, event.stream_id)
         groups[(event.org_id, group_id)] = (event.position, event.occurred_at)
-        if event.type == "GroupMemberRemoved":
+        if event.type == User.LeftGroup.TOPIC:
             removed.add(pair)
             added.pop(pair, None)
             readded.pop(pair, None)
@@ -273,13 +264,13 @@ async def _apply_memberships(connection: Connection, changes: Sequence[RecordedE
     )
 
 
+# The catalog table, and its key column, of each kind of entity.
+_CATALOG_TABLES = {"project": ("catalog_projects", "project_id"), "role": ("catalog_roles", "role_id")}
+
+
 def _catalog_table(event_type: str) -> tuple[str, str]:
-    """The catalog table, and its key column, that a Project… or Role… event belongs to."""
-    return (
-        ("catalog_projects", "project_id")
-        if event_type.startswith("Project")
-        else ("catalog_roles", "role_id")
-    )
+    """The catalog table, and its key column, that a project's or a role's event belongs to."""
+    return _CATALOG_TABLES[ENTITY_KIND_OF_EVENT[event_type]]
 
 
 def _name_taken(error: asyncpg.UniqueViolationError) -> DomainError:

@@ -64,16 +64,18 @@ class DeactivationRemovesFromOrganization(UserReactor):
     """Deactivated or deleted over SCIM → removed from the organization and from every group."""
 
     name = "reactor.deactivation_removes_from_organization"
-    event_types = frozenset({"UserDeactivated", "UserDeleted"})
+    event_types = frozenset({User.Deactivated.TOPIC, User.Deleted.TOPIC})
 
     def concerns(self, event: RecordedEvent) -> bool:
         # Only what the identity provider did: the other reactor deactivates users too, for another reason.
         return event.actor.startswith("token:")
 
     def decide(self, user: User, event: RecordedEvent) -> None:
-        if event.type == "UserDeactivated" and user.active:
+        if event.type == User.Deactivated.TOPIC and user.active:
             return  # reactivated since
-        user.remove_from_organization("okta_delete" if event.type == "UserDeleted" else "okta_deactivation")
+        user.remove_from_organization(
+            "okta_delete" if event.type == User.Deleted.TOPIC else "okta_deactivation"
+        )
         user.revoke_all_groups("reactor")
 
 
@@ -81,7 +83,7 @@ class RemovalDeactivates(UserReactor):
     """Removed in the app by an admin → every group membership revoked, and shown inactive over SCIM."""
 
     name = "reactor.removal_deactivates"
-    event_types = frozenset({"UserRemovedFromOrganization"})
+    event_types = frozenset({User.RemovedFromOrganization.TOPIC})
 
     def concerns(self, event: RecordedEvent) -> bool:
         return event.payload.get("cause") == "admin"

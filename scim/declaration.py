@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
-from scim.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER, READ_WRITE, Attribute, Schema
+from scim.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER, READ_WRITE, Attribute, Mutability, Schema
 
 TYPES = ("string", "boolean", "decimal", "integer", "dateTime", "reference", "binary", "complex")
 # readOnly values are the server's and writeOnly ones are never kept (scim/schema.py's `stored`): an
 # extension's attributes are the client's, and kept. immutable would promise a check that no write makes.
-MUTABILITIES = (READ_WRITE,)
+MUTABILITIES: tuple[Mutability, ...] = (READ_WRITE,)
 # RFC 7643 §2.1: ATTRNAME = ALPHA *(nameChar), nameChar = "-" / "_" / DIGIT / ALPHA.
 _ATTRNAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 # RFC 8141's URN, narrowed to the characters a filter or PATCH path can carry (scim/filter.py reads a URN as
@@ -213,7 +213,8 @@ def _attribute(declared: AttributeDeclaration) -> Attribute:
         multi_valued=declared.multi_valued,
         required=declared.required,
         case_exact=declared.case_exact,
-        mutability=declared.mutability,
+        # A str in the declaration, so that another value gets the refusal above rather than msgspec's.
+        mutability=cast(Mutability, declared.mutability),
         returned=declared.returned,
         uniqueness=declared.uniqueness,
         description=declared.description,

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+# RFC 7644 §3.12's scimType values (table 9): a client branches on them, so no other spelling is sent.
+ScimType = Literal[
+    "invalidFilter",
+    "tooMany",
+    "uniqueness",
+    "mutability",
+    "invalidSyntax",
+    "invalidPath",
+    "noTarget",
+    "invalidValue",
+    "invalidVers",
+    "sensitive",
+]
+
 
 class ScimError(Exception):
     """A request the SCIM protocol rejects. `detail` is shown to the Okta admin, so it is written for one."""
 
     def __init__(
-        self, status: int, detail: str, scim_type: str | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        detail: str,
+        scim_type: ScimType | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status

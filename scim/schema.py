@@ -11,7 +11,7 @@ import datetime
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -21,10 +21,12 @@ CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
-READ_WRITE = "readWrite"
-READ_ONLY = "readOnly"
-WRITE_ONLY = "writeOnly"
-IMMUTABLE = "immutable"
+# RFC 7643 §7's values of an attribute's `mutability`.
+Mutability = Literal["readWrite", "readOnly", "writeOnly", "immutable"]
+READ_WRITE: Mutability = "readWrite"
+READ_ONLY: Mutability = "readOnly"
+WRITE_ONLY: Mutability = "writeOnly"
+IMMUTABLE: Mutability = "immutable"
 
 # The client's identifiers of a resource, which the database indexes: a btree entry cannot exceed about 2,700
 # bytes, and 600 characters of up to 4 bytes each (lowercased or not) stay below it.
@@ -40,7 +42,7 @@ class Attribute:
     multi_valued: bool = False
     required: bool = False
     case_exact: bool = False
-    mutability: str = READ_WRITE
+    mutability: Mutability = READ_WRITE
     returned: str = "default"
     uniqueness: str = "none"
     description: str = ""

@@ -15,10 +15,9 @@ import pytest
 from app.api_users import patch_operations
 from app.bootstrap import build_services
 from app.catalog import PROJECT, ROLE
-from app.groups import MAX_NAMED_MEMBERS, InvalidMember
 from app.services import Services
 from app.settings import Settings
-from domain.errors import moment
+from domain.errors import MAX_NAMED_MEMBERS, InvalidMember, moment
 from eventstore.pool import create_pool
 from eventstore.store import EVENT_COLUMNS, RecordedEvent
 from reactors.membership import RemovalDeactivates

@@ -13,7 +13,7 @@ import pytest
 
 from app.catalog import PROJECT, ROLE
 from app.services import Services
-from projections.scim_groups import NameTaken
+from domain.errors import NameTaken
 from tests.conftest import Tenant, okta_user
 from tests.e2e.test_groups_api import ADMIN
 

@@ -11,8 +11,8 @@ import pytest
 
 from app.catalog import PROJECT, ROLE
 from app.services import Services
+from domain.errors import NameTaken
 from eventstore.store import Metadata
-from projections.scim_groups import NameTaken
 from tests.conftest import Tenant, new_tenant, okta_user
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -10,8 +10,8 @@ import pytest
 
 from app.catalog import PROJECT, ROLE
 from app.services import Services
+from domain.errors import NameTaken
 from eventstore.store import Metadata
-from projections.scim_groups import NameTaken
 
 ADMIN = Metadata("admin:names")
 

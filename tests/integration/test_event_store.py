@@ -6,11 +6,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from domain.errors import ConcurrencyConflict
 from domain.users import User
 from eventstore import store as store_module
 from eventstore.pool import create_pool
 from eventstore.store import (
+    ConcurrencyConflict,
     EventStore,
     LogWindow,
     Metadata,

@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.catalog import PROJECT, ROLE
-from domain.errors import ConcurrencyConflict
-from eventstore.store import Metadata
+from eventstore.store import ConcurrencyConflict, Metadata
 from projections import audit, audit_history, audit_state, scim_users
 from projections.scim import GROUP_TABLES
 from tests.integration.forgery import (

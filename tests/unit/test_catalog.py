@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from eventsourcing.domain import Aggregate
 
-from domain.catalog import EVENT_TYPE_NAMES, ArchivedError, Group, Project, Role, group_id_for
-from domain.errors import DomainError
-from domain.users import InactiveMember, User
+from domain.catalog import EVENT_TYPE_NAMES, Group, Project, Role, group_id_for
+from domain.errors import ArchivedError, DomainError, InactiveMember
+from domain.users import User
 
 
 def then(aggregate: Aggregate) -> list[tuple[str, dict[str, Any]]]:

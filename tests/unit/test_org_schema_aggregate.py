@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from app.org_schemas import parse
-from domain.org_schemas import IncompatibleRedeclaration, OrgSchema
+from domain.errors import IncompatibleRedeclaration
+from domain.org_schemas import OrgSchema
 from scim.declaration import to_document
 
 ACME = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from domain.errors import DomainError
-from domain.users import InactiveMember, User
+from domain.errors import DomainError, InactiveMember
+from domain.users import User
 from eventstore.codec import decode_event, encode_event
 from projections.scim_sql import Parameters
 from projections.scim_users import USER_QUERIES

@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 from eventsourcing.domain import Aggregate
 
-from app.groups import MAX_NAMED_MEMBERS, InvalidMember
 from domain.catalog import Project
-from domain.errors import moment
-from domain.users import InactiveMember, User
+from domain.errors import MAX_NAMED_MEMBERS, InactiveMember, InvalidMember, moment
+from domain.users import User
 
 
 def replayed(aggregate: Aggregate) -> Any:
