@@ -179,30 +179,30 @@ def build_runner(settings: Settings, url: str, services: Services) -> Runner:
     options = RunnerOptions(
         poll_seconds=settings.runner_poll_seconds, batch_delay_seconds=settings.runner_batch_delay_seconds
     )
-    return Runner(url, services.consumers, options, services.notifier)
+    return Runner(url, services.consumers, options, services.notifier, services.projection)
 
 
 def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Services:
     """The services over `pool`; `await services.notifier.aclose()` before closing the pool."""
     notifier = CommitNotifier(pool)
-    store = EventStore(pool, notifier)
     projection = ScimProjection(settings.group_prefix)
+    store = EventStore(pool, notifier, projection)  # every append writes the SCIM projection with it
     return Services(
         settings=settings,
         pool=pool,
         store=store,
         notifier=notifier,
-        users=UserService(store, projection, settings.patch_limits),
-        groups=GroupService(store, projection, settings.max_patch_comparisons),
-        catalog=CatalogService(store, projection),
+        users=UserService(store, settings.patch_limits),
+        groups=GroupService(store, projection.groups, settings.max_patch_comparisons),
+        catalog=CatalogService(store, projection.groups),
         authenticator=Authenticator(pool, settings.token_cache_seconds),
         projection=projection,
         consumers=(
             ProvisioningActivity(),
             AnalyticsAccess(),
             Sealer(),
-            DeactivationRemovesFromOrganization(projection),
-            RemovalDeactivates(projection),
+            DeactivationRemovesFromOrganization(),
+            RemovalDeactivates(),
         ),
         page_ends=PageEnds(),
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),

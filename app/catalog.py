@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from eventsourcing.domain import Aggregate
 
 from domain.catalog import Group, Project, Role, checked_name
 from domain.errors import GroupNameTaken, NotFound
-from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import EventStore, Metadata, RecordedEvent
+from eventstore.store import EventStore, Metadata, Transaction
 from projections import scim_groups
-from projections.scim import ScimProjection
+from projections.scim_groups import GroupProjector
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +87,9 @@ async def lock_catalog(connection: Connection, org_id: uuid.UUID) -> None:
 
 
 class CatalogService:
-    def __init__(self, store: EventStore, projection: ScimProjection) -> None:
+    def __init__(self, store: EventStore, groups: GroupProjector) -> None:
         self._store = store
-        self._projection = projection
+        self._groups = groups  # for the groups' names only: the store projects what is saved
 
     async def create(
         self, kind: Kind, org_id: uuid.UUID, name: str, metadata: Metadata
@@ -111,8 +112,7 @@ class CatalogService:
                 (group.id, self._group_name(kind, entity.name, row[1]))
                 for group, row in zip(groups, others, strict=True)
             ]
-            recorded = await transaction.save(org_id, [entity, *groups], metadata)
-            await self.project_catalog_change(connection, org_id, recorded, names)
+            await self.save_naming_groups(transaction, org_id, [entity, *groups], metadata, names)
         return entity.id, len(groups)
 
     async def rename(
@@ -138,8 +138,7 @@ class CatalogService:
             entity = (await transaction.load(org_id, [entity_id]))[entity_id]
             entity.rename(name)
             names = [(row[0], self._group_name(kind, entity.name, row[1])) for row in others]
-            recorded = await transaction.save(org_id, [entity], metadata)
-            await self.project_catalog_change(connection, org_id, recorded, names)
+            await self.save_naming_groups(transaction, org_id, [entity], metadata, names)
 
     async def archive(self, kind: Kind, org_id: uuid.UUID, reference: str, metadata: Metadata) -> int:
         """Archive; returns how many memberships were revoked."""
@@ -172,28 +171,29 @@ class CatalogService:
             users = {key: value for key, value in loaded.items() if key not in group_ids}
             groups = [loaded[group_id] for group_id in group_ids]
             # Members lose access first, then the groups are let go: the order DELETE /Groups records too.
-            recorded = await transaction.save(org_id, [entity, *users.values(), *groups], metadata)
-            await self._projection.apply(connection, recorded, users)
+            await transaction.save(org_id, [entity, *users.values(), *groups], metadata)
             return len(memberships)
 
-    async def project_catalog_change(
+    async def save_naming_groups(
         self,
-        connection: Connection,
+        transaction: Transaction,
         org_id: uuid.UUID,
-        recorded: Sequence[RecordedEvent],
+        aggregates: Sequence[Aggregate],
+        metadata: Metadata,
         names: Sequence[tuple[uuid.UUID, str]],
-        users: Mapping[uuid.UUID, User] | None = None,
     ) -> None:
-        """Project a catalog change that gives the groups `names` (id, new name) their names; `users` holds
-        the User aggregates it changed, if any.
+        """Save a catalog change that gives the groups `names` (id, new name) their names.
 
-        When a name is another group's already, the unique index refuses it without saying whose; so the
-        projection runs in a savepoint, after which the transaction can still look the holder up, and the
-        admin learns which group has the name, as it is spelled, and which project and role hold it.
+        When a name is another group's already, the unique index refuses it without saying whose; so the save
+        (the append, then the projection the store writes with it) runs in a savepoint, after which the
+        transaction can still look the holder up, and the admin learns which group has the name, as it is
+        spelled, and which project and role hold it. The savepoint wraps the append too, which costs no round
+        trip more than wrapping the projection alone did.
         """
+        connection = transaction.connection
         try:
             async with connection.transaction():
-                await self._projection.apply(connection, recorded, users or {})
+                await transaction.save(org_id, aggregates, metadata)
         except GroupNameTaken:
             for group_id, name in names:
                 holder = await scim_groups.holder_of_name(connection, org_id, name)
@@ -208,7 +208,7 @@ class CatalogService:
 
     def _group_name(self, kind: Kind, name: str, other: str) -> str:
         project, role = (name, other) if kind is PROJECT else (other, name)
-        return self._projection.groups.display_name(project, role)
+        return self._groups.display_name(project, role)
 
     @staticmethod
     async def _find(connection: Connection, kind: Kind, org_id: uuid.UUID, reference: str) -> uuid.UUID:

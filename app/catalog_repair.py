@@ -20,6 +20,7 @@ from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import ASSIGNED_TX, EventStore, Metadata, Transaction
 from projections.scim import GROUP_TABLES, ScimProjection
+from projections.scim_groups import GroupProjector
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ ORDER BY project.created, project.project_id, role.created, role.role_id
 async def repair(
     store: EventStore, projection: ScimProjection, org_id: uuid.UUID, metadata: Metadata
 ) -> Repair:
-    catalog = CatalogService(store, projection)
+    catalog = CatalogService(store, projection.groups)
     async with store.transaction() as transaction:
         connection = transaction.connection
         await lock_catalog(connection, org_id)
@@ -76,18 +77,15 @@ async def repair(
         # The replay below rewrites these rows: writers wait for it, as they wait for a rebuild.
         await connection.execute(f"LOCK TABLE {GROUP_TABLES} IN EXCLUSIVE MODE")
         names_before = await _group_names(connection, org_id)
-        created = await _missing_groups(transaction, org_id, projection)
+        created = await _missing_groups(transaction, org_id, projection.groups)
         retired, users = await _retired_groups(transaction, org_id, archived, set(names_before))
         revoked = sum(len(user.pending_events) for user in users)
-        recorded = await transaction.save(
-            org_id, [*(group for group, _ in created), *users, *retired], metadata
-        )
-        await catalog.project_catalog_change(
-            connection,
+        await catalog.save_naming_groups(
+            transaction,
             org_id,
-            recorded,
+            [*(group for group, _ in created), *users, *retired],
+            metadata,
             [(group.id, name) for group, name in created],
-            {user.id: user for user in users},
         )
         await projection.rebuild_groups_of(connection, org_id)
         names_after = await _group_names(connection, org_id)
@@ -101,7 +99,7 @@ async def _group_names(connection: Connection, org_id: uuid.UUID) -> dict[uuid.U
 
 
 async def _missing_groups(
-    transaction: Transaction, org_id: uuid.UUID, projection: ScimProjection
+    transaction: Transaction, org_id: uuid.UUID, groups: GroupProjector
 ) -> list[tuple[Group, str]]:
     """New groups, with their names, for the live pairs whose group was never recorded."""
     pairs = {
@@ -111,7 +109,7 @@ async def _missing_groups(
     return [
         (
             Group(org_id=str(org_id), project_id=str(project_id), role_id=str(role_id)),
-            projection.groups.display_name(project, role),
+            groups.display_name(project, role),
         )
         for group_id, (project_id, role_id, project, role) in pairs.items()
         if group_id not in recorded

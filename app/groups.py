@@ -14,8 +14,7 @@ from domain.users import GroupChangeCause, User
 from eventstore.pool import Connection
 from eventstore.store import ConcurrencyConflict, EventStore, Metadata, Transaction
 from projections import scim_groups
-from projections.scim import ScimProjection
-from projections.scim_groups import GroupRow
+from projections.scim_groups import GroupProjector, GroupRow
 from scim.folding import fold
 from scim.group_patch import GroupChange, MembershipStep, renamed_in_app
 from scim.patch import MAX_PATCH_COMPARISONS, Budget, filter_size, matches
@@ -33,10 +32,10 @@ def _not_a_user(member: str, displays: dict[str, str]) -> str:
 
 class GroupService:
     def __init__(
-        self, store: EventStore, projection: ScimProjection, max_comparisons: int = MAX_PATCH_COMPARISONS
+        self, store: EventStore, groups: GroupProjector, max_comparisons: int = MAX_PATCH_COMPARISONS
     ) -> None:
         self._store = store
-        self._projection = projection
+        self._groups = groups  # for the groups' names only: the store projects what is saved
         self._max_comparisons = max_comparisons
 
     async def change(
@@ -74,8 +73,7 @@ class GroupService:
                         if len(adds) + len(removes) > OFF_LOOP_MEMBERS
                         else decide()
                     )
-                    recorded = await transaction.save(org_id, [group, *changed], metadata)
-                    await self._projection.apply(transaction.connection, recorded, users)
+                    await transaction.save(org_id, [group, *changed], metadata)
                     return await self._visible(transaction, org_id, group_id)
             except ConcurrencyConflict:
                 if attempt == _ATTEMPTS - 1:
@@ -99,8 +97,7 @@ class GroupService:
                 user.leave_group(str(group_id), "unlink")
             group = (await transaction.load(org_id, [group_id]))[group_id]
             group.unlink("unlink")
-            recorded = await transaction.save(org_id, [*users.values(), group], metadata)
-            await self._projection.apply(transaction.connection, recorded, users)
+            await transaction.save(org_id, [*users.values(), group], metadata)
 
     async def missing(self, connection: Connection, org_id: uuid.UUID, group_id: uuid.UUID) -> NotFound:
         """The error for a group that is not in SCIM: never one of this organization's, or one whose project
@@ -113,7 +110,7 @@ class GroupService:
         archivals = [entity.archival() for entity in (project, role) if entity.archived]
         if not archivals:  # between its creation and its projection; not seen outside a race
             return NotFound(f"No group {group_id} in this organization.")
-        name = self._projection.groups.display_name(project.name, role.name)
+        name = self._groups.display_name(project.name, role.name)
         return NotFound(
             f"The group '{name}' no longer exists: {' and '.join(archivals)}, which removed its groups and "
             "every member's access through them. Nothing in this request was applied. In Okta, unlink the "
@@ -130,7 +127,7 @@ class GroupService:
         folded = fold(sent)
         for former_project in project.names:
             for former_role in role.names:
-                if fold(self._projection.groups.display_name(former_project, former_role)) == folded:
+                if fold(self._groups.display_name(former_project, former_role)) == folded:
                     renamings = [
                         entity.renamed_since(former)
                         for entity, former in ((project, former_project), (role, former_role))

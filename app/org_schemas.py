@@ -23,7 +23,6 @@ from domain.errors import DomainError, NotFound
 from domain.org_schemas import OrgSchema, schema_id_for
 from eventstore.pool import Connection
 from eventstore.store import EventStore, Metadata
-from projections import org_schemas
 from scim.declaration import (
     InvalidDeclaration,
     SchemaDeclaration,
@@ -86,8 +85,6 @@ class OrgSchemaService:
             else:
                 schema.declare(document)
             recorded = await transaction.save(org_id, [schema], metadata)
-            if recorded:
-                await org_schemas.write(transaction.connection, recorded[-1])
         return schema.version, bool(recorded)
 
     @staticmethod

@@ -1,5 +1,5 @@
-"""User commands: load the aggregate from its stream, let it decide, append its events and update the SCIM
-projection in one transaction."""
+"""User commands: load the aggregate from its stream, let it decide, and save its events; the store writes
+the SCIM projection in the same transaction (see projections/scim.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from domain.users import ADMIN_REMOVAL, Departure, User
 from eventstore.pool import Connection
 from eventstore.store import ConcurrencyConflict, EventStore, Metadata, Transaction
 from projections import scim_users
-from projections.scim import ScimProjection
 from projections.scim_users import UserRow, row_of, scim_resource
 from scim.patch import DEFAULT_LIMITS, PatchLimits, PatchOperation, apply_patch
 from scim.schema import USER, ResourceType
@@ -39,11 +38,8 @@ async def _load(transaction: Transaction, org_id: uuid.UUID, user_id: uuid.UUID)
 
 
 class UserService:
-    def __init__(
-        self, store: EventStore, projection: ScimProjection, limits: PatchLimits = DEFAULT_LIMITS
-    ) -> None:
+    def __init__(self, store: EventStore, limits: PatchLimits = DEFAULT_LIMITS) -> None:
         self._store = store
-        self._projection = projection
         self._limits = limits
 
     async def provision(
@@ -52,7 +48,7 @@ class UserService:
         profile, active = split_active(attributes)
         user = User(org_id=str(org_id), attributes=profile, active=True if active is None else active)
         async with self._store.autocommit() as transaction:
-            await self._projection.save_user(transaction, user, metadata)
+            await transaction.save(org_id, [user], metadata)
         return row_of(user)
 
     async def get(self, connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> UserRow:
@@ -159,7 +155,7 @@ class UserService:
                         await run_in_threadpool(decide, user)
                     else:
                         decide(user)
-                    await self._projection.save_user(transaction, user, metadata)
+                    await transaction.save(org_id, [user], metadata)
                     groups = (
                         await scim_users.groups_of(transaction.connection, org_id, user_id)
                         if (user.groups and not user.deleted)

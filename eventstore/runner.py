@@ -33,6 +33,7 @@ from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
 from eventstore.store import (
     ConcurrencyConflict,
+    InlineProjection,
     LogPosition,
     LogScan,
     LogWindow,
@@ -143,13 +144,15 @@ async def process_batch(
     limit: int,
     committed: Callable[[], None] | None = None,
     log: LogWindow | None = None,
+    projection: InlineProjection | None = None,
 ) -> LogScan:
     """Apply the next batch and move the position past what was examined, in one transaction.
 
     `committed` is called after the commit if the consumer appended events (a reactor), to wake the others.
     `log` is the window a runner's consumers share; without it, the batch is read from the database.
+    `projection` is the store's inline projection, which what a reactor appends writes as any append does.
     """
-    transaction = Transaction(connection)
+    transaction = Transaction(connection, projection)
     async with connection.transaction():
         row = await connection.fetchrow(
             "SELECT tx, position FROM consumer_positions WHERE name = $1 FOR UPDATE", consumer.name
@@ -209,14 +212,17 @@ class Runner:
         consumers: Sequence[Consumer],
         options: RunnerOptions | None = None,
         notifier: CommitNotifier | None = None,
+        projection: InlineProjection | None = None,
     ) -> None:
         """`notifier` is the one this process's writers use: their commits then wake the consumers at once,
-        and the reactors' commits wake the consumers of other processes too."""
+        and the reactors' commits wake the consumers of other processes too. `projection` is the inline
+        projection the store is built with (see EventStore): the reactors' appends write it too."""
         self.dsn = dsn
         self.consumers = list(consumers)
         self.options = options or RunnerOptions()
         self.states = {consumer.name: ConsumerState() for consumer in self.consumers}
         self._notifier = notifier
+        self._projection = projection
         self._committed = notifier.committed if notifier is not None else self._wake_all
         # Room for every consumer's next batch while they are a few batches apart.
         self._log = LogWindow(capacity=4 * self.options.batch_size)
@@ -309,7 +315,9 @@ class Runner:
     ) -> int:
         limit = 1 if progress.isolating else self.options.batch_size
         try:
-            batch = await process_batch(connection, consumer, limit, self._committed, self._log)
+            batch = await process_batch(
+                connection, consumer, limit, self._committed, self._log, self._projection
+            )
         except TRANSIENT_ERRORS as error:
             if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
                 raise  # the connection is gone: reconnect (and re-take the lock) from the top

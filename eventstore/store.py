@@ -8,9 +8,9 @@ import datetime
 import functools
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import msgspec
@@ -118,11 +118,13 @@ class FollowUp(msgspec.Struct, frozen=True):
 
     Its SQL may read the `position` and `version` of the rows just appended from the CTE `appended`, and must
     change nothing when that is empty (a lost race): the statement is its own transaction when no explicit
-    one is open. Placeholders are numbered from $1, as if it stood alone.
+    one is open. Placeholders are numbered from $1, as if it stood alone. `refusal` says what a unique
+    violation of its own means (a taken userName), as the projection's own statements say it.
     """
 
     sql: str
     args: tuple[Any, ...]
+    refusal: Callable[[asyncpg.UniqueViolationError], Exception] | None = None
 
     def within_append(self, append_sql: str) -> str:
         return _within_append(append_sql, self.sql)
@@ -133,6 +135,26 @@ class FollowUp(msgspec.Struct, frozen=True):
 def _within_append(append_sql: str, follow_up_sql: str) -> str:
     shifted = _PLACEHOLDER.sub(lambda match: f"${int(match[1]) + _APPEND_PARAMETERS}", follow_up_sql)
     return f"WITH appended AS ({append_sql}), follow_up AS ({shifted}) SELECT {EVENT_COLUMNS} FROM appended"
+
+
+class InlineProjection(Protocol):
+    """A read model written in the transaction of every append, registered once with the store (EventStore).
+
+    The store calls it, so no writer can append without it: its rows are visible to the next read as soon as
+    the append commits (read-your-writes), and its unique indexes refuse an append that would break them.
+    """
+
+    def riding(self, org_id: uuid.UUID, aggregates: Sequence[Aggregate]) -> FollowUp | None:
+        """The whole projection of these aggregates' pending events as one write that rides in the append's
+        statement (no round trip of its own), or None to be called on `project` after the append instead."""
+        ...
+
+    async def project(
+        self, connection: Connection, recorded: Sequence[RecordedEvent], aggregates: Mapping[uuid.UUID, Any]
+    ) -> None:
+        """Project `recorded`, just appended on `connection`; `aggregates` holds, by id, the aggregates the
+        events came from, as they stand after them, where the writer saved aggregates (empty for raw events)."""
+        ...
 
 
 # The events some transaction wrote, for every read of the log but the runner's (whose horizon, the oldest
@@ -276,8 +298,15 @@ def _append_rows(
     return rows, [list(column) for column in zip(*map(_append_parameters, rows), strict=True)]
 
 
-def _pending_appends(org_id: uuid.UUID, aggregates: Sequence[Aggregate]) -> list[StreamAppend]:
-    appends = (pending_append(org_id, aggregate) for aggregate in aggregates)
+def _pending_appends(
+    org_id: uuid.UUID,
+    aggregates: Sequence[Aggregate],
+    causes: Mapping[uuid.UUID, Sequence[Metadata]] | None,
+) -> list[StreamAppend]:
+    appends = (
+        pending_append(org_id, aggregate, causes.get(aggregate.id) if causes is not None else None)
+        for aggregate in aggregates
+    )
     return [append for append in appends if append]
 
 
@@ -286,10 +315,15 @@ def _in_log_order(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
 
 
 class Transaction:
-    """One database transaction: appends and projection writes made through it commit or roll back together."""
+    """One database transaction: appends and projection writes made through it commit or roll back together.
 
-    def __init__(self, connection: Connection) -> None:
+    Every append runs the store's inline projection, if it has one, in the same transaction (see
+    InlineProjection): writers save, and never project by hand.
+    """
+
+    def __init__(self, connection: Connection, projection: InlineProjection | None = None) -> None:
         self.connection = connection
+        self._projection = projection
         # Whether events were written through it: its owner then wakes the log's followers after the commit.
         self.appended = False
 
@@ -306,13 +340,39 @@ class Transaction:
         )
 
     async def append_streams(
-        self, appends: Sequence[StreamAppend], metadata: Metadata, follow_up: FollowUp | None = None
+        self, appends: Sequence[StreamAppend], metadata: Metadata
     ) -> list[RecordedEvent]:
-        """Append to several streams at once; any stale expected version fails the whole append.
+        """Append to several streams at once; any stale expected version fails the whole append. Events
+        without their aggregates: the inline projection finds what it needs to render them itself."""
+        return await self._append(appends, metadata, {}, None)
 
-        `follow_up` is written in the same statement, so it takes no round trip of its own and, outside an
-        explicit transaction, commits with the append or not at all.
-        """
+    async def save(
+        self,
+        org_id: uuid.UUID,
+        aggregates: Iterable[Aggregate],
+        metadata: Metadata,
+        causes: Mapping[uuid.UUID, Sequence[Metadata]] | None = None,
+    ) -> list[RecordedEvent]:
+        """Append every aggregate's pending events, each stream expected where the aggregate was loaded, and
+        project them. `causes` gives an aggregate's events their own metadata (see StreamAppend.causes)."""
+        aggregates = list(aggregates)
+        # Asked before the events are collected: the projection reads the aggregates' pending events.
+        riding = self._projection.riding(org_id, aggregates) if self._projection is not None else None
+        appends = await _off_loop_if_many(len(aggregates), _pending_appends, org_id, aggregates, causes)
+        return await self._append(
+            appends, metadata, {aggregate.id: aggregate for aggregate in aggregates}, riding
+        )
+
+    async def _append(
+        self,
+        appends: Sequence[StreamAppend],
+        metadata: Metadata,
+        aggregates: Mapping[uuid.UUID, Any],
+        follow_up: FollowUp | None,
+    ) -> list[RecordedEvent]:
+        """The append, then the inline projection: `follow_up`, the projection's write, rides in the append's
+        statement, so it takes no round trip of its own and, outside an explicit transaction, commits with the
+        append or not at all; without one, the projection runs after the append, on the same connection."""
         events = sum(len(append.events) for append in appends)
         rows, columns = await _off_loop_if_many(events, _append_rows, appends, metadata)
         if not rows:
@@ -326,7 +386,10 @@ class Transaction:
             )
         except asyncpg.UniqueViolationError as error:
             if error.table_name != "events":
-                raise  # the follow-up's own constraint: its author knows what that means
+                # The follow-up's own constraint: its author knows what that means.
+                if follow_up is not None and follow_up.refusal is not None:
+                    raise follow_up.refusal(error) from error
+                raise
             stale = _colliding_append(error, appends)
             raise ConcurrencyConflict(stale.stream_id, stale.expected_version) from error
         self.appended = self.appended or bool(recorded)
@@ -335,6 +398,8 @@ class Transaction:
             stale = next(append for append in appends if append.events and append.stream_id not in written)
             raise ConcurrencyConflict(stale.stream_id, stale.expected_version)
         in_order: list[RecordedEvent] = await _off_loop_if_many(len(recorded), _in_log_order, recorded)
+        if follow_up is None and self._projection is not None:
+            await self._projection.project(self.connection, in_order, aggregates)
         return in_order
 
     async def read_stream(self, org_id: uuid.UUID, stream_id: uuid.UUID) -> list[RecordedEvent]:
@@ -365,18 +430,6 @@ class Transaction:
             aggregates.update(await _off_loop_if_many(len(rows), _fold, rows))
         return aggregates
 
-    async def save(
-        self,
-        org_id: uuid.UUID,
-        aggregates: Iterable[Aggregate],
-        metadata: Metadata,
-        follow_up: FollowUp | None = None,
-    ) -> list[RecordedEvent]:
-        """Append every aggregate's pending events, each stream expected where the aggregate was loaded."""
-        aggregates = list(aggregates)
-        appends = await _off_loop_if_many(len(aggregates), _pending_appends, org_id, aggregates)
-        return await self.append_streams(appends, metadata, follow_up)
-
     async def lock_stream(self, stream_id: uuid.UUID) -> None:
         """Queue behind other lockers of this stream until this transaction ends.
 
@@ -389,16 +442,25 @@ class Transaction:
 
 
 class EventStore:
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], notifier: CommitNotifier | None = None) -> None:
+    """The log. `projection`, registered once where the services are built, is written by every append made
+    through this store's transactions, in the same transaction (see InlineProjection)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        notifier: CommitNotifier | None = None,
+        projection: InlineProjection | None = None,
+    ) -> None:
         self._pool = pool
         self._notifier = notifier
+        self._projection = projection
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         try:
             async with self._pool.acquire() as connection:
                 async with connection.transaction():
-                    transaction = Transaction(connection)
+                    transaction = Transaction(connection, self._projection)
                     yield transaction
                 self._announce(transaction)
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as error:
@@ -413,7 +475,7 @@ class EventStore:
         round trips of BEGIN and COMMIT.
         """
         async with self._pool.acquire() as connection:
-            transaction = Transaction(connection)
+            transaction = Transaction(connection, self._projection)
             try:
                 yield transaction
             finally:

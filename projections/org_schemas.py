@@ -1,7 +1,7 @@
 """org_schemas: each organization's extension schemas as last declared, one row per schema stream.
 
-Written in the transaction that appends a declaration (app/org_schemas.py), and rebuilt from the log alone
-with the other inline tables (projections/scim.py): a row is the stream's latest event, which holds the whole
+Written in the transaction that appends a declaration, by the store's inline projection, and rebuilt from
+the log alone with the other inline tables (both in projections/scim.py): a row is the stream's latest event, which holds the whole
 declaration.
 """
 

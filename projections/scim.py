@@ -1,7 +1,8 @@
-"""Everything SCIM reads, kept inline: users, groups, memberships and the catalog.
+"""Everything SCIM reads, kept inline: users, groups, memberships, the catalog and organizations' schemas.
 
-`ScimProjection.apply` is called in every transaction that appends events; `rebuild` recreates all of it
-from the log alone, through the same code.
+`ScimProjection` is the event store's inline projection (eventstore.store.InlineProjection), registered once
+where the services are built: the store writes it in every transaction that appends events, so no writer
+can forget it. `rebuild` recreates all of it from the log alone, through the same code.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import gc
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
+from domain.org_schemas import EVENT_TYPE_NAMES as ORG_SCHEMA_EVENT_TYPES
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, Metadata, RecordedEvent, Transaction
+from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, FollowUp, RecordedEvent, Transaction
 from projections import org_schemas, scim_users
 from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector
@@ -42,38 +46,38 @@ class ScimProjection:
     def __init__(self, group_prefix: str) -> None:
         self.groups = GroupProjector(group_prefix)
 
-    async def apply(
-        self, connection: Connection, recorded: Sequence[RecordedEvent], users: Mapping[uuid.UUID, User]
+    def riding(self, org_id: uuid.UUID, aggregates: Sequence[Aggregate]) -> FollowUp | None:
+        """One user's change that reaches no group table (every SCIM write to a user but a membership's) is
+        written by the append's own statement: one round trip, and outside an explicit transaction both commit
+        together or not at all. Anything else is projected after the append (`project`)."""
+        if len(aggregates) != 1 or not isinstance(user := aggregates[0], User):
+            return None
+        pending = user.pending_events
+        if not pending:
+            return None  # the request changed nothing: nothing is appended
+        types = [get_topic(type(event)) for event in pending]
+        if any(event_type in GROUP_EVENT_TYPES for event_type in types):
+            return None
+        return scim_users.follow_up(user, org_id, pending[0].originator_version, types)
+
+    async def project(
+        self, connection: Connection, recorded: Sequence[RecordedEvent], aggregates: Mapping[uuid.UUID, Any]
     ) -> None:
-        """Project `recorded`, just appended; `users` holds the User aggregates it changed."""
+        """Project `recorded`, just appended; `aggregates` holds the aggregates saved, by id. A user's row is
+        rendered from the User aggregate: one appended without it (raw events) is loaded, in this transaction."""
         by_stream: dict[uuid.UUID, list[RecordedEvent]] = {}
         for event in recorded:
             by_stream.setdefault(event.stream_id, []).append(event)
+        users = await _users_of(connection, by_stream, aggregates)
         changed = [
             (users[stream_id], events) for stream_id, events in by_stream.items() if stream_id in users
         ]
         if changed:
             await scim_users.write(connection, changed)
         await self.groups.apply(connection, recorded)
-
-    async def save_user(
-        self, transaction: Transaction, user: User, metadata: Metadata
-    ) -> list[RecordedEvent]:
-        """Append the user's pending events with the user's row in the same statement: one round trip, and
-        outside an explicit transaction both commit together or not at all. Changes that reach the group
-        tables too (memberships) go through `apply`, in the caller's transaction."""
-        pending = user.pending_events
-        if not pending:
-            return []  # the request changed nothing
-        types = [get_topic(type(event)) for event in pending]
-        org_id = uuid.UUID(user.org_id)
-        if any(event_type in GROUP_EVENT_TYPES for event_type in types):
-            recorded = await transaction.save(org_id, [user], metadata)
-            await self.apply(transaction.connection, recorded, {user.id: user})
-            return recorded
-        follow_up = scim_users.follow_up(user, org_id, pending[0].originator_version, types)
-        with scim_users.user_name_collision(user):
-            return await transaction.save(org_id, [user], metadata, follow_up)
+        for events in by_stream.values():
+            if events[-1].type in ORG_SCHEMA_EVENT_TYPES:
+                await org_schemas.write(connection, events[-1])  # the row is the stream's latest declaration
 
     async def rebuild(self, connection: Connection, reader: Connection) -> int:
         """Replace every SCIM row with rows derived from the log alone; returns the events replayed.
@@ -118,3 +122,20 @@ class ScimProjection:
             await self.groups.rebuild(connection, [RecordedEvent(*row) for row in rows])
             await org_schemas.rebuild_rows(connection)
             return replayed + sum(1 for row in rows if row["type"] not in scim_users.USER_EVENT_TYPES)
+
+
+async def _users_of(
+    connection: Connection,
+    by_stream: Mapping[uuid.UUID, Sequence[RecordedEvent]],
+    aggregates: Mapping[uuid.UUID, Any],
+) -> dict[uuid.UUID, User]:
+    """The User aggregates of the user streams among `by_stream`: those saved, and the others loaded."""
+    users = {stream_id: user for stream_id, user in aggregates.items() if isinstance(user, User)}
+    unsaved: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for stream_id, events in by_stream.items():
+        if stream_id not in users and events[0].type in scim_users.USER_EVENT_TYPES:
+            unsaved.setdefault(events[0].org_id, []).append(stream_id)
+    for org_id, stream_ids in unsaved.items():
+        loaded = await Transaction(connection).load(org_id, stream_ids)
+        users.update((stream_id, user) for stream_id, user in loaded.items() if isinstance(user, User))
+    return users

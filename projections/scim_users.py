@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -121,18 +122,21 @@ def _row_values(user: User, sort_key: int, org_id: uuid.UUID | None = None) -> t
 def follow_up(user: User, org_id: uuid.UUID, first_version: int, types: Iterable[str]) -> FollowUp:
     """The write that brings the user's row up to date with `user`, once events from `first_version` on, of
     `types`, are appended; it rides in the append's statement (see FollowUp) and changes nothing if the
-    append lost a race. `org_id` is the user's, parsed once by the caller."""
+    append lost a race. `org_id` is the user's, parsed once by the caller. A collision is a taken userName."""
+    refusal = functools.partial(_user_name_taken, (user,))
     if all(event_type in _MEMBERSHIP_ONLY for event_type in types):
         # Group membership is projected by scim_groups; here only the version moves.
         return FollowUp(
             "UPDATE scim_users SET version = $3, last_modified = $4 "
             "WHERE org_id = $1 AND user_id = $2 AND EXISTS (SELECT FROM appended)",
             (org_id, user.id, user.version, user.modified_on),
+            refusal,
         )
     if user.deleted:
         return FollowUp(
             "DELETE FROM scim_users WHERE org_id = $1 AND user_id = $2 AND EXISTS (SELECT FROM appended)",
             (org_id, user.id),
+            refusal,
         )
     values = _row_values(user, 0, org_id)[:-1]
     if first_version == 1:
@@ -141,12 +145,14 @@ def follow_up(user: User, org_id: uuid.UUID, first_version: int, types: Iterable
             f"INSERT INTO scim_users ({_ROW_COLUMNS}) "
             "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, position FROM appended WHERE version = 1",
             values,
+            refusal,
         )
     *columns, _created, last_modified = values
     return FollowUp(
         "UPDATE scim_users SET user_name = $3, external_id = $4, active = $5, resource = $6, version = $7, "
         "last_modified = $8 WHERE org_id = $1 AND user_id = $2 AND EXISTS (SELECT FROM appended)",
         (*columns, last_modified),
+        refusal,
     )
 
 
@@ -203,15 +209,19 @@ async def write(connection: Connection, changed: Sequence[tuple[User, Sequence[R
 
 @contextmanager
 def user_name_collision(*users: User) -> Iterator[None]:
-    """Around a write of users' rows, alone or riding in the append: a collision is a taken userName."""
+    """Around a write of users' rows: a collision is a taken userName."""
     try:
         yield
     except asyncpg.UniqueViolationError as error:
-        # Only the userName index can collide here: the primary key is the stream id, fresh per user.
-        detail = getattr(error, "detail", "") or ""
-        # The detail names the index's key, the folded userName.
-        taken = next((user for user in users if fold(user.user_name) in detail), users[0])
-        raise UserNameTaken(taken.user_name) from error
+        raise _user_name_taken(users, error) from error
+
+
+def _user_name_taken(users: Sequence[User], error: asyncpg.UniqueViolationError) -> UserNameTaken:
+    # Only the userName index can collide here: the primary key is the stream id, fresh per user.
+    detail = getattr(error, "detail", "") or ""
+    # The detail names the index's key, the folded userName.
+    taken = next((user for user in users if fold(user.user_name) in detail), users[0])
+    return UserNameTaken(taken.user_name)
 
 
 async def get(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> UserRow | None:

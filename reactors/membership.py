@@ -15,20 +15,16 @@ import uuid
 from collections.abc import Sequence
 
 from domain.users import User
-from eventstore.store import Metadata, RecordedEvent, Transaction, pending_append
-from projections.scim import ScimProjection
+from eventstore.store import Metadata, RecordedEvent, Transaction
 
 
 class UserReactor:
     name: str
     event_types: frozenset[str]
 
-    def __init__(self, projection: ScimProjection) -> None:
-        self._projection = projection
-
     async def handle(self, transaction: Transaction, events: Sequence[RecordedEvent]) -> None:
         """Decide on a whole batch at once: each organization's users are loaded in one query, decided on
-        in log order, and all their decisions appended and projected in one statement each."""
+        in log order, and all their decisions saved at once (the store projects them in the same transaction)."""
         by_org: dict[uuid.UUID, list[RecordedEvent]] = {}
         for event in events:
             if self.concerns(event):
@@ -47,11 +43,7 @@ class UserReactor:
                 cause = Metadata(actor=f"reactor:{self.name}", request_id=event.request_id)
                 causes.setdefault(user.id, []).extend([cause] * (len(user.pending_events) - already))
                 decided[user.id] = user
-            appends = [pending_append(org_id, user, causes[user.id]) for user in decided.values()]
-            recorded = await transaction.append_streams(
-                [append for append in appends if append], Metadata(actor=f"reactor:{self.name}")
-            )
-            await self._projection.apply(transaction.connection, recorded, decided)
+            await transaction.save(org_id, decided.values(), Metadata(actor=f"reactor:{self.name}"), causes)
 
     def concerns(self, event: RecordedEvent) -> bool:
         raise NotImplementedError

@@ -200,10 +200,33 @@ async def services(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Serv
 
 
 @pytest.fixture
+async def counted_services(
+    settings: Settings, database_url: str
+) -> AsyncIterator[tuple[Services, list[str]]]:
+    """The services on a pool of one connection, with every statement sent on it recorded in the list. One
+    connection, so that nothing else runs on it inside a counted write's transaction."""
+    statements: list[str] = []
+
+    def record(logged: Any) -> None:
+        statements.append(logged.query)
+
+    async def count_statements(connection: asyncpg.Connection) -> None:
+        connection.add_query_logger(record)  # on every acquire: a connection keeps one copy of a logger
+
+    counting = await create_pool(database_url, min_size=1, max_size=1, setup=count_statements)
+    services = build_services(settings, counting)
+    try:
+        yield services, statements
+    finally:
+        await services.notifier.aclose()
+        await counting.close()
+
+
+@pytest.fixture
 async def runner(database_url: str, services: Services) -> AsyncIterator[Runner]:
     """The app's projections and reactors, running for the duration of one test."""
     options = RunnerOptions(poll_seconds=0.2, standby_seconds=0.2)
-    running = Runner(database_url, services.consumers, options, services.notifier)
+    running = Runner(database_url, services.consumers, options, services.notifier, services.projection)
     task = asyncio.create_task(running.run())
     yield running
     task.cancel()

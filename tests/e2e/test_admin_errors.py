@@ -13,12 +13,9 @@ import httpx
 import pytest
 
 from app.api_users import patch_operations
-from app.bootstrap import build_services
 from app.catalog import PROJECT, ROLE
 from app.services import Services
-from app.settings import Settings
 from domain.errors import MAX_NAMED_MEMBERS, InvalidMember, moment
-from eventstore.pool import create_pool
 from eventstore.store import EVENT_COLUMNS, RecordedEvent
 from reactors.membership import RemovalDeactivates
 from scim.group_patch import plan_patch
@@ -70,9 +67,7 @@ async def react_as_the_runner_would(
         event_type,
     )
     async with services.store.transaction() as transaction:
-        await RemovalDeactivates(services.projection).handle(
-            transaction, [RecordedEvent(*row) for row in rows]
-        )
+        await RemovalDeactivates().handle(transaction, [RecordedEvent(*row) for row in rows])
 
 
 async def count_events(pool: asyncpg.Pool) -> int:
@@ -161,54 +156,36 @@ async def test_a_refusal_of_hundreds_names_some_and_counts_the_rest(
 
 
 async def test_naming_refused_members_costs_no_round_trip_per_member(
-    settings: Settings, database_url: str, pool: asyncpg.Pool
+    counted_services: tuple[Services, list[str]], pool: asyncpg.Pool
 ) -> None:
     """The users are loaded by the write path, in batches; naming them reads nothing more, so refusing 400
     deactivated members takes the statements refusing 2 takes."""
-    statements: list[str] = []
+    services, statements = counted_services
+    tenant = await new_tenant(pool)
+    org_id = tenant.org.org_id
+    await services.catalog.create(PROJECT, org_id, "Hermes", ADMIN)
+    await services.catalog.create(ROLE, org_id, "Pilot", ADMIN)
+    async with pool.acquire() as connection:
+        group_id = await connection.fetchval("SELECT group_id FROM scim_groups WHERE org_id = $1", org_id)
+    users = [
+        (
+            await services.users.provision(org_id, {"userName": f"u{index}@acme.com", "active": False}, ADMIN)
+        ).user_id
+        for index in range(400)
+    ]
 
-    def record(logged: Any) -> None:
-        statements.append(logged.query)
+    async def statements_to_refuse(members: list[uuid.UUID]) -> list[str]:
+        change = plan_patch(patch_operations(patch(okta_add(*((str(member), "x") for member in members)))))
+        statements.clear()
+        with pytest.raises(InvalidMember, match="cannot be added to the group"):
+            await services.groups.change(org_id, group_id, change, ADMIN)
+        # The request's own transaction: not the commit notices sent on the connection before it.
+        return statements[statements.index("BEGIN;") :]
 
-    async def count_statements(connection: asyncpg.Connection) -> None:
-        connection.add_query_logger(record)  # on every acquire: a connection keeps one copy of a logger
-
-    # One connection, so that nothing else runs on it inside the refused request's transaction.
-    counting = await create_pool(database_url, min_size=1, max_size=1, setup=count_statements)
-    services = build_services(settings, counting)
-    try:
-        tenant = await new_tenant(pool)
-        org_id = tenant.org.org_id
-        await services.catalog.create(PROJECT, org_id, "Hermes", ADMIN)
-        await services.catalog.create(ROLE, org_id, "Pilot", ADMIN)
-        async with pool.acquire() as connection:
-            group_id = await connection.fetchval("SELECT group_id FROM scim_groups WHERE org_id = $1", org_id)
-        users = [
-            (
-                await services.users.provision(
-                    org_id, {"userName": f"u{index}@acme.com", "active": False}, ADMIN
-                )
-            ).user_id
-            for index in range(400)
-        ]
-
-        async def statements_to_refuse(members: list[uuid.UUID]) -> list[str]:
-            change = plan_patch(
-                patch_operations(patch(okta_add(*((str(member), "x") for member in members))))
-            )
-            statements.clear()
-            with pytest.raises(InvalidMember, match="cannot be added to the group"):
-                await services.groups.change(org_id, group_id, change, ADMIN)
-            # The request's own transaction: not the commit notices sent on the connection before it.
-            return statements[statements.index("BEGIN;") :]
-
-        await statements_to_refuse(users[:2])  # asyncpg reads the types it meets once per connection
-        refusing_two = await statements_to_refuse(users[:2])
-        assert refusing_two[-1] == "ROLLBACK;"
-        assert await statements_to_refuse(users) == refusing_two
-    finally:
-        await services.notifier.aclose()
-        await counting.close()
+    await statements_to_refuse(users[:2])  # asyncpg reads the types it meets once per connection
+    refusing_two = await statements_to_refuse(users[:2])
+    assert refusing_two[-1] == "ROLLBACK;"
+    assert await statements_to_refuse(users) == refusing_two
 
 
 # --- Groups the app archived or renamed ------------------------------------------------------------------

@@ -36,7 +36,7 @@ async def react(
         uuid.UUID(user_id),
         event_type,
     )
-    await apply_directly(services, reactor(services.projection), *rows)
+    await apply_directly(services, reactor(), *rows)
 
 
 async def removed_by_admin(

@@ -440,7 +440,6 @@ async def test_history_holds_back_what_a_transaction_in_flight_could_still_put_b
 
     async def record_project(transaction: Transaction, name: str) -> int:
         recorded = await transaction.save(org_id, [Project(org_id=str(org_id), name=name)], ADMIN)
-        await services.catalog.project_catalog_change(transaction.connection, org_id, recorded, [])
         return recorded[0].position
 
     async with services.store.transaction() as in_flight:

@@ -19,7 +19,6 @@ from app.settings import Settings
 from domain.errors import DomainError
 from domain.org_schemas import OrgSchema, schema_id_for
 from eventstore.store import Metadata
-from projections import org_schemas
 from scim.declaration import to_document
 from tests.conftest import Tenant, new_tenant, okta_user
 from tests.e2e.test_custom_attributes import ACME, ACME_ATTRIBUTES, declare, provision
@@ -287,5 +286,4 @@ async def _record_unchecked_redeclaration(
         schema = (await transaction.load(tenant.org.org_id, [schema_id]))[schema_id]
         assert isinstance(schema, OrgSchema)
         schema._redeclare(document)
-        recorded = await transaction.save(tenant.org.org_id, [schema], Metadata(actor="admin:test"))
-        await org_schemas.write(transaction.connection, recorded[-1])
+        await transaction.save(tenant.org.org_id, [schema], Metadata(actor="admin:test"))

@@ -197,7 +197,7 @@ async def test_a_deactivation_reversed_before_the_reactor_ran_removes_nobody(
     user, _ = await setup(scim, services, tenant)
     await scim.patch(f"/Users/{user}", json=active(False))
     await scim.patch(f"/Users/{user}", json=active(True))
-    reactor = DeactivationRemovesFromOrganization(services.projection)
+    reactor = DeactivationRemovesFromOrganization()
     [deactivation] = await pool.fetch(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND type = 'UserDeactivated'",
         uuid.UUID(user),
@@ -214,7 +214,7 @@ async def test_reacting_to_the_same_event_twice_changes_nothing_more(
 ) -> None:
     user, _ = await setup(scim, services, tenant)
     await scim.patch(f"/Users/{user}", json=active(False))
-    reactor = DeactivationRemovesFromOrganization(services.projection)
+    reactor = DeactivationRemovesFromOrganization()
     [deactivation] = await pool.fetch(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND type = 'UserDeactivated'",
         uuid.UUID(user),
@@ -248,7 +248,7 @@ async def test_one_batch_of_many_requests_records_each_decision_with_its_own_cau
         "ORDER BY position",
         [uuid.UUID(user) for user in users],
     )
-    await apply_directly(services, DeactivationRemovesFromOrganization(services.projection), *deactivations)
+    await apply_directly(services, DeactivationRemovesFromOrganization(), *deactivations)
 
     for n, user in enumerate(users):
         caused = await pool.fetch(

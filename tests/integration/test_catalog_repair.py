@@ -37,7 +37,7 @@ async def catalog_ids(pool: asyncpg.Pool, table: str, key: str, org_id: uuid.UUI
 async def damaged_catalog(services: Services, pool: asyncpg.Pool, org_id: uuid.UUID) -> uuid.UUID:
     """Three damages, one of each kind the races left; returns the id of the group of an archived role that
     Okta linked and filled."""
-    catalog, store, projection = services.catalog, services.store, services.projection
+    catalog, store = services.catalog, services.store
     await catalog.create(PROJECT, org_id, "P0", ADMIN)
     for name in ("R0", "R1", "R2"):
         await catalog.create(ROLE, org_id, name, ADMIN)
@@ -50,8 +50,7 @@ async def damaged_catalog(services: Services, pool: asyncpg.Pool, org_id: uuid.U
             Group(org_id=str(org_id), project_id=str(project.id), role_id=str(role))
             for role in roles.values()
         ]
-        recorded = await creating.save(org_id, [project, *groups], ADMIN)
-        await projection.apply(creating.connection, recorded, {})
+        await creating.save(org_id, [project, *groups], ADMIN)
         await catalog.archive(ROLE, org_id, "R1", ADMIN)
     stray = group_id_for(project.id, roles["R1"])
     user = await services.users.provision(org_id, {"userName": f"stray-{org_id}@repair.example"}, OKTA)
@@ -60,16 +59,14 @@ async def damaged_catalog(services: Services, pool: asyncpg.Pool, org_id: uuid.U
 
     # `project create P2` racing `role create R3`: neither saw the other, and the pairs got no group.
     async with store.transaction() as creating:
-        recorded = await creating.save(org_id, [Project(org_id=str(org_id), name="P2")], ADMIN)
-        await projection.apply(creating.connection, recorded, {})
+        await creating.save(org_id, [Project(org_id=str(org_id), name="P2")], ADMIN)
 
     # `project rename P0` racing `role rename R0`: the role's rename rewrote the name from the old project name.
     async with store.transaction() as renaming:
         project_id = (await catalog_ids(pool, "catalog_projects", "project_id", org_id))["P0"]
         renamed = (await renaming.load(org_id, [project_id]))[project_id]
         renamed.rename("Project Zero")
-        recorded = await renaming.save(org_id, [renamed], ADMIN)
-        await projection.apply(renaming.connection, recorded, {})
+        await renaming.save(org_id, [renamed], ADMIN)
         role_rename = asyncio.create_task(catalog.rename(ROLE, org_id, "R0", "Role Zero", ADMIN))
         await waiting_for_locks(pool, 1)
     await role_rename
@@ -136,7 +133,6 @@ async def test_a_group_recorded_after_its_role_was_archived_never_reaches_scim_l
     async with services.store.transaction() as creating:
         project = Project(org_id=str(org_id), name="P0")
         group = Group(org_id=str(org_id), project_id=str(project.id), role_id=str(role_id))
-        recorded = await creating.save(org_id, [project, group], ADMIN)
-        await services.projection.apply(creating.connection, recorded, {})
+        await creating.save(org_id, [project, group], ADMIN)
     assert await pool.fetch("SELECT * FROM scim_groups WHERE org_id = $1", org_id) == []
     await assert_catalogs_whole(services, pool, [org_id], since)
