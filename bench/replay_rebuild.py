@@ -20,9 +20,9 @@ import uuid
 
 from scratch import copy_events, event_rows, scratch_database  # beside this script
 
-from app.database import database_url
-from app.migrate import migrate
-from app.settings import Settings
+from app.infrastructure.database import database_url
+from app.infrastructure.migrate import migrate
+from app.infrastructure.settings import Settings
 from domain.catalog import Group, Project, Role
 from domain.users import User
 from eventstore.pool import create_pool

@@ -13,7 +13,7 @@ import uuid
 import asyncpg
 import httpx
 
-from app.services import Services
+from app.services.container import Services
 from domain.errors import moment
 from eventstore.store import EVENT_COLUMNS
 from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates, UserReactor

@@ -18,11 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from app import tenancy
-from app.cli import ACCESS_COLUMNS, HISTORY_COLUMNS
-from app.exits import ExitCode
-from app.migrate import available_migrations
-from app.services import Services
+from app.cli.exits import ExitCode
+from app.cli.main import ACCESS_COLUMNS, HISTORY_COLUMNS
+from app.infrastructure.migrate import available_migrations
+from app.services import tenancy
+from app.services.container import Services
 from eventstore.store import Metadata
 from projections.audit import AccessInterval
 from projections.audit_history import HistoryEntry

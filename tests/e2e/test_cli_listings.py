@@ -13,9 +13,9 @@ import asyncpg
 import httpx
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from app.exits import ExitCode
-from app.services import Services
+from app.cli.exits import ExitCode
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from eventstore.store import Metadata
 from projections import user_directory
 from tests.conftest import Tenant, okta_user

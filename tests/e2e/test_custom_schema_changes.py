@@ -13,9 +13,9 @@ import httpx
 import msgspec
 import pytest
 
-from app.org_schemas import parse
-from app.services import Services
-from app.settings import Settings
+from app.infrastructure.settings import Settings
+from app.services.container import Services
+from app.services.org_schemas import parse
 from domain.errors import DomainError
 from domain.org_schemas import OrgSchema, schema_id_for
 from eventstore.store import Metadata

@@ -7,8 +7,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from eventstore.store import Metadata
 from tests.conftest import Tenant, okta_user
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import asyncpg
 
-from app import tenancy
 from app.bootstrap import build_services
-from app.migrate import migrate
-from app.services import Services
-from app.settings import Settings
+from app.infrastructure.migrate import migrate
+from app.infrastructure.settings import Settings
+from app.services import tenancy
+from app.services.container import Services
 from eventstore.pool import create_pool
 from eventstore.runner import ensure_position, process_batch
 from eventstore.store import Metadata

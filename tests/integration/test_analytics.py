@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from app.migrate import migrate
-from app.services import Services
+from app.infrastructure.migrate import migrate
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.catalog import Group, Project
 from domain.users import User
 from eventstore.runner import ensure_position, process_batch, rebuild, rebuild_beside

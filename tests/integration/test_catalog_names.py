@@ -8,8 +8,8 @@ import uuid
 import asyncpg
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.errors import NameTaken
 from eventstore.store import Metadata
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.catalog import PROJECT, ROLE
+from app.services.catalog import PROJECT, ROLE
 from eventstore.store import ConcurrencyConflict, Metadata
 from projections import audit, audit_history, audit_state, scim_users
 from projections.scim import GROUP_TABLES

@@ -11,9 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from app.catalog import PROJECT, ROLE
-from app.org_schemas import parse
-from app.services import Services
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
+from app.services.org_schemas import parse
 from domain.catalog import Project
 from domain.users import User
 from eventstore.store import EVENT_COLUMNS, Metadata, RecordedEvent

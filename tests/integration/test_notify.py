@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
-from app.services import Services
+from app.services.container import Services
 from domain.users import User
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.runner import Runner, RunnerOptions

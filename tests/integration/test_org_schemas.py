@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from app import tenancy
-from app.org_schemas import parse
-from app.services import Services
+from app.services import tenancy
+from app.services.container import Services
+from app.services.org_schemas import parse
 from domain.org_schemas import OrgSchema, schema_id_for
 from eventstore.store import Metadata
 from scim.schema import USER

@@ -22,8 +22,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.logs import JsonFormatter
-from app.services import Services
+from app.infrastructure.logs import JsonFormatter
+from app.services.container import Services
 from eventstore.pool import Connection
 from eventstore.runner import Runner, RunnerOptions, process_batch, rebuild, status
 from eventstore.store import LogScan, Metadata, RecordedEvent, Transaction

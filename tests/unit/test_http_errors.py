@@ -7,7 +7,7 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from app.http import on_http_exception, received_path
+from app.http.edge import on_http_exception, received_path
 
 
 def request_to(path: str) -> Request:

@@ -19,7 +19,7 @@ import uuid
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.settings import Settings
+from app.infrastructure.settings import Settings
 from scim.errors import ScimError
 
 # Requests in progress finish in milliseconds, or within the statement timeout at worst; a second is enough

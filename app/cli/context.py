@@ -1,4 +1,4 @@
-"""What every database command of `scimledger` is given, shared by app.cli and the command modules beside it."""
+"""What every database command of `scimledger` is given, shared by app.cli.main and the command modules beside it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from app import tenancy
-from app.services import Services
+from app.services import tenancy
+from app.services.container import Services
 from domain.errors import NotFound
 from eventstore.pool import Connection
 from eventstore.store import Metadata

@@ -12,10 +12,10 @@ from typing import Any
 
 import msgspec
 
-from app import tenancy
-from app.cli_context import Context, admin
-from app.cli_output import CLI_PAGE, Row, add_format_option, write_row_pages, write_rows
-from app.exits import ExitCode
+from app.cli.context import Context, admin
+from app.cli.exits import ExitCode
+from app.cli.output import CLI_PAGE, Row, add_format_option, write_row_pages, write_rows
+from app.services import tenancy
 from domain.errors import NotFound, moment
 from projections import audit_history, user_directory
 from projections.user_directory import UserFilter, UserSummary

@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api_groups import groups_page
-from app.api_users import search_parameters, user_type, users_page
-from app.http import authenticate, list_response, read_json
-from app.tenancy import Principal
+from app.http.edge import authenticate, list_response, read_json
+from app.http.scim_groups import groups_page
+from app.http.scim_users import search_parameters, user_type, users_page
+from app.services.tenancy import Principal
 from scim.errors import invalid_filter, invalid_value
 from scim.filter import AttrPath, leaves, restrict
 from scim.query import ListQuery

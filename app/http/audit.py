@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app.http import SCIM_MEDIA_TYPE, ScimResponse, authenticate, services_of
-from app.tenancy import Principal, TokenScope
+from app.http.edge import SCIM_MEDIA_TYPE, ScimResponse, authenticate, services_of
+from app.services.tenancy import Principal, TokenScope
 from projections import audit, audit_history, audit_state, seals
 from scim.errors import invalid_value
 from scim.instants import parse_instant

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from app.catalog import CatalogService, lock_catalog
+from app.services.catalog import CatalogService, lock_catalog
 from domain.catalog import Group, group_id_for
 from domain.users import User
 from eventstore.pool import Connection

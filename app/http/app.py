@@ -11,12 +11,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from app import api_audit, api_groups, api_search, api_users, discovery, openapi, operations
-from app.admission import ReleaseAdmission
 from app.bootstrap import Schema, bootstrap
-from app.http import EXCEPTION_HANDLERS, EdgeMiddleware, endpoint_spellings
-from app.operations import Metrics, Operations
-from app.settings import Settings
+from app.http import audit, discovery, openapi, operations, scim_groups, scim_search, scim_users
+from app.http.edge import EXCEPTION_HANDLERS, EdgeMiddleware, endpoint_spellings
+from app.http.operations import Metrics, Operations
+from app.infrastructure.admission import ReleaseAdmission
+from app.infrastructure.settings import Settings
 
 SCIM_BASE = "/scim/v2"
 
@@ -44,13 +44,13 @@ def create_app(settings: Settings) -> Starlette:
 
     # `.search` first: `/Users/{id}` would match `/Users/.search` too.
     scim_routes = _under(
-        SCIM_BASE, [*api_search.ROUTES, *api_users.ROUTES, *api_groups.ROUTES, *discovery.ROUTES]
+        SCIM_BASE, [*scim_search.ROUTES, *scim_users.ROUTES, *scim_groups.ROUTES, *discovery.ROUTES]
     )
     return Starlette(
         # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
         routes=[
             *scim_routes,
-            *_under("/audit", api_audit.ROUTES),
+            *_under("/audit", audit.ROUTES),
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),

@@ -16,8 +16,8 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.migrate import pending_migrations
-from app.services import Services
+from app.infrastructure.migrate import pending_migrations
+from app.services.container import Services
 from eventstore.pool import DATABASE_UNAVAILABLE
 from eventstore.runner import status
 

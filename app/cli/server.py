@@ -1,4 +1,4 @@
-"""`scimledger serve`'s server: the HTTP edge (app/main.py) under uvicorn, with the edge's bounds."""
+"""`scimledger serve`'s server: the HTTP edge (app/http/app.py) under uvicorn, with the edge's bounds."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from app.exits import ExitCode
-from app.http import SECURITY_HEADERS
-from app.http_protocol import EdgeLimits, bounded_protocol
-from app.main import create_app
-from app.settings import Settings
+from app.cli.exits import ExitCode
+from app.http.app import create_app
+from app.http.edge import SECURITY_HEADERS
+from app.http.protocol import EdgeLimits, bounded_protocol
+from app.infrastructure.settings import Settings
 
 
 class _Server(uvicorn.Server):

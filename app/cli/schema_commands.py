@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.cli_context import Context, admin
-from app.cli_output import Row, add_format_option, write_rows
-from app.org_schemas import DeclaredSchema, OrgSchemaService, parse
+from app.cli.context import Context, admin
+from app.cli.output import Row, add_format_option, write_rows
+from app.services.org_schemas import DeclaredSchema, OrgSchemaService, parse
 from domain.errors import DomainError
 
 _LISTING_COLUMNS = ("urn", "version", "attributes", "declared_at", "declared_by")

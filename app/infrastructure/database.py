@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psutil
 
-from app.settings import Settings
+from app.infrastructure.settings import Settings
 
 log = logging.getLogger("scimledger.database")
 

@@ -82,7 +82,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The runner seals within about a second; an event older than this and still unsealed means the runner
     # has been stopped or behind that long, or the event's seal was deleted: `audit verify` fails on it.
     audit_max_unsealed_seconds: float = 3600.0
-    # The HTTP edge (app/http_protocol.py), bounded without a proxy in front: a request's line and headers
+    # The HTTP edge (app/http/protocol.py), bounded without a proxy in front: a request's line and headers
     # (16 KiB, as h11 and Node allow; Okta's and Entra's heads are under 4 KiB), how many headers, how long the
     # head and then the body (at most max_body_bytes) may take to arrive, how long an idle keep-alive
     # connection stays open, and how many connections may be open before requests get 503.

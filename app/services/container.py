@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from app.admission import Admission
-from app.catalog import CatalogService
-from app.groups import GroupService
-from app.org_schemas import OrgSchemaService, UserTypes
-from app.ratelimit import RateLimiter
-from app.settings import Settings
-from app.tenancy import Authenticator
-from app.users import UserService
+from app.infrastructure.admission import Admission
+from app.infrastructure.ratelimit import RateLimiter
+from app.infrastructure.settings import Settings
+from app.services.catalog import CatalogService
+from app.services.groups import GroupService
+from app.services.org_schemas import OrgSchemaService, UserTypes
+from app.services.tenancy import Authenticator
+from app.services.users import UserService
 from domain.errors import NotFound
 from eventstore.notify import CommitNotifier
 from eventstore.runner import Consumer

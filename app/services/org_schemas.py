@@ -3,7 +3,7 @@
 A declaration is an admin's action recorded on the log (OrgSchemaDeclared, then OrgSchemaRedeclared for
 each replacement), with the table of current declarations, org_schemas, written in the same transaction, as
 the catalog does. An organization's schema version is the sum of its schemas' stream versions: it grows
-with every declaration, and the token lookup reads it with the org (app/tenancy.py), so every process sees a
+with every declaration, and the token lookup reads it with the org (app/services/tenancy.py), so every process sees a
 new declaration as soon as its cached token expires, without a query per request; a request that names a URN
 the cached type does not know reads the version afresh (UserTypes.current), so values sent right after a
 declaration are neither dropped nor recorded as removed.

@@ -24,10 +24,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import logs
-from app.operations import RETRY_AFTER_SECONDS, Metrics
-from app.services import Services
-from app.tenancy import Principal, TokenScope
+from app.http.operations import RETRY_AFTER_SECONDS, Metrics
+from app.infrastructure import logs
+from app.services.container import Services
+from app.services.tenancy import Principal, TokenScope
 from domain.errors import (
     ArchivedError,
     DomainError,

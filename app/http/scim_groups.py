@@ -14,8 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api_users import list_parameters, patch_operations, selection
-from app.http import (
+from app.http.edge import (
     Endpoint,
     ScimResponse,
     authenticate,
@@ -29,7 +28,8 @@ from app.http import (
     read_json,
     services_of,
 )
-from app.tenancy import Principal
+from app.http.scim_users import list_parameters, patch_operations, selection
+from app.services.tenancy import Principal
 from projections import scim_groups
 from projections.scim_groups import GroupRow, Member
 from scim.errors import ScimError, invalid_value

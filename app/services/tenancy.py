@@ -18,7 +18,7 @@ from typing import Literal, get_args
 import asyncpg
 import msgspec
 
-from app.org_schemas import SCHEMA_VERSION_SQL
+from app.services.org_schemas import SCHEMA_VERSION_SQL
 from domain.catalog import checked_name
 from domain.errors import DomainError, NotFound, OrgNameTaken
 from eventstore.pool import Connection
@@ -39,7 +39,7 @@ class Principal(msgspec.Struct, frozen=True):
     org_id: uuid.UUID
     token_id: uuid.UUID
     scope: TokenScope
-    # The org's declared extension schemas' version (app/org_schemas.py), read with the token.
+    # The org's declared extension schemas' version (app/services/org_schemas.py), read with the token.
     schema_version: int = 0
 
     @property

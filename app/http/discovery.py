@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api_users import user_type
-from app.http import ScimResponse, authenticate, base_url, list_response, services_of
+from app.http.edge import ScimResponse, authenticate, base_url, list_response, services_of
+from app.http.scim_users import user_type
 from domain.errors import NotFound
 from scim.schema import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA, ResourceType
 

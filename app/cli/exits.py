@@ -15,7 +15,7 @@ class ExitCode(enum.IntEnum):
     # The command was refused: an unknown organization or user, a duplicate name, an id that names nothing.
     REFUSED = 1
     # The command line or a setting is wrong. argparse already exits 2 on a bad command line, a value that is
-    # not what its option takes included (an id, a time: see app/cli_arguments.py), and a bad SCIMLEDGER_*
+    # not what its option takes included (an id, a time: see app/cli/arguments.py), and a bad SCIMLEDGER_*
     # variable is the same mistake made in the environment.
     USAGE = 2
     # `audit verify` (and the commands that verify first) found the log tampered with or not provably intact.

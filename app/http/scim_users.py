@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http import (
+from app.http.edge import (
     Endpoint,
     ScimResponse,
     authenticate,
@@ -26,8 +26,8 @@ from app.http import (
     read_json,
     services_of,
 )
-from app.settings import Settings
-from app.tenancy import Principal
+from app.infrastructure.settings import Settings
+from app.services.tenancy import Principal
 from projections import scim_users
 from projections.scim_users import UserRow
 from scim.errors import invalid_syntax, invalid_value
