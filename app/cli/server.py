@@ -10,7 +10,7 @@ import uvicorn
 
 from app.cli.exits import ExitCode
 from app.http.app import create_app
-from app.http.edge import SECURITY_HEADERS
+from app.http.middleware import SECURITY_HEADERS
 from app.http.protocol import EdgeLimits, bounded_protocol
 from app.infrastructure.settings import Settings
 

@@ -13,7 +13,8 @@ from starlette.routing import Route
 
 from app.bootstrap import Schema, bootstrap
 from app.http import audit, discovery, openapi, operations, scim_groups, scim_search, scim_users
-from app.http.edge import EXCEPTION_HANDLERS, EdgeMiddleware, endpoint_spellings
+from app.http.errors import EXCEPTION_HANDLERS
+from app.http.middleware import EdgeMiddleware, endpoint_spellings
 from app.http.operations import Metrics, Operations
 from app.infrastructure.admission import ReleaseAdmission
 from app.infrastructure.settings import Settings

@@ -20,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app.http.edge import SCIM_MEDIA_TYPE, ScimResponse, authenticate, services_of
+from app.http.auth import authenticate
+from app.http.endpoint import services_of
+from app.http.responses import SCIM_MEDIA_TYPE, ScimResponse
 from app.services.tenancy import Principal, TokenScope
 from projections import audit, audit_history, audit_state, seals
 from scim.errors import invalid_value

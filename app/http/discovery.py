@@ -9,7 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.edge import ScimResponse, authenticate, base_url, list_response, services_of
+from app.http.auth import authenticate
+from app.http.endpoint import services_of
+from app.http.responses import ScimResponse, base_url, list_response
 from app.http.scim_users import user_type
 from domain.errors import NotFound
 from scim.schema import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA, ResourceType

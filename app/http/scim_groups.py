@@ -14,20 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.edge import (
-    Endpoint,
-    ScimResponse,
-    authenticate,
-    base_url,
-    etag,
-    if_match,
-    list_response,
-    metadata,
-    off_loop,
-    parse_id,
-    read_json,
-    services_of,
-)
+from app.http.auth import authenticate, metadata
+from app.http.bodies import etag, if_match, off_loop, parse_id, read_json
+from app.http.endpoint import Endpoint, services_of
+from app.http.responses import ScimResponse, base_url, list_response
 from app.http.scim_users import list_parameters, patch_operations, selection
 from app.services.tenancy import Principal
 from projections import scim_groups

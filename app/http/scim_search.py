@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.edge import authenticate, list_response, read_json
+from app.http.auth import authenticate
+from app.http.bodies import read_json
+from app.http.responses import list_response
 from app.http.scim_groups import groups_page
 from app.http.scim_users import search_parameters, user_type, users_page
 from app.services.tenancy import Principal
