@@ -15,6 +15,7 @@ from starlette.requests import Request
 from app.http.endpoint import services_of
 from domain.errors import NotFound
 from scim.errors import ScimError, invalid_syntax, invalid_value
+from scim.patch import PatchOperation, PatchRequest, parse_operations
 
 _decoder = msgspec.json.Decoder()
 
@@ -145,3 +146,8 @@ def if_match(request: Request) -> Callable[[int], bool] | None:
     # Weak comparison (RFC 9110 §8.8.3.2): W/"3" and "3" name the same version.
     versions = {tag.removeprefix("W/") for tag in accepted}
     return lambda version: f'"{version}"' in versions
+
+
+def patch_operations(body: Any) -> list[PatchOperation]:
+    patch_request: PatchRequest = decode_as(body, PatchRequest, "PatchOp request")
+    return parse_operations(patch_request)

@@ -23,9 +23,10 @@ from starlette.routing import Route
 
 from app.http.auth import authenticate
 from app.http.bodies import read_json
+from app.http.queries import search_parameters
 from app.http.responses import list_response
 from app.http.scim_groups import groups_page
-from app.http.scim_users import search_parameters, user_type, users_page
+from app.http.scim_users import user_type, users_page
 from app.services.tenancy import Principal
 from scim.errors import invalid_filter, invalid_value
 from scim.filter import AttrPath, leaves, restrict
