@@ -33,3 +33,7 @@ class ExitCode(enum.IntEnum):
     # which a shell reports as 128 + 13; this is the same code, reached after a clean shutdown (the embedded
     # database is released), so `set -o pipefail` scripts see what they see from `cat` or `grep`.
     STDOUT_CLOSED = 128 + signal.SIGPIPE
+
+
+class Tampered(Exception):
+    """The log failed verification, so the command refused to act on it (exit TAMPERED)."""

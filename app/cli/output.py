@@ -29,6 +29,12 @@ CLI_PAGE = 1000
 _encoder = msgspec.json.Encoder()
 
 
+def print_lines(*lines: Any) -> None:
+    """Each of `lines` on stdout, on a line of its own: what a command says it did."""
+    for line in lines:
+        print(line)
+
+
 def add_format_option(parser: argparse.ArgumentParser, formats: Sequence[str] = LISTING_FORMATS) -> None:
     """The `--format` of a listing command."""
     parser.add_argument("--format", choices=formats, default=formats[0], help="output format")

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from app.cli.audit_commands import ACCESS_COLUMNS, HISTORY_COLUMNS
 from app.cli.exits import ExitCode
-from app.cli.main import ACCESS_COLUMNS, HISTORY_COLUMNS
 from app.infrastructure.migrate import available_migrations
 from app.services import tenancy
 from app.services.container import Services
