@@ -26,7 +26,7 @@ from app.infrastructure.settings import Settings
 from domain.catalog import Group, Project, Role
 from domain.users import User
 from eventstore.pool import create_pool
-from eventstore.runner import rebuild, rebuild_beside
+from eventstore.rebuilds import rebuild, rebuild_beside
 from eventstore.store import EVENT_COLUMNS, RecordedEvent
 from projections import audit
 from projections.activity import ProvisioningActivity

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
+from eventstore.consumers import process_batch
 from eventstore.pool import Connection
-from eventstore.runner import ensure_position, process_batch
+from eventstore.positions import ensure_position
 from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent, Transaction
 
 SEALER = "audit.seals"

@@ -33,7 +33,8 @@ from app.infrastructure.settings import Settings
 from app.services import tenancy
 from app.services.container import Services
 from eventstore.pool import Connection, create_pool
-from eventstore.runner import Runner, RunnerOptions, ensure_position
+from eventstore.positions import ensure_position
+from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import LOG_START, EventStore, LogPosition
 
 REPO = Path(__file__).resolve().parent.parent

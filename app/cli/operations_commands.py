@@ -18,7 +18,9 @@ from app.cli.output import add_format_option, print_lines, write_rows
 from app.infrastructure.database import database_location
 from app.infrastructure.settings import Settings
 from domain.errors import DomainError
-from eventstore.runner import Projection, Relocatable, rebuild, rebuild_beside, status
+from eventstore.consumers import Projection, Relocatable
+from eventstore.positions import status
+from eventstore.rebuilds import rebuild, rebuild_beside
 from projections import seals
 
 INLINE_PROJECTION = "scim"

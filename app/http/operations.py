@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from app.infrastructure.migrate import pending_migrations
 from app.services.container import Services
 from eventstore.pool import DATABASE_UNAVAILABLE
-from eventstore.runner import status
+from eventstore.positions import status
 
 # What a client told to come back (a 503, a /readyz that is not ready) is asked to wait, in seconds.
 RETRY_AFTER_SECONDS = 5

@@ -15,8 +15,8 @@ from app.services.org_schemas import OrgSchemaService, UserTypes
 from app.services.tenancy import Authenticator
 from app.services.users import UserService
 from domain.errors import NotFound
+from eventstore.consumers import Consumer
 from eventstore.notify import CommitNotifier
-from eventstore.runner import Consumer
 from eventstore.store import EventStore
 from projections.scim import ScimProjection
 from projections.scim_sql import PageEnds

@@ -16,7 +16,9 @@ from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
 from domain.catalog import Group, Project
 from domain.users import User
-from eventstore.runner import ensure_position, process_batch, rebuild, rebuild_beside
+from eventstore.consumers import process_batch
+from eventstore.positions import ensure_position
+from eventstore.rebuilds import rebuild, rebuild_beside
 from eventstore.store import Metadata
 from projections import audit
 from projections.activity import ProvisioningActivity

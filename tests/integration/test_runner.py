@@ -24,8 +24,11 @@ import pytest
 
 from app.infrastructure.logs import JsonFormatter
 from app.services.container import Services
+from eventstore.consumers import process_batch
 from eventstore.pool import Connection
-from eventstore.runner import Runner, RunnerOptions, process_batch, rebuild, status
+from eventstore.positions import status
+from eventstore.rebuilds import rebuild
+from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import LogScan, Metadata, RecordedEvent, Transaction
 from tests.conftest import start_at_log_head
 
