@@ -43,7 +43,7 @@ from eventstore.store import EventStore
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess
 from projections.scim import ScimProjection
-from projections.scim_sql import PageEnds
+from projections.scim_paging import PageEnds
 from projections.seals import Sealer
 from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates
 

@@ -22,7 +22,8 @@ from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent
 from projections.arrays import columns_of
-from projections.scim_sql import Column, PagedQuery, PageEnds, Parameters, QueryCompiler, Relation
+from projections.scim_paging import PagedQuery, PageEnds
+from projections.scim_sql import Column, Parameters, QueryCompiler, Relation
 from scim.filter import AttrPath, Compare
 from scim.query import ListQuery
 from scim.schema import GROUP

@@ -23,7 +23,8 @@ from domain.users import EVENT_TYPES, User
 from eventstore.codec import decode_event
 from eventstore.pool import Connection
 from eventstore.store import ASSIGNED_TX, FollowUp, RecordedEvent
-from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
+from projections.scim_paging import PagedQuery, PageEnds
+from projections.scim_sql import Column, QueryCompiler, Relation
 from scim.folding import fold
 from scim.query import ListQuery
 from scim.schema import USER, ResourceType

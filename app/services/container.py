@@ -19,7 +19,7 @@ from eventstore.consumers import Consumer
 from eventstore.notify import CommitNotifier
 from eventstore.store import EventStore
 from projections.scim import ScimProjection
-from projections.scim_sql import PageEnds
+from projections.scim_paging import PageEnds
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from app.services.container import Services
 from domain.errors import UserNameTaken
 from eventstore.store import Metadata, RecordedEvent
 from projections import scim_users
-from projections.scim_sql import PageEnds
+from projections.scim_paging import PageEnds
 from scim.filter import parse_filter
 from scim.query import ListQuery
 
