@@ -20,7 +20,7 @@ from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
 from eventstore.store import RecordedEvent, Transaction
 from projections.arrays import columns_of
-from scim.schema import ENTERPRISE_USER
+from scim.core_schemas import ENTERPRISE_USER
 
 Pair = tuple[uuid.UUID, uuid.UUID, uuid.UUID]  # org, user, group
 Key = tuple[uuid.UUID, uuid.UUID]  # org, entity

@@ -24,9 +24,9 @@ from eventstore.store import RecordedEvent
 from projections.arrays import columns_of
 from projections.scim_paging import PagedQuery, PageEnds
 from projections.scim_sql import Column, Parameters, QueryCompiler, Relation
+from scim.core_schemas import GROUP
 from scim.filter import AttrPath, Compare
 from scim.query import ListQuery
-from scim.schema import GROUP
 
 GROUP_COLUMNS = {
     "id": Column("scim_groups.group_id::text", case_exact=True, unique=True),

@@ -16,7 +16,8 @@ from scim.errors import invalid_filter
 from scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
 from scim.folding import fold
 from scim.instants import parse_instant
-from scim.schema import Attribute, Resolved, ResourceType
+from scim.resource_type import Resolved, ResourceType
+from scim.schema import Attribute
 
 _SQL_TYPES = {"boolean": "boolean", "dateTime": "timestamptz", "integer": "numeric", "decimal": "numeric"}
 

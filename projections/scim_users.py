@@ -25,9 +25,10 @@ from eventstore.pool import Connection
 from eventstore.store import ASSIGNED_TX, FollowUp, RecordedEvent
 from projections.scim_paging import PagedQuery, PageEnds
 from projections.scim_sql import Column, QueryCompiler, Relation
+from scim.core_schemas import USER
 from scim.folding import fold
 from scim.query import ListQuery
-from scim.schema import USER, ResourceType
+from scim.resource_type import ResourceType
 
 USER_COLUMNS = {
     "id": Column("user_id::text", case_exact=True, unique=True),

@@ -32,15 +32,8 @@ from scim.filter import (
     parse_patch_path,
 )
 from scim.folding import fold
-from scim.schema import (
-    MAX_IDENTIFIER_LENGTH,
-    READ_ONLY,
-    Attribute,
-    Resolved,
-    ResourceType,
-    Schema,
-    validate_values,
-)
+from scim.resource_type import Resolved, ResourceType, validate_values
+from scim.schema import MAX_IDENTIFIER_LENGTH, READ_ONLY, Attribute, Schema
 
 OPERATIONS = ("add", "remove", "replace")
 _ORDERINGS = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}

@@ -14,7 +14,8 @@ from app.http.endpoint import services_of
 from app.http.responses import ScimResponse, base_url, list_response
 from app.http.scim_users import user_type
 from domain.errors import NotFound
-from scim.schema import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA, ResourceType
+from scim.core_schemas import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA
+from scim.resource_type import ResourceType
 
 RESOURCE_TYPES = (USER, GROUP)
 SCHEMAS = (USER_SCHEMA, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA)

@@ -13,9 +13,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from scim.core_schemas import GROUP, USER
 from scim.patch import PatchRequest
 from scim.query import SearchRequest
-from scim.schema import GROUP, USER
 
 SCIM = "application/scim+json"
 _REF = "#/components/schemas/"

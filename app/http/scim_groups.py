@@ -22,11 +22,12 @@ from app.http.responses import ScimResponse, base_url, list_response
 from app.services.tenancy import Principal
 from projections import scim_groups
 from projections.scim_groups import GroupRow, Member
+from scim.core_schemas import CORE_GROUP, GROUP
 from scim.errors import ScimError, invalid_value
 from scim.filter import AttrPath
 from scim.group_patch import GroupChange, plan_patch, plan_put
 from scim.query import ListQuery
-from scim.schema import CORE_GROUP, GROUP, select_attributes
+from scim.selection import select_attributes
 
 CREATE_REFUSED = (
     "Groups cannot be created through SCIM: projects and roles are created in the app, which creates the "

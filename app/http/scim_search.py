@@ -28,10 +28,11 @@ from app.http.responses import list_response
 from app.http.scim_groups import groups_page
 from app.http.scim_users import user_type, users_page
 from app.services.tenancy import Principal
+from scim.core_schemas import GROUP
 from scim.errors import invalid_filter, invalid_value
 from scim.filter import AttrPath, leaves, restrict
 from scim.query import ListQuery
-from scim.schema import GROUP, ResourceType
+from scim.resource_type import ResourceType
 
 Page = Callable[[Request, Principal, ListQuery], Awaitable[tuple[int, list[dict[str, Any]]]]]
 

@@ -17,10 +17,12 @@ from app.http.responses import ScimResponse, base_url, list_response
 from app.services.tenancy import Principal
 from projections import scim_users
 from projections.scim_users import UserRow
+from scim.core_schemas import CORE_USER, USER
 from scim.errors import invalid_value
 from scim.patch import PatchOperation
 from scim.query import ListQuery
-from scim.schema import CORE_USER, USER, ResourceType, select_attributes
+from scim.resource_type import ResourceType
+from scim.selection import select_attributes
 
 
 async def user_type(

@@ -15,10 +15,10 @@ from eventstore.pool import Connection
 from eventstore.store import ConcurrencyConflict, EventStore, Metadata, Transaction
 from projections import scim_groups
 from projections.scim_groups import GroupProjector, GroupRow
+from scim.core_schemas import GROUP_SCHEMA
 from scim.folding import fold
 from scim.group_patch import GroupChange, MembershipStep, renamed_in_app
 from scim.patch import MAX_PATCH_COMPARISONS, Budget, filter_size, matches
-from scim.schema import GROUP_SCHEMA
 
 _ATTEMPTS = 10
 _MEMBERS = GROUP_SCHEMA.attribute("members")

@@ -23,6 +23,7 @@ from domain.errors import DomainError, NotFound
 from domain.org_schemas import OrgSchema, schema_id_for
 from eventstore.pool import Connection
 from eventstore.store import EventStore, Metadata
+from scim.core_schemas import USER
 from scim.declaration import (
     InvalidDeclaration,
     SchemaDeclaration,
@@ -32,7 +33,7 @@ from scim.declaration import (
     to_document,
     to_schema,
 )
-from scim.schema import USER, ResourceType
+from scim.resource_type import ResourceType
 
 # The organization's schema version, as the token lookup reads it alongside the org.
 SCHEMA_VERSION_SQL = "(SELECT coalesce(sum(version), 0) FROM org_schemas WHERE org_schemas.org_id = {org})"

@@ -15,8 +15,9 @@ from eventstore.pool import Connection
 from eventstore.store import ConcurrencyConflict, EventStore, Metadata, Transaction
 from projections import scim_users
 from projections.scim_users import UserRow, row_of, scim_resource
+from scim.core_schemas import USER
 from scim.patch import DEFAULT_LIMITS, PatchLimits, PatchOperation, apply_patch
-from scim.schema import USER, ResourceType
+from scim.resource_type import ResourceType
 
 # A PATCH or PUT that loses a race is decided again on the newer state, unless the client pinned the version
 # it saw with If-Match: then the race is the client's to resolve (412). Retries queue on a stream lock, so

@@ -23,8 +23,8 @@ from eventstore.store import Metadata
 from projections import audit
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess
+from scim.core_schemas import ENTERPRISE_USER
 from scim.group_patch import GroupChange, MembershipStep
-from scim.schema import ENTERPRISE_USER
 
 META = Metadata("token:analytics-test")
 ADMIN = Metadata("admin:analytics-test")

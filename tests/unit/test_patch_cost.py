@@ -12,10 +12,10 @@ import msgspec
 import pytest
 
 import scim.patch
+from scim.core_schemas import USER
 from scim.errors import ScimError
 from scim.group_patch import plan_patch
 from scim.patch import PatchLimits, PatchRequest, apply_patch, parse_operations
-from scim.schema import USER
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 

@@ -23,6 +23,7 @@ from domain.users import User
 from eventstore.codec import decode_event, encode_event
 from projections.scim_sql import Parameters
 from projections.scim_users import USER_QUERIES
+from scim.core_schemas import USER
 from scim.errors import ScimError
 from scim.filter import (
     COMPARE_OPERATORS,
@@ -40,7 +41,7 @@ from scim.filter import (
 )
 from scim.group_patch import plan_patch
 from scim.patch import PatchRequest, apply_patch, parse_operations
-from scim.schema import IDENTIFIERS, MAX_IDENTIFIER_LENGTH, USER
+from scim.schema import IDENTIFIERS, MAX_IDENTIFIER_LENGTH
 
 EXAMPLES = int(os.environ.get("SCIMLEDGER_FUZZ_EXAMPLES", "100"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
