@@ -31,7 +31,7 @@ from app.infrastructure.settings import Settings
 from app.services import tenancy
 from app.services.catalog import PROJECT, ROLE
 from eventstore.pool import create_pool
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 

@@ -27,7 +27,7 @@ from domain.catalog import Group, Project, Role
 from domain.users import User
 from eventstore.pool import create_pool
 from eventstore.rebuilds import rebuild, rebuild_beside
-from eventstore.store import EVENT_COLUMNS, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, RecordedEvent
 from projections import audit
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess

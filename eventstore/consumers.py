@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+from eventstore.inline_projection import InlineProjection
+from eventstore.log_reader import LogScan, LogWindow, scan_log
 from eventstore.pool import Connection
 from eventstore.positions import lock_position, move_position, set_aside
-from eventstore.store import InlineProjection, LogScan, LogWindow, RecordedEvent, Transaction, scan_log
+from eventstore.records import RecordedEvent
+from eventstore.store import Transaction
 
 
 class Consumer(Protocol):

@@ -1,5 +1,6 @@
 """Where each consumer of the log stands, and what it set aside: the only module that reads or writes
-`consumer_positions` and `parked_events`, and the advisory lock that lets one process at a time run a consumer.
+`consumer_positions` and `parked_events`; and the advisory lock that lets one process at a time run a
+consumer.
 
 Every function runs on the caller's connection, inside the caller's transaction when there is one: a batch,
 a park and a rebuild each move a position in the transaction that does their work."""
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from eventstore.pool import Connection
-from eventstore.store import LogPosition, RecordedEvent
+from eventstore.records import LogPosition, RecordedEvent
 
 if TYPE_CHECKING:
     from eventstore.consumers import Consumer

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from eventstore.consumers import Projection, Relocatable, process_batch
+from eventstore.log_reader import read_log
 from eventstore.pool import Connection
 from eventstore.positions import (
     ensure_position,
@@ -20,7 +21,7 @@ from eventstore.positions import (
     try_lock_consumer,
     unlock_consumer,
 )
-from eventstore.store import Transaction, read_log
+from eventstore.store import Transaction
 
 log = logging.getLogger("scimledger.runner")
 

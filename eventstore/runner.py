@@ -32,10 +32,12 @@ from typing import Literal
 import asyncpg
 
 from eventstore.consumers import Consumer, park, process_batch
+from eventstore.inline_projection import InlineProjection
+from eventstore.log_reader import LogWindow, read_log
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
 from eventstore.positions import ensure_position, position_of, try_lock_consumer
-from eventstore.store import ConcurrencyConflict, InlineProjection, LogWindow, read_log
+from eventstore.store import ConcurrencyConflict
 
 log = logging.getLogger("scimledger.runner")
 

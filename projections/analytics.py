@@ -18,7 +18,8 @@ from domain import catalog
 from domain.catalog import Group, Project, Role
 from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
-from eventstore.store import RecordedEvent, Transaction
+from eventstore.records import RecordedEvent
+from eventstore.store import Transaction
 from projections.arrays import columns_of
 from scim.core_schemas import ENTERPRISE_USER
 

@@ -19,7 +19,7 @@ from domain.catalog import Group, Project, Role
 from domain.org_schemas import OrgSchema
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, LogPosition, RecordedEvent
 from projections.audit import Snapshot
 
 # The events that name groups: a history page replays these alone up to its cursor (a partial index,

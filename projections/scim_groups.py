@@ -20,7 +20,7 @@ from domain.catalog import EVENT_TYPES as CATALOG_EVENT_TYPES
 from domain.errors import DomainError, GroupNameTaken, NameTaken
 from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
-from eventstore.store import RecordedEvent
+from eventstore.records import RecordedEvent
 from projections.arrays import columns_of
 from projections.scim_paging import PagedQuery, PageEnds
 from projections.scim_sql import Column, Parameters, QueryCompiler, Relation

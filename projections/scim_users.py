@@ -21,8 +21,10 @@ from eventsourcing.utils import get_topic
 from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
 from eventstore.codec import decode_event
+from eventstore.inline_projection import FollowUp
 from eventstore.pool import Connection
-from eventstore.store import ASSIGNED_TX, FollowUp, RecordedEvent
+from eventstore.records import RecordedEvent
+from eventstore.store import ASSIGNED_TX
 from projections.scim_paging import PagedQuery, PageEnds
 from projections.scim_sql import Column, QueryCompiler, Relation
 from scim.core_schemas import USER

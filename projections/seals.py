@@ -28,7 +28,8 @@ import msgspec
 from eventstore.consumers import process_batch
 from eventstore.pool import Connection
 from eventstore.positions import ensure_position
-from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent, Transaction
+from eventstore.records import EVENT_COLUMNS, LogPosition, RecordedEvent
+from eventstore.store import Transaction
 
 SEALER = "audit.seals"
 GENESIS = bytes(32)

@@ -34,8 +34,9 @@ from app.services import tenancy
 from app.services.container import Services
 from eventstore.pool import Connection, create_pool
 from eventstore.positions import ensure_position
+from eventstore.records import LOG_START, LogPosition
 from eventstore.runner import Runner, RunnerOptions
-from eventstore.store import LOG_START, EventStore, LogPosition
+from eventstore.store import EventStore
 
 REPO = Path(__file__).resolve().parent.parent
 # Schemathesis cases run, by operation, for the summary at the end of the run (tests/e2e/test_fuzz.py).

@@ -12,7 +12,7 @@ from app.services import tenancy
 from app.services.container import Services
 from domain.errors import NotFound
 from eventstore.pool import Connection
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from app.http.endpoint import services_of
 from app.services.tenancy import Principal, TokenScope
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from scim.errors import ScimError
 
 

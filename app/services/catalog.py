@@ -18,7 +18,8 @@ from eventsourcing.domain import Aggregate
 from domain.catalog import Group, Project, Role, checked_name
 from domain.errors import GroupNameTaken, NotFound
 from eventstore.pool import Connection
-from eventstore.store import EventStore, Metadata, Transaction
+from eventstore.records import Metadata
+from eventstore.store import EventStore, Transaction
 from projections import scim_groups
 from projections.scim_groups import GroupProjector
 

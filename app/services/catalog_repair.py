@@ -18,7 +18,8 @@ from app.services.catalog import CatalogService, lock_catalog
 from domain.catalog import Group, group_id_for
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import ASSIGNED_TX, EventStore, Metadata, Transaction
+from eventstore.records import Metadata
+from eventstore.store import ASSIGNED_TX, EventStore, Transaction
 from projections.scim import GROUP_TABLES, ScimProjection
 from projections.scim_groups import GroupProjector
 

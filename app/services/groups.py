@@ -12,7 +12,8 @@ from domain.catalog import Group, Project, Role
 from domain.errors import InvalidMember, NotFound, PreconditionFailed
 from domain.users import GroupChangeCause, User
 from eventstore.pool import Connection
-from eventstore.store import ConcurrencyConflict, EventStore, Metadata, Transaction
+from eventstore.records import Metadata
+from eventstore.store import ConcurrencyConflict, EventStore, Transaction
 from projections import scim_groups
 from projections.scim_groups import GroupProjector, GroupRow
 from scim.core_schemas import GROUP_SCHEMA

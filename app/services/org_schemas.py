@@ -22,7 +22,8 @@ import asyncpg
 from domain.errors import DomainError, NotFound
 from domain.org_schemas import OrgSchema, schema_id_for
 from eventstore.pool import Connection
-from eventstore.store import EventStore, Metadata
+from eventstore.records import Metadata
+from eventstore.store import EventStore
 from scim.core_schemas import USER
 from scim.declaration import (
     InvalidDeclaration,

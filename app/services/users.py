@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from domain.errors import NotFound, PreconditionFailed
 from domain.users import ADMIN_REMOVAL, Departure, User
 from eventstore.pool import Connection
-from eventstore.store import ConcurrencyConflict, EventStore, Metadata, Transaction
+from eventstore.records import Metadata
+from eventstore.store import ConcurrencyConflict, EventStore, Transaction
 from projections import scim_users
 from projections.scim_users import UserRow, row_of, scim_resource
 from scim.core_schemas import USER

@@ -22,7 +22,8 @@ from app.services import tenancy
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
 from domain.catalog import Project
-from eventstore.store import Metadata, Transaction
+from eventstore.records import Metadata
+from eventstore.store import Transaction
 from projections import audit
 from tests.conftest import Tenant, okta_user
 

@@ -23,7 +23,7 @@ from app.cli.exits import ExitCode
 from app.infrastructure.migrate import available_migrations
 from app.services import tenancy
 from app.services.container import Services
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from projections.audit import AccessInterval
 from projections.audit_history import HistoryEntry
 from tests.conftest import REPO

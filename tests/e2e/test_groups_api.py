@@ -12,7 +12,7 @@ import pytest
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
 from domain.errors import NameTaken
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from tests.conftest import Tenant, new_tenant, okta_user
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -24,7 +24,7 @@ from app.services.container import Services
 from eventstore.consumers import process_batch
 from eventstore.pool import create_pool
 from eventstore.positions import ensure_position
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from projections import seals
 from tests.conftest import create_database, drop_database
 

@@ -19,7 +19,7 @@ from domain.users import User
 from eventstore.consumers import process_batch
 from eventstore.positions import ensure_position
 from eventstore.rebuilds import rebuild, rebuild_beside
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from projections import audit
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess

@@ -11,7 +11,7 @@ import pytest
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
 from domain.errors import NameTaken
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 
 ADMIN = Metadata("admin:names")
 

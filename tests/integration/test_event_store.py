@@ -7,17 +7,12 @@ import asyncpg
 import pytest
 
 from domain.users import User
+from eventstore import log_reader
 from eventstore import store as store_module
+from eventstore.log_reader import LogWindow, scan_log
 from eventstore.pool import create_pool
-from eventstore.store import (
-    ConcurrencyConflict,
-    EventStore,
-    LogWindow,
-    Metadata,
-    RecordedEvent,
-    Transaction,
-    scan_log,
-)
+from eventstore.records import Metadata, RecordedEvent
+from eventstore.store import ConcurrencyConflict, EventStore, Transaction
 from tests.conftest import log_head, log_tail
 
 META = Metadata(actor="token:test", request_id="req-1")
@@ -280,14 +275,14 @@ async def test_readers_at_the_same_place_share_one_read_of_the_log(
 ) -> None:
     await _write_flipped_users(store, 10)
     reads = 0
-    database_read = store_module.read_log
+    database_read = log_reader.read_log
 
     async def counted(*args: Any, **kwargs: Any) -> list[RecordedEvent]:
         nonlocal reads
         reads += 1
         return await database_read(*args, **kwargs)
 
-    monkeypatch.setattr(store_module, "read_log", counted)
+    monkeypatch.setattr(log_reader, "read_log", counted)
     async with pool.acquire() as connection:
         start = (await log_tail(connection, 20))[0]
         window = LogWindow(capacity=100)

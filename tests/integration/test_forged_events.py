@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.services.catalog import PROJECT, ROLE
-from eventstore.store import ConcurrencyConflict, Metadata
+from eventstore.records import Metadata
+from eventstore.store import ConcurrencyConflict
 from projections import audit, audit_history, audit_state, scim_users
 from projections.scim import GROUP_TABLES
 from tests.integration.forgery import (

@@ -12,8 +12,9 @@ import pytest
 from app.services.container import Services
 from domain.users import User
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
+from eventstore.records import Metadata, RecordedEvent
 from eventstore.runner import Runner, RunnerOptions
-from eventstore.store import EventStore, Metadata, RecordedEvent, Transaction
+from eventstore.store import EventStore, Transaction
 from tests.conftest import start_at_log_head
 
 META = Metadata("token:notify-test")

@@ -12,7 +12,7 @@ from app.services import tenancy
 from app.services.container import Services
 from app.services.org_schemas import parse
 from domain.org_schemas import OrgSchema, schema_id_for
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from scim.core_schemas import USER
 from tests.integration.test_scim_projection import rebuild
 

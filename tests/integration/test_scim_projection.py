@@ -9,7 +9,7 @@ import pytest
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
 from domain.errors import UserNameTaken
-from eventstore.store import Metadata, RecordedEvent
+from eventstore.records import Metadata, RecordedEvent
 from projections import scim_users
 from projections.scim_paging import PageEnds
 from scim.filter import parse_filter
