@@ -25,7 +25,7 @@ from projections.arrays import columns_of
 from projections.scim_paging import PagedQuery, PageEnds
 from projections.scim_sql import Column, Parameters, QueryCompiler, Relation
 from scim.core_schemas import GROUP
-from scim.filter import AttrPath, Compare
+from scim.filter_tree import AttrPath, Compare
 from scim.query import ListQuery
 
 GROUP_COLUMNS = {

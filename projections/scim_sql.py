@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scim.errors import invalid_filter
-from scim.filter import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
+from scim.filter_tree import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
 from scim.folding import fold
 from scim.instants import parse_instant
 from scim.resource_type import Resolved, ResourceType

@@ -16,7 +16,7 @@ import msgspec
 
 from scim.core_schemas import GROUP
 from scim.errors import ScimError, invalid_path, invalid_value, mutability
-from scim.filter import Compare, Filter, Or, PatchPath
+from scim.filter_tree import Compare, Filter, Or, PatchPath
 from scim.folding import fold
 from scim.patch import PatchOperation
 

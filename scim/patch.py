@@ -18,19 +18,8 @@ from typing import Any
 import msgspec
 
 from scim.errors import invalid_path, invalid_value, mutability, no_target, too_many
-from scim.filter import (
-    And,
-    AttrPath,
-    Compare,
-    Filter,
-    Not,
-    Or,
-    PatchPath,
-    Present,
-    ValuePath,
-    leaves,
-    parse_patch_path,
-)
+from scim.filter import parse_patch_path
+from scim.filter_tree import And, AttrPath, Compare, Filter, Not, Or, PatchPath, Present, ValuePath, leaves
 from scim.folding import fold
 from scim.resource_type import Resolved, ResourceType, validate_values
 from scim.schema import MAX_IDENTIFIER_LENGTH, READ_ONLY, Attribute, Schema

@@ -16,7 +16,7 @@ def select_attributes(
     exclude: Iterable[Any] | None,
 ) -> dict[str, Any]:
     """RFC 7644 §3.9 `attributes` / `excludedAttributes` on a rendered resource. `schemas` and `id` are
-    always returned; unknown names are ignored. The paths are `scim.filter.AttrPath`s. With neither, the
+    always returned; unknown names are ignored. The paths are `scim.filter_tree.AttrPath`s. With neither, the
     document itself: most requests select nothing, and copying it was measurable."""
     include, exclude = list(include or ()), list(exclude or ())
     if not include and not exclude:

@@ -14,8 +14,9 @@ from app.http.bodies import decode_as
 from app.http.endpoint import services_of
 from app.infrastructure.settings import Settings
 from scim.errors import invalid_syntax, invalid_value
-from scim.filter import AttrPath, parse_attr_path, parse_attribute_list
+from scim.filter import parse_attr_path, parse_attribute_list
 from scim.filter_cost import parse_bounded_filter
+from scim.filter_tree import AttrPath
 from scim.query import SEARCH_REQUEST, ListQuery, SearchRequest
 
 # Far beyond any real page, and within PostgreSQL's bigint for LIMIT and OFFSET.

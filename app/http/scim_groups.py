@@ -24,7 +24,7 @@ from projections import scim_groups
 from projections.scim_groups import GroupRow, Member
 from scim.core_schemas import CORE_GROUP, GROUP
 from scim.errors import ScimError, invalid_value
-from scim.filter import AttrPath
+from scim.filter_tree import AttrPath
 from scim.group_patch import GroupChange, plan_patch, plan_put
 from scim.query import ListQuery
 from scim.selection import select_attributes

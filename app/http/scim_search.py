@@ -7,7 +7,7 @@ The root `/.search` answers with the users and then the groups: the two lists ar
 each in the order a GET of its own would give (`sortBy` sorts within each type), and `startIndex` and `count`
 page through that concatenation; totalResults counts both. A filter may name attributes of both types
 (`userName pr or members pr`): for each type, a comparison on an attribute it lacks is decided as on an
-unassigned attribute (`scim.filter.restrict`), so `userName pr` lists no group and `not (userName pr)` every
+unassigned attribute (`scim.filter_tree.restrict`), so `userName pr` lists no group and `not (userName pr)` every
 group. `sortBy` sorts the types that have the attribute. An attribute neither type has is refused.
 """
 
@@ -30,7 +30,7 @@ from app.http.scim_users import user_type, users_page
 from app.services.tenancy import Principal
 from scim.core_schemas import GROUP
 from scim.errors import invalid_filter, invalid_value
-from scim.filter import AttrPath, leaves, restrict
+from scim.filter_tree import AttrPath, leaves, restrict
 from scim.query import ListQuery
 from scim.resource_type import ResourceType
 

@@ -25,20 +25,8 @@ from projections.scim_sql import Parameters
 from projections.scim_users import USER_QUERIES
 from scim.core_schemas import USER
 from scim.errors import ScimError
-from scim.filter import (
-    COMPARE_OPERATORS,
-    MAX_FILTER_LENGTH,
-    And,
-    AttrPath,
-    Compare,
-    Filter,
-    Not,
-    Or,
-    Present,
-    ValuePath,
-    _parse_general,
-    parse_filter,
-)
+from scim.filter import COMPARE_OPERATORS, MAX_FILTER_LENGTH, _parse_general, parse_filter
+from scim.filter_tree import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
 from scim.group_patch import plan_patch
 from scim.patch import PatchRequest, apply_patch, parse_operations
 from scim.schema import IDENTIFIERS, MAX_IDENTIFIER_LENGTH
