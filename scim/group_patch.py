@@ -18,7 +18,7 @@ from scim.core_schemas import GROUP
 from scim.errors import ScimError, invalid_path, invalid_value, mutability
 from scim.filter_tree import Compare, Filter, Or, PatchPath
 from scim.folding import fold
-from scim.patch import PatchOperation
+from scim.patch_request import PatchOperation
 
 RENAME_REFUSED = (
     "Groups are named after their project and role in the app and cannot be renamed through SCIM. "

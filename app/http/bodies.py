@@ -15,7 +15,7 @@ from starlette.requests import Request
 from app.http.endpoint import services_of
 from domain.errors import NotFound
 from scim.errors import ScimError, invalid_syntax, invalid_value
-from scim.patch import PatchOperation, PatchRequest, parse_operations
+from scim.patch_request import PatchOperation, PatchRequest, parse_operations
 
 _decoder = msgspec.json.Decoder()
 

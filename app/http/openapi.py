@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from scim.core_schemas import GROUP, USER
-from scim.patch import PatchRequest
+from scim.patch_request import PatchRequest
 from scim.query import SearchRequest
 
 SCIM = "application/scim+json"

@@ -19,7 +19,7 @@ from projections import scim_users
 from projections.scim_users import UserRow
 from scim.core_schemas import CORE_USER, USER
 from scim.errors import invalid_value
-from scim.patch import PatchOperation
+from scim.patch_request import PatchOperation
 from scim.query import ListQuery
 from scim.resource_type import ResourceType
 from scim.selection import select_attributes

@@ -17,7 +17,8 @@ from eventstore.store import ConcurrencyConflict, EventStore, Transaction
 from projections import scim_users
 from projections.scim_users import UserRow, row_of, scim_resource
 from scim.core_schemas import USER
-from scim.patch import DEFAULT_LIMITS, PatchLimits, PatchOperation, apply_patch
+from scim.patch import DEFAULT_LIMITS, PatchLimits, apply_patch
+from scim.patch_request import PatchOperation
 from scim.resource_type import ResourceType
 
 # A PATCH or PUT that loses a race is decided again on the newer state, unless the client pinned the version
