@@ -9,16 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from scim.core_schemas import GROUP, USER
-from scim.patch_request import PatchRequest
-from scim.query import SearchRequest
+from app.http.openapi_components import FIXED_SCHEMAS, INSTANT, list_of, ref, resource_schemas
 
 SCIM = "application/scim+json"
-_REF = "#/components/schemas/"
 
 _ERRORS = {
     400: "The request is malformed or breaks a SCIM rule; `scimType` says which.",
@@ -39,10 +35,6 @@ _ERRORS = {
 }
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
-
 def _json(schema: dict[str, Any], media_type: str = SCIM) -> dict[str, Any]:
     return {"content": {media_type: {"schema": schema}}}
 
@@ -51,9 +43,9 @@ def _responses(success: dict[int, tuple[str, str | None]], *errors: int) -> dict
     """`success` maps a status to (description, schema name or None for no body)."""
     responses: dict[str, Any] = {}
     for status, (description, schema) in success.items():
-        responses[str(status)] = {"description": description, **(_json(_ref(schema)) if schema else {})}
+        responses[str(status)] = {"description": description, **(_json(ref(schema)) if schema else {})}
     for status in errors:
-        responses[str(status)] = {"description": _ERRORS[status], **_json(_ref("Error"))}
+        responses[str(status)] = {"description": _ERRORS[status], **_json(ref("Error"))}
     return responses
 
 
@@ -85,13 +77,12 @@ _LISTING = [
     *_SELECTION,
 ]
 _AUTHED = [401, 403, 429, 503]
-_INSTANT = {"type": "string", "format": "date-time"}
 
 
 def _body(schema: str) -> dict[str, Any]:
     return {
         "required": True,
-        "content": {SCIM: {"schema": _ref(schema)}, "application/json": {"schema": _ref(schema)}},
+        "content": {SCIM: {"schema": ref(schema)}, "application/json": {"schema": ref(schema)}},
     }
 
 
@@ -141,7 +132,7 @@ def _scim_resource(kind: str, input_schema: str) -> dict[str, Any]:
 def _discovery(path: str, summary: str, item: bool = False) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": summary, **_json({"type": "object"})}}
     if item:
-        responses["404"] = {"description": "No such entry.", **_json(_ref("Error"))}
+        responses["404"] = {"description": "No such entry.", **_json(ref("Error"))}
     return {"get": {"summary": summary, "security": [], "responses": responses}}
 
 
@@ -173,67 +164,6 @@ def _probe(summary: str, statuses: dict[int, str], media_type: str = "applicatio
     }
 
 
-_META = {
-    "type": "object",
-    "properties": {
-        "resourceType": {"type": "string", "enum": ["User", "Group"]},
-        "created": _INSTANT,
-        "lastModified": _INSTANT,
-        "location": {"type": "string"},
-        "version": {"type": "string"},
-    },
-}
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["schemas", "status", "detail"],
-        "properties": {
-            "schemas": {"const": ["urn:ietf:params:scim:api:messages:2.0:Error"]},
-            "status": {"type": "string", "pattern": "^[1-5][0-9][0-9]$"},
-            "scimType": {"type": "string"},
-            "detail": {"type": "string", "minLength": 1},
-        },
-    },
-    "AuditReport": {"type": "object"},
-    "AuditHistoryPage": {
-        "type": "object",
-        "required": ["events", "next"],
-        "properties": {
-            "events": {"type": "array", "items": {"type": "object"}},
-            "next": {"type": ["string", "null"]},
-        },
-    },
-}
-
-
-def _resource_schemas() -> dict[str, Any]:
-    """Request bodies described by the very msgspec types the service decodes them with, and the resources
-    it returns: those attributes, plus the ones only the server sets."""
-    (user, group, patch, search), schemas = msgspec.json.schema_components(
-        [USER.validator, GROUP.validator, PatchRequest, SearchRequest], ref_template=_REF + "{name}"
-    )
-    readable = {
-        "schemas": {"type": "array", "items": {"type": "string"}},
-        "id": {"type": "string", "format": "uuid"},
-    }
-    returned_groups = {"type": "array", "items": {"type": "object", "required": ["value"]}}
-    for name, sent, server_set in (("User", user, {"groups": returned_groups}), ("Group", group, {})):
-        schemas[f"{name}Input"] = sent
-        schemas[name] = {
-            "type": "object",
-            "required": ["schemas", "id"],
-            "properties": {
-                **schemas[sent["$ref"].removeprefix(_REF)]["properties"],
-                **readable,
-                "meta": _META,
-                **server_set,
-            },
-        }
-    schemas["PatchOp"] = patch
-    schemas["SearchRequestBody"] = search
-    return schemas
-
-
 def _search(operation_id: str, summary: str, listed: str) -> dict[str, Any]:
     return {
         "post": {
@@ -242,21 +172,6 @@ def _search(operation_id: str, summary: str, listed: str) -> dict[str, Any]:
             "requestBody": _body("SearchRequestBody"),
             "responses": _responses({200: ("A ListResponse.", listed)}, 400, 413, *_AUTHED),
         }
-    }
-
-
-def _list_of(*kinds: str) -> dict[str, Any]:
-    items = _ref(kinds[0]) if len(kinds) == 1 else {"anyOf": [_ref(kind) for kind in kinds]}
-    return {
-        "type": "object",
-        "required": ["schemas", "totalResults", "startIndex", "itemsPerPage", "Resources"],
-        "properties": {
-            "schemas": {"const": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]},
-            "totalResults": {"type": "integer", "minimum": 0},
-            "startIndex": {"type": "integer", "minimum": 1},
-            "itemsPerPage": {"type": "integer", "minimum": 0},
-            "Resources": {"type": "array", "items": items},
-        },
     }
 
 
@@ -289,8 +204,8 @@ def document() -> dict[str, Any]:
         "responses": _responses({}, 403, 401, 429, 503),
     }
     period = [
-        _query("since", _INSTANT, "Only events at or after this instant."),
-        _query("until", _INSTANT, "Only events before this instant."),
+        _query("since", INSTANT, "Only events at or after this instant."),
+        _query("until", INSTANT, "Only events before this instant."),
     ]
     return {
         "openapi": "3.1.0",
@@ -368,14 +283,14 @@ def document() -> dict[str, Any]:
                 "/audit/as-of": _audit(
                     "auditAsOf",
                     "Users, groups and memberships as they stood at an instant, replayed from the log.",
-                    [_query("at", _INSTANT, "The instant to replay to.", required=True)],
+                    [_query("at", INSTANT, "The instant to replay to.", required=True)],
                 ),
                 "/audit/access": _audit(
                     "auditAccess",
                     "Who held which Project × Role when, and who granted and revoked it.",
                     [
-                        _query("from", _INSTANT, "Start of the review period.", required=True),
-                        _query("to", _INSTANT, "End of the review period.", required=True),
+                        _query("from", INSTANT, "Start of the review period.", required=True),
+                        _query("to", INSTANT, "End of the review period.", required=True),
                         _query("project", {"type": "string"}, "Only this project."),
                         _query("role", {"type": "string"}, "Only this role."),
                         _query("user", {"type": "string"}, "Only this user."),
@@ -400,11 +315,11 @@ def document() -> dict[str, Any]:
                 }
             },
             "schemas": {
-                **_SCHEMAS,
-                **_resource_schemas(),
-                "UsersList": _list_of("User"),
-                "GroupsList": _list_of("Group"),
-                "SearchList": _list_of("User", "Group"),
+                **FIXED_SCHEMAS,
+                **resource_schemas(),
+                "UsersList": list_of("User"),
+                "GroupsList": list_of("Group"),
+                "SearchList": list_of("User", "Group"),
             },
         },
     }
