@@ -1,5 +1,5 @@
 """The append statement: its SQL, the streams' new events encoded as its parameters, and a follow-up write
-riding in it (see FollowUp)."""
+riding in it (see inline_projection.FollowUp)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from eventstore.codec import AggregateEvent, decode_event
 
 
 class LogPosition(NamedTuple):
-    """Where a reader of the whole log stands: (transaction id, position). See `read_log`."""
+    """Where a reader of the whole log stands: (transaction id, position). See log_reader.read_log."""
 
     tx: int
     position: int

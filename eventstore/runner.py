@@ -3,9 +3,9 @@
 For each consumer, one task:
 - holds a session advisory lock named after the consumer, so at most one process runs it (the others wait
   in standby and take over when it goes away);
-- reads the events after the consumer's position in commit-safe order (see store.read_log), examining a
-  batch of the log and keeping the events of its types (see store.scan_log); the consumers of one runner
-  share what is read (see store.LogWindow), so each part of the log is read and decoded once;
+- reads the events after the consumer's position in commit-safe order (see log_reader.read_log), examining a
+  batch of the log and keeping the events of its types (see log_reader.scan_log); the consumers of one runner
+  share what is read (see log_reader.LogWindow), so each part of the log is read and decoded once;
 - applies them and records where the batch ended in one transaction, which opens by locking and
   re-reading the position row, so a batch never applies on top of a position someone else moved (a
   rebuild);

@@ -105,7 +105,7 @@ async def test_an_expected_version_ahead_of_the_stream_is_a_conflict(store: Even
     assert [item.version for item in await store.read_stream(org_id, user.id)] == [1]
 
 
-# One event and several take different statements (see store._APPEND_ONE).
+# One event and several take different statements (see appends.APPEND_ONE).
 @pytest.mark.parametrize("flips", [1, 2])
 async def test_concurrent_writers_with_the_same_expected_version_one_wins(
     store: EventStore, flips: int
