@@ -1,7 +1,7 @@
 """The composition root: the one place that builds what a scimledger process runs on, and closes it.
 
-`bootstrap` is entered by `serve`'s HTTP lifespan (app/main.py), by `scimledger worker` and by every other
-command (app/cli.py). Each builds the same things in the same order (the database's URL, the pool, the
+`bootstrap` is entered by `serve`'s HTTP lifespan (app/http/app.py), by `scimledger worker` and by every other
+command (app/cli/main.py). Each builds the same things in the same order (the database's URL, the pool, the
 schema check or migration, the services, the runner when asked) and closes them in the reverse order; the
 callers differ only in what they ask for:
 
@@ -25,17 +25,17 @@ from pathlib import Path
 
 import asyncpg
 
-from app.admission import Admission
-from app.catalog import CatalogService
-from app.database import database_location, database_url, embedded_exists
-from app.groups import GroupService
-from app.migrate import NotMigrated, migrate, require_current_schema
-from app.org_schemas import OrgSchemaService, UserTypes
-from app.ratelimit import RateLimiter
-from app.services import Services
-from app.settings import Settings
-from app.tenancy import Authenticator
-from app.users import UserService
+from app.infrastructure.admission import Admission
+from app.infrastructure.database import database_location, database_url, embedded_exists
+from app.infrastructure.migrate import NotMigrated, migrate, require_current_schema
+from app.infrastructure.ratelimit import RateLimiter
+from app.infrastructure.settings import Settings
+from app.services.catalog import CatalogService
+from app.services.container import Services
+from app.services.groups import GroupService
+from app.services.org_schemas import OrgSchemaService, UserTypes
+from app.services.tenancy import Authenticator
+from app.services.users import UserService
 from eventstore.notify import CommitNotifier
 from eventstore.pool import create_pool
 from eventstore.runner import Runner, RunnerOptions
@@ -43,7 +43,7 @@ from eventstore.store import EventStore
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess
 from projections.scim import ScimProjection
-from projections.scim_sql import PageEnds
+from projections.scim_paging import PageEnds
 from projections.seals import Sealer
 from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates
 

@@ -40,10 +40,10 @@ from load.run import Server, free_port  # beside this script
 from replay_rebuild import history
 from scratch import copy_events, scratch_database
 
-from app import tenancy
-from app.database import database_url
-from app.migrate import migrate
-from app.settings import Settings
+from app.infrastructure.database import database_url
+from app.infrastructure.migrate import migrate
+from app.infrastructure.settings import Settings
+from app.services import tenancy
 from eventstore.pool import init_connection
 
 HERE = Path(__file__).resolve().parent.parent

@@ -31,8 +31,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from app.database import database_url  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.infrastructure.database import database_url  # noqa: E402
+from app.infrastructure.settings import Settings  # noqa: E402
 from bench.load.run import Run, Server, errors_logged, free_port, write_lines, wrk  # noqa: E402
 from bench.scratch import scratch_database  # noqa: E402
 

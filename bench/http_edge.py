@@ -35,8 +35,8 @@ import httpx
 from load.run import Server, free_port, write_lines, wrk  # beside this script
 from scratch import scratch_database
 
-from app.database import database_url
-from app.settings import Settings
+from app.infrastructure.database import database_url
+from app.infrastructure.settings import Settings
 
 THIS_TREE = Path(__file__).resolve().parents[1]
 HUGE_CLIENTS, HUGE_BYTES, HUGE_CHUNK = 8, 128 * 1024 * 1024, 64 * 1024

@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from scratch import scratch_database  # noqa: E402
 
-from app.database import database_url  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.infrastructure.database import database_url  # noqa: E402
+from app.infrastructure.settings import Settings  # noqa: E402
 from bench.load.run import (  # noqa: E402
     LOGS,
     Server,

@@ -24,14 +24,14 @@ import httpx
 from asgi_lifespan import LifespanManager
 from scratch import scratch_database  # beside this script
 
-from app import tenancy
 from app.bootstrap import build_services
-from app.catalog import PROJECT, ROLE
-from app.database import database_url
-from app.main import create_app
-from app.settings import Settings
+from app.http.app import create_app
+from app.infrastructure.database import database_url
+from app.infrastructure.settings import Settings
+from app.services import tenancy
+from app.services.catalog import PROJECT, ROLE
 from eventstore.pool import create_pool
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 

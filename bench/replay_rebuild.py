@@ -20,14 +20,14 @@ import uuid
 
 from scratch import copy_events, event_rows, scratch_database  # beside this script
 
-from app.database import database_url
-from app.migrate import migrate
-from app.settings import Settings
+from app.infrastructure.database import database_url
+from app.infrastructure.migrate import migrate
+from app.infrastructure.settings import Settings
 from domain.catalog import Group, Project, Role
 from domain.users import User
 from eventstore.pool import create_pool
-from eventstore.runner import rebuild, rebuild_beside
-from eventstore.store import EVENT_COLUMNS, RecordedEvent
+from eventstore.rebuilds import rebuild, rebuild_beside
+from eventstore.records import EVENT_COLUMNS, RecordedEvent
 from projections import audit
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess

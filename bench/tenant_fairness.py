@@ -42,8 +42,8 @@ import httpx
 from load.run import Server, errors_logged, free_port, percentile  # bench/load/run.py, beside this script
 from scratch import scratch_database  # beside this script
 
-from app.database import database_url
-from app.settings import Settings
+from app.infrastructure.database import database_url
+from app.infrastructure.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """Every refusal of the domain and the services, in one module; the HTTP edge translates them to SCIM errors
-by one table (`app.http.DOMAIN_ERROR_ANSWERS`), the CLI to messages. The store's own errors (a concurrency
-conflict) live in the store: they are not the domain's refusals."""
+by one table (`app.http.errors.DOMAIN_ERROR_ANSWERS`), the CLI to messages. The store's own errors (a
+concurrency conflict) live in the store: they are not the domain's refusals."""
 
 from __future__ import annotations
 

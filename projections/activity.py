@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from eventstore.pool import Connection
-from eventstore.store import RecordedEvent, Transaction
+from eventstore.records import RecordedEvent
+from eventstore.store import Transaction
 
 
 class ProvisioningActivity:

@@ -18,9 +18,11 @@ from domain import catalog
 from domain.catalog import Group, Project, Role
 from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
-from eventstore.store import RecordedEvent, Transaction
+from eventstore.records import RecordedEvent
+from eventstore.store import Transaction
+from projections.analytics_profile import enterprise_columns, primary_email, profile_columns
 from projections.arrays import columns_of
-from scim.schema import ENTERPRISE_USER
+from scim.core_schemas import ENTERPRISE_USER
 
 Pair = tuple[uuid.UUID, uuid.UUID, uuid.UUID]  # org, user, group
 Key = tuple[uuid.UUID, uuid.UUID]  # org, entity
@@ -50,34 +52,6 @@ _USER_TYPES = frozenset(
     }
 )
 _CATALOG_TYPES = frozenset(catalog.EVENT_TYPE_NAMES)
-
-
-def _email(emails: Any) -> str | None:
-    if not isinstance(emails, list) or not emails:
-        return None
-    primary = next((email for email in emails if isinstance(email, dict) and email.get("primary")), emails[0])
-    value = primary.get("value") if isinstance(primary, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def _profile(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "user_name": attributes.get("userName"),
-        "external_id": attributes.get("externalId"),
-        "display_name": attributes.get("displayName"),
-        "email": _email(attributes.get("emails")),
-        **_enterprise(attributes.get(ENTERPRISE_USER)),
-    }
-
-
-def _enterprise(extension: Any) -> dict[str, Any]:
-    """The department and the manager's id, from the Enterprise User extension's object (None if absent)."""
-    extension = extension if isinstance(extension, dict) else {}
-    manager = extension.get("manager")
-    return {
-        "department": extension.get("department"),
-        "manager_id": manager.get("value") if isinstance(manager, dict) else None,
-    }
 
 
 # An interval is a list in this column order, written to COPY as it is; a revocation fills three slots.
@@ -221,7 +195,7 @@ class AnalyticsAccess:
         payload = event.payload
         if event.type == User.Provisioned.TOPIC:
             batch.new_users[key] = {
-                **_profile(payload["attributes"]),
+                **profile_columns(payload["attributes"]),
                 "active": payload["active"],
                 "member": True,
                 "deleted": False,
@@ -238,14 +212,14 @@ class AnalyticsAccess:
                 elif attribute in payload["removed"]:
                     changes[column] = None
             if "emails" in payload["changed"]:
-                changes["email"] = _email(payload["changed"]["emails"])
+                changes["email"] = primary_email(payload["changed"]["emails"])
             elif "emails" in payload["removed"]:
                 changes["email"] = None
             # The extension is one top-level attribute: a change carries all of it, so what it lacks is gone.
             if ENTERPRISE_USER in payload["changed"]:
-                changes.update(_enterprise(payload["changed"][ENTERPRISE_USER]))
+                changes.update(enterprise_columns(payload["changed"][ENTERPRISE_USER]))
             elif ENTERPRISE_USER in payload["removed"]:
-                changes.update(_enterprise(None))
+                changes.update(enterprise_columns(None))
         elif event.type in (User.Deactivated.TOPIC, User.Reactivated.TOPIC):
             changes["active"] = event.type == User.Reactivated.TOPIC
         elif event.type == User.Deleted.TOPIC:

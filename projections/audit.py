@@ -16,7 +16,8 @@ from typing import Any
 from domain.catalog import Group, Project, Role
 from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
-from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, RecordedEvent
+from eventstore.store import ASSIGNED_TX
 from scim.folding import fold
 
 

@@ -19,7 +19,7 @@ from domain.catalog import Group, Project, Role
 from domain.org_schemas import OrgSchema
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, LogPosition, RecordedEvent
 from projections.audit import Snapshot
 
 # The events that name groups: a history page replays these alone up to its cursor (a partial index,
@@ -191,7 +191,7 @@ class HistoryPage:
 # Log order within one organization (migration 0015's index), and only below the snapshot's xmin: an event
 # of a transaction still in flight may yet commit with a smaller `tx` than one already read, and would then
 # fall behind a cursor already handed out. Everything below the xmin is settled, so paging by (tx, position)
-# returns every event exactly once, as the runner reads the log (eventstore/store.py).
+# returns every event exactly once, as the runner reads the log (eventstore/log_reader.py).
 _PAGE = f"""
 SELECT {EVENT_COLUMNS} FROM events
 WHERE org_id = $1 AND (org_id, tx, position) > ($1, $2::xid8, $3::bigint)

@@ -24,7 +24,7 @@ import msgspec
 from domain.catalog import Group, Project, Role
 from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, LogPosition, RecordedEvent
 from projections.audit import Snapshot
 from scim.folding import fold
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from domain.org_schemas import EVENT_TYPE_NAMES
 from eventstore.pool import Connection
-from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, RecordedEvent
+from eventstore.store import ASSIGNED_TX
 
 _UPSERT = """
 INSERT INTO org_schemas (org_id, schema_id, urn, declaration, version, declared_at, declared_by)

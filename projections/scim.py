@@ -1,8 +1,8 @@
 """Everything SCIM reads, kept inline: users, groups, memberships, the catalog and organizations' schemas.
 
-`ScimProjection` is the event store's inline projection (eventstore.store.InlineProjection), registered once
-where the services are built: the store writes it in every transaction that appends events, so no writer
-can forget it. `rebuild` recreates all of it from the log alone, through the same code.
+`ScimProjection` is the event store's inline projection (eventstore.inline_projection.InlineProjection),
+registered once where the services are built: the store writes it in every transaction that appends
+events, so no writer can forget it. `rebuild` recreates all of it from the log alone, through the same code.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from eventsourcing.utils import get_topic
 
 from domain.org_schemas import EVENT_TYPE_NAMES as ORG_SCHEMA_EVENT_TYPES
 from domain.users import User
+from eventstore.inline_projection import FollowUp
 from eventstore.pool import Connection
-from eventstore.store import ASSIGNED_TX, EVENT_COLUMNS, FollowUp, RecordedEvent, Transaction
+from eventstore.records import EVENT_COLUMNS, RecordedEvent
+from eventstore.store import ASSIGNED_TX, Transaction
 from projections import org_schemas, scim_users
 from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector

@@ -20,12 +20,13 @@ from domain.catalog import EVENT_TYPES as CATALOG_EVENT_TYPES
 from domain.errors import DomainError, GroupNameTaken, NameTaken
 from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
-from eventstore.store import RecordedEvent
+from eventstore.records import RecordedEvent
 from projections.arrays import columns_of
-from projections.scim_sql import Column, PagedQuery, PageEnds, Parameters, QueryCompiler, Relation
-from scim.filter import AttrPath, Compare
+from projections.scim_paging import PagedQuery, PageEnds
+from projections.scim_sql import Column, Parameters, QueryCompiler, Relation
+from scim.core_schemas import GROUP
+from scim.filter_tree import AttrPath, Compare
 from scim.query import ListQuery
-from scim.schema import GROUP
 
 GROUP_COLUMNS = {
     "id": Column("scim_groups.group_id::text", case_exact=True, unique=True),

@@ -21,12 +21,16 @@ from eventsourcing.utils import get_topic
 from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
 from eventstore.codec import decode_event
+from eventstore.inline_projection import FollowUp
 from eventstore.pool import Connection
-from eventstore.store import ASSIGNED_TX, FollowUp, RecordedEvent
-from projections.scim_sql import Column, PagedQuery, PageEnds, QueryCompiler, Relation
+from eventstore.records import RecordedEvent
+from eventstore.store import ASSIGNED_TX
+from projections.scim_paging import PagedQuery, PageEnds
+from projections.scim_sql import Column, QueryCompiler, Relation
+from scim.core_schemas import USER
 from scim.folding import fold
 from scim.query import ListQuery
-from scim.schema import USER, ResourceType
+from scim.resource_type import ResourceType
 
 USER_COLUMNS = {
     "id": Column("user_id::text", case_exact=True, unique=True),

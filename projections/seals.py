@@ -9,7 +9,7 @@ also rewrite this table (a database superuser) could recompute the seals; a head
 The seals are evidence: the database refuses to update, delete or truncate them (migration 0011), the
 runner only appends, and nothing rebuilds them, since a rebuild would seal whatever the log holds now,
 edits included. Events the sealer cannot reach are evidence too: the runner reads below the oldest running
-transaction (see eventstore/store.py), so an event whose `tx` no transaction has committed would stay
+transaction (see eventstore/log_reader.py), so an event whose `tx` no transaction has committed would stay
 unsealed forever while a rebuild of the SCIM projection applied it. `verify` fails on such an event, on an
 event the sealer has passed without a seal, and on one left unsealed longer than a bound.
 """
@@ -25,9 +25,11 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
+from eventstore.consumers import process_batch
 from eventstore.pool import Connection
-from eventstore.runner import ensure_position, process_batch
-from eventstore.store import EVENT_COLUMNS, LogPosition, RecordedEvent, Transaction
+from eventstore.positions import ensure_position
+from eventstore.records import EVENT_COLUMNS, LogPosition, RecordedEvent
+from eventstore.store import Transaction
 
 SEALER = "audit.seals"
 GENESIS = bytes(32)

@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Sequence
 
 from domain.users import User
-from eventstore.store import Metadata, RecordedEvent, Transaction
+from eventstore.records import Metadata, RecordedEvent
+from eventstore.store import Transaction
 
 
 class UserReactor:

@@ -14,7 +14,8 @@ from typing import Any, cast
 
 import msgspec
 
-from scim.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER, READ_WRITE, Attribute, Mutability, Schema
+from scim.core_schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER
+from scim.schema import READ_WRITE, Attribute, Mutability, Schema
 
 TYPES = ("string", "boolean", "decimal", "integer", "dateTime", "reference", "binary", "complex")
 # readOnly values are the server's and writeOnly ones are never kept (scim/schema.py's `stored`): an
@@ -181,8 +182,8 @@ def _check_attribute(attribute: AttributeDeclaration, path: str, nested: bool) -
             "of custom attributes; use 'none'."
         )
     if nested and attribute.required:
-        # Only an extension's own attributes are checked for presence (scim/schema.py builds the values of a
-        # complex attribute without required fields, as the core schema's sub-attributes need none).
+        # Only an extension's own attributes are checked for presence (scim/resource_type.py builds the values
+        # of a complex attribute without required fields, as the core schema's sub-attributes need none).
         raise refuse("a sub-attribute cannot be required; make the complex attribute itself required.")
     if attribute.canonical_values and attribute.type not in ("string", "reference"):
         raise refuse(f"canonicalValues apply to string attributes, not to a {attribute.type}.")

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 
 from scim.errors import invalid_filter
-from scim.filter import And, Compare, Filter, Not, Or, Present, ValuePath, parse_filter
+from scim.filter import parse_filter
+from scim.filter_tree import And, Compare, Filter, Not, Or, Present, ValuePath
 
 SUBSTRING_OPERATORS = frozenset({"co", "ew"})
 # A JSON string, as the filter grammar's tokenizer reads one, and an operator: a word of its own as that

@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from scim.core_schemas import GROUP
 from scim.errors import ScimError, invalid_path, invalid_value, mutability
-from scim.filter import Compare, Filter, Or, PatchPath
+from scim.filter_tree import Compare, Filter, Or, PatchPath
 from scim.folding import fold
-from scim.patch import PatchOperation
-from scim.schema import GROUP
+from scim.patch_request import PatchOperation
 
 RENAME_REFUSED = (
     "Groups are named after their project and role in the app and cannot be renamed through SCIM. "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from scim.filter import AttrPath, Filter
+from scim.filter_tree import AttrPath, Filter
 
 
 class ListQuery(msgspec.Struct, frozen=True):

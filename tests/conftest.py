@@ -25,16 +25,18 @@ import pytest
 from asgi_lifespan import LifespanManager
 from starlette.routing import Mount, Route
 
-from app import tenancy
 from app.bootstrap import build_services
-from app.database import start_embedded
-from app.main import create_app
-from app.migrate import migrate
-from app.services import Services
-from app.settings import Settings
+from app.http.app import create_app
+from app.infrastructure.database import start_embedded
+from app.infrastructure.migrate import migrate
+from app.infrastructure.settings import Settings
+from app.services import tenancy
+from app.services.container import Services
 from eventstore.pool import Connection, create_pool
-from eventstore.runner import Runner, RunnerOptions, ensure_position
-from eventstore.store import LOG_START, EventStore, LogPosition
+from eventstore.positions import ensure_position
+from eventstore.records import LOG_START, LogPosition
+from eventstore.runner import Runner, RunnerOptions
+from eventstore.store import EventStore
 
 REPO = Path(__file__).resolve().parent.parent
 # Schemathesis cases run, by operation, for the summary at the end of the run (tests/e2e/test_fuzz.py).

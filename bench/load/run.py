@@ -36,8 +36,8 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 
-from app.database import database_url
-from app.settings import Settings
+from app.infrastructure.database import database_url
+from app.infrastructure.settings import Settings
 from domain.users import User
 from eventstore.pool import create_pool
 from projections import scim_users

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app import tenancy
+from app.services import tenancy
 from eventstore.runner import Runner
 from tests.conftest import Tenant, okta_user
 from tests.e2e.test_reactors import user_events, within

@@ -12,11 +12,11 @@ import asyncpg
 import httpx
 import pytest
 
-from app.api_users import patch_operations
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.http.bodies import patch_operations
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.errors import MAX_NAMED_MEMBERS, InvalidMember, moment
-from eventstore.store import EVENT_COLUMNS, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, RecordedEvent
 from reactors.membership import RemovalDeactivates
 from scim.group_patch import plan_patch
 from scim.query import SEARCH_REQUEST

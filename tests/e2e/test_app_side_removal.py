@@ -13,9 +13,9 @@ import uuid
 import asyncpg
 import httpx
 
-from app.services import Services
+from app.services.container import Services
 from domain.errors import moment
-from eventstore.store import EVENT_COLUMNS
+from eventstore.records import EVENT_COLUMNS
 from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates, UserReactor
 from tests.conftest import Tenant, okta_user
 from tests.e2e.test_groups_api import ADMIN, Catalog, find_group, make_catalog, member_ids, patch

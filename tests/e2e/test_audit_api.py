@@ -16,13 +16,14 @@ import msgspec
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app import tenancy
-from app.catalog import PROJECT, ROLE
-from app.main import create_app
-from app.services import Services
-from app.settings import Settings
+from app.http.app import create_app
+from app.infrastructure.settings import Settings
+from app.services import tenancy
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.catalog import Project
-from eventstore.store import Metadata, Transaction
+from eventstore.records import Metadata
+from eventstore.store import Transaction
 from projections import audit
 from tests.conftest import Tenant, okta_user
 
@@ -458,7 +459,7 @@ async def test_history_holds_back_what_a_transaction_in_flight_could_still_put_b
 async def test_a_streamed_answer_or_a_refusal_gives_its_organizations_slot_back(
     story: Story, settings: Settings
 ) -> None:
-    """A request holds one of its organization's slots (app/admission.py) until its response has ended, even
+    """A request holds one of its organization's slots (app/infrastructure/admission.py) until its response has ended, even
     one streamed after the handler returned, or one refused with an error: with one slot, each next request
     is served, never a 429."""
     one_slot = msgspec.structs.replace(settings, org_concurrency=1)

@@ -11,8 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.errors import NameTaken
 from tests.conftest import Tenant, okta_user
 from tests.e2e.test_groups_api import ADMIN

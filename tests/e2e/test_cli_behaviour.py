@@ -18,12 +18,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from app import tenancy
-from app.cli import ACCESS_COLUMNS, HISTORY_COLUMNS
-from app.exits import ExitCode
-from app.migrate import available_migrations
-from app.services import Services
-from eventstore.store import Metadata
+from app.cli.audit_commands import ACCESS_COLUMNS, HISTORY_COLUMNS
+from app.cli.exits import ExitCode
+from app.infrastructure.migrate import available_migrations
+from app.services import tenancy
+from app.services.container import Services
+from eventstore.records import Metadata
 from projections.audit import AccessInterval
 from projections.audit_history import HistoryEntry
 from tests.conftest import REPO

@@ -13,10 +13,10 @@ import asyncpg
 import httpx
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from app.exits import ExitCode
-from app.services import Services
-from eventstore.store import Metadata
+from app.cli.exits import ExitCode
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
+from eventstore.records import Metadata
 from projections import user_directory
 from tests.conftest import Tenant, okta_user
 from tests.service import run_cli

@@ -11,11 +11,11 @@ import asyncpg
 import httpx
 import pytest
 
-from app import tenancy
-from app.org_schemas import parse
-from app.services import Services
+from app.services import tenancy
+from app.services.container import Services
+from app.services.org_schemas import parse
 from domain.errors import DomainError
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from tests.conftest import Tenant, new_tenant, okta_user
 from tests.e2e.test_users_api import CORE, ENTERPRISE, PATCH_OP, assert_scim_error
 

@@ -13,12 +13,12 @@ import httpx
 import msgspec
 import pytest
 
-from app.org_schemas import parse
-from app.services import Services
-from app.settings import Settings
+from app.infrastructure.settings import Settings
+from app.services.container import Services
+from app.services.org_schemas import parse
 from domain.errors import DomainError
 from domain.org_schemas import OrgSchema, schema_id_for
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from scim.declaration import to_document
 from tests.conftest import Tenant, new_tenant, okta_user
 from tests.e2e.test_custom_attributes import ACME, ACME_ATTRIBUTES, declare, provision

@@ -19,7 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from app import openapi
+from app.http import openapi
 from tests.conftest import FUZZ_CASES, okta_user
 from tests.service import ServiceProcess, new_org, run_cli
 

@@ -9,10 +9,10 @@ import asyncpg
 import httpx
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.errors import NameTaken
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from tests.conftest import Tenant, new_tenant, okta_user
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -14,7 +14,7 @@ import httpx
 import msgspec
 import pytest
 
-from app.http import SECURITY_HEADERS
+from app.http.middleware import SECURITY_HEADERS
 from tests.service import ServiceProcess, new_org, read_response, response_head
 
 pytestmark = pytest.mark.slow

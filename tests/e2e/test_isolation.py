@@ -19,11 +19,11 @@ import asyncpg
 import httpx
 import pytest
 
-from app import tenancy
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.services import tenancy
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
+from eventstore.records import Metadata
 from eventstore.runner import Runner
-from eventstore.store import Metadata
 from tests.conftest import Tenant, app_routes, new_tenant, okta_user
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-import app.api_users
-import app.groups
-import app.http
-import app.org_schemas
-import app.users
+import app.http.bodies
+import app.http.scim_users
+import app.services.groups
+import app.services.org_schemas
+import app.services.users
 import eventstore.store
 from domain.users import User
 from tests.e2e.test_groups_api import Catalog, add, catalog, find_group, new_user, patch  # noqa: F401
@@ -45,7 +45,7 @@ class ValidatingUser:
     """The USER resource type, with `validate` recorded."""
 
     def __init__(self) -> None:
-        self.resource_type = app.api_users.USER
+        self.resource_type = app.http.scim_users.USER
         self.validate = Recorder(self.resource_type.validate)
 
     def __getattr__(self, name: str) -> Any:
@@ -54,7 +54,7 @@ class ValidatingUser:
 
 @pytest.fixture
 def large(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app.http, "OFFLOAD_BYTES", LARGE, raising=False)
+    monkeypatch.setattr(app.http.bodies, "OFFLOAD_BYTES", LARGE, raising=False)
 
 
 def emails(count: int) -> list[dict[str, str]]:
@@ -64,8 +64,8 @@ def emails(count: int) -> list[dict[str, str]]:
 async def test_a_large_patch_is_decided_off_the_event_loop_and_a_small_one_on_it(
     scim: httpx.AsyncClient, large: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recorder = Recorder(app.users.apply_patch)
-    monkeypatch.setattr(app.users, "apply_patch", recorder)
+    recorder = Recorder(app.services.users.apply_patch)
+    monkeypatch.setattr(app.services.users, "apply_patch", recorder)
     user = await create(scim)
     small = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": "CTO"}]}
     big = {"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "emails", "value": emails(100)}]}
@@ -80,9 +80,9 @@ async def test_a_small_patch_to_a_user_holding_many_values_is_decided_off_the_ev
     scim: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A few bytes of value filter compare every stored value: the user's size, not the body's, is the cost."""
-    monkeypatch.setattr(app.users, "OFFLOAD_VALUES", 50)
-    recorder = Recorder(app.users.apply_patch)
-    monkeypatch.setattr(app.users, "apply_patch", recorder)
+    monkeypatch.setattr(app.services.users, "OFFLOAD_VALUES", 50)
+    recorder = Recorder(app.services.users.apply_patch)
+    monkeypatch.setattr(app.services.users, "apply_patch", recorder)
     few = await scim.post("/Users", json={"userName": "few-values@example.com", "emails": emails(10)})
     many = await scim.post("/Users", json={"userName": "many-values@example.com", "emails": emails(100)})
     assert (few.status_code, many.status_code) == (201, 201)
@@ -99,7 +99,7 @@ async def test_a_large_post_or_put_is_validated_off_the_event_loop(
 ) -> None:
     user_type = ValidatingUser()
     # An organization that declared no extension of its own is served the shared USER type.
-    monkeypatch.setattr(app.org_schemas, "USER", user_type)
+    monkeypatch.setattr(app.services.org_schemas, "USER", user_type)
     created = await scim.post("/Users", json={"userName": "large@example.com", "emails": emails(100)})
     assert created.status_code == 201, created.text
     replaced = await scim.put(
@@ -116,7 +116,7 @@ async def test_adding_many_members_decides_and_records_off_the_event_loop(
     large: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app.groups, "OFF_LOOP_MEMBERS", 10, raising=False)
+    monkeypatch.setattr(app.services.groups, "OFF_LOOP_MEMBERS", 10, raising=False)
     monkeypatch.setattr(eventstore.store, "OFF_LOOP_EVENTS", 10, raising=False)
     joins = Recorder(User.join_group)
     monkeypatch.setattr(User, "join_group", lambda self, *args: joins(self, *args))

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.exits import ExitCode
+from app.cli.exits import ExitCode
 from tests.conftest import okta_user
 from tests.service import ServiceProcess, run_cli
 

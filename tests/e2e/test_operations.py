@@ -16,10 +16,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.logs import JsonFormatter
-from app.main import create_app
-from app.settings import Settings
-from app.users import UserService
+from app.http.app import create_app
+from app.infrastructure.logs import JsonFormatter
+from app.infrastructure.settings import Settings
+from app.services.users import UserService
 from tests.conftest import Tenant, new_tenant, okta_user
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

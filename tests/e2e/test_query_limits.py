@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
 
-from app.main import create_app
-from app.settings import Settings
+from app.http.app import create_app
+from app.infrastructure.settings import Settings
 from tests.conftest import Tenant, okta_user
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

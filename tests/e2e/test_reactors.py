@@ -13,10 +13,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
+from eventstore.records import EVENT_COLUMNS, Metadata, RecordedEvent
 from eventstore.runner import Runner
-from eventstore.store import EVENT_COLUMNS, Metadata, RecordedEvent
 from reactors.membership import DeactivationRemovesFromOrganization
 from tests.conftest import Tenant, okta_user
 from tests.service import run_cli

@@ -7,7 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
-from app.exits import ExitCode
+from app.cli.exits import ExitCode
 from tests.service import run_cli
 
 ACME = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"

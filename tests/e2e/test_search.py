@@ -7,9 +7,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app.catalog import PROJECT, ROLE
-from app.services import Services
-from eventstore.store import Metadata
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
+from eventstore.records import Metadata
 from tests.conftest import Tenant, okta_user
 
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"

@@ -11,9 +11,9 @@ import msgspec
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app import tenancy
-from app.main import create_app
-from app.settings import Settings
+from app.http.app import create_app
+from app.infrastructure.settings import Settings
+from app.services import tenancy
 from scim.filter import MAX_FILTER_LENGTH
 from tests.conftest import Tenant, new_tenant, okta_user
 

@@ -16,14 +16,15 @@ from typing import Any
 
 import asyncpg
 
-from app import tenancy
 from app.bootstrap import build_services
-from app.migrate import migrate
-from app.services import Services
-from app.settings import Settings
+from app.infrastructure.migrate import migrate
+from app.infrastructure.settings import Settings
+from app.services import tenancy
+from app.services.container import Services
+from eventstore.consumers import process_batch
 from eventstore.pool import create_pool
-from eventstore.runner import ensure_position, process_batch
-from eventstore.store import Metadata
+from eventstore.positions import ensure_position
+from eventstore.records import Metadata
 from projections import seals
 from tests.conftest import create_database, drop_database
 

@@ -11,18 +11,20 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from app.migrate import migrate
-from app.services import Services
+from app.infrastructure.migrate import migrate
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.catalog import Group, Project
 from domain.users import User
-from eventstore.runner import ensure_position, process_batch, rebuild, rebuild_beside
-from eventstore.store import Metadata
+from eventstore.consumers import process_batch
+from eventstore.positions import ensure_position
+from eventstore.rebuilds import rebuild, rebuild_beside
+from eventstore.records import Metadata
 from projections import audit
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess
+from scim.core_schemas import ENTERPRISE_USER
 from scim.group_patch import GroupChange, MembershipStep
-from scim.schema import ENTERPRISE_USER
 
 META = Metadata("token:analytics-test")
 ADMIN = Metadata("admin:analytics-test")

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app import tenancy
-from app.main import create_app
-from app.settings import Settings
+from app.http.app import create_app
+from app.infrastructure.settings import Settings
+from app.services import tenancy
 from projections import seals
 from tests.integration.forgery import (
     META,

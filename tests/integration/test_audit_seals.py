@@ -13,13 +13,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app import tenancy
 from app.bootstrap import build_services
-from app.migrate import migrate
-from app.services import Services
-from app.settings import Settings
+from app.infrastructure.migrate import migrate
+from app.infrastructure.settings import Settings
+from app.services import tenancy
+from app.services.container import Services
 from eventstore.pool import create_pool
-from eventstore.store import EVENT_COLUMNS, Metadata, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, Metadata, RecordedEvent
 from projections.seals import GENESIS, Head, chain, head, seal_pending, verify
 from tests.conftest import create_database, drop_database
 

@@ -8,8 +8,8 @@ import uuid
 import asyncpg
 import pytest
 
-from app.migrate import available_migrations, migrate
-from app.services import Services
+from app.infrastructure.migrate import available_migrations, migrate
+from app.services.container import Services
 from domain.errors import UserNameTaken
 from projections import scim_users
 from scim.folding import fold

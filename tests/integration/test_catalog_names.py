@@ -8,10 +8,10 @@ import uuid
 import asyncpg
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.errors import NameTaken
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 
 ADMIN = Metadata("admin:names")
 

@@ -11,11 +11,11 @@ import uuid
 import asyncpg
 import pytest
 
-from app import tenancy
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.services import tenancy
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.catalog import Group, Project, group_id_for
-from eventstore.store import Metadata
+from eventstore.records import Metadata
 from projections import audit
 from scim.group_patch import GroupChange, MembershipStep
 from tests.integration.test_catalog_races import (

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 HOLD_SERVER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from app.database import start_embedded
+    from app.infrastructure.database import start_embedded
     print(start_embedded(Path(sys.argv[1])), flush=True)
     time.sleep(600)
 """)

@@ -7,17 +7,12 @@ import asyncpg
 import pytest
 
 from domain.users import User
+from eventstore import log_reader
 from eventstore import store as store_module
+from eventstore.log_reader import LogWindow, scan_log
 from eventstore.pool import create_pool
-from eventstore.store import (
-    ConcurrencyConflict,
-    EventStore,
-    LogWindow,
-    Metadata,
-    RecordedEvent,
-    Transaction,
-    scan_log,
-)
+from eventstore.records import Metadata, RecordedEvent
+from eventstore.store import ConcurrencyConflict, EventStore, Transaction
 from tests.conftest import log_head, log_tail
 
 META = Metadata(actor="token:test", request_id="req-1")
@@ -110,7 +105,7 @@ async def test_an_expected_version_ahead_of_the_stream_is_a_conflict(store: Even
     assert [item.version for item in await store.read_stream(org_id, user.id)] == [1]
 
 
-# One event and several take different statements (see store._APPEND_ONE).
+# One event and several take different statements (see appends.APPEND_ONE).
 @pytest.mark.parametrize("flips", [1, 2])
 async def test_concurrent_writers_with_the_same_expected_version_one_wins(
     store: EventStore, flips: int
@@ -280,14 +275,14 @@ async def test_readers_at_the_same_place_share_one_read_of_the_log(
 ) -> None:
     await _write_flipped_users(store, 10)
     reads = 0
-    database_read = store_module.read_log
+    database_read = log_reader.read_log
 
     async def counted(*args: Any, **kwargs: Any) -> list[RecordedEvent]:
         nonlocal reads
         reads += 1
         return await database_read(*args, **kwargs)
 
-    monkeypatch.setattr(store_module, "read_log", counted)
+    monkeypatch.setattr(log_reader, "read_log", counted)
     async with pool.acquire() as connection:
         start = (await log_tail(connection, 20))[0]
         window = LogWindow(capacity=100)

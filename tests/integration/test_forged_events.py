@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from eventstore.store import ConcurrencyConflict, Metadata
+from app.services.catalog import PROJECT, ROLE
+from eventstore.records import Metadata
+from eventstore.store import ConcurrencyConflict
 from projections import audit, audit_history, audit_state, scim_users
 from projections.scim import GROUP_TABLES
 from tests.integration.forgery import (

@@ -11,12 +11,12 @@ from typing import Any
 
 import asyncpg
 
-from app.catalog import PROJECT, ROLE
-from app.org_schemas import parse
-from app.services import Services
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
+from app.services.org_schemas import parse
 from domain.catalog import Project
 from domain.users import User
-from eventstore.store import EVENT_COLUMNS, Metadata, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, Metadata, RecordedEvent
 from reactors.membership import RemovalDeactivates
 from scim.group_patch import GroupChange, MembershipStep
 

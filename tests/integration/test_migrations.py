@@ -3,7 +3,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from app.migrate import MigrationError, available_migrations, migrate, pending_migrations
+from app.infrastructure.migrate import MigrationError, available_migrations, migrate, pending_migrations
 
 
 async def test_migrations_are_numbered_and_ordered() -> None:

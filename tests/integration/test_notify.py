@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
-from app.services import Services
+from app.services.container import Services
 from domain.users import User
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
+from eventstore.records import Metadata, RecordedEvent
 from eventstore.runner import Runner, RunnerOptions
-from eventstore.store import EventStore, Metadata, RecordedEvent, Transaction
+from eventstore.store import EventStore, Transaction
 from tests.conftest import start_at_log_head
 
 META = Metadata("token:notify-test")

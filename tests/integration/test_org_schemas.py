@@ -8,12 +8,12 @@ from typing import Any
 
 import asyncpg
 
-from app import tenancy
-from app.org_schemas import parse
-from app.services import Services
+from app.services import tenancy
+from app.services.container import Services
+from app.services.org_schemas import parse
 from domain.org_schemas import OrgSchema, schema_id_for
-from eventstore.store import Metadata
-from scim.schema import USER
+from eventstore.records import Metadata
+from scim.core_schemas import USER
 from tests.integration.test_scim_projection import rebuild
 
 ACME = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"

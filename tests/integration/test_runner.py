@@ -22,11 +22,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.logs import JsonFormatter
-from app.services import Services
+from app.infrastructure.logs import JsonFormatter
+from app.services.container import Services
+from eventstore.consumers import process_batch
+from eventstore.log_reader import LogScan
 from eventstore.pool import Connection
-from eventstore.runner import Runner, RunnerOptions, process_batch, rebuild, status
-from eventstore.store import LogScan, Metadata, RecordedEvent, Transaction
+from eventstore.positions import status
+from eventstore.rebuilds import rebuild
+from eventstore.records import Metadata, RecordedEvent
+from eventstore.runner import Runner, RunnerOptions
+from eventstore.store import Transaction
 from tests.conftest import start_at_log_head
 
 META = Metadata("token:runner-test")

@@ -6,12 +6,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.catalog import PROJECT, ROLE
-from app.services import Services
+from app.services.catalog import PROJECT, ROLE
+from app.services.container import Services
 from domain.errors import UserNameTaken
-from eventstore.store import Metadata, RecordedEvent
+from eventstore.records import Metadata, RecordedEvent
 from projections import scim_users
-from projections.scim_sql import PageEnds
+from projections.scim_paging import PageEnds
 from scim.filter import parse_filter
 from scim.query import ListQuery
 
@@ -142,7 +142,7 @@ async def test_filters_select_the_right_users_in_sql(services: Services, pool: a
 async def test_groups_memberships_and_the_catalog_rebuilt_from_the_log_equal_the_live_rows(
     services: Services, pool: asyncpg.Pool
 ) -> None:
-    from app.catalog import PROJECT, ROLE
+    from app.services.catalog import PROJECT, ROLE
     from scim.group_patch import GroupChange, MembershipStep
 
     org_id = uuid.uuid4()

@@ -7,8 +7,8 @@ import uuid
 import asyncpg
 import pytest
 
-from app import tenancy
-from app.tenancy import Authenticator
+from app.services import tenancy
+from app.services.tenancy import Authenticator
 from domain.errors import DomainError
 
 

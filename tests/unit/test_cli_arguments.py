@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from app.cli import main
-from app.exits import ExitCode
+from app.cli.exits import ExitCode
+from app.cli.main import main
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_an_administrative_command_loads_neither_uvicorn_nor_the_http_edge() -> 
         [
             sys.executable,
             "-c",
-            "import sys, app.cli; print(sorted({'app.main', 'app.http_server', 'uvicorn'} & set(sys.modules)))",
+            "import sys, app.cli.main; print(sorted({'app.http.app', 'app.cli.server', 'uvicorn'} & set(sys.modules)))",
         ],
         capture_output=True,
         text=True,

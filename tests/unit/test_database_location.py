@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from app.database import database_location
-from app.settings import Settings
+from app.infrastructure.database import database_location
+from app.infrastructure.settings import Settings
 
 
 @pytest.mark.parametrize(

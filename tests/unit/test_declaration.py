@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from scim.core_schemas import ENTERPRISE_USER, USER
 from scim.declaration import (
     InvalidDeclaration,
     check_apart,
@@ -17,7 +18,7 @@ from scim.declaration import (
 )
 from scim.errors import ScimError
 from scim.filter import parse_attribute_list
-from scim.schema import ENTERPRISE_USER, USER, select_attributes
+from scim.selection import select_attributes
 
 ACME = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
 

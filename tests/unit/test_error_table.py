@@ -16,7 +16,7 @@ import eventstore
 import projections
 import reactors
 import scim
-from app.http import DOMAIN_ERROR_ANSWERS, answer_for, on_domain_error
+from app.http.errors import DOMAIN_ERROR_ANSWERS, answer_for, on_domain_error
 from domain.errors import DomainError, GroupNameTaken, NameTaken, NotFound, PreconditionFailed
 from eventstore.store import ConcurrencyConflict
 

@@ -3,11 +3,12 @@ import uuid
 import pytest
 from hypothesis import given
 
-from app.admission import Admission, org_concurrency, token_concurrency
-from app.settings import Settings
+from app.infrastructure.admission import Admission, org_concurrency, token_concurrency
+from app.infrastructure.settings import Settings
 from scim.errors import ScimError
-from scim.filter import Filter, parse_filter
+from scim.filter import parse_filter
 from scim.filter_cost import FilterCost, check_cost, cost, parse_bounded_filter, text_cost
+from scim.filter_tree import Filter
 from tests.unit.test_properties import PROPERTY, filters, paths
 
 

@@ -1,22 +1,8 @@
 import pytest
 
 from scim.errors import ScimError
-from scim.filter import (
-    And,
-    AttrPath,
-    Compare,
-    Filter,
-    Not,
-    Or,
-    PatchPath,
-    Present,
-    ValuePath,
-    parse_attr_path,
-    parse_attribute_list,
-    parse_filter,
-    parse_patch_path,
-    restrict,
-)
+from scim.filter import parse_attr_path, parse_attribute_list, parse_filter, parse_patch_path
+from scim.filter_tree import And, AttrPath, Compare, Filter, Not, Or, PatchPath, Present, ValuePath, restrict
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 

@@ -7,9 +7,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from scim.core_schemas import USER
 from scim.folding import fold, sql_function
-from scim.patch import PatchRequest, apply_patch, parse_operations
-from scim.schema import USER
+from scim.patch import apply_patch
+from scim.patch_request import PatchRequest, parse_operations
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "0010_case_folding.sql"
 

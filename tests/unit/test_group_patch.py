@@ -5,7 +5,7 @@ import pytest
 
 from scim.errors import ScimError
 from scim.group_patch import MembershipStep, plan_patch, plan_put
-from scim.patch import PatchRequest, parse_operations
+from scim.patch_request import PatchRequest, parse_operations
 
 
 def plan(*operations: dict[str, Any]):  # type: ignore[no-untyped-def]

@@ -7,7 +7,8 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from app.http import on_http_exception, received_path
+from app.http.errors import on_http_exception
+from app.http.middleware import received_path
 
 
 def request_to(path: str) -> Request:

@@ -4,7 +4,7 @@ import logging
 
 import msgspec
 
-from app import logs
+from app.infrastructure import logs
 
 
 def record(message: str, *args: object, error: BaseException | None = None) -> logging.LogRecord:

@@ -2,7 +2,7 @@
 
 import schemathesis
 
-from app.openapi import document
+from app.http.openapi import document
 from tests.conftest import app_routes
 
 METHODS = {"get", "post", "put", "patch", "delete"}

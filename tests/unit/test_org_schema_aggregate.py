@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.org_schemas import parse
+from app.services.org_schemas import parse
 from domain.errors import IncompatibleRedeclaration
 from domain.org_schemas import OrgSchema
 from scim.declaration import to_document

@@ -3,9 +3,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from scim.core_schemas import USER
 from scim.errors import ScimError
-from scim.patch import PatchRequest, apply_patch, parse_operations
-from scim.schema import USER
+from scim.patch import apply_patch
+from scim.patch_request import PatchRequest, parse_operations
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 USER_ID = "2819c223-7f76-453a-919d-413861904646"

@@ -12,10 +12,11 @@ import msgspec
 import pytest
 
 import scim.patch
+from scim.core_schemas import USER
 from scim.errors import ScimError
 from scim.group_patch import plan_patch
-from scim.patch import PatchLimits, PatchRequest, apply_patch, parse_operations
-from scim.schema import USER
+from scim.patch import PatchLimits, apply_patch
+from scim.patch_request import PatchRequest, parse_operations
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -49,10 +50,10 @@ def _reset_counter() -> None:
     Counter.comparisons = 0
 
 
-def _operations(*operations: dict[str, Any]) -> list[scim.patch.PatchOperation]:
+def _operations(*operations: dict[str, Any]) -> list[scim.patch_request.PatchOperation]:
     # Converted as the HTTP edge converts it; `value` is Any, so the counted values reach the engine as they are.
     request = PatchRequest(
-        operations=[msgspec.convert(op, scim.patch.PatchOperationBody) for op in operations]
+        operations=[msgspec.convert(op, scim.patch_request.PatchOperationBody) for op in operations]
     )
     request.schemas = [PATCH_OP]
     return parse_operations(request)

@@ -23,24 +23,14 @@ from domain.users import User
 from eventstore.codec import decode_event, encode_event
 from projections.scim_sql import Parameters
 from projections.scim_users import USER_QUERIES
+from scim.core_schemas import USER
 from scim.errors import ScimError
-from scim.filter import (
-    COMPARE_OPERATORS,
-    MAX_FILTER_LENGTH,
-    And,
-    AttrPath,
-    Compare,
-    Filter,
-    Not,
-    Or,
-    Present,
-    ValuePath,
-    _parse_general,
-    parse_filter,
-)
+from scim.filter import COMPARE_OPERATORS, MAX_FILTER_LENGTH, _parse_general, parse_filter
+from scim.filter_tree import And, AttrPath, Compare, Filter, Not, Or, Present, ValuePath
 from scim.group_patch import plan_patch
-from scim.patch import PatchRequest, apply_patch, parse_operations
-from scim.schema import IDENTIFIERS, MAX_IDENTIFIER_LENGTH, USER
+from scim.patch import apply_patch
+from scim.patch_request import PatchRequest, parse_operations
+from scim.schema import IDENTIFIERS, MAX_IDENTIFIER_LENGTH
 
 EXAMPLES = int(os.environ.get("SCIMLEDGER_FUZZ_EXAMPLES", "100"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,8 +1,11 @@
 import pytest
 
+from scim.core_schemas import ENTERPRISE_USER, USER, USER_SCHEMA
 from scim.errors import ScimError
 from scim.filter import parse_attribute_list
-from scim.schema import ENTERPRISE_USER, USER, USER_SCHEMA, Attribute, ResourceType, Schema, select_attributes
+from scim.resource_type import ResourceType
+from scim.schema import Attribute, Schema
+from scim.selection import select_attributes
 
 
 def test_okta_create_body_keeps_the_profile_and_drops_password_and_groups() -> None:

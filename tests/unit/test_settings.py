@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import ENVIRONMENT, Settings
+from app.infrastructure.settings import ENVIRONMENT, Settings
 
 
 def test_a_bad_setting_names_the_environment_variable() -> None:

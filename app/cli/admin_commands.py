@@ -1,0 +1,185 @@
+"""`scimledger org|token|project|role|group …`: an org admin's organizations, tokens and catalog."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.cli.arguments import identifier
+from app.cli.context import Context, admin
+from app.cli.output import add_format_option, print_lines, write_rows
+from app.services import catalog_repair, tenancy
+from app.services.catalog import KINDS, CatalogService
+
+
+async def _org_create(context: Context, args: argparse.Namespace) -> int:
+    connection = context.connection
+    org = await tenancy.create_org(connection, args.name)
+    print_lines(f"created organization '{org.name}'", org.org_id)
+    return 0
+
+
+async def _org_list(context: Context, args: argparse.Namespace) -> int:
+    rows = [{"id": org.org_id, "name": org.name} for org in await context.orgs()]
+    write_rows(rows, args.format, ("id", "name"))
+    return 0
+
+
+async def _token_issue(context: Context, args: argparse.Namespace) -> int:
+    connection = context.connection
+    org = await context.org(args.org)
+    token_id, token = await tenancy.issue_token(connection, org.org_id, args.scope, args.label)
+    # The token alone on stdout, so that TOKEN=$(scimledger token issue --org X) works; the rest to stderr.
+    print(f"issued {args.scope} token {token_id} for '{org.name}'; it is shown only once", file=sys.stderr)
+    print_lines(token)
+    return 0
+
+
+async def _token_list(context: Context, args: argparse.Namespace) -> int:
+    connection = context.connection
+    org = await context.org(args.org)
+    rows = [
+        {
+            "id": info.token_id,
+            "scope": info.scope,
+            "state": "revoked" if info.revoked_at else "active",
+            "created_at": info.created_at,
+            "revoked_at": info.revoked_at,
+            "label": info.label,
+        }
+        for info in await tenancy.list_tokens(connection, org.org_id)
+    ]
+    write_rows(rows, args.format, ("id", "scope", "state", "created_at", "revoked_at", "label"))
+    return 0
+
+
+async def _token_revoke(context: Context, args: argparse.Namespace) -> int:
+    await tenancy.revoke_token(context.connection, args.token_id)
+    print_lines(f"revoked token {args.token_id}")
+    return 0
+
+
+async def _catalog_create(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    kind = KINDS[args.command]
+    entity_id, groups = await context.services.catalog.create(kind, org.org_id, args.name, admin())
+    print_lines(f"created {kind.name} '{args.name}' and {groups} group(s)", entity_id)
+    return 0
+
+
+async def _catalog_rename(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    kind = KINDS[args.command]
+    await context.services.catalog.rename(kind, org.org_id, args.reference, args.new_name, admin())
+    print_lines(f"renamed {kind.name} '{args.reference}' to '{args.new_name}'")
+    return 0
+
+
+async def _catalog_archive(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    kind = KINDS[args.command]
+    revoked = await context.services.catalog.archive(kind, org.org_id, args.reference, admin())
+    print_lines(f"archived {kind.name} '{args.reference}'; {revoked} membership(s) revoked")
+    return 0
+
+
+async def _catalog_list(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    entries = await CatalogService.entries(context.connection, KINDS[args.command], org.org_id, args.all)
+    rows = [{"id": entry.id, "name": entry.name, "archived": entry.archived} for entry in entries]
+    write_rows(rows, args.format, ("id", "name", "archived"))
+    return 0
+
+
+async def _group_list(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    rows = [
+        {
+            "id": group.group_id,
+            "displayName": group.display_name,
+            "linked": group.linked,
+            "members": group.members,
+        }
+        for group in await CatalogService.groups(context.connection, org.org_id)
+    ]
+    write_rows(rows, args.format, ("id", "displayName", "linked", "members"))
+    return 0
+
+
+async def _group_repair(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    services = context.services
+    done = await catalog_repair.repair(services.store, services.projection, org.org_id, admin())
+    print_lines(
+        f"created {done.created} missing group(s); retired {done.retired} group(s) of archived projects or "
+        f"roles, revoking {done.revoked} membership(s); corrected the name of {done.renamed} group(s)"
+    )
+    return 0
+
+
+def add_org_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`org create|list`."""
+    org = commands.add_parser("org", help="organizations").add_subparsers(dest="org_command", required=True)
+    org_create = org.add_parser("create", help="create an organization; prints its id on the last line")
+    org_create.add_argument("name")
+    org_create.set_defaults(db_handler=_org_create)
+    org_list = org.add_parser("list", help="list organizations")
+    add_format_option(org_list)
+    org_list.set_defaults(db_handler=_org_list)
+
+
+def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`token …`, the catalog's `project …` and `role …`, and `group list|repair`."""
+    token = commands.add_parser("token", help="API tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    token_issue = token.add_parser("issue", help="issue a bearer token; prints it alone on stdout")
+    token_issue.add_argument("--org", required=True, help="organization id or name")
+    token_issue.add_argument("--scope", default="scim", choices=tenancy.SCOPES)
+    token_issue.add_argument("--label", help="a note to tell tokens apart, e.g. 'okta-prod'")
+    token_issue.set_defaults(db_handler=_token_issue)
+    token_list = token.add_parser("list", help="list an organization's tokens (never their secrets)")
+    token_list.add_argument("--org", required=True, help="organization id or name")
+    add_format_option(token_list)
+    token_list.set_defaults(db_handler=_token_list)
+    token_revoke = token.add_parser("revoke", help="revoke a token by its id")
+    token_revoke.add_argument(
+        "token_id", type=identifier("a token id (see 'scimledger token list --org ORG')")
+    )
+    token_revoke.set_defaults(db_handler=_token_revoke)
+
+    for kind in KINDS.values():
+        catalog = commands.add_parser(kind.name, help=f"the app's {kind.name}s").add_subparsers(
+            dest=f"{kind.name}_command", required=True
+        )
+        create = catalog.add_parser("create", help=f"create a {kind.name} and its groups; prints its id last")
+        create.add_argument("--org", required=True, help="organization id or name")
+        create.add_argument("name")
+        create.set_defaults(db_handler=_catalog_create)
+        rename = catalog.add_parser("rename", help=f"rename a {kind.name}; its groups' displayName follows")
+        rename.add_argument("--org", required=True, help="organization id or name")
+        rename.add_argument("reference", metavar=kind.name.upper(), help=f"the {kind.name}'s id or name")
+        rename.add_argument("new_name")
+        rename.set_defaults(db_handler=_catalog_rename)
+        archive = catalog.add_parser("archive", help=f"archive a {kind.name}: its groups leave SCIM")
+        archive.add_argument("--org", required=True, help="organization id or name")
+        archive.add_argument("reference", metavar=kind.name.upper(), help=f"the {kind.name}'s id or name")
+        archive.set_defaults(db_handler=_catalog_archive)
+        listing = catalog.add_parser("list", help=f"list the organization's {kind.name}s")
+        listing.add_argument("--org", required=True, help="organization id or name")
+        listing.add_argument("--all", action="store_true", help="include archived ones")
+        add_format_option(listing)
+        listing.set_defaults(db_handler=_catalog_list)
+
+    group = commands.add_parser("group", help="Project × Role groups").add_subparsers(
+        dest="group_command", required=True
+    )
+    group_list = group.add_parser("list", help="list groups, whether Okta linked them, and member counts")
+    group_list.add_argument("--org", required=True, help="organization id or name")
+    add_format_option(group_list)
+    group_list.set_defaults(db_handler=_group_list)
+    group_repair = group.add_parser(
+        "repair", help="give live pairs their missing groups and retire groups of archived ones, as events"
+    )
+    group_repair.add_argument("--org", required=True, help="organization id or name")
+    group_repair.set_defaults(db_handler=_group_repair)

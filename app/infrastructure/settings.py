@@ -1,0 +1,132 @@
+"""Settings, read from the environment once by whoever starts the process and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Literal, get_args, get_type_hints
+
+import msgspec
+
+from scim.patch import MAX_PATCH_COMPARISONS, PatchLimits
+from scim.schema import IDENTIFIER_LENGTH_CEILING, MAX_IDENTIFIER_LENGTH
+
+# Environment variable -> settings field. README's settings table lists the same names.
+ENVIRONMENT = {
+    "DATABASE_URL": "database_url",
+    "HOST": "host",
+    "PORT": "port",
+    "SCIMLEDGER_DATA_DIR": "data_dir",
+    "SCIMLEDGER_MAX_BODY_BYTES": "max_body_bytes",
+    "SCIMLEDGER_MAX_PAGE_SIZE": "max_page_size",
+    "SCIMLEDGER_DEFAULT_PAGE_SIZE": "default_page_size",
+    "SCIMLEDGER_TOKEN_CACHE_SECONDS": "token_cache_seconds",
+    "SCIMLEDGER_PUBLIC_URL": "public_url",
+    "SCIMLEDGER_DB_POOL_SIZE": "pool_size",
+    "SCIMLEDGER_LOG_LEVEL": "log_level",
+    "SCIMLEDGER_GROUP_PREFIX": "group_prefix",
+    "SCIMLEDGER_WORKER": "worker",
+    "SCIMLEDGER_RUNNER_POLL_SECONDS": "runner_poll_seconds",
+    "SCIMLEDGER_RUNNER_BATCH_DELAY_SECONDS": "runner_batch_delay_seconds",
+    "SCIMLEDGER_LOG_FORMAT": "log_format",
+    "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "rate_limit_per_second",
+    "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
+    "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
+    "SCIMLEDGER_AUDIT_MAX_UNSEALED_SECONDS": "audit_max_unsealed_seconds",
+    "SCIMLEDGER_MAX_HEADER_BYTES": "max_header_bytes",
+    "SCIMLEDGER_MAX_HEADERS": "max_headers",
+    "SCIMLEDGER_REQUEST_HEAD_TIMEOUT_SECONDS": "request_head_timeout_seconds",
+    "SCIMLEDGER_REQUEST_BODY_TIMEOUT_SECONDS": "request_body_timeout_seconds",
+    "SCIMLEDGER_KEEP_ALIVE_TIMEOUT_SECONDS": "keep_alive_timeout_seconds",
+    "SCIMLEDGER_MAX_CONNECTIONS": "max_connections",
+    "SCIMLEDGER_MAX_PATCH_COMPARISONS": "max_patch_comparisons",
+    "SCIMLEDGER_MAX_IDENTIFIER_LENGTH": "max_identifier_length",
+    "SCIMLEDGER_STATEMENT_TIMEOUT_SECONDS": "statement_timeout_seconds",
+    "SCIMLEDGER_ORG_CONCURRENCY": "org_concurrency",
+    "SCIMLEDGER_TOKEN_CONCURRENCY": "token_concurrency",
+    "SCIMLEDGER_MAX_FILTER_TERMS": "max_filter_terms",
+    "SCIMLEDGER_MAX_FILTER_SUBSTRING_TERMS": "max_filter_substring_terms",
+    "SCIMLEDGER_AUDIT_PAGE_SIZE": "audit_page_size",
+    "SCIMLEDGER_AUDIT_MAX_PAGE_SIZE": "audit_max_page_size",
+}
+
+# The levels `logging` knows by name, lowest last; SCIMLEDGER_LOG_LEVEL takes one, in any case.
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class InvalidSetting(SystemExit):
+    """A setting the process cannot run with; its message names the variable, the value and what is allowed."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    data_dir: str = ".data"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 1024 * 1024
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    token_cache_seconds: float = 5.0
+    public_url: str | None = None
+    pool_size: int = 10
+    log_level: LogLevel = "info"
+    group_prefix: str = "Statsig"
+    worker: bool = True
+    runner_poll_seconds: float = 1.0
+    runner_batch_delay_seconds: float = 0.05
+    log_format: Literal["json", "text"] = "json"
+    # Per token. Okta's own limits keep it far below these; they stop a runaway or stolen token.
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 500
+    database_timeout_seconds: float = 10.0
+    # The runner seals within about a second; an event older than this and still unsealed means the runner
+    # has been stopped or behind that long, or the event's seal was deleted: `audit verify` fails on it.
+    audit_max_unsealed_seconds: float = 3600.0
+    # The HTTP edge (app/http/protocol.py), bounded without a proxy in front: a request's line and headers
+    # (16 KiB, as h11 and Node allow; Okta's and Entra's heads are under 4 KiB), how many headers, how long the
+    # head and then the body (at most max_body_bytes) may take to arrive, how long an idle keep-alive
+    # connection stays open, and how many connections may be open before requests get 503.
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 16 * 1024
+    max_headers: Annotated[int, msgspec.Meta(ge=1)] = 100
+    request_head_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    request_body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    keep_alive_timeout_seconds: Annotated[int, msgspec.Meta(ge=1)] = 5
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 500
+    # What one PATCH may examine, so that no request holds the event loop (see scim.patch).
+    max_patch_comparisons: Annotated[int, msgspec.Meta(ge=1)] = MAX_PATCH_COMPARISONS
+    # userName and externalId are indexed, and an index entry has a size limit (see scim.schema).
+    max_identifier_length: Annotated[int, msgspec.Meta(ge=1, le=IDENTIFIER_LENGTH_CEILING)] = (
+        MAX_IDENTIFIER_LENGTH
+    )
+
+    # What one organization's requests may take of the service (README: *Limits on one organization*).
+    # PostgreSQL counts in milliseconds, and 0 would switch the timeout off.
+    statement_timeout_seconds: Annotated[float, msgspec.Meta(ge=0.001)] = 5.0
+    org_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 0  # 0: a quarter of the pool
+    token_concurrency: Annotated[int, msgspec.Meta(ge=0)] = 0  # 0: the organization's
+    max_filter_terms: Annotated[int, msgspec.Meta(ge=1)] = 20
+    max_filter_substring_terms: Annotated[int, msgspec.Meta(ge=0)] = 5
+    # Events in a page of /audit/history when the client asks for none, and the most it may ask for.
+    audit_page_size: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    audit_max_page_size: Annotated[int, msgspec.Meta(ge=1)] = 10000
+
+    @property
+    def patch_limits(self) -> PatchLimits:
+        return PatchLimits(self.max_patch_comparisons, self.max_identifier_length)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if environ is None else environ
+        values = {field: source[name] for name, field in ENVIRONMENT.items() if source.get(name)}
+        if "log_level" in values:
+            values["log_level"] = values["log_level"].lower()
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as error:
+            problem, _, where = str(error).partition(" - at `$.")
+            field = where.rstrip("`")
+            variable = next((name for name, target in ENVIRONMENT.items() if target == field), field)
+            allowed = get_args(get_type_hints(cls).get(field))
+            if allowed and all(isinstance(value, str) for value in allowed):
+                problem = f"expected one of {', '.join(allowed)}"
+            raise InvalidSetting(f"Invalid setting {variable}={source.get(variable)!r}: {problem}") from error

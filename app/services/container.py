@@ -1,0 +1,47 @@
+"""What a request handler may use, built once per process in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from app.infrastructure.admission import Admission
+from app.infrastructure.ratelimit import RateLimiter
+from app.infrastructure.settings import Settings
+from app.services.catalog import CatalogService
+from app.services.groups import GroupService
+from app.services.org_schemas import OrgSchemaService, UserTypes
+from app.services.tenancy import Authenticator
+from app.services.users import UserService
+from domain.errors import NotFound
+from eventstore.consumers import Consumer
+from eventstore.notify import CommitNotifier
+from eventstore.store import EventStore
+from projections.scim import ScimProjection
+from projections.scim_paging import PageEnds
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool[asyncpg.Record]
+    store: EventStore
+    notifier: CommitNotifier
+    users: UserService
+    groups: GroupService
+    catalog: CatalogService
+    authenticator: Authenticator
+    projection: ScimProjection
+    consumers: tuple[Consumer, ...]
+    page_ends: PageEnds
+    rate_limiter: RateLimiter
+    admission: Admission
+    schemas: OrgSchemaService
+    user_types: UserTypes
+
+    def consumer(self, name: str) -> Consumer:
+        for consumer in self.consumers:
+            if consumer.name == name:
+                return consumer
+        raise NotFound(f"No projection or reactor named '{name}'.")
