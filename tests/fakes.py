@@ -23,17 +23,11 @@ from typing import Any, cast
 import msgspec
 from eventsourcing.domain import Aggregate
 
+from eventstore.appends import StreamAppend, pending_append
 from eventstore.codec import encode_event
 from eventstore.pool import Connection
-from eventstore.store import (
-    ConcurrencyConflict,
-    EventStore,
-    Metadata,
-    RecordedEvent,
-    StreamAppend,
-    Transaction,
-    pending_append,
-)
+from eventstore.records import Metadata, RecordedEvent
+from eventstore.store import ConcurrencyConflict, EventStore, Transaction
 
 _Stream = tuple[uuid.UUID, uuid.UUID]  # (org_id, stream_id): every key leads with the organization
 

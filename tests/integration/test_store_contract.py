@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from domain.users import User
-from eventstore.store import ConcurrencyConflict, EventStore, Metadata
+from eventstore.records import Metadata
+from eventstore.store import ConcurrencyConflict, EventStore
 from tests.fakes import FakeEventStore
 
 OKTA = Metadata(actor="token:okta", request_id="req-1")

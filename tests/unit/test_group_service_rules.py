@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from app.groups import GroupService, _decide
+from app.services.groups import GroupService, _decide
 from domain.catalog import Group
 from domain.errors import InvalidMember
 from domain.users import User

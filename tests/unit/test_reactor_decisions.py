@@ -9,7 +9,7 @@ from collections.abc import Callable
 import msgspec
 
 from domain.users import ADMIN_REMOVAL, User
-from eventstore.store import Metadata, RecordedEvent
+from eventstore.records import Metadata, RecordedEvent
 from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates, UserReactor
 from tests.fakes import FakeEventStore
 

@@ -10,11 +10,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from app.users import UserService
+from app.services.users import UserService
 from domain.errors import DomainError, NotFound, PreconditionFailed
 from domain.users import ADMIN_REMOVAL, User
-from eventstore.store import ConcurrencyConflict, Metadata
-from scim.patch import PatchRequest, parse_operations
+from eventstore.records import Metadata
+from eventstore.store import ConcurrencyConflict
+from scim.patch_request import PatchRequest, parse_operations
 from tests.fakes import FakeEventStore, FakeTransaction
 
 ORG = uuid.uuid4()
