@@ -98,6 +98,15 @@ def _in_log_order(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
     return sorted((record_of(row) for row in rows), key=lambda item: item.position)
 
 
+def _whole_in_one_statement(
+    appends: Sequence[StreamAppend], follow_up: FollowUp | None, projection: InlineProjection | None
+) -> bool:
+    """Whether the append statement alone commits all of the append or none of it: one stream (whose rows
+    share one expected version), with the projection's write riding in the statement or no projection."""
+    streams = {append.stream_id for append in appends if append.events}
+    return len(streams) <= 1 and (follow_up is not None or projection is None)
+
+
 class Transaction:
     """One database transaction: appends and projection writes made through it commit or roll back together.
 
@@ -161,6 +170,26 @@ class Transaction:
         rows, columns = await _off_loop_if_many(events, append_rows, appends, metadata)
         if not rows:
             return []
+        if not self.connection.is_in_transaction() and not _whole_in_one_statement(
+            appends, follow_up, self._projection
+        ):
+            # With no transaction open, the append statement commits as it runs: a stale stream's rows are
+            # filtered out, not refused, so the streams still at their version would commit without it, and a
+            # projection written after the append would commit apart from it. A transaction of its own makes
+            # the append whole; a one-stream append whose projection rides in it needs none (a POST's one
+            # round trip).
+            async with self.connection.transaction():
+                return await self._append_rows(appends, rows, columns, aggregates, follow_up)
+        return await self._append_rows(appends, rows, columns, aggregates, follow_up)
+
+    async def _append_rows(
+        self,
+        appends: Sequence[StreamAppend],
+        rows: Sequence[Any],
+        columns: Sequence[Any],
+        aggregates: Mapping[uuid.UUID, Any],
+        follow_up: FollowUp | None,
+    ) -> list[RecordedEvent]:
         append_sql = APPEND_ONE if len(rows) == 1 else APPEND_ROWS
         try:
             recorded = await self.connection.fetch(
@@ -176,11 +205,11 @@ class Transaction:
                 raise
             stale = colliding_append(error, appends)
             raise ConcurrencyConflict(stale.stream_id, stale.expected_version) from error
-        self.appended = self.appended or bool(recorded)
         if len(recorded) != len(rows):
             written = {row["stream_id"] for row in recorded}
             stale = next(append for append in appends if append.events and append.stream_id not in written)
             raise ConcurrencyConflict(stale.stream_id, stale.expected_version)
+        self.appended = self.appended or bool(recorded)
         in_order: list[RecordedEvent] = await _off_loop_if_many(len(recorded), _in_log_order, recorded)
         if follow_up is None and self._projection is not None:
             await self._projection.project(self.connection, in_order, aggregates)

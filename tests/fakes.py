@@ -77,9 +77,7 @@ class FakeTransaction(Transaction):
     async def append_streams(
         self, appends: Sequence[StreamAppend], metadata: Metadata
     ) -> list[RecordedEvent]:
-        # As the real append statement does: each stream's rows are written if the stream is still at its
-        # expected version, then one stale stream fails the append. In a transaction that rolls everything
-        # back; in autocommit the statement has committed the others (no writer saves several aggregates so).
+        # As the real store does: one stale stream fails the whole append, in a transaction or not.
         stale = [
             append
             for append in appends
@@ -119,11 +117,12 @@ class FakeTransaction(Transaction):
                 )
                 self._staged.setdefault((append.org_id, append.stream_id), []).append(item)
                 recorded.append(item)
+        if stale:
+            self._staged = {}
+            raise ConcurrencyConflict(stale[0].stream_id, stale[0].expected_version)
         self.appended = self.appended or bool(recorded)
         if self._autocommit:
-            self.commit()  # each statement commits on its own, as on a connection with no transaction open
-        if stale:
-            raise ConcurrencyConflict(stale[0].stream_id, stale[0].expected_version)
+            self.commit()  # each append commits on its own, as on a connection with no transaction open
         return recorded
 
     async def save(
