@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from app.bootstrap import Schema, bootstrap
-from app.http import audit, discovery, openapi, operations, scim_groups, scim_search, scim_users
+from app.http import audit_routes, discovery, group_routes, openapi, operations, search_routes, user_routes
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import EdgeMiddleware, endpoint_spellings
 from app.http.operations import Metrics, Operations
@@ -45,13 +45,13 @@ def create_app(settings: Settings) -> Starlette:
 
     # `.search` first: `/Users/{id}` would match `/Users/.search` too.
     scim_routes = _under(
-        SCIM_BASE, [*scim_search.ROUTES, *scim_users.ROUTES, *scim_groups.ROUTES, *discovery.ROUTES]
+        SCIM_BASE, [*search_routes.ROUTES, *user_routes.ROUTES, *group_routes.ROUTES, *discovery.ROUTES]
     )
     return Starlette(
         # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
         routes=[
             *scim_routes,
-            *_under("/audit", audit.ROUTES),
+            *_under("/audit", audit_routes.ROUTES),
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import app.http.bodies
-import app.http.scim_users
+import app.http.user_routes
 import app.services.groups
 import app.services.org_schemas
 import app.services.users
@@ -45,7 +45,7 @@ class ValidatingUser:
     """The USER resource type, with `validate` recorded."""
 
     def __init__(self) -> None:
-        self.resource_type = app.http.scim_users.USER
+        self.resource_type = app.http.user_routes.USER
         self.validate = Recorder(self.resource_type.validate)
 
     def __getattr__(self, name: str) -> Any:

@@ -9,7 +9,7 @@ import pytest
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_tester import CheckResult, Status, check_server
 
-from app.http.scim_groups import CREATE_REFUSED
+from app.http.group_routes import CREATE_REFUSED
 from tests.service import ServiceProcess, new_org
 
 pytestmark = pytest.mark.slow

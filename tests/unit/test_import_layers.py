@@ -29,7 +29,7 @@ def _imports() -> Iterator[tuple[str, str]]:
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                    # `from app.http import audit` imports app.http.audit: count the submodules too.
+                    # `from app.http import audit_routes` imports app.http.audit_routes: count the submodules too.
                     names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
                 else:
                     continue

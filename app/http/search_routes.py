@@ -23,10 +23,10 @@ from starlette.routing import Route
 
 from app.http.auth import authenticate
 from app.http.bodies import read_json
+from app.http.group_routes import groups_page
 from app.http.queries import search_parameters
 from app.http.responses import list_response
-from app.http.scim_groups import groups_page
-from app.http.scim_users import user_type, users_page
+from app.http.user_routes import user_type, users_page
 from app.services.tenancy import Principal
 from scim.core_schemas import GROUP
 from scim.errors import invalid_filter, invalid_value
