@@ -139,18 +139,24 @@ class UsersCollection(Endpoint):
 
     async def post(self, request: Request) -> Response:
         principal = await authenticate(request)
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise invalid_value("The request body must be a JSON object describing a User.")
-        resource_type = await user_type(request, principal, body.items())
-        attributes = await off_loop(
-            request, resource_type.validate, body, services_of(request).settings.max_identifier_length
-        )
+        resource_type, attributes = await _validated_user(request, principal)
         row = await services_of(request).users.provision(
             principal.org_id, attributes, metadata(request, principal)
         )
         response: Response = await off_loop(request, _resource_response, request, row, resource_type, 201)
         return response
+
+
+async def _validated_user(request: Request, principal: Principal) -> tuple[ResourceType, dict[str, Any]]:
+    """A POST's or PUT's body as the organization's User type validates it, and that type."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise invalid_value("The request body must be a JSON object describing a User.")
+    resource_type = await user_type(request, principal, body.items())
+    attributes: dict[str, Any] = await off_loop(
+        request, resource_type.validate, body, services_of(request).settings.max_identifier_length
+    )
+    return resource_type, attributes
 
 
 class UserResource(Endpoint):
@@ -167,13 +173,7 @@ class UserResource(Endpoint):
     async def put(self, request: Request) -> Response:
         principal = await authenticate(request)
         user_id = parse_id(request.path_params["id"])
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise invalid_value("The request body must be a JSON object describing a User.")
-        resource_type = await user_type(request, principal, body.items())
-        attributes = await off_loop(
-            request, resource_type.validate, body, services_of(request).settings.max_identifier_length
-        )
+        resource_type, attributes = await _validated_user(request, principal)
         row = await services_of(request).users.replace(
             principal.org_id,
             user_id,
