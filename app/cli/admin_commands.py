@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.cli.arguments import identifier
+from app.cli.arguments import add_org_option, identifier
 from app.cli.context import Context, admin
 from app.cli.output import add_format_option, print_lines, write_rows
 from app.services import catalog_repair, tenancy
@@ -134,12 +134,12 @@ def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         dest="token_command", required=True
     )
     token_issue = token.add_parser("issue", help="issue a bearer token; prints it alone on stdout")
-    token_issue.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(token_issue)
     token_issue.add_argument("--scope", default="scim", choices=tenancy.SCOPES)
     token_issue.add_argument("--label", help="a note to tell tokens apart, e.g. 'okta-prod'")
     token_issue.set_defaults(db_handler=_token_issue)
     token_list = token.add_parser("list", help="list an organization's tokens (never their secrets)")
-    token_list.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(token_list)
     add_format_option(token_list)
     token_list.set_defaults(db_handler=_token_list)
     token_revoke = token.add_parser("revoke", help="revoke a token by its id")
@@ -153,20 +153,20 @@ def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
             dest=f"{kind.name}_command", required=True
         )
         create = catalog.add_parser("create", help=f"create a {kind.name} and its groups; prints its id last")
-        create.add_argument("--org", required=True, help="organization id or name")
+        add_org_option(create)
         create.add_argument("name")
         create.set_defaults(db_handler=_catalog_create)
         rename = catalog.add_parser("rename", help=f"rename a {kind.name}; its groups' displayName follows")
-        rename.add_argument("--org", required=True, help="organization id or name")
+        add_org_option(rename)
         rename.add_argument("reference", metavar=kind.name.upper(), help=f"the {kind.name}'s id or name")
         rename.add_argument("new_name")
         rename.set_defaults(db_handler=_catalog_rename)
         archive = catalog.add_parser("archive", help=f"archive a {kind.name}: its groups leave SCIM")
-        archive.add_argument("--org", required=True, help="organization id or name")
+        add_org_option(archive)
         archive.add_argument("reference", metavar=kind.name.upper(), help=f"the {kind.name}'s id or name")
         archive.set_defaults(db_handler=_catalog_archive)
         listing = catalog.add_parser("list", help=f"list the organization's {kind.name}s")
-        listing.add_argument("--org", required=True, help="organization id or name")
+        add_org_option(listing)
         listing.add_argument("--all", action="store_true", help="include archived ones")
         add_format_option(listing)
         listing.set_defaults(db_handler=_catalog_list)
@@ -175,11 +175,11 @@ def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         dest="group_command", required=True
     )
     group_list = group.add_parser("list", help="list groups, whether Okta linked them, and member counts")
-    group_list.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(group_list)
     add_format_option(group_list)
     group_list.set_defaults(db_handler=_group_list)
     group_repair = group.add_parser(
         "repair", help="give live pairs their missing groups and retire groups of archived ones, as events"
     )
-    group_repair.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(group_repair)
     group_repair.set_defaults(db_handler=_group_repair)

@@ -43,3 +43,8 @@ def identifier(what: str) -> Callable[[str], uuid.UUID]:
 
 instant: Callable[[str], datetime.datetime] = from_parser(parse_instant)
 seal_head: Callable[[str], seals.Head] = from_parser(seals.Head.parse)
+
+
+def add_org_option(parser: argparse.ArgumentParser) -> None:
+    """The `--org ORG` of a command about one organization: its id or its unique name."""
+    parser.add_argument("--org", required=True, help="organization id or name")

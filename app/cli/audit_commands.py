@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from app.cli.arguments import identifier, instant, seal_head
+from app.cli.arguments import add_org_option, identifier, instant, seal_head
 from app.cli.context import Context
 from app.cli.exits import ExitCode
 from app.cli.operations_commands import max_unsealed_age
@@ -189,7 +189,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     audit_head = audit.add_parser(
         "head", help="print the latest seal of an org's chain, to keep outside the database"
     )
-    audit_head.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(audit_head)
     audit_head.set_defaults(db_handler=_audit_head)
     audit_verify = audit.add_parser(
         "verify", help="recompute the seal chain; exit 3 naming the first event tampered with"
@@ -200,7 +200,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     audit_verify.set_defaults(db_handler=_audit_verify)
     audit_history = audit.add_parser("history", help="the org's events in order, with the change in words")
-    audit_history.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(audit_history)
     about = audit_history.add_mutually_exclusive_group()
     about.add_argument("--user", help="only events about this user (id or userName; a deleted user by id)")
     about.add_argument(
@@ -218,14 +218,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     audit_as_of = audit.add_parser(
         "as-of", help="users, groups and memberships at an instant, replayed from the log"
     )
-    audit_as_of.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(audit_as_of)
     audit_as_of.add_argument("--at", type=instant, required=True, help="ISO 8601 time")
     audit_as_of.add_argument("--format", choices=("json", "csv"), default="json")
     audit_as_of.set_defaults(db_handler=_audit_as_of)
     audit_access = audit.add_parser(
         "access", help="who held which Project × Role in a window, granted by whom"
     )
-    audit_access.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(audit_access)
     audit_access.add_argument("--project", help="project id or name")
     audit_access.add_argument("--role", help="role id or name")
     audit_access.add_argument("--user", help="user id or userName")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.cli.arguments import add_org_option
 from app.cli.context import Context, admin
 from app.cli.output import Row, add_format_option, write_rows
 from app.services.org_schemas import DeclaredSchema, OrgSchemaService, parse
@@ -76,14 +77,14 @@ def add_commands(commands: Any) -> None:
     extend = schema.add_parser(
         "extend", help="declare (or replace) an extension schema from an RFC 7643 §7 schema file"
     )
-    extend.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(extend)
     extend.add_argument("--file", required=True, help="the schema, as JSON (see README, 'Custom attributes')")
     extend.set_defaults(db_handler=_extend)
     listing = schema.add_parser("list", help="list the organization's declared extension schemas")
-    listing.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(listing)
     add_format_option(listing)
     listing.set_defaults(db_handler=_list)
     show = schema.add_parser("show", help="print a declared extension schema as JSON")
-    show.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(show)
     show.add_argument("urn", help="the schema's URN")
     show.set_defaults(db_handler=_show)

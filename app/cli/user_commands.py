@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from app.cli.arguments import add_org_option
 from app.cli.context import Context, admin
 from app.cli.exits import ExitCode
 from app.cli.output import CLI_PAGE, Row, add_format_option, write_row_pages, write_rows
@@ -159,7 +160,7 @@ def add_user_commands(commands: Any) -> None:
     listing = user.add_parser(
         "list", help="the organization's users, their state and how many groups they hold"
     )
-    listing.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(listing)
     state = listing.add_mutually_exclusive_group()
     state.add_argument("--active", dest="active", action="store_const", const=True, help="only active users")
     state.add_argument(
@@ -174,7 +175,7 @@ def add_user_commands(commands: Any) -> None:
     listing.set_defaults(db_handler=_user_list)
 
     show = user.add_parser("show", help="a user's profile, state, groups and recent history")
-    show.add_argument("--org", required=True, help="organization id or name")
+    add_org_option(show)
     show.add_argument("user", metavar="USER", help="the user's SCIM id or userName")
     show.add_argument(
         "--history", type=_history_count, default=10, metavar="N", help="how many recent events (default 10)"
@@ -187,6 +188,6 @@ def add_user_commands(commands: Any) -> None:
         ("restore", "undo an org admin's removal of a user", _user_restore),
     ):
         command = user.add_parser(name, help=text)
-        command.add_argument("--org", required=True, help="organization id or name")
+        add_org_option(command)
         command.add_argument("user", metavar="USER", help="the user's SCIM id or userName")
         command.set_defaults(db_handler=handler)
