@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from eventstore.codec import encode_event
+from eventstore.records import encode_event
 
 
 @asynccontextmanager

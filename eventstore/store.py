@@ -11,21 +11,26 @@ from typing import Any
 import asyncpg
 from eventsourcing.domain import Aggregate
 
-from eventstore.appends import (
-    APPEND_ONE,
-    APPEND_ROWS,
-    StreamAppend,
-    append_rows,
-    colliding_append,
-    pending_appends,
-    within_append,
-)
-from eventstore.codec import AggregateEvent
 from eventstore.inline_projection import FollowUp, InlineProjection
 from eventstore.log_reader import read_log
 from eventstore.notify import CommitNotifier
 from eventstore.pool import Connection
-from eventstore.records import EVENT_COLUMNS, LOG_START, LogPosition, Metadata, RecordedEvent, record_of
+from eventstore.records import (
+    APPEND_ONE,
+    APPEND_ROWS,
+    EVENT_COLUMNS,
+    LOG_START,
+    AggregateEvent,
+    LogPosition,
+    Metadata,
+    RecordedEvent,
+    StreamAppend,
+    append_rows,
+    colliding_append,
+    pending_appends,
+    record_of,
+    within_append,
+)
 
 
 class ConcurrencyConflict(Exception):

@@ -20,10 +20,9 @@ from eventsourcing.utils import get_topic
 
 from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
-from eventstore.codec import decode_event
 from eventstore.inline_projection import FollowUp
 from eventstore.pool import Connection
-from eventstore.records import RecordedEvent
+from eventstore.records import RecordedEvent, decode_event
 from eventstore.store import ASSIGNED_TX
 from projections.scim_paging import PagedQuery, PageEnds
 from projections.scim_sql import Column, QueryCompiler, Relation

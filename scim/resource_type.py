@@ -210,6 +210,18 @@ class ResourceType:
                 return None
         return Resolved(extension.id if extension else None, attribute, sub_attribute)
 
+    def knows(self, name: str, value: Any) -> bool:
+        """Whether this type has the schema a URN-qualified `name` names, and each attribute `value` holds
+        under it; a name without a URN is the core schema's, which never changes."""
+        if name[:4].lower() != "urn:":
+            return True
+        extension = self.extension(name)
+        if extension is not None:
+            return not isinstance(value, dict) or all(extension.attribute(key) is not None for key in value)
+        # `urn:…:User:attribute` (or `.sub`), as a PATCH path or a pathless key names one attribute.
+        schema, _, attribute = name.rpartition(":")
+        return self.resolve(schema, attribute.partition(".")[0].partition("[")[0]) is not None
+
     def canonicalize(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Spell every known attribute name canonically and drop the unknown ones (RFC 7644 §3.3 lets
         servers ignore attributes they do not support)."""

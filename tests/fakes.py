@@ -23,10 +23,8 @@ from typing import Any, cast
 import msgspec
 from eventsourcing.domain import Aggregate
 
-from eventstore.appends import StreamAppend, pending_append
-from eventstore.codec import encode_event
 from eventstore.pool import Connection
-from eventstore.records import Metadata, RecordedEvent
+from eventstore.records import Metadata, RecordedEvent, StreamAppend, encode_event, pending_append
 from eventstore.store import ConcurrencyConflict, EventStore, Transaction
 
 _Stream = tuple[uuid.UUID, uuid.UUID]  # (org_id, stream_id): every key leads with the organization

@@ -1,9 +1,11 @@
 """Who is asking: the request's bearer token, read as an identity provider's admin pasted it, its scope, its
-rate limit, and its organization's admission."""
+rate limit, its organization's admission, and its organization's User type."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
+from typing import Any
 
 from starlette.requests import Request
 
@@ -11,6 +13,7 @@ from app.http.endpoint import services_of
 from app.services.tenancy import Principal, TokenScope
 from eventstore.records import Metadata
 from scim.errors import ScimError
+from scim.resource_type import ResourceType
 
 
 class Unauthorized(ScimError):
@@ -92,3 +95,10 @@ async def authenticate(request: Request, scope: TokenScope | None = "scim") -> P
 
 def metadata(request: Request, principal: Principal) -> Metadata:
     return Metadata(actor=principal.actor, request_id=request.state.request_id)
+
+
+async def user_type(
+    request: Request, principal: Principal, named: Iterable[tuple[str, Any]] = ()
+) -> ResourceType:
+    """The User resource type of the principal's organization (see UserTypes.knowing for `named`)."""
+    return await services_of(request).user_types.knowing(principal.org_id, principal.schema_version, named)

@@ -9,10 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.auth import authenticate
+from app.http.auth import authenticate, user_type
 from app.http.endpoint import services_of
 from app.http.responses import ScimResponse, base_url, list_response
-from app.http.user_routes import user_type
 from domain.errors import NotFound
 from scim.core_schemas import ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA
 from scim.resource_type import ResourceType

@@ -15,9 +15,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.http.auth import authenticate, metadata
-from app.http.bodies import etag, if_match, off_loop, parse_id, patch_operations, read_json
 from app.http.endpoint import Endpoint, services_of
-from app.http.queries import list_parameters, selection
+from app.http.reading import (
+    etag,
+    if_match,
+    list_parameters,
+    off_loop,
+    parse_id,
+    patch_operations,
+    read_json,
+    selection,
+)
 from app.http.responses import ScimResponse, base_url, list_response
 from app.services.tenancy import Principal
 from projections import scim_groups

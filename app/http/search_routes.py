@@ -21,12 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.auth import authenticate
-from app.http.bodies import read_json
+from app.http.auth import authenticate, user_type
 from app.http.group_routes import groups_page
-from app.http.queries import search_parameters
+from app.http.reading import read_json, search_parameters
 from app.http.responses import list_response
-from app.http.user_routes import user_type, users_page
+from app.http.user_routes import users_page
 from app.services.tenancy import Principal
 from scim.core_schemas import GROUP
 from scim.errors import invalid_filter, invalid_value

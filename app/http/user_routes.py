@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.auth import authenticate, metadata
-from app.http.bodies import etag, if_match, large_body, off_loop, parse_id, patch_operations, read_json
+from app.http.auth import authenticate, metadata, user_type
 from app.http.endpoint import Endpoint, services_of
-from app.http.queries import list_parameters, selection
+from app.http.reading import (
+    etag,
+    if_match,
+    large_body,
+    list_parameters,
+    off_loop,
+    parse_id,
+    patch_operations,
+    read_json,
+    selection,
+)
 from app.http.responses import ScimResponse, base_url, list_response
 from app.services.tenancy import Principal
 from projections import scim_users
@@ -23,35 +32,6 @@ from scim.patch_request import PatchOperation
 from scim.query import ListQuery
 from scim.resource_type import ResourceType
 from scim.selection import select_attributes
-
-
-async def user_type(
-    request: Request, principal: Principal, named: Iterable[tuple[str, Any]] = ()
-) -> ResourceType:
-    """The User resource type of the principal's organization: with the extensions it declared, if any.
-
-    The type follows the schema version cached with the token. When `named` (a body's attributes, a PATCH's
-    paths and pathless keys, with their values) holds a URN, or an attribute under one, that this type does
-    not know, the organization may have declared it since: the current type is read, lest values sent just
-    after `schema extend` be dropped, or a PUT served with an older type record them as removed."""
-    user_types = services_of(request).user_types
-    resource_type = await user_types.of(principal.org_id, principal.schema_version)
-    if any(not _knows(resource_type, name, value) for name, value in named):
-        return await user_types.current(principal.org_id)
-    return resource_type
-
-
-def _knows(resource_type: ResourceType, name: str, value: Any) -> bool:
-    """Whether `resource_type` has the schema a URN-qualified `name` names, and each attribute `value` holds
-    under it; a name without a URN is the core schema's, which never changes."""
-    if name[:4].lower() != "urn:":
-        return True
-    extension = resource_type.extension(name)
-    if extension is not None:
-        return not isinstance(value, dict) or all(extension.attribute(key) is not None for key in value)
-    # `urn:…:User:attribute` (or `.sub`), as a PATCH path or a pathless key names one attribute.
-    schema, _, attribute = name.rpartition(":")
-    return resource_type.resolve(schema, attribute.partition(".")[0].partition("[")[0]) is not None
 
 
 def _patch_names(operations: list[PatchOperation]) -> Iterator[tuple[str, Any]]:

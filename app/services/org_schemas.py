@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,21 @@ class UserTypes:
         self._types[key] = resource_type
         if len(self._types) > self._capacity:
             self._types.popitem(last=False)
+        return resource_type
+
+    async def knowing(
+        self, org_id: uuid.UUID, schema_version: int, named: Iterable[tuple[str, Any]] = ()
+    ) -> ResourceType:
+        """The organization's User type, with the extensions it declared, if any.
+
+        The type follows the schema version cached with the token. When `named` (a body's attributes, a
+        PATCH's paths and pathless keys, with their values) holds a URN, or an attribute under one, that this
+        type does not know, the organization may have declared it since: the current type is read, lest
+        values sent just after `schema extend` be dropped, or a PUT served with an older type record them as
+        removed."""
+        resource_type = await self.of(org_id, schema_version)
+        if any(not resource_type.knows(name, value) for name, value in named):
+            return await self.current(org_id)
         return resource_type
 
     async def current(self, org_id: uuid.UUID) -> ResourceType:

@@ -140,7 +140,7 @@ class UserService:
         if_match: Callable[[int], bool] | None,
         off_loop: bool = False,
     ) -> UserRow:
-        """`off_loop`: decide in a worker thread, for a large request (see app.http.bodies.OFFLOAD_BYTES). A user who
+        """`off_loop`: decide in a worker thread, for a large request (see app.http.reading.OFFLOAD_BYTES). A user who
         already holds many values is decided there too: a small PATCH's value filter scans every one of them."""
         for attempt in range(_ATTEMPTS):
             try:

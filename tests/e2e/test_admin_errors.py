@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from app.http.bodies import patch_operations
+from app.http.reading import patch_operations
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
 from domain.errors import MAX_NAMED_MEMBERS, InvalidMember, moment

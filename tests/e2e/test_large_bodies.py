@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-import app.http.bodies
+import app.http.reading
 import app.http.user_routes
 import app.services.groups
 import app.services.org_schemas
@@ -54,7 +54,7 @@ class ValidatingUser:
 
 @pytest.fixture
 def large(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app.http.bodies, "OFFLOAD_BYTES", LARGE, raising=False)
+    monkeypatch.setattr(app.http.reading, "OFFLOAD_BYTES", LARGE, raising=False)
 
 
 def emails(count: int) -> list[dict[str, str]]:

@@ -5,7 +5,7 @@ import msgspec
 import pytest
 
 from domain.users import User
-from eventstore.codec import decode_event, encode_event
+from eventstore.records import decode_event, encode_event
 
 
 def test_events_survive_encoding_unchanged() -> None:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from domain.errors import DomainError, InactiveMember
 from domain.users import User
-from eventstore.codec import decode_event, encode_event
+from eventstore.records import decode_event, encode_event
 from projections.scim_sql import Parameters
 from projections.scim_users import USER_QUERIES
 from scim.core_schemas import USER
