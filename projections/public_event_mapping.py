@@ -9,6 +9,7 @@ by accident. A skipped event has no public meaning; a reader of the feed still m
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
@@ -26,7 +27,7 @@ from projections.public_events import PublicEvent, Seal
 # Namespace of the public ids: uuid5 of an event's key in the log, (org, stream, version), which is what
 # identifies it forever. Not its log position: that is a storage detail (a copy of the log into new tables,
 # or a sharded one, numbers it afresh) and would tell every tenant how busy the whole platform is.
-_EVENT_ID_NAMESPACE = uuid.UUID("0b8f5a52-64a3-4c1e-9a0e-5d2f7f7f3c11")
+_EVENT_ID_NAMESPACE_BYTES = uuid.UUID("0b8f5a52-64a3-4c1e-9a0e-5d2f7f7f3c11").bytes
 
 # Write-only SCIM attributes (RFC 7643 §2.2): the service never keeps them, and a public event never carries
 # one even if an old payload did.
@@ -56,7 +57,19 @@ UNLINK_CAUSES: Mapping[UnlinkCause, public.UnlinkCause] = {
 
 
 def event_id(org_id: uuid.UUID, stream_id: uuid.UUID, version: int) -> str:
-    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{org_id}:{stream_id}:{version}"))
+    """A version-5 UUID (RFC 9562: SHA-1 in a namespace) of the event's key: the namespace's 16 bytes, then
+    the organization's, the stream's, and the version as 8 bytes big-endian. Spelled out rather than
+    `uuid.uuid5`, which needs the key as text first: this is half the cost of publishing an event."""
+    digest = bytearray(
+        hashlib.sha1(
+            _EVENT_ID_NAMESPACE_BYTES + org_id.bytes + stream_id.bytes + version.to_bytes(8, "big"),
+            usedforsecurity=False,
+        ).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC's variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _public_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:

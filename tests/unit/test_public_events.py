@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import inspect
 import json
 import pathlib
@@ -240,3 +241,15 @@ def test_each_schema_requires_the_envelope_and_names_its_type() -> None:
             "seal",
             "data",
         }
+
+
+def test_an_events_id_is_a_version_5_uuid_of_its_key() -> None:
+    org_id, stream_id = uuid.uuid4(), uuid.uuid4()
+    namespace = uuid.UUID("0b8f5a52-64a3-4c1e-9a0e-5d2f7f7f3c11")
+    name = org_id.bytes + stream_id.bytes + (12).to_bytes(8, "big")
+    # uuid.uuid5 of Python 3.11 takes only text; RFC 9562's construction, from the bytes:
+    expected = bytearray(hashlib.sha1(namespace.bytes + name).digest()[:16])
+    expected[6], expected[8] = (expected[6] & 0x0F) | 0x50, (expected[8] & 0x3F) | 0x80
+    identifier = uuid.UUID(event_id(org_id, stream_id, 12))
+    assert identifier == uuid.UUID(bytes=bytes(expected))
+    assert identifier.version == 5
