@@ -32,6 +32,7 @@ from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
 from app.services.catalog import CatalogService
 from app.services.container import Services
+from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
 from app.services.tenancy import Authenticator
@@ -209,4 +210,5 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         admission=Admission.from_settings(settings),
         schemas=OrgSchemaService(store),
         user_types=UserTypes(pool),
+        feed=EventFeed(pool, notifier),
     )

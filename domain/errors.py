@@ -51,6 +51,11 @@ class IncompatibleRedeclaration(DomainError):
     """A redeclaration that stored values or the identity provider's routine writes could not satisfy."""
 
 
+class InvalidFeedRequest(DomainError):
+    """A read of the event feed the service cannot answer: a cursor it did not hand out, an unknown event type,
+    a limit or a wait out of range; the message says which, for the integrator to fix their call."""
+
+
 class PreconditionFailed(DomainError):
     """The client pinned a version with If-Match and the resource has moved past it."""
 

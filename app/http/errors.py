@@ -21,6 +21,7 @@ from domain.errors import (
     DomainError,
     InactiveMember,
     IncompatibleRedeclaration,
+    InvalidFeedRequest,
     InvalidMember,
     NameTaken,
     NotFound,
@@ -70,6 +71,7 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     ArchivedError: ErrorAnswer(400, "invalidValue"),
     IncompatibleRedeclaration: ErrorAnswer(400, "invalidValue"),
     OrgNameTaken: ErrorAnswer(400, "invalidValue"),
+    InvalidFeedRequest: ErrorAnswer(400, "invalidValue"),
     DomainError: ErrorAnswer(400, "invalidValue"),
 }
 

@@ -10,6 +10,7 @@ from app.infrastructure.admission import Admission
 from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
 from app.services.catalog import CatalogService
+from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
 from app.services.tenancy import Authenticator
@@ -39,6 +40,7 @@ class Services:
     admission: Admission
     schemas: OrgSchemaService
     user_types: UserTypes
+    feed: EventFeed
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

@@ -1,0 +1,205 @@
+"""The event feed: the log as public events (projections/public_events.py), in log order, from an opaque
+cursor, for one organization or (the platform's) every one.
+
+It reads the log as the runner does (eventstore/log_reader.py): in (writing transaction, position) order and
+only below the snapshot's xmin, so an event whose transaction commits late is never skipped, and a cursor
+handed out is never overtaken by an event that sorts before it. Events with no public meaning, and those of
+types the reader did not ask for, are examined and passed over: the cursor moves past them, so a filtered
+reader never examines the same part of the log twice. A reader with nothing new may wait for a commit
+(long polling), woken by the process's commit notifier and, for writes made by other processes, by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import msgspec
+
+from domain.errors import InvalidFeedRequest
+from eventstore.notify import CommitNotifier
+from eventstore.records import EVENT_COLUMNS, LOG_START, LogPosition, RecordedEvent
+from projections.public_event_mapping import UnknownEventType, domain_type_names, to_public
+from projections.public_events import PublicEvent
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_WAIT_SECONDS = 30.0
+# A filtered page examines at most this many events of the log, so that a reader of rare types gets an answer
+# (perhaps empty, with a cursor further on) in bounded time however long the stretch without them.
+EXAMINED_PER_PAGE = 5000
+
+
+class FeedPage(msgspec.Struct, frozen=True):
+    """What one read of the feed answers, as the API returns it."""
+
+    data: list[PublicEvent]
+    next_cursor: str
+
+
+class _Cursor(msgspec.Struct, frozen=True, array_like=True):
+    """What a cursor holds: a version of its own format, and the log position of the last event examined."""
+
+    format: int
+    tx: int
+    position: int
+
+
+_CURSOR_FORMAT = 1
+_cursor_encoder = msgspec.json.Encoder()
+_cursor_decoder = msgspec.json.Decoder(_Cursor)
+
+
+def encode_cursor(position: LogPosition) -> str:
+    raw = _cursor_encoder.encode(_Cursor(_CURSOR_FORMAT, position.tx, position.position))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> LogPosition:
+    """The position a cursor of `encode_cursor` holds; InvalidFeedRequest for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        decoded = _cursor_decoder.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError) as error:
+        raise _invalid_cursor(cursor) from error
+    if decoded.format != _CURSOR_FORMAT or decoded.tx < 0 or decoded.position < 0:
+        raise _invalid_cursor(cursor)
+    return LogPosition(decoded.tx, decoded.position)
+
+
+def _invalid_cursor(cursor: str) -> InvalidFeedRequest:
+    shown = cursor if len(cursor) <= 60 else cursor[:57] + "..."
+    return InvalidFeedRequest(
+        f"The cursor '{shown}' is not one this feed handed out: pass back a next_cursor exactly as received, "
+        "or leave the cursor out to read from the beginning of the log."
+    )
+
+
+# One read: the next events of the log after the cursor, in log order and only below the snapshot's xmin, as
+# log_reader.read_log reads them (see it for why), at most $4 of them examined. Of those, the ones of the
+# wanted types ($5) are kept up to $3 of them, and the page ends at the last event kept or, if fewer than
+# $3 were found, at the last event examined: everything up to the page's end has been examined. Payloads
+# and seals are fetched only for the events kept.
+_PAGE = """
+SELECT page.position, page.tx, page.org_id, page.stream_id, page.version, page.type, page.schema_version,
+       CASE WHEN page.wanted THEN page.payload END, page.occurred_at, page.recorded_at, page.actor,
+       page.request_id, page.wanted,
+       -- A lookup per event kept, by the seals' primary key: a join would be planned for the examined
+       -- events (thousands) and hash the whole seals table for a page of a few.
+       CASE WHEN page.wanted THEN (
+           SELECT seal.seal FROM audit_seals AS seal WHERE seal.org_id = page.org_id AND seal.position = page.position
+       ) END AS seal
+FROM (
+    SELECT examined.*, count(*) FILTER (WHERE examined.wanted) OVER (ORDER BY examined.tx, examined.position)
+           AS kept
+    FROM (
+        SELECT {columns}, type = ANY($5::text[]) AS wanted FROM events
+        WHERE {scope} AND tx < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY {order}
+        LIMIT $4
+    ) AS examined
+) AS page
+WHERE page.kept <= $3
+ORDER BY page.tx, page.position
+"""
+# Every organization's events: the log's own order, on its index (tx, position).
+_PLATFORM_PAGE = _PAGE.format(
+    columns=EVENT_COLUMNS, scope="(tx, position) > ($1::xid8, $2::bigint)", order="tx, position"
+)
+# One organization's: the same order within it, on the index (org_id, tx, position), which starts at the
+# cursor without passing over other organizations' events.
+_ORG_PAGE = _PAGE.format(
+    columns=EVENT_COLUMNS,
+    scope="org_id = $6::uuid AND (org_id, tx, position) > ($6::uuid, $1::xid8, $2::bigint)",
+    order="org_id, tx, position",
+)
+
+
+class EventFeed:
+    """One per process: reads pages of the feed from `pool`, waiting on `notifier` for commits."""
+
+    def __init__(
+        self, pool: asyncpg.Pool[asyncpg.Record], notifier: CommitNotifier, poll_seconds: float = 0.5
+    ) -> None:
+        self._pool = pool
+        self._notifier = notifier
+        # Commits made by other processes wake no one here: a waiting reader looks again this often.
+        self._poll_seconds = poll_seconds
+
+    async def read(
+        self,
+        org_id: uuid.UUID | None,
+        after: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> FeedPage:
+        """Up to `limit` public events after the cursor `after` (from the start of the log if None), of
+        `types` if given, of `org_id` (every organization's if None); if there are none yet, waits up to
+        `wait_seconds` for one. The page's `next_cursor` is where the next read starts: past every event
+        examined, even when none was kept."""
+        position = decode_cursor(after) if after else LOG_START
+        types = types or None  # no types named: every type
+        wanted = _wanted(types)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidFeedRequest(f"The limit must be between 1 and {MAX_LIMIT}; it was {limit}.")
+        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
+            raise InvalidFeedRequest(
+                f"The wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds; it was {wait_seconds:g}."
+            )
+        # Filtered or not, a page may pass over events (those with no public meaning, or not of `types`): it
+        # examines more than it keeps, so that an empty page means a long stretch without any.
+        examined = max(limit, EXAMINED_PER_PAGE)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        committed = asyncio.Event()
+        # Subscribed before the first read, and cleared before each: a commit during a read is not missed.
+        unsubscribe = self._notifier.subscribe(committed.set)
+        try:
+            while True:
+                committed.clear()
+                events, position = await self._page(org_id, position, limit, examined, wanted)
+                remaining = deadline - loop.time()
+                if events or remaining <= 0:
+                    return FeedPage(events, encode_cursor(position))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(committed.wait(), min(remaining, self._poll_seconds))
+        finally:
+            unsubscribe()
+
+    async def _page(
+        self,
+        org_id: uuid.UUID | None,
+        after: LogPosition,
+        limit: int,
+        examined: int,
+        wanted: list[str],
+    ) -> tuple[list[PublicEvent], LogPosition]:
+        if org_id is None:
+            rows = await self._pool.fetch(_PLATFORM_PAGE, after.tx, after.position, limit, examined, wanted)
+        else:
+            rows = await self._pool.fetch(
+                _ORG_PAGE, after.tx, after.position, limit, examined, wanted, org_id
+            )
+        if not rows:
+            return [], after
+        events = []
+        for row in rows:
+            if row["wanted"]:
+                public = to_public(RecordedEvent(*row[:12]), row["seal"])
+                assert public is not None  # wanted types are published ones
+                events.append(public)
+        last = rows[-1]
+        return events, LogPosition(last["tx"], last["position"])
+
+
+def _wanted(types: Sequence[str] | None) -> list[str]:
+    try:
+        return sorted(domain_type_names(types))
+    except UnknownEventType as error:
+        raise InvalidFeedRequest(str(error)) from error
