@@ -33,6 +33,8 @@ MAX_WAIT_SECONDS = 30.0
 # A filtered page examines at most this many events of the log, so that a reader of rare types gets an answer
 # (perhaps empty, with a cursor further on) in bounded time however long the stretch without them.
 EXAMINED_PER_PAGE = 5000
+# How soon a reader woken by a commit looks again when its read did not see it yet (see `EventFeed.read`).
+_AFTER_COMMIT_SECONDS = 0.05
 
 
 class FeedPage(msgspec.Struct, frozen=True):
@@ -92,7 +94,8 @@ SELECT page.position, page.tx, page.org_id, page.stream_id, page.version, page.t
        -- A lookup per event kept, by the seals' primary key: a join would be planned for the examined
        -- events (thousands) and hash the whole seals table for a page of a few.
        CASE WHEN page.wanted THEN (
-           SELECT seal.seal FROM audit_seals AS seal WHERE seal.org_id = page.org_id AND seal.position = page.position
+           SELECT seal.seal FROM audit_seals AS seal
+           WHERE seal.org_id = page.org_id AND seal.position = page.position
        ) END AS seal
 FROM (
     SELECT examined.*, count(*) FILTER (WHERE examined.wanted) OVER (ORDER BY examined.tx, examined.position)
@@ -160,15 +163,22 @@ class EventFeed:
         committed = asyncio.Event()
         # Subscribed before the first read, and cleared before each: a commit during a read is not missed.
         unsubscribe = self._notifier.subscribe(committed.set)
+        pause = self._poll_seconds
         try:
             while True:
                 committed.clear()
-                events, position = await self._page(org_id, position, limit, examined, wanted)
+                events, position, more = await self._page(org_id, position, limit, examined, wanted)
                 remaining = deadline - loop.time()
                 if events or remaining <= 0:
                     return FeedPage(events, encode_cursor(position))
+                if more:
+                    continue  # a stretch with none of `types`, longer than a page: read on, not wait
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(committed.wait(), min(remaining, self._poll_seconds))
+                    await asyncio.wait_for(committed.wait(), min(remaining, pause))
+                # Woken by a commit that the read may not see yet: a transaction that began before it and is
+                # still running (anywhere on the server) hides it until it ends. Look again soon, then less
+                # and less often, up to the polling interval.
+                pause = _AFTER_COMMIT_SECONDS if committed.is_set() else min(pause * 2, self._poll_seconds)
         finally:
             unsubscribe()
 
@@ -179,7 +189,9 @@ class EventFeed:
         limit: int,
         examined: int,
         wanted: list[str],
-    ) -> tuple[list[PublicEvent], LogPosition]:
+    ) -> tuple[list[PublicEvent], LogPosition, bool]:
+        """The page's public events, where it ends, and whether the log may go on past it right now (the page
+        examined as many events as it could)."""
         if org_id is None:
             rows = await self._pool.fetch(_PLATFORM_PAGE, after.tx, after.position, limit, examined, wanted)
         else:
@@ -187,7 +199,7 @@ class EventFeed:
                 _ORG_PAGE, after.tx, after.position, limit, examined, wanted, org_id
             )
         if not rows:
-            return [], after
+            return [], after, False
         events = []
         for row in rows:
             if row["wanted"]:
@@ -195,7 +207,7 @@ class EventFeed:
                 assert public is not None  # wanted types are published ones
                 events.append(public)
         last = rows[-1]
-        return events, LogPosition(last["tx"], last["position"])
+        return events, LogPosition(last["tx"], last["position"]), len(rows) >= examined
 
 
 def _wanted(types: Sequence[str] | None) -> list[str]:
