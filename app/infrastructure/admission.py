@@ -84,6 +84,13 @@ class Admission:
         self._tokens[token_id] = self._tokens.get(token_id, 0) + 1
         scope[_SLOT] = (self, org_id, token_id)
 
+    def release(self, scope: Scope) -> None:
+        """Give the request's slot back before its response ends: for a request that goes on without database
+        work in progress (a long poll of the event feed, waiting)."""
+        slot = scope.pop(_SLOT, None)
+        if slot is not None:
+            self.leave(slot[1], slot[2])
+
     def leave(self, org_id: uuid.UUID, token_id: uuid.UUID) -> None:
         for counts, key in ((self._orgs, org_id), (self._tokens, token_id)):
             remaining = counts[key] - 1

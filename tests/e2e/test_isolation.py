@@ -174,6 +174,10 @@ READS: dict[tuple[str, str], list[Probe]] = {
         managing("GET", "/api/v1/orgs/{org}/tokens"),
         managing("GET", "/api/v1/orgs/{org}/tokens", limit="1"),
     ],
+    ("GET", "/api/v1/orgs/{org}/events"): [
+        managing("GET", "/api/v1/orgs/{org}/events"),
+        managing("GET", "/api/v1/orgs/{org}/events", types="group.member_added,user.created", limit="1"),
+    ],
     ("GET", "/audit/access"): [
         reading("GET", "/audit/access", auditor=True, **{"from": EPOCH, "to": "{now}"}),
         reading("GET", "/audit/access", auditor=True, user="{user}", **{"from": EPOCH, "to": "{now}"}),
@@ -206,6 +210,9 @@ SEPARATE: set[tuple[str, str]] = {
     ("GET", "/audit/verify"),
     # Platform tokens alone: no organization's data until one is created.
     ("POST", "/api/v1/orgs"),
+    # Platform tokens alone, every organization's events by design; an admin token is refused
+    # (tests/e2e/test_events_api.py).
+    ("GET", "/api/v1/events"),
     # Tokens are not events: test_token_writes_reach_no_other_organization.
     ("POST", "/api/v1/orgs/{org}/tokens"),
     ("DELETE", "/api/v1/orgs/{org}/tokens/{token_id}"),

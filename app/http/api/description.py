@@ -8,6 +8,8 @@ from typing import Any
 import msgspec
 
 from app.http.api.edge import DEFAULT_LIMIT, MAX_KEY_LENGTH, MAX_LIMIT
+from app.http.api.events_routes import PARAMETERS as EVENT_PARAMETERS
+from app.http.api.events_routes import EventPage
 from app.http.api.org_routes import OrgInput, OrgOutput
 from app.http.api.responses import ErrorBody
 from app.http.api.token_routes import IssuedToken, TokenInput, TokenOutput
@@ -133,6 +135,23 @@ def paths() -> dict[str, Any]:
                 ),
             },
         },
+        "/api/v1/orgs/{org}/events": {
+            "parameters": [_ORG],
+            "get": {
+                "operationId": "apiOrgEvents",
+                "summary": "The organization's public events in log order, from a cursor (docs/events.md).",
+                "parameters": EVENT_PARAMETERS,
+                "responses": _responses({200: ("A page of events.", "EventPage")}, 400, 404),
+            },
+        },
+        "/api/v1/events": {
+            "get": {
+                "operationId": "apiPlatformEvents",
+                "summary": "Every organization's public events in log order, from a cursor (platform tokens).",
+                "parameters": EVENT_PARAMETERS,
+                "responses": _responses({200: ("A page of events.", "EventPage")}, 400),
+            },
+        },
         "/api/v1/orgs/{org}/tokens/{token_id}": {
             "parameters": [
                 _ORG,
@@ -150,7 +169,7 @@ def paths() -> dict[str, Any]:
 def schemas() -> dict[str, Any]:
     """The components the paths refer to, each named `Api` + its msgspec type's name."""
     _, definitions = msgspec.json.schema_components(
-        [ErrorBody, OrgInput, OrgOutput, TokenInput, TokenOutput, IssuedToken], ref_template=_REF
+        [ErrorBody, OrgInput, OrgOutput, TokenInput, TokenOutput, IssuedToken, EventPage], ref_template=_REF
     )
     return {
         **{"Api" + name: schema for name, schema in definitions.items()},
