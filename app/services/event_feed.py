@@ -86,7 +86,8 @@ def _invalid_cursor(cursor: str) -> InvalidFeedRequest:
 # log_reader.read_log reads them (see it for why), at most $4 of them examined. Of those, the ones of the
 # wanted types ($5) are kept up to $3 of them, and the page ends at the last event kept or, if fewer than
 # $3 were found, at the last event examined: everything up to the page's end has been examined. Payloads
-# and seals are fetched only for the events kept.
+# and seals are fetched only for the events kept. Every ORDER BY is the index's own order, so that nothing
+# is sorted and the count stops the scan at the page's end (the WindowAgg's run condition).
 _PAGE = """
 SELECT page.position, page.tx, page.org_id, page.stream_id, page.version, page.type, page.schema_version,
        CASE WHEN page.wanted THEN page.payload END, page.occurred_at, page.recorded_at, page.actor,
@@ -98,8 +99,7 @@ SELECT page.position, page.tx, page.org_id, page.stream_id, page.version, page.t
            WHERE seal.org_id = page.org_id AND seal.position = page.position
        ) END AS seal
 FROM (
-    SELECT examined.*, count(*) FILTER (WHERE examined.wanted) OVER (ORDER BY examined.tx, examined.position)
-           AS kept
+    SELECT examined.*, count(*) FILTER (WHERE examined.wanted) OVER (ORDER BY {order}) AS kept
     FROM (
         SELECT {columns}, type = ANY($5::text[]) AS wanted FROM events
         WHERE {scope} AND tx < pg_snapshot_xmin(pg_current_snapshot())
@@ -108,17 +108,20 @@ FROM (
     ) AS examined
 ) AS page
 WHERE page.kept <= $3
-ORDER BY page.tx, page.position
+ORDER BY {order}
 """
 # Every organization's events: the log's own order, on its index (tx, position).
 _PLATFORM_PAGE = _PAGE.format(
     columns=EVENT_COLUMNS, scope="(tx, position) > ($1::xid8, $2::bigint)", order="tx, position"
 )
 # One organization's: the same order within it, on the index (org_id, tx, position), which starts at the
-# cursor without passing over other organizations' events.
+# cursor without passing over other organizations' events. Not `org_id = $6 AND (org_id, tx, position) > …`:
+# given an equality on org_id, PostgreSQL 15 starts the index scan at the organization's first event and
+# filters its way to the cursor, a cost that grows with the cursor (a page 150,000 events in cost 12 ms
+# instead of 1.5); bounded by the row comparison below and org_id above, it starts at the cursor.
 _ORG_PAGE = _PAGE.format(
     columns=EVENT_COLUMNS,
-    scope="org_id = $6::uuid AND (org_id, tx, position) > ($6::uuid, $1::xid8, $2::bigint)",
+    scope="(org_id, tx, position) > ($6::uuid, $1::xid8, $2::bigint) AND org_id <= $6::uuid",
     order="org_id, tx, position",
 )
 
