@@ -24,6 +24,7 @@ from domain.errors import (
     IncompatibleRedeclaration,
     InvalidFeedRequest,
     InvalidMember,
+    ManagedByIdentityProvider,
     NameTaken,
     NotFound,
     OrgNameTaken,
@@ -93,6 +94,7 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     IncompatibleRedeclaration: ErrorAnswer(400, "invalidValue"),
     OrgNameTaken: ErrorAnswer(409, "uniqueness"),
     TooManyTokens: ErrorAnswer(409, None),
+    ManagedByIdentityProvider: ErrorAnswer(409, None),
     InvalidFeedRequest: ErrorAnswer(400, "invalidValue"),
     DomainError: ErrorAnswer(400, "invalidValue"),
 }
