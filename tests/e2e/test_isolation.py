@@ -228,9 +228,13 @@ READS: dict[tuple[str, str], list[Probe]] = {
         managing("GET", "/api/v1/orgs/{org}/tokens"),
         managing("GET", "/api/v1/orgs/{org}/tokens", limit="1"),
     ],
+    # Waiting for the first event: the feed reads commit-safely, and another transaction on the server may
+    # still hide the owner's events for a moment.
     ("GET", "/api/v1/orgs/{org}/events"): [
-        managing("GET", "/api/v1/orgs/{org}/events"),
-        managing("GET", "/api/v1/orgs/{org}/events", types="group.member_added,user.created", limit="1"),
+        managing("GET", "/api/v1/orgs/{org}/events", wait="10"),
+        managing(
+            "GET", "/api/v1/orgs/{org}/events", types="group.member_added,user.created", limit="1", wait="10"
+        ),
     ],
     ("GET", "/audit/access"): [
         reading("GET", "/audit/access", auditor=True, **{"from": EPOCH, "to": "{now}"}),
