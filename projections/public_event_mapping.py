@@ -49,6 +49,7 @@ MEMBERSHIP_CAUSES: Mapping[GroupChangeCause, public.MembershipCause] = {
     "unlink": "group_unlinked",
     "archive": "archived",
     "reactor": "left_organization",
+    "app": "app",
 }
 UNLINK_CAUSES: Mapping[UnlinkCause, public.UnlinkCause] = {
     "unlink": "identity_provider",

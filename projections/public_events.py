@@ -29,8 +29,9 @@ DepartureCause = Literal["identity_provider_deactivation", "identity_provider_de
 # Why a user who had left became a member again.
 ReturnCause = Literal["identity_provider_reactivation", "admin_restore"]
 # Why a user joined or left a group: the identity provider pushed it; the identity provider unlinked the
-# group; the app archived the group's project or role; the user left the organization.
-MembershipCause = Literal["identity_provider", "group_unlinked", "archived", "left_organization"]
+# group; the app archived the group's project or role; the user left the organization; the app granted or
+# revoked it (a group the identity provider has not linked).
+MembershipCause = Literal["identity_provider", "group_unlinked", "archived", "left_organization", "app"]
 # Why a group stopped being linked: the identity provider deleted the link, or the app archived the group's
 # project or role.
 UnlinkCause = Literal["identity_provider", "archived"]
