@@ -84,6 +84,11 @@ bench-reactors: install
 bench-replay: install
 	$(BIN)/python bench/replay_rebuild.py
 
+# Issue 21's feed figure: catching up on a 1,000,000-event log through the event feed, beside read_log.
+.PHONY: bench-feed
+bench-feed: install
+	$(BIN)/python bench/event_feed.py
+
 # Issue 18's HTTP-edge figures: /healthz and RSS under huge headers and slowloris; with
 # BASELINE_TREE=/path/to/old/checkout (its .venv installed), the old code beside this tree in the same run.
 bench-http-edge: install
