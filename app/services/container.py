@@ -14,6 +14,8 @@ from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
 from app.services.tenancy import Authenticator
 from app.services.users import UserService
+from app.services.webhook_delivery import WebhookDispatcher
+from app.services.webhooks import WebhookService
 from domain.errors import NotFound
 from eventstore.consumers import Consumer
 from eventstore.notify import CommitNotifier
@@ -39,6 +41,9 @@ class Services:
     admission: Admission
     schemas: OrgSchemaService
     user_types: UserTypes
+    webhooks: WebhookService
+    # Delivers the webhooks; runs beside the runner (app/bootstrap.py), in the process that runs the runner.
+    webhook_dispatcher: WebhookDispatcher
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:
