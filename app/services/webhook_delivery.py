@@ -40,7 +40,7 @@ import datetime
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +50,12 @@ from standardwebhooks import Webhook
 
 from app.infrastructure.webhook_http import Answer, WebhookSender
 from app.infrastructure.webhook_keys import WebhookKeys
+from app.services import webhook_delivery_sql as sql
 from app.services.webhooks import WEBHOOKS_CHANNEL, wants, webhook_id_of
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import Connection
 from eventstore.positions import try_lock_consumer
-from eventstore.records import EVENT_COLUMNS, LogPosition, RecordedEvent, record_of
+from eventstore.records import LogPosition, RecordedEvent, record_of
 from eventstore.runner import RunnerOptions, backoff
 
 log = logging.getLogger("scimledger.webhooks")
@@ -65,44 +66,6 @@ EventTypeOf = Callable[[RecordedEvent], str | None]
 
 DISPATCHER_NAME = "webhooks"
 _encoder = msgspec.json.Encoder()
-
-# What a task needs to know about its endpoint on each step; `wait` is how long until the next attempt is due.
-_ENDPOINT = """
-SELECT state, url, event_types, secret, tx, position, attempts,
-       CASE WHEN previous_secret_until > now() THEN previous_secret END AS previous_secret,
-       greatest(extract(epoch FROM next_attempt_at - now()), 0)::float8 AS wait
-FROM webhook_endpoints WHERE org_id = $1 AND endpoint_id = $2
-"""
-# eventstore/log_reader.read_log's order and visibility rule, for one organization.
-_READ_ORG_LOG = f"""
-SELECT {EVENT_COLUMNS} FROM events
-WHERE org_id = $1 AND (tx, position) > ($2::xid8, $3::bigint)
-  AND tx < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tx, position
-LIMIT $4
-"""
-_LOCK_ENDPOINT = """
-SELECT tx, position, attempts FROM webhook_endpoints WHERE org_id = $1 AND endpoint_id = $2 FOR UPDATE
-"""
-_RECORD_ATTEMPT = """
-INSERT INTO webhook_deliveries (org_id, endpoint_id, webhook_id, event_position, event_type, attempt,
-                                attempted_at, duration_ms, status, error, succeeded)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-"""
-_MOVE = """
-UPDATE webhook_endpoints SET tx = $3, position = $4, attempts = 0, next_attempt_at = NULL
-WHERE org_id = $1 AND endpoint_id = $2 AND (tx, position) = ($5::xid8, $6::bigint)
-"""
-_RETRY_LATER = """
-UPDATE webhook_endpoints SET tx = $3, position = $4, attempts = $5,
-       next_attempt_at = now() + make_interval(secs => $6)
-WHERE org_id = $1 AND endpoint_id = $2
-"""
-_DISABLE = """
-UPDATE webhook_endpoints SET tx = $3, position = $4, attempts = $5, next_attempt_at = NULL,
-       state = 'disabled', disabled_reason = $6, updated_at = now()
-WHERE org_id = $1 AND endpoint_id = $2
-"""
 
 
 @dataclass(frozen=True)
@@ -252,32 +215,44 @@ class WebhookDispatcher:
                 await asyncio.wait_for(wake.wait(), self.options.poll_seconds if idle else min(outcome, 30))
 
     async def _step(self, org_id: uuid.UUID, endpoint_id: uuid.UUID, sender: WebhookSender) -> float | None:
-        """Deliver the endpoint's next event if it has one and it is due. Returns None when the endpoint is not
-        active, 0 when there may be more to do at once, the seconds until a retry is due, or infinity when it
-        has caught up."""
+        """Deliver the endpoint's next events if it has some and they are due. Returns None when the endpoint is
+        not active, 0 when there may be more to do at once, the seconds until a retry is due, or infinity when
+        it has caught up."""
         async with self._pool.acquire() as connection:
-            endpoint = await connection.fetchrow(_ENDPOINT, org_id, endpoint_id)
+            endpoint = await connection.fetchrow(sql.ENDPOINT, org_id, endpoint_id)
             if endpoint is None or endpoint["state"] != "active":
                 return None
             if endpoint["wait"] > 0:
                 return float(endpoint["wait"])
             start = LogPosition(endpoint["tx"], endpoint["position"])
-            rows = await connection.fetch(_READ_ORG_LOG, org_id, *start, self.options.batch_size)
+            rows = await connection.fetch(sql.READ_ORG_LOG, org_id, *start, self.options.batch_size)
         events = [record_of(row) for row in rows]
         if not events:
             return float("inf")
-        pending = self._next_wanted(events, start, endpoint["event_types"])
-        if pending is None:
-            await self._pool.execute(_MOVE, org_id, endpoint_id, *events[-1].log_position, *start)
-            return 0 if len(events) == self.options.batch_size else float("inf")
-        secrets = [endpoint["secret"], endpoint["previous_secret"]]
-        answer = await sender.post(endpoint["url"], pending.body, self._headers(pending, secrets))
-        await self._record(org_id, endpoint_id, start, pending, answer)
-        return 0
+        signers = [
+            Webhook(self._keys.decrypt(secret))
+            for secret in (endpoint["secret"], endpoint["previous_secret"])
+            if secret
+        ]
+        # The batch's events one after the other, without reading the endpoint again: each success's
+        # transaction says whether the endpoint is still active at the position this loop expects.
+        position = start
+        for pending in self._wanted(events, start, endpoint["event_types"]):
+            answer = await sender.post(endpoint["url"], pending.body, _headers(pending, signers))
+            if not answer.succeeded:
+                await self._record_failure(org_id, endpoint_id, position, pending, answer)
+                return 0
+            if not await self._record_success(org_id, endpoint_id, position, pending, answer):
+                return 0  # paused, replayed or deleted meanwhile: the row decides what is next
+            position = pending.event.log_position
+        if position != events[-1].log_position:  # the batch ends with events it does not want
+            await self._pool.execute(sql.MOVE, org_id, endpoint_id, *events[-1].log_position, *position)
+        return 0 if len(events) == self.options.batch_size else float("inf")
 
-    def _next_wanted(
+    def _wanted(
         self, events: list[RecordedEvent], start: LogPosition, event_types: list[str]
-    ) -> _Pending | None:
+    ) -> Iterator[_Pending]:
+        """The events the endpoint wants, in order, each with the last event before it that it does not."""
         skipped_to = start
         for event in events:
             public_type = self._event_type_of(event)
@@ -285,70 +260,73 @@ class WebhookDispatcher:
                 self._render(event) if public_type is not None and wants(event_types, public_type) else None
             )
             if public_type is not None and body is not None:
-                return _Pending(event, public_type, _encoder.encode(body), skipped_to)
+                yield _Pending(event, public_type, _encoder.encode(body), skipped_to)
             skipped_to = event.log_position
-        return None
 
-    def _headers(self, pending: _Pending, encrypted_secrets: list[bytes | None]) -> dict[str, str]:
-        message_id = webhook_id_of(pending.event.position)
-        now = datetime.datetime.now(datetime.UTC)
-        text = pending.body.decode()
-        signatures = [
-            Webhook(self._keys.decrypt(secret)).sign(message_id, now, text)
-            for secret in encrypted_secrets
-            if secret is not None
-        ]
-        return {
-            "webhook-id": message_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": " ".join(signatures),
-            "content-type": "application/json",
-            "user-agent": "scimledger-webhooks",
-        }
-
-    async def _record(
+    async def _record_success(
         self,
         org_id: uuid.UUID,
         endpoint_id: uuid.UUID,
-        start: LogPosition,
+        expected: LogPosition,
+        pending: _Pending,
+        answer: Answer,
+    ) -> bool:
+        """Record the attempt and move the position past the event, in one statement (so one transaction and one
+        round trip); whether the endpoint is still active at that position."""
+        event = pending.event
+        state = await self._pool.fetchval(
+            sql.RECORD_SUCCESS,
+            org_id,
+            endpoint_id,
+            webhook_id_of(event.position),
+            event.position,
+            pending.public_type,
+            _attempted_at(answer),
+            answer.duration_ms,
+            answer.status,
+            *event.log_position,
+            *expected,
+        )
+        return bool(state == "active")
+
+    async def _record_failure(
+        self,
+        org_id: uuid.UUID,
+        endpoint_id: uuid.UUID,
+        expected: LogPosition,
         pending: _Pending,
         answer: Answer,
     ) -> None:
-        """The attempt, and what it means for the endpoint's position and schedule, in one transaction."""
-        attempted_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
-            milliseconds=answer.duration_ms
-        )
+        """The attempt, and the next attempt's time or the endpoint disabled, in one transaction."""
         event = pending.event
         async with self._pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(_LOCK_ENDPOINT, org_id, endpoint_id)
+            row = await connection.fetchrow(sql.LOCK_ENDPOINT, org_id, endpoint_id)
             if row is None:
                 return  # deleted meanwhile, with its delivery log
             attempt = row["attempts"] + 1
             await connection.execute(
-                _RECORD_ATTEMPT,
+                sql.RECORD_ATTEMPT,
                 org_id,
                 endpoint_id,
                 webhook_id_of(event.position),
                 event.position,
                 pending.public_type,
                 attempt,
-                attempted_at,
+                _attempted_at(answer),
                 answer.duration_ms,
                 answer.status,
                 answer.error,
-                answer.succeeded,
+                False,
             )
-            if LogPosition(row["tx"], row["position"]) != start:
+            if LogPosition(row["tx"], row["position"]) != expected:
                 return  # replayed meanwhile: the attempt happened, the position is the replay's
-            if answer.succeeded:
-                await connection.execute(_MOVE, org_id, endpoint_id, *event.log_position, *start)
-            elif attempt > len(self.options.retry_delays):
+            if attempt > len(self.options.retry_delays):
                 await self._disable(connection, org_id, endpoint_id, pending, attempt, answer)
             else:
                 delay = self.options.retry_delays[attempt - 1]
                 delay *= 1 + random.uniform(-self.options.jitter, self.options.jitter)
                 await connection.execute(
-                    _RETRY_LATER, org_id, endpoint_id, *pending.skipped_to, attempt, delay
+                    sql.RETRY_LATER, org_id, endpoint_id, *pending.skipped_to, attempt, delay
                 )
 
     async def _disable(
@@ -365,8 +343,26 @@ class WebhookDispatcher:
             f"attempts; the last one: {answer.error}. Later events wait behind it. Fix the receiver, then "
             "resume the endpoint (or replay from an earlier event)."
         )
-        await connection.execute(_DISABLE, org_id, endpoint_id, *pending.skipped_to, attempts, reason)
+        await connection.execute(sql.DISABLE, org_id, endpoint_id, *pending.skipped_to, attempts, reason)
         log.warning("webhook %s disabled: %s", endpoint_id, reason)
+
+
+def _headers(pending: _Pending, signers: list[Webhook]) -> dict[str, str]:
+    message_id = webhook_id_of(pending.event.position)
+    now = datetime.datetime.now(datetime.UTC)
+    text = pending.body.decode()
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        # One signature per secret in use: after a rotation, the new one's and the previous one's.
+        "webhook-signature": " ".join(signer.sign(message_id, now, text) for signer in signers),
+        "content-type": "application/json",
+        "user-agent": "scimledger-webhooks",
+    }
+
+
+def _attempted_at(answer: Answer) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) - datetime.timedelta(milliseconds=answer.duration_ms)
 
 
 async def _close(connection: asyncpg.Connection) -> None:
