@@ -2,7 +2,7 @@
 
 1. Lag: POST /Users from 8 concurrent clients, paced (50/s in all) then as fast as they go, through the real app, whose lifespan runs the runner and the
    webhook dispatcher in-process, as `serve` does; one endpoint receives every event at a receiver served by
-   uvicorn on loopback (in a thread of this process). The lag of an event is the time from its row's
+   uvicorn on loopback in a process of its own. The lag of an event is the time from its row's
    recorded_at (clock_timestamp() at insert, a few ms before the commit) to the receiver answering 2xx.
 2. Throughput: one-member group PATCHes (add, then remove) from 8 concurrent clients, in turns with the
    endpoint active and paused (none active), so that both see the same machine; the medians of the turns.
@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import socket
 import statistics
-import threading
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -41,7 +44,8 @@ CLIENTS = 8
 
 
 class Receiver:
-    """Answers 200 at once and notes when it answered each webhook-id."""
+    """Answers 200 at once and notes when it answered each webhook-id; GET /answered returns them. Served by
+    uvicorn in a process of its own (`--receive PORT`), so that it takes no CPU from the app's event loop."""
 
     def __init__(self) -> None:
         self.answered: dict[str, float] = {}
@@ -51,26 +55,57 @@ class Receiver:
             return
         while (await receive()).get("more_body"):
             pass
+        if scope["method"] == "GET":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": json.dumps(self.answered).encode()})
+            return
         webhook_id = dict(scope["headers"]).get(b"webhook-id", b"").decode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         self.answered.setdefault(webhook_id, time.time())
 
 
+class ReceiverProcess:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hooks"
+        command = [sys.executable, __file__, "--receive", str(self.port)]
+        self.process = subprocess.Popen(command)
+        self._client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", verify=False)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{self.port}/answered", timeout=1)
+                return
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the receiver did not start"
+                time.sleep(0.05)
+
+    async def answered(self) -> dict[str, float]:
+        # One request without TLS set-up: a new client loads the CA bundle, which costs the app's CPU.
+        answered: dict[str, float] = (await asyncio.to_thread(self._client.get, "/answered")).json()
+        return answered
+
+    def stop(self) -> None:
+        self._client.close()
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 @contextlib.contextmanager
-def serving(receiver: Receiver) -> Any:
-    server = uvicorn.Server(
-        uvicorn.Config(receiver, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
+def serving() -> Iterator[ReceiverProcess]:
+    receiver = ReceiverProcess()
     try:
-        yield server.servers[0].sockets[0].getsockname()[1]
+        yield receiver
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        receiver.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -114,10 +149,9 @@ async def app_on(url: str) -> AsyncIterator[tuple[Services, httpx.AsyncClient, u
 
 async def lag(users: int, server: str, pace: float | None) -> None:
     """`pace`: seconds between POSTs from one client; None for as fast as the clients go."""
-    receiver = Receiver()
-    with serving(receiver) as port:
+    with serving() as receiver:
         async with scratch_database(server) as url, app_on(url) as (services, client, org_id):
-            await services.webhooks.create(org_id, f"http://127.0.0.1:{port}/hooks")
+            await services.webhooks.create(org_id, receiver.url)
 
             async def post(index: int) -> None:
                 body = {"userName": f"user{index}@bench.example", "active": True}
@@ -132,12 +166,10 @@ async def lag(users: int, server: str, pace: float | None) -> None:
                 "SELECT position, extract(epoch FROM recorded_at) AS at FROM events WHERE org_id = $1", org_id
             )
             deadline = time.monotonic() + 120
-            while len(receiver.answered) < len(rows):
-                assert time.monotonic() < deadline, (
-                    f"{len(receiver.answered)} of {len(rows)} delivered in 120 s"
-                )
-                await asyncio.sleep(0.05)
-    lags = [(receiver.answered[f"evt_{row['position']}"] - float(row["at"])) * 1000 for row in rows]
+            while len(answered := await receiver.answered()) < len(rows):
+                assert time.monotonic() < deadline, f"{len(answered)} of {len(rows)} delivered in 120 s"
+                await asyncio.sleep(0.2)
+    lags = [(answered[f"evt_{row['position']}"] - float(row["at"])) * 1000 for row in rows]
     print(
         f"webhook lag, commit to receiver 2xx, POST /Users {'paced' if pace else 'burst'} "
         f"({CLIENTS} clients, {users / sent:.0f}/s): "
@@ -169,8 +201,7 @@ async def patch_turn(client: httpx.AsyncClient, group: str, members: list[str], 
 
 
 async def throughput(turns: int, seconds: float, server: str) -> None:
-    receiver = Receiver()
-    with serving(receiver) as port:
+    with serving() as receiver:
         async with scratch_database(server) as url, app_on(url) as (services, client, org_id):
             meta = Metadata("admin:bench")
             await services.catalog.create(PROJECT, org_id, "Bench", meta)
@@ -180,7 +211,7 @@ async def throughput(turns: int, seconds: float, server: str) -> None:
             for index in range(CLIENTS):
                 body = {"userName": f"member{index}@bench.example", "active": True}
                 members.append((await client.post("/Users", json=body)).json()["id"])
-            endpoint = (await services.webhooks.create(org_id, f"http://127.0.0.1:{port}/hooks")).endpoint
+            endpoint = (await services.webhooks.create(org_id, receiver.url)).endpoint
             rates: dict[str, list[float]] = {"none": [], "one endpoint": []}
             for _ in range(turns):
                 for label in rates:
@@ -190,7 +221,7 @@ async def throughput(turns: int, seconds: float, server: str) -> None:
                         await services.webhooks.resume(org_id, endpoint.endpoint_id)
                     await asyncio.sleep(1)  # the dispatcher catches up between turns
                     rates[label].append(await patch_turn(client, group, members, seconds))
-            delivered = len(receiver.answered)
+            delivered = len(await receiver.answered())
     none, one = statistics.median(rates["none"]), statistics.median(rates["one endpoint"])
     print(
         f"group PATCH, {CLIENTS} clients, {turns} turns of {seconds:g} s each: none {none:.0f}/s, "
@@ -211,5 +242,9 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--receive", type=int, help=argparse.SUPPRESS)  # the receiver's own process
     arguments = parser.parse_args()
+    if arguments.receive:
+        uvicorn.run(Receiver(), host="127.0.0.1", port=arguments.receive, log_level="warning", lifespan="off")
+        sys.exit(0)
     asyncio.run(main(arguments.users, arguments.turns, arguments.seconds))

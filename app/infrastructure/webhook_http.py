@@ -25,6 +25,9 @@ import msgspec
 from domain.errors import DomainError
 
 MAX_URL_LENGTH = 2048
+MAX_ANSWER_BYTES = 64 * 1024
+# How long a resolved and checked address is used before the host is resolved again.
+ADDRESS_SECONDS = 30.0
 
 
 class InvalidWebhookUrl(DomainError):
@@ -113,8 +116,12 @@ def refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | Non
 async def checked_address(host: str, port: int, allow_private: bool) -> str:
     """The address to connect to for `host`: every address it resolves to checked (RefusedAddress if one is
     not allowed), and the first one returned."""
-    resolved = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in resolved]
+    literal = _literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        resolved = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in resolved]
     if not addresses:
         raise RefusedAddress(f"{host} resolves to no address")
     if not allow_private:
@@ -131,6 +138,7 @@ class WebhookSender:
     def __init__(self, timeout_seconds: float, allow_private: bool) -> None:
         self._timeout = timeout_seconds
         self._allow_private = allow_private
+        self._addresses: dict[tuple[str, int], tuple[str, float]] = {}
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds),
             follow_redirects=False,
@@ -154,16 +162,29 @@ class WebhookSender:
             return _answer(None, f"{type(error).__name__}: {error}"[:500], started)
         return _answer(status, None if 200 <= status < 300 else f"HTTP {status}", started)
 
+    async def _address(self, host: str, port: int) -> str:
+        """`checked_address`, remembered for ADDRESS_SECONDS: resolving runs in a thread, and one endpoint's
+        deliveries follow each other closely. Only checked addresses are remembered, and the connection goes to
+        the one remembered, so this opens no window for DNS rebinding."""
+        now = time.monotonic()
+        remembered = self._addresses.get((host, port))
+        if remembered is not None and remembered[1] > now:
+            return remembered[0]
+        address = await checked_address(host, port, self._allow_private)
+        if len(self._addresses) > 10_000:
+            self._addresses.clear()
+        self._addresses[(host, port)] = (address, now + ADDRESS_SECONDS)
+        return address
+
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         parts = urlsplit(url)
         host = parts.hostname
         assert host is not None  # check_url saw to it
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = await checked_address(host, port, self._allow_private)
+        address = await self._address(host, port)
         literal = f"[{address}]" if ":" in address else address
         target = parts._replace(netloc=f"{literal}:{port}").geturl()
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-        # The body of the answer is never read: a receiver cannot make us download anything.
         async with self._client.stream(
             "POST",
             target,
@@ -171,6 +192,13 @@ class WebhookSender:
             headers={**headers, "Host": parts.netloc.rpartition("@")[2]},
             extensions=extensions,
         ) as response:
+            # The answer's body is read, up to a bound, only so that its connection can serve the next
+            # delivery (one left unread is closed): a receiver cannot make us download much.
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read > MAX_ANSWER_BYTES:
+                    break
             return response.status_code
 
 
