@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from app.services import tenancy
-from app.services.catalog import PROJECT, ROLE
+from app.services.catalog import PROJECT, ROLE, CatalogService
 from app.services.container import Services
 from eventstore.records import Metadata
 from eventstore.runner import Runner
@@ -50,6 +50,12 @@ class Org:
     user_name: str
     group_id: str
     group_name: str
+    admin: dict[str, str]
+    # The project and role (ids), and a group of theirs Okta has not linked, for the management API's probes.
+    project_id: uuid.UUID
+    role_id: uuid.UUID
+    unlinked_group_id: uuid.UUID
+    catalog_names: tuple[str, str]
 
     @property
     def scim(self) -> dict[str, str]:
@@ -57,7 +63,9 @@ class Org:
 
     @property
     def markers(self) -> list[str]:
-        return [self.user_id, self.user_name, self.group_id, self.group_name]
+        org = self.tenant.org
+        ids = [str(org.org_id), org.name, str(self.tenant.token_id), str(self.project_id), str(self.role_id)]
+        return [self.user_id, self.user_name, self.group_id, self.group_name, *ids, *self.catalog_names]
 
 
 async def populated_org(http: httpx.AsyncClient, services: Services, pool: asyncpg.Pool) -> Org:
@@ -65,9 +73,10 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
     org_id = tenant.org.org_id
     async with pool.acquire() as connection:
         _, auditor = await tenancy.issue_token(connection, org_id, scope="auditor")
-    project = f"Iso{uuid.uuid4().hex[:8]}"
-    await services.catalog.create(PROJECT, org_id, project, Metadata("admin:test"))
-    await services.catalog.create(ROLE, org_id, "Lead", Metadata("admin:test"))
+        _, admin = await tenancy.issue_token(connection, org_id, scope="admin")
+    project, role = f"Iso{uuid.uuid4().hex[:8]}", f"Lead{uuid.uuid4().hex[:8]}"
+    project_id, _ = await services.catalog.create(PROJECT, org_id, project, Metadata("admin:test"))
+    role_id, _ = await services.catalog.create(ROLE, org_id, role, Metadata("admin:test"))
     user_name = f"iso.{uuid.uuid4().hex[:8]}@acme.example"
     user_id = (await http.post("/Users", json=okta_user(user_name), headers=tenant.headers)).json()["id"]
     [group] = (await http.get("/Groups", headers=tenant.headers)).json()["Resources"]
@@ -76,8 +85,23 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
         "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
     }
     assert (await http.patch(f"/Groups/{group['id']}", json=add, headers=tenant.headers)).status_code == 204
+    await services.catalog.create(ROLE, org_id, f"Spare{uuid.uuid4().hex[:8]}", Metadata("admin:test"))
+    async with pool.acquire() as connection:
+        [unlinked] = [
+            listed for listed in await CatalogService.groups(connection, org_id) if not listed.linked
+        ]
     return Org(
-        tenant, {"Authorization": f"Bearer {auditor}"}, user_id, user_name, group["id"], group["displayName"]
+        tenant,
+        {"Authorization": f"Bearer {auditor}"},
+        user_id,
+        user_name,
+        group["id"],
+        group["displayName"],
+        {"Authorization": f"Bearer {admin}"},
+        project_id,
+        role_id,
+        unlinked.group_id,
+        (project, role),
     )
 
 
@@ -98,6 +122,43 @@ def reading(method: str, path: str, auditor: bool = False, **params: str) -> Pro
         )
 
     return probe
+
+
+def managing(method: str, path: str, **params: str) -> Probe:
+    """A management API request about `owner`'s organization with `caller`'s admin token; `{org}` is the
+    owner's organization id."""
+
+    async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
+        return await http.request(method, api_url(path, owner), params=params, headers=caller.admin)
+
+    return probe
+
+
+def api_url(path: str, owner: Org) -> str:
+    """`path` with the owner's organization, catalog entries, groups and user filled in."""
+    return BASE + path.format(
+        org=owner.tenant.org.org_id,
+        token_id=owner.tenant.token_id,
+        project=owner.project_id,
+        role=owner.role_id,
+        group=owner.group_id,
+        unlinked=owner.unlinked_group_id,
+        user=owner.user_id,
+    )
+
+
+def managing_write(method: str, path: str, body: Callable[[Org], object] | None = None) -> Probe:
+    """A change through the management API to `owner`'s organization with `caller`'s admin token."""
+
+    async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
+        sent = body(owner) if body else None
+        return await http.request(method, api_url(path, owner), json=sent, headers=caller.admin)
+
+    return probe
+
+
+def _named(prefix: str) -> Callable[[Org], object]:
+    return lambda owner: {"name": f"{prefix}{uuid.uuid4().hex[:8]}"}
 
 
 def searching(path: str, filter_text: str = "") -> Probe:
@@ -148,6 +209,25 @@ READS: dict[tuple[str, str], list[Probe]] = {
         reading("GET", "/audit/history", auditor=True, user="{user}"),
     ],
     ("GET", "/audit/as-of"): [reading("GET", "/audit/as-of", auditor=True, at="{now}")],
+    ("GET", "/api/v1/orgs/{org}"): [managing("GET", "/api/v1/orgs/{org}")],
+    ("GET", "/api/v1/orgs/{org}/projects"): [
+        managing("GET", "/api/v1/orgs/{org}/projects"),
+        managing("GET", "/api/v1/orgs/{org}/projects", archived="true", limit="1"),
+    ],
+    ("GET", "/api/v1/orgs/{org}/roles"): [managing("GET", "/api/v1/orgs/{org}/roles")],
+    ("GET", "/api/v1/orgs/{org}/groups"): [managing("GET", "/api/v1/orgs/{org}/groups")],
+    ("GET", "/api/v1/orgs/{org}/groups/{group}/members"): [
+        managing("GET", "/api/v1/orgs/{org}/groups/{group}/members")
+    ],
+    ("GET", "/api/v1/orgs/{org}/users"): [
+        managing("GET", "/api/v1/orgs/{org}/users"),
+        managing("GET", "/api/v1/orgs/{org}/users", user_name="iso.", status="active"),
+    ],
+    ("GET", "/api/v1/orgs/{org}/users/{user}"): [managing("GET", "/api/v1/orgs/{org}/users/{user}")],
+    ("GET", "/api/v1/orgs/{org}/tokens"): [
+        managing("GET", "/api/v1/orgs/{org}/tokens"),
+        managing("GET", "/api/v1/orgs/{org}/tokens", limit="1"),
+    ],
     ("GET", "/audit/access"): [
         reading("GET", "/audit/access", auditor=True, **{"from": EPOCH, "to": "{now}"}),
         reading("GET", "/audit/access", auditor=True, user="{user}", **{"from": EPOCH, "to": "{now}"}),
@@ -172,17 +252,79 @@ WRITES: dict[tuple[str, str], Probe] = {
     ("DELETE", "/scim/v2/Groups/{id}"): writing("DELETE", "/scim/v2/Groups/{group}", lambda owner: None),
 }
 
+# (method, route) → (what the owner does first, if anything; a change through the management API aimed at the
+# owner's organization): refused to others as not found, the owner's log untouched; done for the owner.
+API_WRITES: dict[tuple[str, str], tuple[Probe | None, Probe]] = {
+    ("POST", "/api/v1/orgs/{org}/projects"): (
+        None,
+        managing_write("POST", "/api/v1/orgs/{org}/projects", _named("P")),
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/projects/{ref}"): (
+        None,
+        managing_write("PATCH", "/api/v1/orgs/{org}/projects/{project}", _named("P")),
+    ),
+    ("POST", "/api/v1/orgs/{org}/projects/{ref}/archive"): (
+        None,
+        managing_write("POST", "/api/v1/orgs/{org}/projects/{project}/archive"),
+    ),
+    ("POST", "/api/v1/orgs/{org}/roles"): (
+        None,
+        managing_write("POST", "/api/v1/orgs/{org}/roles", _named("R")),
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/roles/{ref}"): (
+        None,
+        managing_write("PATCH", "/api/v1/orgs/{org}/roles/{role}", _named("R")),
+    ),
+    ("POST", "/api/v1/orgs/{org}/roles/{ref}/archive"): (
+        None,
+        managing_write("POST", "/api/v1/orgs/{org}/roles/{role}/archive"),
+    ),
+    ("POST", "/api/v1/orgs/{org}/groups/{group}/members"): (
+        None,
+        managing_write(
+            "POST", "/api/v1/orgs/{org}/groups/{unlinked}/members", lambda owner: {"user": owner.user_id}
+        ),
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/groups/{group}/members/{user}"): (
+        managing_write(
+            "POST", "/api/v1/orgs/{org}/groups/{unlinked}/members", lambda owner: {"user": owner.user_id}
+        ),
+        managing_write("DELETE", "/api/v1/orgs/{org}/groups/{unlinked}/members/{user}"),
+    ),
+    ("POST", "/api/v1/orgs/{org}/users"): (
+        None,
+        managing_write(
+            "POST",
+            "/api/v1/orgs/{org}/users",
+            lambda owner: {"userName": f"{uuid.uuid4().hex[:8]}@x.example"},
+        ),
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/users/{user}"): (
+        None,
+        managing_write("DELETE", "/api/v1/orgs/{org}/users/{user}"),
+    ),
+    ("POST", "/api/v1/orgs/{org}/users/{user}/restore"): (
+        managing_write("DELETE", "/api/v1/orgs/{org}/users/{user}"),
+        managing_write("POST", "/api/v1/orgs/{org}/users/{user}/restore"),
+    ),
+}
+
 
 SEPARATE: set[tuple[str, str]] = {
     ("POST", "/scim/v2/Users"),
     ("POST", "/scim/v2/Groups"),
     ("GET", "/audit/head"),
     ("GET", "/audit/verify"),
+    # Platform tokens alone: no organization's data until one is created.
+    ("POST", "/api/v1/orgs"),
+    # Tokens are not events: test_token_writes_reach_no_other_organization.
+    ("POST", "/api/v1/orgs/{org}/tokens"),
+    ("DELETE", "/api/v1/orgs/{org}/tokens/{token_id}"),
 }
 
 
 def test_every_route_is_probed() -> None:
-    assert app_routes() == NOT_ORG_DATA | set(READS) | set(WRITES) | SEPARATE
+    assert app_routes() == NOT_ORG_DATA | set(READS) | set(WRITES) | set(API_WRITES) | SEPARATE
 
 
 @pytest.fixture
@@ -228,6 +370,36 @@ async def test_writes_to_another_organizations_resources_are_404_and_change_noth
     assert await owners_log() != before
 
 
+@pytest.mark.parametrize("route", sorted(API_WRITES), ids=" ".join)
+async def test_management_api_changes_to_another_organization_are_404_and_change_nothing(
+    http: httpx.AsyncClient, orgs: tuple[Org, Org], route: tuple[str, str], pool: asyncpg.Pool
+) -> None:
+    owner, other = orgs
+    prepare, probe = API_WRITES[route]
+    if prepare is not None:
+        assert (await prepare(http, owner, owner)).status_code < 300
+
+    async def owners_log() -> list[tuple[str, int]]:
+        rows = await pool.fetch(
+            "SELECT type, version FROM events WHERE org_id = $1 ORDER BY position", owner.tenant.org.org_id
+        )
+        return [(row["type"], row["version"]) for row in rows]
+
+    before = await owners_log()
+    response = await probe(http, owner, other)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["type"] == "not_found"
+    assert not [
+        marker
+        for marker in owner.markers
+        if marker in response.text and marker not in str(response.request.url)
+    ]
+    assert await owners_log() == before
+    done = await probe(http, owner, owner)
+    assert done.status_code in (200, 201), done.text
+    assert await owners_log() != before
+
+
 async def test_creating_takes_no_hold_of_another_organizations_names(
     http: httpx.AsyncClient, orgs: tuple[Org, Org]
 ) -> None:
@@ -262,20 +434,54 @@ async def test_each_auditor_verifies_its_own_organizations_seals_only(
     assert theirs.status_code == 400 or theirs.json()["intact"] is False
 
 
+async def test_token_writes_reach_no_other_organization(
+    http: httpx.AsyncClient, orgs: tuple[Org, Org], pool: asyncpg.Pool
+) -> None:
+    owner, other = orgs
+    owner_id = owner.tenant.org.org_id
+
+    async def owners_tokens() -> list[tuple[str, str, bool]]:
+        rows = await pool.fetch(
+            "SELECT token_id, scope, revoked_at IS NULL AS active FROM api_tokens WHERE org_id = $1 "
+            "ORDER BY token_id",
+            owner_id,
+        )
+        return [(str(row["token_id"]), row["scope"], row["active"]) for row in rows]
+
+    before = await owners_tokens()
+    tokens = f"{BASE}/api/v1/orgs/{owner_id}/tokens"
+    revoke = f"{tokens}/{owner.tenant.token_id}"
+    issued = await http.post(tokens, json={"scope": "auditor"}, headers=other.admin)
+    revoked = await http.delete(revoke, headers=other.admin)
+    # The caller's own organization's path does not reach the owner's token either.
+    sideways = await http.delete(
+        f"{BASE}/api/v1/orgs/{other.tenant.org.org_id}/tokens/{owner.tenant.token_id}", headers=other.admin
+    )
+    for response in (issued, revoked, sideways):
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "not_found"
+    assert await owners_tokens() == before
+    # The same requests from the owner do change the owner's tokens: the probes aim at something real.
+    assert (await http.post(tokens, json={"scope": "auditor"}, headers=owner.admin)).status_code == 201
+    assert (await http.delete(revoke, headers=owner.admin)).status_code == 204
+    assert len(await owners_tokens()) == len(before) + 1
+
+
 async def test_every_route_with_organization_data_checks_its_scope(
     http: httpx.AsyncClient, orgs: tuple[Org, Org]
 ) -> None:
     owner, _ = orgs
     checked = set()
     for method, path in sorted(app_routes() - NOT_ORG_DATA):
-        url = BASE + path.replace("{id}", owner.user_id)
-        wrong_scope = owner.scim if path.startswith("/audit") else owner.auditor
+        url = api_url(path.replace("{id}", owner.user_id).replace("{ref}", "{project}"), owner)
+        api = path.startswith("/api/")
+        wrong_scope = owner.scim if path.startswith(("/audit", "/api/")) else owner.auditor
         body = {} if method in ("POST", "PUT", "PATCH") else None
         refused = await http.request(method, url, headers=wrong_scope, json=body)
         assert refused.status_code == 403, (method, path, refused.status_code)
-        assert "scope" in refused.json()["detail"]
+        assert "scope" in (refused.json()["error"]["message"] if api else refused.json()["detail"])
         anonymous = await http.request(method, url, json=body)
         assert anonymous.status_code == 401, (method, path)
         assert anonymous.headers["www-authenticate"].startswith("Bearer")
         checked.add((method, path))
-    assert len(checked) == len(set(READS) | set(WRITES) | SEPARATE)
+    assert len(checked) == len(set(READS) | set(WRITES) | set(API_WRITES) | SEPARATE)
