@@ -13,7 +13,14 @@ from starlette.routing import Route
 
 from app.bootstrap import Schema, bootstrap
 from app.http import audit_routes, discovery, group_routes, openapi, operations, search_routes, user_routes
-from app.http.api import catalog_routes, directory_routes, grant_routes, org_routes, token_routes
+from app.http.api import (
+    catalog_routes,
+    directory_routes,
+    grant_routes,
+    org_routes,
+    token_routes,
+    webhook_routes,
+)
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import EdgeMiddleware, endpoint_spellings
 from app.http.operations import Metrics, Operations
@@ -62,6 +69,7 @@ def create_app(settings: Settings) -> Starlette:
                     *catalog_routes.ROUTES,
                     *grant_routes.ROUTES,
                     *directory_routes.ROUTES,
+                    *webhook_routes.ROUTES,
                 ],
             ),
             Route("/healthz", operations.healthz, methods=["GET"]),

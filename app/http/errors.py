@@ -23,6 +23,7 @@ from domain.errors import (
     InactiveMember,
     IncompatibleRedeclaration,
     InvalidMember,
+    InvalidWebhook,
     ManagedByIdentityProvider,
     NameTaken,
     NotFound,
@@ -31,6 +32,7 @@ from domain.errors import (
     TooManyTokens,
     UserDeletedError,
     UserNameTaken,
+    WebhookKeyMissing,
 )
 from eventstore.pool import DATABASE_UNAVAILABLE
 from eventstore.store import ConcurrencyConflict
@@ -94,6 +96,9 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     OrgNameTaken: ErrorAnswer(409, "uniqueness"),
     TooManyTokens: ErrorAnswer(409, None),
     ManagedByIdentityProvider: ErrorAnswer(409, None),
+    InvalidWebhook: ErrorAnswer(400, "invalidValue"),
+    # The service's own configuration: nothing the caller can change, and nothing was saved.
+    WebhookKeyMissing: ErrorAnswer(503, None),
     DomainError: ErrorAnswer(400, "invalidValue"),
 }
 

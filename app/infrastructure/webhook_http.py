@@ -22,16 +22,12 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from domain.errors import DomainError
+from domain.errors import InvalidWebhookUrl
 
 MAX_URL_LENGTH = 2048
 MAX_ANSWER_BYTES = 64 * 1024
 # How long a resolved and checked address is used before the host is resolved again.
 ADDRESS_SECONDS = 30.0
-
-
-class InvalidWebhookUrl(DomainError):
-    """A webhook URL that cannot be used; the message says why, for the admin who gave it."""
 
 
 class RefusedAddress(Exception):

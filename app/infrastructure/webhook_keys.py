@@ -24,13 +24,9 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from app.infrastructure.settings import Settings
-from domain.errors import DomainError
+from domain.errors import WebhookKeyMissing
 
 KEY_FILE_NAME = "webhook-secret.key"
-
-
-class WebhookKeyMissing(DomainError):
-    """No key to encrypt or decrypt webhook secrets with."""
 
 
 class WebhookKeys:

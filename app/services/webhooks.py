@@ -23,7 +23,7 @@ import msgspec
 
 from app.infrastructure.webhook_http import check_url
 from app.infrastructure.webhook_keys import WebhookKeys
-from domain.errors import DomainError, NotFound
+from domain.errors import InvalidWebhook, NotFound
 from eventstore.pool import Connection
 from eventstore.records import LogPosition
 
@@ -36,10 +36,6 @@ MAX_EVENT_TYPES = 100
 MAX_DESCRIPTION_LENGTH = 500
 
 EndpointState = str  # 'active', 'paused' or 'disabled'
-
-
-class InvalidWebhook(DomainError):
-    """A webhook's fields that cannot be saved; the message says which and why."""
 
 
 class WebhookEndpoint(msgspec.Struct, frozen=True):

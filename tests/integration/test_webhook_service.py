@@ -12,10 +12,9 @@ import asyncpg
 import pytest
 
 from app.infrastructure.settings import Settings
-from app.infrastructure.webhook_http import InvalidWebhookUrl
-from app.infrastructure.webhook_keys import KEY_FILE_NAME, WebhookKeyMissing, WebhookKeys
-from app.services.webhooks import InvalidWebhook, WebhookService
-from domain.errors import NotFound
+from app.infrastructure.webhook_keys import KEY_FILE_NAME, WebhookKeys
+from app.services.webhooks import WebhookService
+from domain.errors import InvalidWebhook, InvalidWebhookUrl, NotFound, WebhookKeyMissing
 from tests.conftest import Tenant, new_tenant
 from tests.integration.webhook_fixtures import webhooks
 

@@ -12,17 +12,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 
 from app.infrastructure.settings import Settings
 from app.infrastructure.webhook_keys import WebhookKeys
 from app.services.webhook_delivery import DeliveryOptions, WebhookDispatcher
 from app.services.webhooks import WebhookService
 from eventstore.records import RecordedEvent
-from tests.conftest import okta_user
+from tests.conftest import WEBHOOK_KEY, okta_user
 from tests.webhook_receiver import Receiver
 
-KEY = Fernet.generate_key().decode()
+# The session's, so that endpoints made through the app's API are signed by the tests' dispatchers too.
+KEY = WEBHOOK_KEY
 
 
 def keys_for_tests() -> WebhookKeys:

@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from app.infrastructure.webhook_http import InvalidWebhookUrl, check_url, refusal
+from app.infrastructure.webhook_http import check_url, refusal
+from domain.errors import InvalidWebhookUrl
 
 
 @pytest.mark.parametrize(
