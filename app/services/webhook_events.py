@@ -2,8 +2,8 @@
 its place in app/bootstrap.py: the dispatcher takes any `render` and `event_type_of` (see
 app/services/webhook_delivery.py) and knows nothing of this one.
 
-The type is the domain event's name in the public spelling ('UserCreated' -> 'user.created',
-'GroupMemberAdded' -> 'group.member_added'); the body carries the event's fields as the log holds them.
+The type is the domain event's type name in the public spelling: its first word, a dot, the rest in snake case
+(a user's creation becomes 'user.created'); the body carries the event's fields as the log holds them.
 """
 
 from __future__ import annotations
