@@ -19,15 +19,17 @@ from tests.integration.webhook_fixtures import (
     eventually,
     expected_ids,
     keys_for_tests,
+    no_webhook_left_active,
+    pause_every_webhook,
     receiver,
     start_of,
 )
 from tests.service import ServiceProcess, new_org
 from tests.webhook_receiver import Receiver
 
-__all__ = ["receiver"]  # a fixture
+__all__ = ["no_webhook_left_active", "receiver"]  # fixtures
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_webhook_left_active")]
 
 
 async def _post_users(service: ServiceProcess, token: str, count: int) -> None:
@@ -53,6 +55,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_redelivers_with_the_same_i
     org_name = f"crash-{uuid.uuid4().hex[:8]}"
     [token] = new_org(env, org_name, "scim")
     org_id = await pool.fetchval("SELECT org_id FROM orgs WHERE name = $1", org_name)
+    await pause_every_webhook(pool)  # the service delivers to this test's endpoint alone
     webhooks = WebhookService(pool, keys_for_tests(), allow_private=True)
     created = await webhooks.create(org_id, receiver.url("/crash"))
     receiver.secrets["/crash"].append(created.secret)
@@ -111,6 +114,3 @@ async def test_sigkill_mid_delivery_loses_nothing_and_redelivers_with_the_same_i
     recorded = [row["webhook_id"] for row in succeeded]
     assert collections.Counter(recorded) == collections.Counter(expected), (recorded, expected)
     assert recorded == expected
-    await pool.execute(
-        "UPDATE webhook_endpoints SET state = 'paused' WHERE endpoint_id = $1", created.endpoint.endpoint_id
-    )

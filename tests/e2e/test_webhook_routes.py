@@ -13,12 +13,13 @@ from standardwebhooks import Webhook
 
 from app.services import tenancy
 from tests.conftest import Tenant, new_tenant, okta_user
-from tests.integration.webhook_fixtures import dispatching, eventually, receiver
+from tests.integration.webhook_fixtures import dispatching, eventually, no_webhook_left_active, receiver
 from tests.webhook_receiver import Receiver
 
-__all__ = ["receiver"]  # a fixture
+__all__ = ["no_webhook_left_active", "receiver"]  # fixtures
 
 API = "http://scim.test/api/v1/orgs"
+pytestmark = pytest.mark.usefixtures("no_webhook_left_active")
 
 
 async def admin_of(pool: asyncpg.Pool, tenant: Tenant) -> dict[str, str]:

@@ -45,12 +45,22 @@ def receiver() -> Iterator[Receiver]:
     running.stop()
 
 
+async def pause_every_webhook(pool: asyncpg.Pool) -> None:
+    """After a test: endpoints left active would be served by any later dispatcher (another test's, or a
+    `scimledger serve` another test starts, without the key), at receivers long gone."""
+    await pool.execute("UPDATE webhook_endpoints SET state = 'paused' WHERE state = 'active'")
+
+
 @pytest.fixture
 async def webhooks(pool: asyncpg.Pool) -> AsyncIterator[WebhookService]:
-    service = WebhookService(pool, keys_for_tests(), allow_private=True)
-    yield service
-    # Endpoints left active would be served by the next test's dispatcher, at a receiver long gone.
-    await pool.execute("UPDATE webhook_endpoints SET state = 'paused' WHERE state = 'active'")
+    yield WebhookService(pool, keys_for_tests(), allow_private=True)
+    await pause_every_webhook(pool)
+
+
+@pytest.fixture
+async def no_webhook_left_active(pool: asyncpg.Pool) -> AsyncIterator[None]:
+    yield
+    await pause_every_webhook(pool)
 
 
 @contextlib.asynccontextmanager
