@@ -12,7 +12,7 @@ from app.infrastructure.settings import Settings
 from app.services.catalog import CatalogService
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
-from app.services.tenancy import Authenticator
+from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
 from app.services.webhook_delivery import WebhookDispatcher
 from app.services.webhooks import WebhookService
@@ -34,6 +34,7 @@ class Services:
     groups: GroupService
     catalog: CatalogService
     authenticator: Authenticator
+    orgs: OrgLookup
     projection: ScimProjection
     consumers: tuple[Consumer, ...]
     page_ends: PageEnds

@@ -4,6 +4,7 @@ the services the CLI uses: the same rules refuse, the same events are recorded."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -284,3 +285,40 @@ async def test_a_nul_character_in_a_path_or_a_search_is_refused_before_the_datab
     org = str(admin.client.base_url).rsplit("/", 1)[-1]
     outside = await admin.client.get(f"{BASE}/api/v1/orgs/{org}%00/users")
     assert error_of(outside, 404)
+
+
+async def test_a_grant_racing_okta_linking_the_group_never_lands_after_the_link(
+    admin: Admin, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Okta's first push links a group while the app grants in it, at once, round after round: a grant either
+    lands before the link (and Okta's push then decides the membership) or is refused, never recorded after."""
+    client = admin.client
+    await client.post("/projects", json={"name": "Apollo"})
+    ann = (await client.post("/users", json={"userName": "ann@acme.example"})).json()["user"]["id"]
+    push = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "members", "value": []}]}
+    outcomes = set()
+    for round_ in range(12):
+        created = await client.post("/roles", json={"name": f"Role {round_}"})
+        assert created.status_code == 201
+        [group] = [group for group in await admin.all("/groups") if not group["linked"]]
+        linked, granted = await asyncio.gather(
+            http.patch(f"/Groups/{group['id']}", json=push, headers=admin.okta),
+            client.post(f"/groups/{group['id']}/members", json={"user": ann}),
+        )
+        assert linked.status_code == 204
+        assert granted.status_code in (201, 409), granted.text
+        outcomes.add(granted.status_code)
+        order = await pool.fetch(
+            "SELECT type, payload->>'cause' AS cause FROM events WHERE org_id = $1 "
+            "AND (stream_id = $2 OR (stream_id = $3 AND payload->>'group_id' = $2::text)) ORDER BY tx, position",
+            admin.tenant.org.org_id,
+            uuid.UUID(group["id"]),
+            uuid.UUID(ann),
+        )
+        types = [(row["type"], row["cause"]) for row in order]
+        link = types.index(("GroupLinked", None))
+        assert ("GroupMemberAdded", "app") not in types[link:], types
+        if granted.status_code == 201:
+            # Before the link, then removed by Okta's push, which replaced the membership with none.
+            assert types[link:].count(("GroupMemberRemoved", "push")) == 1, types
+    assert 409 in outcomes, "the race was run: at least one grant came after a link"

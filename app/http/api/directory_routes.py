@@ -28,10 +28,10 @@ from app.http.api.edge import (
 )
 from app.http.api.responses import ApiError, JsonResponse
 from app.http.endpoint import services_of
+from app.services.users import Invitation
 from domain.errors import NotFound
 from projections import user_directory
 from projections.user_directory import UserFilter, UserSummary
-from scim.core_schemas import USER
 
 Status = Literal["active", "inactive", "removed"]
 # What `status` filters on: a removed user is no longer a member, whether or not still active.
@@ -141,8 +141,7 @@ async def show_user(request: Request) -> Response:
 
 
 class InviteInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
-    """A user the app records before the identity provider is connected: its import then finds them (by
-    userName, or by e-mail), matches them, and manages them from then on."""
+    """An invitation (app/services/users.py, Invitation) as JSON."""
 
     user_name: Annotated[str, msgspec.Meta(min_length=1)]
     email: str | None = None
@@ -152,30 +151,15 @@ class InviteInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True, renam
     external_id: str | None = None
 
 
-def _scim_user(invited: InviteInput) -> dict[str, Any]:
-    """The SCIM User an invitation records, validated as POST /scim/v2/Users validates one."""
-    resource: dict[str, Any] = {"userName": invited.user_name, "active": True}
-    name = {"givenName": invited.given_name, "familyName": invited.family_name}
-    if any(name.values()):
-        resource["name"] = {key: value for key, value in name.items() if value}
-    if invited.display_name:
-        resource["displayName"] = invited.display_name
-    if invited.email:
-        resource["emails"] = [{"value": invited.email, "type": "work", "primary": True}]
-    if invited.external_id:
-        resource["externalId"] = invited.external_id
-    return resource
-
-
 async def invite_user(request: Request) -> Response:
     access = await org_access(request, request.path_params["org"])
     services = services_of(request)
 
     async def invite(body: bytes) -> Response:
-        attributes = USER.validate(
-            _scim_user(decode_body(body, InviteInput)), services.settings.max_identifier_length
+        invitation = Invitation(**msgspec.structs.asdict(decode_body(body, InviteInput)))
+        row = await services.users.invite(
+            access.org_id, invitation, access.metadata, services.settings.max_identifier_length
         )
-        row = await services.users.provision(access.org_id, attributes, access.metadata)
         return JsonResponse(await _detail(request, access, row.user_id), status_code=201)
 
     return await idempotent(request, access.principal, invite)

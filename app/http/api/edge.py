@@ -77,8 +77,7 @@ async def org_access(request: Request, org_ref: str, scopes: Sequence[TokenScope
         raise tenancy.org_not_found(org_ref.replace("\x00", "\\x00"))
     services = services_of(request)
     if isinstance(principal, PlatformPrincipal) or _names_other_than_id(org_ref, principal.org_id):
-        async with services.pool.acquire() as connection:
-            org = await tenancy.find_org(connection, org_ref)  # NotFound (404) when there is none
+        org = await services.orgs.find(org_ref)  # NotFound (404) when there is none
         if isinstance(principal, Principal) and org.org_id != principal.org_id:
             raise tenancy.org_not_found(org_ref)
         org_id = org.org_id
