@@ -106,6 +106,9 @@ class WebhookDispatcher:
         notifier: CommitNotifier | None = None,
     ) -> None:
         self._pool = pool
+        # The pool is the process's own (in `serve`, the requests'): however many endpoints are active,
+        # deliveries hold at most half of it, and each only for a statement or a short transaction.
+        self._connections = asyncio.Semaphore(max(1, pool.get_max_size() // 2))
         self._keys = keys
         self._render = render
         self._event_type_of = event_type_of
@@ -218,7 +221,7 @@ class WebhookDispatcher:
         """Deliver the endpoint's next events if it has some and they are due. Returns None when the endpoint is
         not active, 0 when there may be more to do at once, the seconds until a retry is due, or infinity when
         it has caught up."""
-        async with self._pool.acquire() as connection:
+        async with self._connections, self._pool.acquire() as connection:
             endpoint = await connection.fetchrow(sql.ENDPOINT, org_id, endpoint_id)
             if endpoint is None or endpoint["state"] != "active":
                 return None
@@ -246,7 +249,8 @@ class WebhookDispatcher:
                 return 0  # paused, replayed or deleted meanwhile: the row decides what is next
             position = pending.event.log_position
         if position != events[-1].log_position:  # the batch ends with events it does not want
-            await self._pool.execute(sql.MOVE, org_id, endpoint_id, *events[-1].log_position, *position)
+            async with self._connections:
+                await self._pool.execute(sql.MOVE, org_id, endpoint_id, *events[-1].log_position, *position)
         return 0 if len(events) == self.options.batch_size else float("inf")
 
     def _wanted(
@@ -274,19 +278,20 @@ class WebhookDispatcher:
         """Record the attempt and move the position past the event, in one statement (so one transaction and one
         round trip); whether the endpoint is still active at that position."""
         event = pending.event
-        state = await self._pool.fetchval(
-            sql.RECORD_SUCCESS,
-            org_id,
-            endpoint_id,
-            webhook_id_of(event.position),
-            event.position,
-            pending.public_type,
-            _attempted_at(answer),
-            answer.duration_ms,
-            answer.status,
-            *event.log_position,
-            *expected,
-        )
+        async with self._connections:
+            state = await self._pool.fetchval(
+                sql.RECORD_SUCCESS,
+                org_id,
+                endpoint_id,
+                webhook_id_of(event.position),
+                event.position,
+                pending.public_type,
+                _attempted_at(answer),
+                answer.duration_ms,
+                answer.status,
+                *event.log_position,
+                *expected,
+            )
         return bool(state == "active")
 
     async def _record_failure(
@@ -299,7 +304,7 @@ class WebhookDispatcher:
     ) -> None:
         """The attempt, and the next attempt's time or the endpoint disabled, in one transaction."""
         event = pending.event
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._connections, self._pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(sql.LOCK_ENDPOINT, org_id, endpoint_id)
             if row is None:
                 return  # deleted meanwhile, with its delivery log
