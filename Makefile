@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge
+.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge
 
 install: $(STAMP)
 
@@ -79,6 +79,11 @@ $(NGINX):
 # Issue 4's figure: reactor lag from an Okta deactivation to the memberships being gone.
 bench-reactors: install
 	$(BIN)/python bench/reactor_lag.py
+
+# Issue 21's webhook figures: delivery lag from commit to the receiver's 2xx under POST /Users (paced and burst),
+# and group PATCH throughput with one endpoint active against none, in turns. About a minute.
+bench-webhooks: install
+	$(BIN)/python bench/webhook_lag.py
 
 # Issue 5's figure: replay to an instant and analytics rebuilds over 1,000,000 events.
 bench-replay: install

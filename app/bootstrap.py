@@ -30,6 +30,7 @@ from app.infrastructure.database import database_location, database_url, embedde
 from app.infrastructure.migrate import NotMigrated, migrate, require_current_schema
 from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
+from app.infrastructure.webhook_keys import WebhookKeys
 from app.services.catalog import CatalogService
 from app.services.container import Services
 from app.services.event_feed import EventFeed
@@ -37,6 +38,9 @@ from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
 from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
+from app.services.webhook_delivery import DeliveryOptions, WebhookDispatcher
+from app.services.webhook_events import provisional_body, provisional_event_type
+from app.services.webhooks import WebhookService
 from eventstore.notify import CommitNotifier
 from eventstore.pool import create_pool
 from eventstore.runner import Runner, RunnerOptions
@@ -166,7 +170,7 @@ async def _consumers(
     if not wanted:
         yield None
         return
-    task = asyncio.create_task(build_runner(settings, url, services).run(), name="runner")
+    task = asyncio.create_task(_run_in_background(settings, url, services), name="runner")
     try:
         yield task
     finally:
@@ -174,6 +178,13 @@ async def _consumers(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _run_in_background(settings: Settings, url: str, services: Services) -> None:
+    """The runner and, beside it, the webhook dispatcher (see app/services/webhook_delivery.py)."""
+    async with asyncio.TaskGroup() as group:
+        group.create_task(build_runner(settings, url, services).run())
+        group.create_task(services.webhook_dispatcher.run(url))
 
 
 def build_runner(settings: Settings, url: str, services: Services) -> Runner:
@@ -188,6 +199,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
     notifier = CommitNotifier(pool)
     projection = ScimProjection(settings.group_prefix)
     store = EventStore(pool, notifier, projection)  # every append writes the SCIM projection with it
+    webhook_keys = WebhookKeys(settings)
     return Services(
         settings=settings,
         pool=pool,
@@ -212,4 +224,19 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         schemas=OrgSchemaService(store),
         user_types=UserTypes(pool),
         feed=EventFeed(pool, notifier),
+        webhooks=WebhookService(pool, webhook_keys, settings.webhook_allow_private),
+        webhook_dispatcher=WebhookDispatcher(
+            pool,
+            webhook_keys,
+            # Provisional until the public event vocabulary is wired here (see app/services/webhook_events.py).
+            provisional_body,
+            provisional_event_type,
+            DeliveryOptions(
+                retry_delays=settings.webhook_retry_delays,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                allow_private=settings.webhook_allow_private,
+                poll_seconds=settings.runner_poll_seconds,
+            ),
+            notifier,
+        ),
     )

@@ -100,6 +100,19 @@ class InvalidMember(DomainError):
         self.refusals = list(refusals)
 
 
+class InvalidWebhook(DomainError):
+    """A webhook endpoint's fields that cannot be saved; the message says which and why."""
+
+
+class InvalidWebhookUrl(InvalidWebhook):
+    """A webhook URL that cannot be used (not https, a private address, …); the message says why."""
+
+
+class WebhookKeyMissing(DomainError):
+    """No key to encrypt or decrypt webhook signing secrets with: a setting of the service, not the caller's
+    mistake. The message names the setting."""
+
+
 def moment(when: datetime.datetime) -> str:
     """A time as an admin reads it in an error: to the minute, in UTC, whatever zone it was recorded in."""
     return f"{when.astimezone(datetime.UTC):%Y-%m-%d %H:%M} UTC"

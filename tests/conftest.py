@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from cryptography.fernet import Fernet
 from starlette.routing import Mount, Route
 
 from app.bootstrap import build_services
@@ -39,6 +40,8 @@ from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
 
 REPO = Path(__file__).resolve().parent.parent
+# The key of the session's webhook signing secrets (see `settings`).
+WEBHOOK_KEY = Fernet.generate_key().decode()
 # Schemathesis cases run, by operation, for the summary at the end of the run (tests/e2e/test_fuzz.py).
 FUZZ_CASES = pytest.StashKey[collections.Counter[str]]()
 
@@ -190,6 +193,9 @@ def settings(database_url: str) -> Settings:
         worker=False,
         rate_limit_per_second=0,
         org_concurrency=1000,
+        # Webhooks to the tests' receivers on loopback; their secrets under a key of the session's.
+        webhook_allow_private=True,
+        webhook_secret_key=WEBHOOK_KEY,
     )
 
 

@@ -20,6 +20,7 @@ from app.http.api import (
     grant_routes,
     org_routes,
     token_routes,
+    webhook_routes,
 )
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import EdgeMiddleware, endpoint_spellings
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
                     *grant_routes.ROUTES,
                     *directory_routes.ROUTES,
                     *events_routes.ROUTES,
+                    *webhook_routes.ROUTES,
                 ],
             ),
             Route("/healthz", operations.healthz, methods=["GET"]),

@@ -24,6 +24,7 @@ from domain.errors import (
     IncompatibleRedeclaration,
     InvalidFeedRequest,
     InvalidMember,
+    InvalidWebhook,
     ManagedByIdentityProvider,
     NameTaken,
     NotFound,
@@ -32,6 +33,7 @@ from domain.errors import (
     TooManyTokens,
     UserDeletedError,
     UserNameTaken,
+    WebhookKeyMissing,
 )
 from eventstore.pool import DATABASE_UNAVAILABLE
 from eventstore.store import ConcurrencyConflict
@@ -96,6 +98,9 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     TooManyTokens: ErrorAnswer(409, None),
     ManagedByIdentityProvider: ErrorAnswer(409, None),
     InvalidFeedRequest: ErrorAnswer(400, "invalidValue"),
+    InvalidWebhook: ErrorAnswer(400, "invalidValue"),
+    # The service's own configuration: nothing the caller can change, and nothing was saved.
+    WebhookKeyMissing: ErrorAnswer(503, None),
     DomainError: ErrorAnswer(400, "invalidValue"),
 }
 

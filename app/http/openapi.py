@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.http.api import description as api_description
+from app.http.api import webhook_description
 from app.http.openapi_components import FIXED_SCHEMAS, INSTANT, list_of, ref, resource_schemas
 
 SCIM = "application/scim+json"
@@ -298,6 +299,7 @@ def document() -> dict[str, Any]:
                     ],
                 ),
                 **api_description.paths(),
+                **webhook_description.paths(),
                 "/healthz": _probe("Liveness: the process answers.", {200: "Alive."}),
                 "/readyz": _probe(
                     "Readiness: database, migrations, runner.",
@@ -323,6 +325,7 @@ def document() -> dict[str, Any]:
                 "GroupsList": list_of("Group"),
                 "SearchList": list_of("User", "Group"),
                 **api_description.schemas(),
+                **webhook_description.schemas(),
             },
         },
     }

@@ -48,7 +48,15 @@ ENVIRONMENT = {
     "SCIMLEDGER_MAX_FILTER_SUBSTRING_TERMS": "max_filter_substring_terms",
     "SCIMLEDGER_AUDIT_PAGE_SIZE": "audit_page_size",
     "SCIMLEDGER_AUDIT_MAX_PAGE_SIZE": "audit_max_page_size",
+    "SCIMLEDGER_WEBHOOK_RETRY_SCHEDULE": "webhook_retry_schedule",
+    "SCIMLEDGER_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
+    "SCIMLEDGER_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
+    "SCIMLEDGER_WEBHOOK_SECRET_KEY": "webhook_secret_key",
 }
+
+# Seconds between a webhook's failed attempt at an event and the next: about four days in all, so that a
+# receiver down over a weekend still gets everything, in order, before its endpoint is disabled.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = "5,30,120,600,3600,10800,21600,43200,86400,86400,86400"
 
 # The levels `logging` knows by name, lowest last; SCIMLEDGER_LOG_LEVEL takes one, in any case.
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -109,6 +117,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Events in a page of /audit/history when the client asks for none, and the most it may ask for.
     audit_page_size: Annotated[int, msgspec.Meta(ge=1)] = 1000
     audit_max_page_size: Annotated[int, msgspec.Meta(ge=1)] = 10000
+
+    # Webhooks (app/services/webhooks.py). The schedule: comma-separated seconds, one per retry.
+    webhook_retry_schedule: Annotated[
+        str, msgspec.Meta(pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$")
+    ] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    # Lets webhooks reach private, loopback and link-local addresses, and plain http: for tests and for
+    # receivers on the same private network. Off, a webhook can never be turned against the internal network.
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    # Fernet keys (comma-separated; the first encrypts, every one decrypts, so a key can be rotated) for the
+    # signing secrets at rest. Unset with the embedded database: a key generated in the data dir.
+    webhook_secret_key: str | None = None
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(delay) for delay in self.webhook_retry_schedule.split(","))
 
     @property
     def patch_limits(self) -> PatchLimits:

@@ -15,6 +15,8 @@ from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
 from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
+from app.services.webhook_delivery import WebhookDispatcher
+from app.services.webhooks import WebhookService
 from domain.errors import NotFound
 from eventstore.consumers import Consumer
 from eventstore.notify import CommitNotifier
@@ -42,6 +44,9 @@ class Services:
     schemas: OrgSchemaService
     user_types: UserTypes
     feed: EventFeed
+    webhooks: WebhookService
+    # Delivers the webhooks; runs beside the runner (app/bootstrap.py), in the process that runs the runner.
+    webhook_dispatcher: WebhookDispatcher
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

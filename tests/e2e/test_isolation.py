@@ -144,6 +144,8 @@ def api_url(path: str, owner: Org) -> str:
         group=owner.group_id,
         unlinked=owner.unlinked_group_id,
         user=owner.user_id,
+        # Webhooks are not events: tests/e2e/test_webhook_routes.py probes them with an endpoint of the owner's.
+        webhook=uuid.UUID(int=0),
     )
 
 
@@ -331,6 +333,22 @@ SEPARATE: set[tuple[str, str]] = {
     # Tokens are not events: test_token_writes_reach_no_other_organization.
     ("POST", "/api/v1/orgs/{org}/tokens"),
     ("DELETE", "/api/v1/orgs/{org}/tokens/{token_id}"),
+    # Webhooks are not events: tests/e2e/test_webhook_routes.py, test_no_webhook_route_reaches_another_organization.
+    *(
+        (method, f"/api/v1/orgs/{{org}}/webhooks{rest}")
+        for method, rest in (
+            ("GET", ""),
+            ("POST", ""),
+            ("GET", "/{webhook}"),
+            ("PATCH", "/{webhook}"),
+            ("DELETE", "/{webhook}"),
+            ("POST", "/{webhook}/rotate"),
+            ("POST", "/{webhook}/pause"),
+            ("POST", "/{webhook}/resume"),
+            ("POST", "/{webhook}/replay"),
+            ("GET", "/{webhook}/deliveries"),
+        )
+    ),
 }
 
 
