@@ -30,6 +30,7 @@ from app.infrastructure.database import database_location, database_url, embedde
 from app.infrastructure.migrate import NotMigrated, migrate, require_current_schema
 from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
+from app.services.access import AccessService
 from app.services.catalog import CatalogService
 from app.services.container import Services
 from app.services.groups import GroupService
@@ -209,4 +210,5 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         admission=Admission.from_settings(settings),
         schemas=OrgSchemaService(store),
         user_types=UserTypes(pool),
+        access=AccessService(pool),
     )

@@ -1,4 +1,5 @@
-"""Everything SCIM reads, kept inline: users, groups, memberships, the catalog and organizations' schemas.
+"""Everything SCIM reads, kept inline: users, groups, memberships, the catalog and organizations' schemas; and
+the access grants the host app's access check reads (projections/access_grants.py).
 
 `ScimProjection` is the event store's inline projection (eventstore.inline_projection.InlineProjection),
 registered once where the services are built: the store writes it in every transaction that appends
@@ -22,12 +23,12 @@ from eventstore.inline_projection import FollowUp
 from eventstore.pool import Connection
 from eventstore.records import EVENT_COLUMNS, RecordedEvent
 from eventstore.store import ASSIGNED_TX, Transaction
-from projections import org_schemas, scim_users
+from projections import access_grants, org_schemas, scim_users
 from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector
 
 GROUP_TABLES = "scim_groups, group_members, catalog_projects, catalog_roles"
-_TABLES = f"scim_users, {GROUP_TABLES}, org_schemas"
+_TABLES = f"scim_users, {GROUP_TABLES}, org_schemas, access_grants"
 
 
 @contextmanager
@@ -77,6 +78,7 @@ class ScimProjection:
         if changed:
             await scim_users.write(connection, changed)
         await self.groups.apply(connection, recorded)
+        await access_grants.apply(connection, recorded)
         for events in by_stream.values():
             if events[-1].type in ORG_SCHEMA_EVENT_TYPES:
                 await org_schemas.write(connection, events[-1])  # the row is the stream's latest declaration
@@ -121,7 +123,9 @@ class ScimProjection:
                 "ORDER BY tx, position",
                 sorted(GROUP_EVENT_TYPES),
             )
-            await self.groups.rebuild(connection, [RecordedEvent(*row) for row in rows])
+            group_events = [RecordedEvent(*row) for row in rows]
+            await self.groups.rebuild(connection, group_events)
+            await access_grants.rebuild(connection, group_events)
             await org_schemas.rebuild_rows(connection)
             return replayed + sum(1 for row in rows if row["type"] not in scim_users.USER_EVENT_TYPES)
 

@@ -9,6 +9,7 @@ import asyncpg
 from app.infrastructure.admission import Admission
 from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
+from app.services.access import AccessService
 from app.services.catalog import CatalogService
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
@@ -39,6 +40,7 @@ class Services:
     admission: Admission
     schemas: OrgSchemaService
     user_types: UserTypes
+    access: AccessService
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:
