@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge
+.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access
 
 install: $(STAMP)
 
@@ -77,6 +77,10 @@ $(NGINX):
 	rm .bench/nginx_*.deb
 
 # Issue 4's figure: reactor lag from an Okta deactivation to the memberships being gone.
+# The access check against one bare indexed SELECT, in turns (bench/access_check.py).
+bench-access: install
+	$(BIN)/python bench/access_check.py
+
 bench-reactors: install
 	$(BIN)/python bench/reactor_lag.py
 
