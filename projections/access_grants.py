@@ -6,8 +6,8 @@ and the audit always agree. Deactivation, leaving the organization, unlink and a
 through the removals they record (the reactors', the unlink's, the archive's), and so does this table. A
 rename changes no grant: the pair is held by ids.
 
-Written inline by the SCIM projection, in the transaction that appends the events (`apply`), and rebuilt
-from the log alone by the same fold (`rebuild`). Migration 0019 backfilled the log of its day in SQL.
+Written inline by the SCIM projection, in the transaction that appends the events and in the statement that
+writes their memberships (`fold`, then `riding`), and rebuilt from the log alone by the same fold (`rebuild`). Migration 0019 backfilled the log of its day in SQL.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
@@ -145,10 +146,15 @@ FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::text[], $
 WHERE held.org_id = gone.org_id AND held.user_id = gone.user_id AND held.group_id = gone.group_id
   AND held.revoked_at IS NULL
 """
-# The revocations' 7 parameters come first, so the grants' are numbered after them.
-_REVOKE_THEN_GRANT = f"WITH revoked AS ({_REVOKE}) " + re.sub(
-    r"\$(\d+)", lambda number: f"${int(number[1]) + 7}", _INSERT_GRANTS
-)
+_REVOKE_PARAMETERS = 7
+
+
+def shifted(sql: str, offset: int) -> str:
+    """`sql` with its parameters $n numbered $(n + offset), to follow another statement's."""
+    return re.sub(r"\$(\d+)", lambda number: f"${int(number[1]) + offset}", sql)
+
+
+_GRANT_AFTER_REVOKE = shifted(_INSERT_GRANTS, _REVOKE_PARAMETERS)
 
 
 def _revocation_row(revocation: Revocation) -> tuple[object, ...]:
@@ -163,29 +169,44 @@ def _revocation_row(revocation: Revocation) -> tuple[object, ...]:
     )
 
 
-async def apply(connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
-    """Project the membership changes among `recorded`, just appended: nothing to do (and no round trip)
-    when there are none, one statement otherwise."""
-    folded = fold(recorded)
+def riding(folded: Folded) -> tuple[str, list[Any]] | None:
+    """The write of `folded` as common table expressions (parameters numbered from $1) and their parameters,
+    for the SCIM projection to send in the statement that writes the same changes to group_members: a
+    membership change then costs no round trip more for its grants. None when there is nothing to write, or
+    when it must be written on its own (`write`)."""
+    if not folded.grants and not folded.revocations:
+        return None
     revocations = columns_of([_revocation_row(revocation) for revocation in folded.revocations], 7)
     grants = columns_of([grant.row() for grant in folded.grants], 12)
     if not folded.grants:
-        if folded.revocations:
-            await connection.execute(_REVOKE, *revocations)
-        return
+        return f"access_revoked AS ({_REVOKE})", revocations
     if not folded.revocations:
-        await connection.execute(_INSERT_GRANTS, *grants)
-        return
-    regranted = {(r.org_id, r.user_id, r.group_id) for r in folded.revocations} & {
-        (grant.org_id, grant.user_id, grant.group_id) for grant in folded.grants
+        return f"access_granted AS ({_INSERT_GRANTS})", grants
+    if _regranted(folded):
+        return None
+    return f"access_revoked AS ({_REVOKE}), access_granted AS ({_GRANT_AFTER_REVOKE})", [
+        *revocations,
+        *grants,
+    ]
+
+
+def _regranted(folded: Folded) -> bool:
+    """Whether the same events close a membership's earlier grant and open a new one (no writer records that
+    today). The parts of one statement run in no defined order, and the new open grant must not meet the old
+    one in the index of open grants: the revocations must then go first, in a statement of their own."""
+    closed = {
+        (revocation.org_id, revocation.user_id, revocation.group_id) for revocation in folded.revocations
     }
-    if regranted:
-        # A membership closed and opened again by the same events (no writer records that today): the two
-        # parts of one statement would run in no defined order, and the new open grant must not meet the old.
-        await connection.execute(_REVOKE, *revocations)
-        await connection.execute(_INSERT_GRANTS, *grants)
-        return
-    await connection.execute(_REVOKE_THEN_GRANT, *revocations, *grants)
+    return any((grant.org_id, grant.user_id, grant.group_id) in closed for grant in folded.grants)
+
+
+async def write(connection: Connection, folded: Folded) -> None:
+    """Write `folded` on its own: the revocations, then the grants."""
+    if folded.revocations:
+        rows = [_revocation_row(revocation) for revocation in folded.revocations]
+        await connection.execute(_REVOKE, *columns_of(rows, 7))
+    if folded.grants:
+        await connection.execute(_INSERT_GRANTS, *columns_of([grant.row() for grant in folded.grants], 12))
 
 
 async def rebuild(connection: Connection, recorded: Sequence[RecordedEvent]) -> None:

@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
 from domain.org_schemas import EVENT_TYPE_NAMES as ORG_SCHEMA_EVENT_TYPES
-from domain.users import User
+from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.inline_projection import FollowUp
 from eventstore.pool import Connection
 from eventstore.records import EVENT_COLUMNS, RecordedEvent
@@ -77,8 +77,16 @@ class ScimProjection:
         ]
         if changed:
             await scim_users.write(connection, changed)
-        await self.groups.apply(connection, recorded)
-        await access_grants.apply(connection, recorded)
+        # The grants of the membership changes ride in the statement that writes the memberships.
+        grants = (
+            access_grants.fold(recorded)
+            if any(event.type in MEMBERSHIP_EVENT_TYPE_NAMES for event in recorded)
+            else None
+        )
+        riding = access_grants.riding(grants) if grants is not None else None
+        await self.groups.apply(connection, recorded, riding)
+        if grants is not None and riding is None:
+            await access_grants.write(connection, grants)
         for events in by_stream.values():
             if events[-1].type in ORG_SCHEMA_EVENT_TYPES:
                 await org_schemas.write(connection, events[-1])  # the row is the stream's latest declaration

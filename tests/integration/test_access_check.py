@@ -289,3 +289,34 @@ async def test_concurrent_writers_leave_the_grants_the_audit_replays(
     )
     assert len(table) >= 20
     assert table == replayed
+
+
+async def test_a_membership_closed_and_opened_again_by_one_append_keeps_both_grants(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    """No service records it today, but the aggregate allows it: the revocation must land before the new grant
+    (the projection then writes them in two statements rather than one)."""
+    org = await new_org(services, pool, projects=1, roles=1)
+    user_id = next(iter(org.users))
+    ((project_id, role_id),) = org.pairs
+    group_id = group_id_for(project_id, role_id)
+    await services.groups.change(
+        org.org_id, group_id, GroupChange([MembershipStep("add", (str(user_id),))]), OKTA
+    )
+    async with services.store.transaction() as transaction:
+        user = (await transaction.load(org.org_id, [user_id]))[user_id]
+        user.leave_group(str(group_id), "push")
+        user.join_group(str(group_id), "push")
+        await transaction.save(org.org_id, [user], ADMIN)
+
+    grants = await grants_of(pool, org.org_id)
+    assert [(row["granted_by"], row["revoked_by"]) for row in grants] == [
+        ("token:okta-test", "admin:test"),
+        ("admin:test", None),
+    ]
+    now = await pool.fetchval("SELECT clock_timestamp()")
+    decision = await services.access.check(org.org_id, user_id, project_id, role_id)
+    assert_agrees(
+        decision, expected(await audit_at(services, pool, org, now), user_id, project_id, role_id), "now"
+    )
+    assert decision.granted_by == "admin:test"
