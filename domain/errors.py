@@ -43,6 +43,10 @@ class OrgNameTaken(DomainError):
     pass
 
 
+class TooManyTokens(DomainError):
+    """An organization already holds as many active tokens of a scope as it may."""
+
+
 class ArchivedError(DomainError):
     """An archived project or role accepts no further changes."""
 

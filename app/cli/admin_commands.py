@@ -10,6 +10,7 @@ from app.cli.context import Context, admin
 from app.cli.output import add_format_option, print_lines, write_rows
 from app.services import catalog_repair, tenancy
 from app.services.catalog import KINDS, CatalogService
+from domain.errors import DomainError
 
 
 async def _org_create(context: Context, args: argparse.Namespace) -> int:
@@ -27,29 +28,39 @@ async def _org_list(context: Context, args: argparse.Namespace) -> int:
 
 async def _token_issue(context: Context, args: argparse.Namespace) -> int:
     connection = context.connection
-    org = await context.org(args.org)
-    token_id, token = await tenancy.issue_token(connection, org.org_id, args.scope, args.label)
+    if args.org is None and args.scope != tenancy.PLATFORM:
+        raise DomainError(f"A {args.scope} token belongs to one organization: name it with --org.")
+    if args.org is not None and args.scope == tenancy.PLATFORM:
+        raise DomainError("A platform token belongs to no organization: issue it without --org.")
+    org = await context.org(args.org) if args.org is not None else None
+    token_id, token = await tenancy.issue_token(
+        connection, org.org_id if org else None, args.scope, args.label
+    )
+    owner = f"for '{org.name}'" if org else "for the platform (every organization)"
     # The token alone on stdout, so that TOKEN=$(scimledger token issue --org X) works; the rest to stderr.
-    print(f"issued {args.scope} token {token_id} for '{org.name}'; it is shown only once", file=sys.stderr)
+    print(f"issued {args.scope} token {token_id} {owner}; it is shown only once", file=sys.stderr)
     print_lines(token)
     return 0
 
 
 async def _token_list(context: Context, args: argparse.Namespace) -> int:
     connection = context.connection
-    org = await context.org(args.org)
+    org = await context.org(args.org) if args.org is not None else None
     rows = [
         {
             "id": info.token_id,
             "scope": info.scope,
             "state": "revoked" if info.revoked_at else "active",
             "created_at": info.created_at,
+            "last_used_at": info.last_used_at,
             "revoked_at": info.revoked_at,
             "label": info.label,
         }
-        for info in await tenancy.list_tokens(connection, org.org_id)
+        for info in await tenancy.list_tokens(connection, org.org_id if org else None)
     ]
-    write_rows(rows, args.format, ("id", "scope", "state", "created_at", "revoked_at", "label"))
+    write_rows(
+        rows, args.format, ("id", "scope", "state", "created_at", "last_used_at", "revoked_at", "label")
+    )
     return 0
 
 
@@ -134,12 +145,14 @@ def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         dest="token_command", required=True
     )
     token_issue = token.add_parser("issue", help="issue a bearer token; prints it alone on stdout")
-    add_org_option(token_issue)
+    token_issue.add_argument("--org", help="organization id or name; none for a platform token")
     token_issue.add_argument("--scope", default="scim", choices=tenancy.SCOPES)
     token_issue.add_argument("--label", help="a note to tell tokens apart, e.g. 'okta-prod'")
     token_issue.set_defaults(db_handler=_token_issue)
-    token_list = token.add_parser("list", help="list an organization's tokens (never their secrets)")
-    add_org_option(token_list)
+    token_list = token.add_parser(
+        "list", help="list an organization's tokens, or without --org the platform's (never their secrets)"
+    )
+    token_list.add_argument("--org", help="organization id or name; none for the platform tokens")
     add_format_option(token_list)
     token_list.set_defaults(db_handler=_token_list)
     token_revoke = token.add_parser("revoke", help="revoke a token by its id")

@@ -4,13 +4,14 @@ rate limit, its organization's admission, and its organization's User type."""
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
 
 from app.http.endpoint import services_of
-from app.services.tenancy import Principal, TokenScope
+from app.services.tenancy import PlatformPrincipal, Principal, TokenScope
 from eventstore.records import Metadata
 from scim.errors import ScimError
 from scim.resource_type import ResourceType
@@ -68,8 +69,8 @@ def _token_of(header: str) -> str:
     return token
 
 
-async def authenticate(request: Request, scope: TokenScope | None = "scim") -> Principal:
-    """The principal of the request's bearer token, which must have `scope` (any scope, with None)."""
+async def identify(request: Request) -> Principal | PlatformPrincipal:
+    """Whose the request's bearer token is, whatever its scope; Unauthorized without a known one."""
     headers = request.headers.getlist("authorization")
     if len(headers) > 1:
         # Which one would count is a proxy's guess or ours: neither is the client's intent.
@@ -80,15 +81,34 @@ async def authenticate(request: Request, scope: TokenScope | None = "scim") -> P
     principal = await services_of(request).authenticator.authenticate(_token_of(header))
     if principal is None:
         raise Unauthorized(f"The bearer token is unknown or has been revoked. {_ASK_FOR_A_TOKEN}")
-    if scope is not None and principal.scope != scope:
-        raise ScimError(403, f"This token has the '{principal.scope}' scope; this endpoint needs '{scope}'.")
-    wait = services_of(request).rate_limiter.retry_after(principal.token_id)
+    return principal
+
+
+def check_rate(request: Request, token_id: uuid.UUID) -> None:
+    """Refuse the request (429) if its token is over its rate limit."""
+    wait = services_of(request).rate_limiter.retry_after(token_id)
     if wait is not None:
         raise ScimError(
             429,
             "This token sent more requests than its rate limit allows; retry after the time in Retry-After.",
             headers={"Retry-After": str(wait)},
         )
+
+
+async def authenticate(request: Request, scope: TokenScope | None = "scim") -> Principal:
+    """The principal of the request's bearer token, which must be an organization's and have `scope` (any
+    scope, with None)."""
+    principal = await identify(request)
+    if isinstance(principal, PlatformPrincipal):
+        needed = f"'{scope}'" if scope else "an organization's token"
+        raise ScimError(
+            403,
+            "This token has the 'platform' scope, which belongs to no organization; this endpoint needs "
+            f"{needed}.",
+        )
+    if scope is not None and principal.scope != scope:
+        raise ScimError(403, f"This token has the '{principal.scope}' scope; this endpoint needs '{scope}'.")
+    check_rate(request, principal.token_id)
     services_of(request).admission.enter(request.scope, principal.org_id, principal.token_id)
     return principal
 

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.http.api.responses import ApiError, api_error_response, is_api
 from app.http.endpoint import services_of
 from app.http.middleware import received_path
 from app.http.operations import RETRY_AFTER_SECONDS
@@ -26,6 +27,7 @@ from domain.errors import (
     NotFound,
     OrgNameTaken,
     PreconditionFailed,
+    TooManyTokens,
     UserDeletedError,
     UserNameTaken,
 )
@@ -36,10 +38,29 @@ from scim.errors import ScimError, ScimType
 log = logging.getLogger("scimledger.http")
 
 
+def _answer(
+    request: Request,
+    status: int,
+    detail: str,
+    scim_type: ScimType | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The error as SCIM's error body, or in the management API's shape for a request under /api/."""
+    if is_api(request.scope):
+        return api_error_response(request.scope, status, detail, headers)
+    return error_response(status, detail, scim_type, headers)
+
+
+async def on_api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    headers = {"WWW-Authenticate": 'Bearer realm="scimledger"'} if error.status == 401 else {}
+    return _answer(request, error.status, error.message, headers={**headers, **error.headers})
+
+
 async def on_scim_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ScimError)
     headers = {"WWW-Authenticate": 'Bearer realm="scimledger"'} if error.status == 401 else {}
-    return error_response(error.status, error.detail, error.scim_type, {**headers, **error.headers})
+    return _answer(request, error.status, error.detail, error.scim_type, {**headers, **error.headers})
 
 
 class ErrorAnswer(NamedTuple):
@@ -69,7 +90,8 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     PreconditionFailed: ErrorAnswer(412, None, "The resource changed since the version in If-Match. {error}"),
     ArchivedError: ErrorAnswer(400, "invalidValue"),
     IncompatibleRedeclaration: ErrorAnswer(400, "invalidValue"),
-    OrgNameTaken: ErrorAnswer(400, "invalidValue"),
+    OrgNameTaken: ErrorAnswer(409, "uniqueness"),
+    TooManyTokens: ErrorAnswer(409, None),
     DomainError: ErrorAnswer(400, "invalidValue"),
 }
 
@@ -95,13 +117,17 @@ async def on_domain_error(request: Request, error: Exception) -> Response:
             error,
             extra={"error_type": type(error).__name__},
         )
-        return error_response(500, FAILED_DETAIL)
+        return _answer(request, 500, FAILED_DETAIL)
     # The detail is the error's message put into the row's template, never formatted itself: an error's
     # message may hold braces (a userName may).
     detail = answer.detail.replace("{error}", str(error))
-    return error_response(answer.status, detail, answer.scim_type)
+    return _answer(request, answer.status, detail, answer.scim_type)
 
 
+# An unknown path under /api/.
+_API_NOT_FOUND = (
+    "No such endpoint: {path}. The management API's routes start with /api/v1; /openapi.json lists them."
+)
 _HTTP_DETAILS = {
     404: "No such endpoint: {path}. The SCIM base URL ends in /scim/v2, e.g. /scim/v2/Users.",
     405: "This method is not supported on this endpoint.",
@@ -111,15 +137,18 @@ _HTTP_DETAILS = {
 async def on_http_exception(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     if error.status_code == 404:
-        detail = _HTTP_DETAILS[404].format(path=received_path(request.scope))
+        detail = (_API_NOT_FOUND if is_api(request.scope) else _HTTP_DETAILS[404]).format(
+            path=received_path(request.scope)
+        )
     else:
         detail = _HTTP_DETAILS.get(error.status_code, str(error.detail))
-    return error_response(error.status_code, detail, headers=dict(error.headers or {}))
+    return _answer(request, error.status_code, detail, headers=dict(error.headers or {}))
 
 
 async def on_database_unavailable(request: Request, error: Exception) -> Response:
     log.warning("database unavailable: %s", type(error).__name__, extra={"error_type": type(error).__name__})
-    return error_response(
+    return _answer(
+        request,
         503,
         "The service's database is unavailable or too slow right now; nothing was changed. Retry in a few seconds.",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
@@ -141,14 +170,16 @@ async def on_query_canceled(request: Request, error: Exception) -> Response:
     setting = "setting SCIMLEDGER_STATEMENT_TIMEOUT_SECONDS"
     log.warning("statement timeout", extra={"error_type": type(error).__name__})
     if request.method in ("GET", "HEAD") and request.query_params.get("filter"):
-        return error_response(
+        return _answer(
+            request,
             400,
             f"This search took longer than the {limit} this service allows one query ({setting}) and was "
             "stopped. Narrow the filter: fewer comparisons, 'eq' rather than 'co' or 'ew', or attributes "
             "such as userName or externalId.",
             "tooMany",
         )
-    return error_response(
+    return _answer(
+        request,
         503,
         f"This request's query took longer than the {limit} this service allows one query ({setting}) and "
         "was stopped; nothing was changed. The database is busier than usual: retry after the time in "
@@ -160,6 +191,7 @@ async def on_query_canceled(request: Request, error: Exception) -> Response:
 # Anything else reaches EdgeMiddleware, which answers a SCIM 500.
 EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     ScimError: on_scim_error,
+    ApiError: on_api_error,
     **dict.fromkeys(DOMAIN_ERROR_ANSWERS, on_domain_error),
     HTTPException: on_http_exception,
     **dict.fromkeys(DATABASE_UNAVAILABLE, on_database_unavailable),

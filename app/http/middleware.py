@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.http.api.responses import api_error_response, is_api
 from app.http.operations import Metrics
 from app.http.responses import FAILED_DETAIL, error_response
 from app.infrastructure import logs
@@ -152,7 +153,11 @@ class EdgeMiddleware:
         except Exception as error:
             log.exception("unhandled %s", type(error).__name__, extra={"error_type": type(error).__name__})
             if responded is None:  # otherwise the response is cut short, which is all that can be done
-                response = error_response(500, FAILED_DETAIL)
+                response = (
+                    api_error_response(scope, 500, FAILED_DETAIL)
+                    if is_api(scope)
+                    else error_response(500, FAILED_DETAIL)
+                )
                 await response(scope, receive, send_with_headers)
         finally:
             route = _route_template(scope)

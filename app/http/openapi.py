@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.http.api import description as api_description
 from app.http.openapi_components import FIXED_SCHEMAS, INSTANT, list_of, ref, resource_schemas
 
 SCIM = "application/scim+json"
@@ -296,6 +297,7 @@ def document() -> dict[str, Any]:
                         _query("user", {"type": "string"}, "Only this user."),
                     ],
                 ),
+                **api_description.paths(),
                 "/healthz": _probe("Liveness: the process answers.", {200: "Alive."}),
                 "/readyz": _probe(
                     "Readiness: database, migrations, runner.",
@@ -311,7 +313,7 @@ def document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A token from `scimledger token issue`: scope scim for /scim/v2, auditor for "
-                    "/audit.",
+                    "/audit, admin (one organization) or platform (every one) for /api/v1.",
                 }
             },
             "schemas": {
@@ -320,6 +322,7 @@ def document() -> dict[str, Any]:
                 "UsersList": list_of("User"),
                 "GroupsList": list_of("Group"),
                 "SearchList": list_of("User", "Group"),
+                **api_description.schemas(),
             },
         },
     }

@@ -20,14 +20,22 @@ import msgspec
 
 from app.services.org_schemas import SCHEMA_VERSION_SQL
 from domain.catalog import checked_name
-from domain.errors import DomainError, NotFound, OrgNameTaken
+from domain.errors import DomainError, NotFound, OrgNameTaken, TooManyTokens
 from eventstore.pool import Connection
 
 TOKEN_PREFIX = "scl_"
 # What a token may do: `scim` is an identity provider's (one org's SCIM resources), `auditor` reads one org's
-# /audit. Checked by the database too (the api_tokens scope constraint).
-TokenScope = Literal["scim", "auditor"]
+# /audit, `admin` is one org's management API (/api/v1/orgs/{its org}/...), `platform` is the host app's
+# backend: the management API of every org, and creating orgs; it alone belongs to no org. Checked by the
+# database too (the api_tokens scope and org constraints).
+TokenScope = Literal["scim", "auditor", "admin", "platform"]
 SCOPES: tuple[TokenScope, ...] = get_args(TokenScope)
+PLATFORM: TokenScope = "platform"
+# Two, so that Okta's token can be rotated without downtime: issue the new one, paste it into Okta, revoke
+# the old one.
+MAX_ACTIVE_SCIM_TOKENS = 2
+# How stale `last_used_at` may be: the lookup that finds a token writes it only when it is older than this.
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 
 
 class Org(msgspec.Struct, frozen=True):
@@ -47,12 +55,26 @@ class Principal(msgspec.Struct, frozen=True):
         return f"token:{self.token_id}"
 
 
+class PlatformPrincipal(msgspec.Struct, frozen=True):
+    """The host app's backend: a token of no organization, allowed every organization's management API. Kept
+    apart from `Principal`, whose org_id every SCIM and audit query filters on, so that no code written for an
+    organization's token can be handed one that has none (the type checker says so)."""
+
+    token_id: uuid.UUID
+    scope: Literal["platform"] = "platform"
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.token_id}"
+
+
 class TokenInfo(msgspec.Struct, frozen=True):
     token_id: uuid.UUID
     scope: TokenScope
     label: str | None
     created_at: datetime.datetime
     revoked_at: datetime.datetime | None
+    last_used_at: datetime.datetime | None = None
 
 
 def hash_token(token: str) -> bytes:
@@ -83,8 +105,12 @@ async def find_org(connection: Connection, reference: str) -> Org:
             "SELECT org_id, name FROM orgs WHERE scim_fold(name) = scim_fold($1)", reference
         )
     if row is None:
-        raise NotFound(f"No organization '{reference}'.")
+        raise org_not_found(reference)
     return Org(row["org_id"], row["name"])
+
+
+def org_not_found(reference: str) -> NotFound:
+    return NotFound(f"No organization '{reference}'.")
 
 
 async def list_orgs(connection: Connection) -> list[Org]:
@@ -92,39 +118,111 @@ async def list_orgs(connection: Connection) -> list[Org]:
 
 
 async def issue_token(
-    connection: Connection, org_id: uuid.UUID, scope: str = "scim", label: str | None = None
+    connection: Connection, org_id: uuid.UUID | None, scope: str = "scim", label: str | None = None
 ) -> tuple[uuid.UUID, str]:
+    """A new token of `scope` for `org_id` (None for a platform token, which belongs to no organization):
+    its id, and the token itself, which is shown once and never stored."""
     if scope not in SCOPES:
         raise DomainError(f"Unknown scope '{scope}': use one of {', '.join(SCOPES)}.")
+    if (scope == PLATFORM) != (org_id is None):
+        raise DomainError(
+            "A platform token belongs to no organization: issue it without one."
+            if scope == PLATFORM
+            else f"A {scope} token belongs to one organization: name it."
+        )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token_id = uuid.uuid4()
-    await connection.execute(
-        "INSERT INTO api_tokens (org_id, token_id, secret_hash, scope, label) VALUES ($1, $2, $3, $4, $5)",
-        org_id,
-        token_id,
-        hash_token(token),
-        scope,
-        label,
-    )
+    async with connection.transaction():
+        if scope == "scim":
+            # The org's row is locked first, so that two issues at once cannot both count one active token
+            # and leave three: the second waits, then counts the first's.
+            await connection.execute("SELECT 1 FROM orgs WHERE org_id = $1 FOR UPDATE", org_id)
+            active = await connection.fetchval(
+                "SELECT count(*) FROM api_tokens WHERE org_id = $1 AND scope = 'scim' AND revoked_at IS NULL",
+                org_id,
+            )
+            if active >= MAX_ACTIVE_SCIM_TOKENS:
+                raise TooManyTokens(
+                    f"This organization already has {active} active SCIM tokens, the most it may hold (two, so "
+                    "that the identity provider's token can be rotated without downtime). Revoke one first: "
+                    "'scimledger token list' shows them, 'scimledger token revoke TOKEN_ID' revokes one."
+                )
+        await connection.execute(
+            "INSERT INTO api_tokens (org_id, token_id, secret_hash, scope, label) VALUES ($1, $2, $3, $4, $5)",
+            org_id,
+            token_id,
+            hash_token(token),
+            scope,
+            label,
+        )
     return token_id, token
 
 
-async def list_tokens(connection: Connection, org_id: uuid.UUID) -> list[TokenInfo]:
+class TokenKey(msgspec.Struct, frozen=True):
+    """Where a listing of tokens stands: the last token listed, in the listing's order."""
+
+    created_at: datetime.datetime
+    token_id: uuid.UUID
+
+
+async def list_tokens(
+    connection: Connection, org_id: uuid.UUID | None, after: TokenKey | None = None, limit: int | None = None
+) -> list[TokenInfo]:
+    """An organization's tokens (the platform's with None), oldest first; those after `after`, at most
+    `limit` of them."""
     rows = await connection.fetch(
-        "SELECT token_id, scope, label, created_at, revoked_at FROM api_tokens WHERE org_id = $1 "
-        "ORDER BY created_at",
+        "SELECT token_id, scope, label, created_at, revoked_at, last_used_at FROM api_tokens "
+        "WHERE org_id IS NOT DISTINCT FROM $1 AND ($2::timestamptz IS NULL OR (created_at, token_id) > ($2, $3)) "
+        "ORDER BY created_at, token_id LIMIT $4",
         org_id,
+        after and after.created_at,
+        after and after.token_id,
+        limit,
     )
     return [TokenInfo(*row) for row in rows]
 
 
-async def revoke_token(connection: Connection, token_id: uuid.UUID) -> None:
+# Any organization's token: what the CLI's `token revoke` may revoke, by id alone.
+ANY_ORG = uuid.UUID(int=0)
+
+
+async def revoke_token(
+    connection: Connection, token_id: uuid.UUID, org_id: uuid.UUID | None = ANY_ORG
+) -> None:
+    """Revoke a token; with `org_id`, only one of that organization (None: of the platform), so that an
+    organization's admin cannot revoke, or learn of, another's."""
     revoked = await connection.fetchval(
-        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE token_id = $1 RETURNING token_id",
+        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE token_id = $1 "
+        "AND ($2::uuid = $3::uuid OR org_id IS NOT DISTINCT FROM $2) RETURNING token_id",
         token_id,
+        org_id,
+        ANY_ORG,
     )
     if revoked is None:
         raise NotFound(f"No token {token_id}.")
+
+
+# The token lookup records when the token was last used, in the same statement, and only when the recorded
+# time is over LAST_USED_RESOLUTION old, so a token costs at most one row write a minute and a request costs no
+# extra round trip (the lookup itself runs at most once per token_cache_seconds per process). Chosen over a
+# per-process batch flushed from the lifespan: nothing to lose on a crash, no task to run and stop, and the
+# same statement in `serve` and the CLI. The UPDATE skips a row another session holds locked (a revoke, another
+# process touching it at the same moment), so a lookup never waits on a lock; that touch is simply left to
+# a later lookup. A data-modifying CTE runs once whether or not the outer query reads it.
+_LOOKUP = f"""
+WITH touched AS (
+    UPDATE api_tokens SET last_used_at = now()
+    WHERE token_id IN (
+        SELECT token_id FROM api_tokens
+        WHERE secret_hash = $1 AND revoked_at IS NULL
+          AND (last_used_at IS NULL OR last_used_at < now() - $2::interval)
+        FOR UPDATE SKIP LOCKED
+    )
+)
+SELECT org_id, token_id, scope, secret_hash,
+       {SCHEMA_VERSION_SQL.format(org="api_tokens.org_id")} AS schema_version
+FROM api_tokens WHERE secret_hash = $1 AND revoked_at IS NULL
+"""
 
 
 class Authenticator:
@@ -134,25 +232,23 @@ class Authenticator:
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], cache_seconds: float) -> None:
         self._pool = pool
         self._cache_seconds = cache_seconds
-        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        self._cache: dict[bytes, tuple[float, Principal | PlatformPrincipal | None]] = {}
 
-    async def authenticate(self, token: str) -> Principal | None:
+    async def authenticate(self, token: str) -> Principal | PlatformPrincipal | None:
         digest = hash_token(token)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        row = await self._pool.fetchrow(
-            "SELECT org_id, token_id, scope, secret_hash, "
-            f"{SCHEMA_VERSION_SQL.format(org='api_tokens.org_id')} AS schema_version FROM api_tokens "
-            "WHERE secret_hash = $1 AND revoked_at IS NULL",
-            digest,
-        )
+        row = await self._pool.fetchrow(_LOOKUP, digest, LAST_USED_RESOLUTION)
         # The index lookup compares digests, which a caller cannot steer byte by byte; the constant-time
         # comparison makes the match itself independent of how much of it agrees, whatever index is used.
-        principal = None
+        principal: Principal | PlatformPrincipal | None = None
         if row is not None and hmac.compare_digest(row["secret_hash"], digest):
-            principal = Principal(row["org_id"], row["token_id"], row["scope"], row["schema_version"])
+            if row["org_id"] is None:
+                principal = PlatformPrincipal(row["token_id"])
+            else:
+                principal = Principal(row["org_id"], row["token_id"], row["scope"], row["schema_version"])
         if self._cache_seconds > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()  # bound memory against floods of made-up tokens

@@ -43,6 +43,7 @@ class Target:
     service: ServiceProcess
     scim: str
     auditor: str
+    platform: str
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,7 @@ def target(cli_env: dict[str, str]) -> Iterator[Target]:
     service = ServiceProcess(env).start()
     org = f"Fuzz {uuid.uuid4().hex[:6]}"
     scim, auditor = new_org(env, org, "scim", "auditor")
+    platform = run_cli(env, "token", "issue", "--scope", "platform").stdout.strip()
     # Something for the generated requests to find: groups exist only for a project × role.
     run_cli(env, "project", "create", "--org", org, "Fuzzing")
     run_cli(env, "role", "create", "--org", org, "Member")
@@ -59,7 +61,7 @@ def target(cli_env: dict[str, str]) -> Iterator[Target]:
         json=okta_user("seed@fuzz.example"),
         headers={"Authorization": f"Bearer {scim}"},
     ).raise_for_status()
-    yield Target(service, scim, auditor)
+    yield Target(service, scim, auditor, platform)
     assert service.stop() == 0, service.output()
 
 
@@ -85,7 +87,13 @@ def test_the_served_description_is_the_one_fuzzed(target: Target) -> None:
 def test_no_server_error_and_every_response_conforms(
     case: schemathesis.Case, target: Target, request: pytest.FixtureRequest
 ) -> None:
-    token = target.auditor if case.path.startswith("/audit") else target.scim
+    token = (
+        target.auditor
+        if case.path.startswith("/audit")
+        else target.platform
+        if case.path.startswith("/api/")
+        else target.scim
+    )
     request.config.stash[FUZZ_CASES][case.operation.label] += 1
     case.call_and_validate(
         base_url=target.service.root, headers={"Authorization": f"Bearer {token}"}, checks=CHECKS, timeout=30

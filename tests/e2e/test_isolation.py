@@ -50,6 +50,7 @@ class Org:
     user_name: str
     group_id: str
     group_name: str
+    admin: dict[str, str]
 
     @property
     def scim(self) -> dict[str, str]:
@@ -57,7 +58,9 @@ class Org:
 
     @property
     def markers(self) -> list[str]:
-        return [self.user_id, self.user_name, self.group_id, self.group_name]
+        org = self.tenant.org
+        ids = [str(org.org_id), org.name, str(self.tenant.token_id)]
+        return [self.user_id, self.user_name, self.group_id, self.group_name, *ids]
 
 
 async def populated_org(http: httpx.AsyncClient, services: Services, pool: asyncpg.Pool) -> Org:
@@ -65,6 +68,7 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
     org_id = tenant.org.org_id
     async with pool.acquire() as connection:
         _, auditor = await tenancy.issue_token(connection, org_id, scope="auditor")
+        _, admin = await tenancy.issue_token(connection, org_id, scope="admin")
     project = f"Iso{uuid.uuid4().hex[:8]}"
     await services.catalog.create(PROJECT, org_id, project, Metadata("admin:test"))
     await services.catalog.create(ROLE, org_id, "Lead", Metadata("admin:test"))
@@ -77,7 +81,13 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
     }
     assert (await http.patch(f"/Groups/{group['id']}", json=add, headers=tenant.headers)).status_code == 204
     return Org(
-        tenant, {"Authorization": f"Bearer {auditor}"}, user_id, user_name, group["id"], group["displayName"]
+        tenant,
+        {"Authorization": f"Bearer {auditor}"},
+        user_id,
+        user_name,
+        group["id"],
+        group["displayName"],
+        {"Authorization": f"Bearer {admin}"},
     )
 
 
@@ -96,6 +106,17 @@ def reading(method: str, path: str, auditor: bool = False, **params: str) -> Pro
             params={key: value.format(**fill) for key, value in params.items()},
             headers=caller.auditor if auditor else caller.scim,
         )
+
+    return probe
+
+
+def managing(method: str, path: str, **params: str) -> Probe:
+    """A management API request about `owner`'s organization with `caller`'s admin token; `{org}` is the
+    owner's organization id."""
+
+    async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
+        url = BASE + path.format(org=owner.tenant.org.org_id)
+        return await http.request(method, url, params=params, headers=caller.admin)
 
     return probe
 
@@ -148,6 +169,11 @@ READS: dict[tuple[str, str], list[Probe]] = {
         reading("GET", "/audit/history", auditor=True, user="{user}"),
     ],
     ("GET", "/audit/as-of"): [reading("GET", "/audit/as-of", auditor=True, at="{now}")],
+    ("GET", "/api/v1/orgs/{org}"): [managing("GET", "/api/v1/orgs/{org}")],
+    ("GET", "/api/v1/orgs/{org}/tokens"): [
+        managing("GET", "/api/v1/orgs/{org}/tokens"),
+        managing("GET", "/api/v1/orgs/{org}/tokens", limit="1"),
+    ],
     ("GET", "/audit/access"): [
         reading("GET", "/audit/access", auditor=True, **{"from": EPOCH, "to": "{now}"}),
         reading("GET", "/audit/access", auditor=True, user="{user}", **{"from": EPOCH, "to": "{now}"}),
@@ -178,6 +204,11 @@ SEPARATE: set[tuple[str, str]] = {
     ("POST", "/scim/v2/Groups"),
     ("GET", "/audit/head"),
     ("GET", "/audit/verify"),
+    # Platform tokens alone: no organization's data until one is created.
+    ("POST", "/api/v1/orgs"),
+    # Tokens are not events: test_token_writes_reach_no_other_organization.
+    ("POST", "/api/v1/orgs/{org}/tokens"),
+    ("DELETE", "/api/v1/orgs/{org}/tokens/{token_id}"),
 }
 
 
@@ -262,18 +293,54 @@ async def test_each_auditor_verifies_its_own_organizations_seals_only(
     assert theirs.status_code == 400 or theirs.json()["intact"] is False
 
 
+async def test_token_writes_reach_no_other_organization(
+    http: httpx.AsyncClient, orgs: tuple[Org, Org], pool: asyncpg.Pool
+) -> None:
+    owner, other = orgs
+    owner_id = owner.tenant.org.org_id
+
+    async def owners_tokens() -> list[tuple[str, str, bool]]:
+        rows = await pool.fetch(
+            "SELECT token_id, scope, revoked_at IS NULL AS active FROM api_tokens WHERE org_id = $1 "
+            "ORDER BY token_id",
+            owner_id,
+        )
+        return [(str(row["token_id"]), row["scope"], row["active"]) for row in rows]
+
+    before = await owners_tokens()
+    tokens = f"{BASE}/api/v1/orgs/{owner_id}/tokens"
+    revoke = f"{tokens}/{owner.tenant.token_id}"
+    issued = await http.post(tokens, json={"scope": "auditor"}, headers=other.admin)
+    revoked = await http.delete(revoke, headers=other.admin)
+    # The caller's own organization's path does not reach the owner's token either.
+    sideways = await http.delete(
+        f"{BASE}/api/v1/orgs/{other.tenant.org.org_id}/tokens/{owner.tenant.token_id}", headers=other.admin
+    )
+    for response in (issued, revoked, sideways):
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "not_found"
+    assert await owners_tokens() == before
+    # The same requests from the owner do change the owner's tokens: the probes aim at something real.
+    assert (await http.post(tokens, json={"scope": "auditor"}, headers=owner.admin)).status_code == 201
+    assert (await http.delete(revoke, headers=owner.admin)).status_code == 204
+    assert len(await owners_tokens()) == len(before) + 1
+
+
 async def test_every_route_with_organization_data_checks_its_scope(
     http: httpx.AsyncClient, orgs: tuple[Org, Org]
 ) -> None:
     owner, _ = orgs
     checked = set()
     for method, path in sorted(app_routes() - NOT_ORG_DATA):
-        url = BASE + path.replace("{id}", owner.user_id)
-        wrong_scope = owner.scim if path.startswith("/audit") else owner.auditor
+        url = BASE + path.replace("{id}", owner.user_id).format(
+            org=owner.tenant.org.org_id, token_id=owner.tenant.token_id
+        )
+        api = path.startswith("/api/")
+        wrong_scope = owner.scim if path.startswith(("/audit", "/api/")) else owner.auditor
         body = {} if method in ("POST", "PUT", "PATCH") else None
         refused = await http.request(method, url, headers=wrong_scope, json=body)
         assert refused.status_code == 403, (method, path, refused.status_code)
-        assert "scope" in refused.json()["detail"]
+        assert "scope" in (refused.json()["error"]["message"] if api else refused.json()["detail"])
         anonymous = await http.request(method, url, json=body)
         assert anonymous.status_code == 401, (method, path)
         assert anonymous.headers["www-authenticate"].startswith("Bearer")

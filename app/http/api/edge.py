@@ -1,0 +1,233 @@
+"""The management API's edge, shared by its routes: who may call (tokens of the `admin` and `platform` scopes,
+and which organization each may reach), reading bodies, cursor pagination, and `Idempotency-Key`.
+
+Errors raised here, and every other error under /api/, are answered in the API's one error shape
+(app/http/api/responses.py)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.http.api.responses import ApiError, JsonResponse
+from app.http.auth import check_rate, identify
+from app.http.endpoint import services_of
+from app.services import idempotency, tenancy
+from app.services.tenancy import PlatformPrincipal, Principal, TokenScope
+from eventstore.records import Metadata
+
+ApiPrincipal = Principal | PlatformPrincipal
+MANAGEMENT: tuple[TokenScope, ...] = ("admin", "platform")
+PLATFORM_ONLY: tuple[TokenScope, ...] = ("platform",)
+
+
+async def api_principal(request: Request, scopes: Sequence[TokenScope] = MANAGEMENT) -> ApiPrincipal:
+    """The request's token, which must have one of `scopes` (403 naming the token's scope otherwise)."""
+    principal = await identify(request)
+    if principal.scope not in scopes:
+        needed = " or ".join(f"'{scope}'" for scope in scopes)
+        raise ApiError(403, f"This token has the '{principal.scope}' scope; this endpoint needs {needed}.")
+    check_rate(request, principal.token_id)
+    return principal
+
+
+class OrgAccess(msgspec.Struct, frozen=True):
+    """An organization a request may manage, and who is managing it."""
+
+    org_id: uuid.UUID
+    principal: ApiPrincipal
+    request_id: str | None
+
+    @property
+    def metadata(self) -> Metadata:
+        return Metadata(actor=self.principal.actor, request_id=self.request_id)
+
+
+async def org_access(request: Request, org_ref: str, scopes: Sequence[TokenScope] = MANAGEMENT) -> OrgAccess:
+    """The organization `org_ref` (its id, or its name) names, if the request's token may manage it: a
+    platform token any organization, an admin token its own. Another organization's is answered exactly as one
+    that does not exist (404, never 403), so that a token cannot learn which organizations exist."""
+    principal = await api_principal(request, scopes)
+    services = services_of(request)
+    if isinstance(principal, PlatformPrincipal) or _names_other_than_id(org_ref, principal.org_id):
+        async with services.pool.acquire() as connection:
+            org = await tenancy.find_org(connection, org_ref)  # NotFound (404) when there is none
+        if isinstance(principal, Principal) and org.org_id != principal.org_id:
+            raise tenancy.org_not_found(org_ref)
+        org_id = org.org_id
+    else:
+        org_id = principal.org_id  # the admin's own organization by its id: nothing to look up
+    # Counted against the organization managed, so that one platform token working on many organizations
+    # takes each one's share, as their own tokens would.
+    services.admission.enter(request.scope, org_id, principal.token_id)
+    return OrgAccess(org_id, principal, request.scope["state"].get("request_id"))
+
+
+def _names_other_than_id(org_ref: str, org_id: uuid.UUID) -> bool:
+    try:
+        return uuid.UUID(org_ref) != org_id
+    except ValueError:
+        return True  # a name: looked up
+
+
+def platform_admission(request: Request, principal: ApiPrincipal) -> None:
+    """Count a request about no organization (creating one) against the token alone."""
+    services_of(request).admission.enter(request.scope, principal.token_id, principal.token_id)
+
+
+# --- bodies
+
+
+async def read_body(request: Request) -> bytes:
+    """The request's body, refused over SCIMLEDGER_MAX_BODY_BYTES (413)."""
+    limit = services_of(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"The request body is larger than the {limit}-byte limit.")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"The request body is larger than the {limit}-byte limit.")
+    return body
+
+
+Body = TypeVar("Body", bound=msgspec.Struct)
+
+
+@functools.cache
+def _decoder(type_: type[Body]) -> msgspec.json.Decoder[Body]:
+    return msgspec.json.Decoder(type_)
+
+
+def decode_body(body: bytes, type_: type[Body]) -> Body:
+    """`body` as `type_`: 400 when it is not JSON, 422 when it is JSON of the wrong shape."""
+    if not body.strip():
+        raise ApiError(400, "The request body is empty; a JSON object was expected.")
+    try:
+        decoded: Body = _decoder(type_).decode(body)
+        return decoded
+    except msgspec.ValidationError as error:
+        raise ApiError(422, f"The request body is not valid: {error}.") from error
+    except msgspec.DecodeError as error:
+        raise ApiError(400, f"The request body is not valid JSON: {error}.") from error
+
+
+# --- pagination
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+Key = TypeVar("Key", bound=msgspec.Struct)
+Item = TypeVar("Item")
+
+
+class _Cursor(msgspec.Struct, frozen=True):
+    """What a cursor holds: which listing it belongs to, and the key of the last item it gave."""
+
+    listing: str
+    key: msgspec.Raw
+
+
+def page_limit(request: Request) -> int:
+    text = request.query_params.get("limit")
+    if text is None:
+        return DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}; it was '{text}'.")
+    return int(text)
+
+
+def page_after(request: Request, listing: str, key_type: type[Key]) -> Key | None:
+    """The key the request's `cursor` continues after, None for the first page; 400 for a cursor this listing
+    did not give (made up, altered, or another listing's)."""
+    text = request.query_params.get("cursor")
+    if not text:
+        return None
+    refusal = ApiError(
+        400, "cursor is not one this list gave: pass the previous page's next_cursor unchanged."
+    )
+    try:
+        cursor = msgspec.json.decode(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), type=_Cursor)
+        key = msgspec.json.decode(cursor.key, type=key_type)
+    except (ValueError, binascii.Error, msgspec.DecodeError) as error:
+        raise refusal from error
+    if cursor.listing != listing:
+        raise refusal
+    return key
+
+
+def encode_cursor(listing: str, key: msgspec.Struct) -> str:
+    raw = msgspec.json.encode(_Cursor(listing, msgspec.Raw(msgspec.json.encode(key))))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+class Page(msgspec.Struct, frozen=True):
+    data: list[Any]
+    next_cursor: str | None
+
+
+def page(
+    items: Sequence[Item],
+    limit: int,
+    listing: str,
+    key_of: Callable[[Item], msgspec.Struct],
+    shown: Callable[[Item], Any],
+) -> JsonResponse:
+    """One page of a listing whose query asked for `limit + 1` items: the extra one, when it came, says that
+    another page follows."""
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = encode_cursor(listing, key_of(items[-1])) if more and items else None
+    return JsonResponse(Page([shown(item) for item in items], next_cursor))
+
+
+# --- idempotency
+
+MAX_KEY_LENGTH = 255
+
+
+async def idempotent(
+    request: Request, principal: ApiPrincipal, handle: Callable[[bytes], Awaitable[Response]]
+) -> Response:
+    """`handle(body)`, honouring the request's Idempotency-Key (app/services/idempotency.py): a retry with the
+    same key and the same request gets the first response again, marked `Idempotent-Replayed: true`; the same
+    key with another request is refused (422); one still running, 409."""
+    body = await read_body(request)
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return await handle(body)
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise ApiError(400, f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters long.")
+    pool = services_of(request).pool
+    hashed = idempotency.request_hash(request.method, request.url.path, body)
+    async with pool.acquire() as connection:
+        claimed = await idempotency.claim(connection, principal.token_id, key, hashed)
+    if isinstance(claimed, idempotency.Recorded):
+        return JsonResponse(claimed.body, status_code=claimed.status, headers={"Idempotent-Replayed": "true"})
+    if isinstance(claimed, idempotency.Mismatch):
+        raise ApiError(
+            422,
+            "This Idempotency-Key was already used with a different request (method, path or body) in the "
+            "last 24 hours; use a new key for a new request.",
+        )
+    if isinstance(claimed, idempotency.InProgress):
+        raise ApiError(409, "A request with this Idempotency-Key is still in progress; retry it shortly.")
+    try:
+        response = await handle(body)
+    except BaseException:
+        async with pool.acquire() as connection:
+            await idempotency.release(connection, principal.token_id, key)
+        raise
+    async with pool.acquire() as connection:
+        await idempotency.record(
+            connection, principal.token_id, key, response.status_code, bytes(response.body)
+        )
+    return response
