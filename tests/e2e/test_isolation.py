@@ -51,6 +51,7 @@ class Org:
     group_id: str
     group_name: str
     admin: dict[str, str]
+    pair: tuple[str, str]  # the group's (project id, role id)
 
     @property
     def scim(self) -> dict[str, str]:
@@ -70,8 +71,8 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
         _, auditor = await tenancy.issue_token(connection, org_id, scope="auditor")
         _, admin = await tenancy.issue_token(connection, org_id, scope="admin")
     project = f"Iso{uuid.uuid4().hex[:8]}"
-    await services.catalog.create(PROJECT, org_id, project, Metadata("admin:test"))
-    await services.catalog.create(ROLE, org_id, "Lead", Metadata("admin:test"))
+    project_id, _ = await services.catalog.create(PROJECT, org_id, project, Metadata("admin:test"))
+    role_id, _ = await services.catalog.create(ROLE, org_id, "Lead", Metadata("admin:test"))
     user_name = f"iso.{uuid.uuid4().hex[:8]}@acme.example"
     user_id = (await http.post("/Users", json=okta_user(user_name), headers=tenant.headers)).json()["id"]
     [group] = (await http.get("/Groups", headers=tenant.headers)).json()["Resources"]
@@ -88,6 +89,7 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
         group["id"],
         group["displayName"],
         {"Authorization": f"Bearer {admin}"},
+        (str(project_id), str(role_id)),
     )
 
 
@@ -117,6 +119,22 @@ def managing(method: str, path: str, **params: str) -> Probe:
     async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
         url = BASE + path.format(org=owner.tenant.org.org_id)
         return await http.request(method, url, params=params, headers=caller.admin)
+
+    return probe
+
+
+def checking_access(by_names: bool = False, callers_path: bool = False) -> Probe:
+    """The access check of `owner`'s member in `owner`'s group, by ids (the project's and the role's read from
+    the group's pair) or by names, with `caller`'s admin token; on `owner`'s path, or on `caller`'s own."""
+
+    async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
+        org = (caller if callers_path else owner).tenant.org.org_id
+        if by_names:
+            _, project, role = owner.group_name.split("-")
+            asked = {"user": owner.user_name, "project": project, "role": role}
+        else:
+            asked = {"user": owner.user_id, "project": owner.pair[0], "role": owner.pair[1]}
+        return await http.get(f"{BASE}/api/v1/orgs/{org}/access", params=asked, headers=caller.admin)
 
     return probe
 
@@ -170,6 +188,12 @@ READS: dict[tuple[str, str], list[Probe]] = {
     ],
     ("GET", "/audit/as-of"): [reading("GET", "/audit/as-of", auditor=True, at="{now}")],
     ("GET", "/api/v1/orgs/{org}"): [managing("GET", "/api/v1/orgs/{org}")],
+    ("GET", "/api/v1/orgs/{org}/access"): [
+        checking_access(),
+        checking_access(by_names=True),
+        checking_access(callers_path=True),
+        checking_access(by_names=True, callers_path=True),
+    ],
     ("GET", "/api/v1/orgs/{org}/tokens"): [
         managing("GET", "/api/v1/orgs/{org}/tokens"),
         managing("GET", "/api/v1/orgs/{org}/tokens", limit="1"),

@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from app.http.api import access_routes
+from app.http.api.access_routes import AccessOutput
 from app.http.api.edge import DEFAULT_LIMIT, MAX_KEY_LENGTH, MAX_LIMIT
 from app.http.api.org_routes import OrgInput, OrgOutput
 from app.http.api.responses import ErrorBody
@@ -144,13 +146,17 @@ def paths() -> dict[str, Any]:
                 "responses": _responses({204: ("Revoked.", None)}, 404),
             },
         },
+        **access_routes.path_description(
+            _ORG, _responses({200: ("The answer, allowed or not.", "AccessOutput")}, 400, 404)
+        ),
     }
 
 
 def schemas() -> dict[str, Any]:
     """The components the paths refer to, each named `Api` + its msgspec type's name."""
     _, definitions = msgspec.json.schema_components(
-        [ErrorBody, OrgInput, OrgOutput, TokenInput, TokenOutput, IssuedToken], ref_template=_REF
+        [ErrorBody, OrgInput, OrgOutput, TokenInput, TokenOutput, IssuedToken, AccessOutput],
+        ref_template=_REF,
     )
     return {
         **{"Api" + name: schema for name, schema in definitions.items()},
