@@ -4,9 +4,13 @@ An organization with USERS users, each granted some of its Project × Role pairs
 share of the grants revoked and granted again (so that the check reads a history, not one row a key). Then,
 in turns (this machine's speed drifts; a ratio holds only between runs next to each other in time):
 
+- over HTTP, as `make bench` measures its reads: wrk (2 threads, 32 connections) against
+  `GET /api/v1/orgs/{org}/access` of `scimledger serve` (an admin token naming its organization by id, ids
+  for the user, project and role), in turns with wrk against the bare Starlette + asyncpg app's one indexed
+  SELECT (`make bench`'s baseline (b), same script, same table size);
 - in process: CONCURRENCY tasks calling `AccessService.check` by ids, against as many tasks sending the
   bare baseline's SELECT (bench/load/baseline_app.py's, on a table of the same shape and size) on the same
-  pool: what the service adds to the one indexed read, without HTTP;
+  pool: what the service adds to the one indexed read, without HTTP.
 
 Prints medians and each turn's ratio, and writes bench/results/access_check.json. The target is a ratio of
 0.8 or more.
@@ -22,9 +26,11 @@ import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,7 @@ from app.bootstrap import build_services
 from app.infrastructure.database import database_url
 from app.infrastructure.migrate import migrate
 from app.infrastructure.settings import Settings
+from app.services import tenancy
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
 from domain.catalog import group_id_for
@@ -45,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scratch import scratch_database
 
+from bench.load import run as load
 from bench.load.baseline_app import SCHEMA as BASELINE_SCHEMA
 
 RESULTS = Path(__file__).resolve().parent / "results" / "access_check.json"
@@ -65,7 +73,8 @@ Triple = tuple[uuid.UUID, uuid.UUID, uuid.UUID]
 
 async def seed(services: Services, pool: asyncpg.Pool[asyncpg.Record]) -> tuple[uuid.UUID, list[Triple]]:
     """The organization, its grants and their history; returns the (user, project, role) triples to ask."""
-    org_id = uuid.uuid4()
+    async with pool.acquire() as connection:
+        org_id = (await tenancy.create_org(connection, "Bench access")).org_id
     projects = [(await services.catalog.create(PROJECT, org_id, f"P{n}", ADMIN))[0] for n in range(PROJECTS)]
     roles = [(await services.catalog.create(ROLE, org_id, f"R{n}", ADMIN))[0] for n in range(ROLES)]
     users = [
@@ -144,6 +153,54 @@ async def in_process(
     }
 
 
+def over_http(url: str, org_id: uuid.UUID, admin_token: str, triples: list[Triple]) -> dict[str, Any]:
+    """The route under `scimledger serve` against the bare app's indexed SELECT, in turns (see `load.paired`)."""
+    work = Path(tempfile.mkdtemp(prefix="scimledger-bench-access-"))
+    load.write_lines(work, "numbers", [str(n) for n in range(1, BASELINE_ROWS + 1)])
+    asked = load.write_lines(
+        work, "access", [f"user={user}&project={project}&role={role}" for user, project, role in triples]
+    )
+    env = {
+        "DATABASE_URL": url,
+        "SCIMLEDGER_LOG_LEVEL": "warning",
+        "SCIMLEDGER_LOG_FORMAT": "json",
+        "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60",
+        "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
+        "SCIMLEDGER_ORG_CONCURRENCY": "1000",
+    }
+    baseline = load.start_baseline("baseline-access", env)
+    port = load.free_port()
+    # No runner: the log the seeding wrote would be worked off during the turns, and timed with them.
+    command = [load.CLI, "serve", "--no-worker", "--port", str(port)]
+    service = load.Server("scimledger-access", command, port, env, "/healthz")
+    try:
+        runs, baseline_runs = load.paired(
+            lambda turn, seconds: load.wrk(
+                service.base,
+                "get_random.lua",
+                {
+                    "BENCH_TOKEN": admin_token,
+                    "BENCH_PATH": f"/api/v1/orgs/{org_id}/access?{{}}",
+                    "BENCH_IDS": asked,
+                },
+                seconds,
+            ),
+            lambda: load.baseline_select(baseline, work, load.PAIRED_SECONDS),
+        )
+        errors = load.errors_logged(service)
+    finally:
+        service.stop()
+        baseline.stop()
+    result = load.paired_result(
+        "GET /api/v1/orgs/{org}/access by ids (admin token)",
+        runs,
+        baseline_runs,
+        "(b) baseline: one indexed SELECT, bare Starlette + asyncpg",
+        {},
+    )
+    return {**asdict(result), "service_errors_logged": len(errors)}
+
+
 async def main() -> None:
     settings = Settings.from_env()
     server = await asyncio.to_thread(database_url, settings)
@@ -160,7 +217,12 @@ async def main() -> None:
                 f"seeded {grants:,} grants of {USERS:,} users in {time.perf_counter() - started:.0f} s",
                 flush=True,
             )
-            results = [await in_process(services, pool, org_id, triples)]
+            async with pool.acquire() as connection:
+                _, admin_token = await tenancy.issue_token(connection, org_id, "admin")
+            results = [
+                await asyncio.to_thread(over_http, url, org_id, admin_token, triples),
+                await in_process(services, pool, org_id, triples),
+            ]
             await services.notifier.aclose()
         finally:
             await pool.close()
