@@ -68,11 +68,15 @@ def assert_agrees(decision: AccessDecision, interval: Any, where: str) -> None:
 async def test_the_access_check_equals_audit_access_at_random_instants(
     services: Services, pool: asyncpg.Pool, seed: int
 ) -> None:
-    org = await random_org(services, pool, seed, steps=120)
+    org = await random_org(services, pool, seed, steps=250)
+    causes = await pool.fetch("SELECT DISTINCT revoke_cause FROM access_grants WHERE org_id = $1", org.org_id)
+    # Access was taken away in each way there is: by Okta, by its unlink, by the reactors after a
+    # deactivation or a removal (and, for some seeds, by an archive).
+    assert {row[0] for row in causes} >= {"push", "unlink", "reactor"}
     chance = random.Random(seed)
     boundaries = await membership_instants(pool, org)
-    assert len(boundaries) >= 60, "the workload granted and revoked too little to test anything"
-    instants = chance.sample(org.instants, 25) + chance.sample(boundaries, 35)
+    assert len(boundaries) >= 100, "the workload granted and revoked too little to test anything"
+    instants = chance.sample(org.instants, 40) + chance.sample(boundaries, 60)
     compared = allowed = 0
     for at in instants:
         intervals = await audit_at(services, pool, org, at)
@@ -85,8 +89,8 @@ async def test_the_access_check_equals_audit_access_at_random_instants(
                 )
                 compared += 1
                 allowed += decision.allowed
-    # Both answers occur, often: a check that always said no would not pass.
-    assert 0.1 * compared < allowed < 0.9 * compared
+    # Both answers occur, often: a check that always said no (or yes) would not pass.
+    assert min(allowed, compared - allowed) >= 100, (allowed, compared)
 
     # Now, without an instant, is what the audit says of the present.
     now = await pool.fetchval("SELECT clock_timestamp()")
