@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from domain.catalog import Group
 from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.pool import Connection
 from eventstore.records import RecordedEvent
@@ -132,7 +133,7 @@ FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::bigint[],
 -- Whose creation's tx is assigned as eventstore.store.ASSIGNED_TX requires: a forged group grants nothing.
 JOIN events AS created
   ON created.org_id = new.org_id AND created.stream_id = new.group_id AND created.version = 1
- AND created.type = 'GroupCreated'
+ AND created.type = '{Group.Created.TOPIC}'
  AND (created.tx < (SELECT pg_snapshot_xmax(pg_current_snapshot()))
       OR created.tx = (SELECT pg_current_xact_id_if_assigned()))
 """
