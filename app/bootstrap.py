@@ -35,7 +35,7 @@ from app.services.catalog import CatalogService
 from app.services.container import Services
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
-from app.services.tenancy import Authenticator
+from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
 from eventstore.notify import CommitNotifier
 from eventstore.pool import create_pool
@@ -197,6 +197,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         groups=GroupService(store, projection.groups, settings.max_patch_comparisons),
         catalog=CatalogService(store, projection.groups),
         authenticator=Authenticator(pool, settings.token_cache_seconds),
+        orgs=OrgLookup(pool),
         projection=projection,
         consumers=(
             ProvisioningActivity(),

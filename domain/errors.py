@@ -43,6 +43,10 @@ class OrgNameTaken(DomainError):
     pass
 
 
+class ManagedByIdentityProvider(DomainError):
+    """The identity provider linked the group, so its membership is the identity provider's to change."""
+
+
 class TooManyTokens(DomainError):
     """An organization already holds as many active tokens of a scope as it may."""
 

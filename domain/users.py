@@ -24,8 +24,9 @@ DepartureCause = Literal["okta_deactivation", "okta_delete", "admin"]
 # Why a user who had left became a member again, as `User.JoinedOrganization` records it.
 ReturnCause = Literal["okta_reactivation", "admin_restore"]
 # Why a user joined or left a group: the identity provider pushed it, unlinked the group, the app archived the
-# group's project or role, or a reactor revoked it.
-GroupChangeCause = Literal["push", "unlink", "archive", "reactor"]
+# group's project or role, a reactor revoked it, or an org admin granted or revoked it in the app (in a group
+# the identity provider has not linked).
+GroupChangeCause = Literal["push", "unlink", "archive", "reactor", "app"]
 
 # The cause of an org admin's removal in the app, as `User.RemovedFromOrganization` records it.
 ADMIN_REMOVAL: DepartureCause = "admin"
@@ -100,7 +101,8 @@ class User(Aggregate):
 
     class JoinedGroup(Aggregate.Event):
         """Recorded on the user's stream, so that a membership change costs the same whatever the group's
-        size. `cause`: "push" (the identity provider pushed it), "unlink", "archive" or "reactor"."""
+        size. `cause`: "push" (the identity provider pushed it), "unlink", "archive", "reactor", or "app" (an
+        admin granted it in the app, to a group the identity provider has not linked)."""
 
         TOPIC: ClassVar[str] = "GroupMemberAdded"
         group_id: str

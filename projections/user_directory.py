@@ -49,6 +49,10 @@ SELECT {_FIELDS}, users.sort_key FROM scim_users AS users {_MEMBERSHIP}
 WHERE users.org_id = $1 AND users.sort_key > $2
   AND ($3::boolean IS NULL OR users.active = $3)
   AND ($4::boolean IS NULL OR (membership.type IS NOT DISTINCT FROM '{_REMOVED}') = $4)
+  AND ($6::text IS NULL OR starts_with(scim_fold(users.user_name), scim_fold($6)))
+  AND ($7::text IS NULL OR strpos(scim_fold(concat_ws(' ', users.resource->>'displayName',
+       users.resource#>>'{{name,givenName}}', users.resource#>>'{{name,familyName}}',
+       users.resource#>>'{{name,formatted}}')), scim_fold($7)) > 0)
 ORDER BY users.sort_key
 LIMIT $5
 """
@@ -90,6 +94,10 @@ class UserFilter:
 
     active: bool | None = None
     removed: bool | None = None
+    # Only users whose userName starts with this, and whose name (displayName, given, family or formatted)
+    # contains this; both ignoring case as SCIM does.
+    user_name: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +154,21 @@ async def users(
     is listed in a page's memory and never holds a transaction open."""
     after = -1
     while True:
-        rows = await connection.fetch(_PAGE, org_id, after, wanted.active, wanted.removed, page_size)
-        yield [UserSummary(*row[:-1]) for row in rows]
-        if len(rows) < page_size:
+        page = await users_page(connection, org_id, wanted, after, page_size)
+        yield [user for user, _ in page]
+        if len(page) < page_size:
             return
-        after = rows[-1]["sort_key"]
+        after = page[-1][1]
+
+
+async def users_page(
+    connection: Connection, org_id: uuid.UUID, wanted: UserFilter, after: int, limit: int
+) -> list[tuple[UserSummary, int]]:
+    """One page of `users`: the users after the sort key `after` (-1 for the first), each with its sort key."""
+    rows = await connection.fetch(
+        _PAGE, org_id, after, wanted.active, wanted.removed, limit, wanted.user_name, wanted.name
+    )
+    return [(UserSummary(*row[:-1]), row["sort_key"]) for row in rows]
 
 
 async def find_user(connection: Connection, org_id: uuid.UUID, reference: str) -> uuid.UUID | None:

@@ -8,6 +8,7 @@ import sys
 from app.cli.arguments import add_org_option, identifier
 from app.cli.context import Context, admin
 from app.cli.output import add_format_option, print_lines, write_rows
+from app.cli.user_commands import resolve_user
 from app.services import catalog_repair, tenancy
 from app.services.catalog import KINDS, CatalogService
 from domain.errors import DomainError
@@ -117,6 +118,28 @@ async def _group_list(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _group_members(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    members = await CatalogService.members(context.connection, org.org_id, args.group_id)
+    rows = [
+        {"user_id": member.user_id, "userName": member.user_name, "since": member.since} for member in members
+    ]
+    write_rows(rows, args.format, ("user_id", "userName", "since"))
+    return 0
+
+
+async def _group_grant(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    user_id = await resolve_user(context, org, args.user)
+    member = args.group_command == "add-member"
+    changed = await context.services.groups.grant(org.org_id, args.group_id, user_id, member, admin())
+    done = (
+        ("added" if member else "removed") if changed else ("already a member" if member else "not a member")
+    )
+    print_lines(f"user {user_id} {done} in group {args.group_id}")
+    return 0
+
+
 async def _group_repair(context: Context, args: argparse.Namespace) -> int:
     org = await context.org(args.org)
     services = context.services
@@ -191,6 +214,23 @@ def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     add_org_option(group_list)
     add_format_option(group_list)
     group_list.set_defaults(db_handler=_group_list)
+    group_members = group.add_parser("members", help="a group's members, in the order they joined")
+    add_org_option(group_members)
+    group_members.add_argument("group_id", type=identifier("a group id (see 'scimledger group list')"))
+    add_format_option(group_members)
+    group_members.set_defaults(db_handler=_group_members)
+    for name, text in (
+        ("add-member", "grant in the app: add a member to a group the identity provider has not linked"),
+        (
+            "remove-member",
+            "revoke in the app: remove a member of a group the identity provider has not linked",
+        ),
+    ):
+        grant = group.add_parser(name, help=text)
+        add_org_option(grant)
+        grant.add_argument("group_id", type=identifier("a group id (see 'scimledger group list')"))
+        grant.add_argument("user", metavar="USER", help="the user's SCIM id or userName")
+        grant.set_defaults(db_handler=_group_grant)
     group_repair = group.add_parser(
         "repair", help="give live pairs their missing groups and retire groups of archived ones, as events"
     )

@@ -17,6 +17,7 @@ from app.cli.context import Context, admin
 from app.cli.exits import ExitCode
 from app.cli.output import CLI_PAGE, Row, add_format_option, write_row_pages, write_rows
 from app.services import tenancy
+from app.services.users import Invitation
 from domain.errors import NotFound, moment
 from projections import audit_history, user_directory
 from projections.user_directory import UserFilter, UserSummary
@@ -145,6 +146,20 @@ async def _user_restore(context: Context, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+async def _user_invite(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    invitation = Invitation(
+        args.user_name, args.email, args.given_name, args.family_name, args.display_name, args.external_id
+    )
+    services = context.services
+    row = await services.users.invite(
+        org.org_id, invitation, admin(), services.settings.max_identifier_length
+    )
+    print(f"invited user '{args.user_name}' to '{org.name}'; the identity provider's import will match them")
+    print(row.user_id)
+    return ExitCode.OK
+
+
 def _history_count(text: str) -> int:
     count = int(text)
     if not 0 <= count <= 1000:
@@ -182,6 +197,22 @@ def add_user_commands(commands: Any) -> None:
     )
     show.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     show.set_defaults(db_handler=_user_show)
+
+    invite = user.add_parser(
+        "invite",
+        help="record a user from the app, for the identity provider's import to match; prints the id",
+    )
+    add_org_option(invite)
+    invite.add_argument("user_name", metavar="USERNAME", help="the userName the identity provider will match")
+    for option, what in (
+        ("--email", "their work e-mail address"),
+        ("--given-name", "their given name"),
+        ("--family-name", "their family name"),
+        ("--display-name", "their display name"),
+        ("--external-id", "the identity provider's id for them, if known"),
+    ):
+        invite.add_argument(option, help=what)
+    invite.set_defaults(db_handler=_user_invite)
 
     for name, text, handler in (
         ("remove", "remove a user from the organization (Okta then unassigns)", _user_remove),

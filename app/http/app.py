@@ -13,7 +13,14 @@ from starlette.routing import Route
 
 from app.bootstrap import Schema, bootstrap
 from app.http import audit_routes, discovery, group_routes, openapi, operations, search_routes, user_routes
-from app.http.api import access_routes, org_routes, token_routes
+from app.http.api import (
+    access_routes,
+    catalog_routes,
+    directory_routes,
+    grant_routes,
+    org_routes,
+    token_routes,
+)
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import EdgeMiddleware, endpoint_spellings
 from app.http.operations import Metrics, Operations
@@ -54,7 +61,17 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *scim_routes,
             *_under("/audit", audit_routes.ROUTES),
-            *_under(API_BASE, [*org_routes.ROUTES, *token_routes.ROUTES, *access_routes.ROUTES]),
+            *_under(
+                API_BASE,
+                [
+                    *org_routes.ROUTES,
+                    *token_routes.ROUTES,
+                    *catalog_routes.ROUTES,
+                    *grant_routes.ROUTES,
+                    *directory_routes.ROUTES,
+                    *access_routes.ROUTES,
+                ],
+            ),
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),

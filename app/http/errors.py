@@ -23,6 +23,7 @@ from domain.errors import (
     InactiveMember,
     IncompatibleRedeclaration,
     InvalidMember,
+    ManagedByIdentityProvider,
     NameTaken,
     NotFound,
     OrgNameTaken,
@@ -92,6 +93,7 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     IncompatibleRedeclaration: ErrorAnswer(400, "invalidValue"),
     OrgNameTaken: ErrorAnswer(409, "uniqueness"),
     TooManyTokens: ErrorAnswer(409, None),
+    ManagedByIdentityProvider: ErrorAnswer(409, None),
     DomainError: ErrorAnswer(400, "invalidValue"),
 }
 

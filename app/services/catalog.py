@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 from eventsourcing.domain import Aggregate
 
 from domain.catalog import Group, Project, Role, checked_name
@@ -58,6 +59,34 @@ class GroupListing:
     display_name: str
     linked: bool
     members: int
+    project_id: uuid.UUID
+    role_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class MemberListing:
+    user_id: uuid.UUID
+    user_name: str
+    display_name: str | None
+    since: datetime.datetime
+
+
+class EntryKey(msgspec.Struct, frozen=True):
+    """Where a listing of projects or roles stands: its last entry, in the listing's order."""
+
+    name: str
+    created: datetime.datetime
+    id: uuid.UUID
+
+
+class GroupKey(msgspec.Struct, frozen=True):
+    display_name: str
+    id: uuid.UUID
+
+
+class MemberKey(msgspec.Struct, frozen=True):
+    since: datetime.datetime
+    user_id: uuid.UUID
 
 
 # The class of the catalog's advisory locks: the two-key form keeps them apart from the single-key stream locks
@@ -122,7 +151,7 @@ class CatalogService:
         async with self._store.transaction() as transaction:
             connection = transaction.connection
             await lock_catalog(connection, org_id)
-            entity_id = await self._find(connection, kind, org_id, reference)
+            entity_id = await self.find(connection, kind, org_id, reference)
             others = await connection.fetch(
                 f"SELECT grp.group_id, other.name FROM scim_groups AS grp JOIN {kind.other_table} AS other "
                 f"ON other.org_id = grp.org_id AND other.{kind.other_key} = grp.{kind.other_key} "
@@ -146,7 +175,7 @@ class CatalogService:
         async with self._store.transaction() as transaction:
             connection = transaction.connection
             await lock_catalog(connection, org_id)
-            entity_id = await self._find(connection, kind, org_id, reference)
+            entity_id = await self.find(connection, kind, org_id, reference)
             group_ids = [
                 row[0]
                 for row in await connection.fetch(
@@ -212,7 +241,7 @@ class CatalogService:
         return self._groups.display_name(project, role)
 
     @staticmethod
-    async def _find(connection: Connection, kind: Kind, org_id: uuid.UUID, reference: str) -> uuid.UUID:
+    async def find(connection: Connection, kind: Kind, org_id: uuid.UUID, reference: str) -> uuid.UUID:
         """A live project or role by id or by name (ignoring case)."""
         try:
             by_id = uuid.UUID(reference)
@@ -230,24 +259,81 @@ class CatalogService:
         return found
 
     @staticmethod
+    async def entry(
+        connection: Connection, kind: Kind, org_id: uuid.UUID, entity_id: uuid.UUID
+    ) -> CatalogEntry:
+        row = await connection.fetchrow(
+            f"SELECT {kind.key}, name, archived, created FROM {kind.table} WHERE org_id = $1 AND {kind.key} = $2",
+            org_id,
+            entity_id,
+        )
+        if row is None:
+            raise NotFound(f"No {kind.name} {entity_id} in this organization.")
+        return CatalogEntry(*row)
+
+    @staticmethod
     async def entries(
-        connection: Connection, kind: Kind, org_id: uuid.UUID, include_archived: bool
+        connection: Connection,
+        kind: Kind,
+        org_id: uuid.UUID,
+        include_archived: bool,
+        after: EntryKey | None = None,
+        limit: int | None = None,
     ) -> list[CatalogEntry]:
+        """The organization's projects or roles by name (ignoring case); those after `after`, `limit` of them."""
         rows = await connection.fetch(
             f"SELECT {kind.key}, name, archived, created FROM {kind.table} WHERE org_id = $1 "
-            f"AND (NOT archived OR $2) ORDER BY scim_fold(name), created",
+            f"AND (NOT archived OR $2) "
+            f"AND ($3::text IS NULL OR (scim_fold(name), created, {kind.key}) > (scim_fold($3), $4, $5)) "
+            f"ORDER BY scim_fold(name), created, {kind.key} LIMIT $6",
             org_id,
             include_archived,
+            *((after.name, after.created, after.id) if after else (None, None, None)),
+            limit,
         )
         return [CatalogEntry(*row) for row in rows]
 
     @staticmethod
-    async def groups(connection: Connection, org_id: uuid.UUID) -> list[GroupListing]:
+    async def groups(
+        connection: Connection, org_id: uuid.UUID, after: GroupKey | None = None, limit: int | None = None
+    ) -> list[GroupListing]:
+        """The organization's groups by name (ignoring case), whether the identity provider linked each, and
+        their member counts; those after `after`, `limit` of them."""
         rows = await connection.fetch(
             "SELECT grp.group_id, grp.display_name, grp.linked, "
             "(SELECT count(*) FROM group_members AS member "
-            " WHERE member.org_id = grp.org_id AND member.group_id = grp.group_id) "
-            "FROM scim_groups AS grp WHERE grp.org_id = $1 ORDER BY scim_fold(grp.display_name)",
+            " WHERE member.org_id = grp.org_id AND member.group_id = grp.group_id), grp.project_id, grp.role_id "
+            "FROM scim_groups AS grp WHERE grp.org_id = $1 "
+            "AND ($2::text IS NULL OR (scim_fold(grp.display_name), grp.group_id) > (scim_fold($2), $3)) "
+            "ORDER BY scim_fold(grp.display_name), grp.group_id LIMIT $4",
             org_id,
+            *((after.display_name, after.id) if after else (None, None)),
+            limit,
         )
         return [GroupListing(*row) for row in rows]
+
+    @staticmethod
+    async def members(
+        connection: Connection,
+        org_id: uuid.UUID,
+        group_id: uuid.UUID,
+        after: MemberKey | None = None,
+        limit: int | None = None,
+    ) -> list[MemberListing]:
+        """A group's members, in the order they joined; those after `after`, `limit` of them. NotFound for a
+        group that is not in SCIM."""
+        if await scim_groups.get(connection, org_id, group_id) is None:
+            raise NotFound(f"No group {group_id} in this organization.")
+        rows = await connection.fetch(
+            "SELECT member.user_id, account.user_name, account.resource->>'displayName', member.added "
+            "FROM group_members AS member JOIN scim_users AS account "
+            "ON account.org_id = member.org_id AND account.user_id = member.user_id "
+            "WHERE member.org_id = $1 AND member.group_id = $2 "
+            "AND ($3::timestamptz IS NULL OR (member.added, member.user_id) > ($3, $4)) "
+            "ORDER BY member.added, member.user_id LIMIT $5",
+            org_id,
+            group_id,
+            *((after.since, after.user_id) if after else (None, None)),
+            limit,
+        )
+        return [MemberListing(*row) for row in rows]

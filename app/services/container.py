@@ -13,7 +13,7 @@ from app.services.access import AccessService
 from app.services.catalog import CatalogService
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
-from app.services.tenancy import Authenticator
+from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
 from domain.errors import NotFound
 from eventstore.consumers import Consumer
@@ -33,6 +33,7 @@ class Services:
     groups: GroupService
     catalog: CatalogService
     authenticator: Authenticator
+    orgs: OrgLookup
     projection: ScimProjection
     consumers: tuple[Consumer, ...]
     page_ends: PageEnds

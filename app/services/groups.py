@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain.catalog import Group, Project, Role
-from domain.errors import InvalidMember, NotFound, PreconditionFailed
+from domain.errors import InvalidMember, ManagedByIdentityProvider, NotFound, PreconditionFailed
 from domain.users import GroupChangeCause, User
 from eventstore.pool import Connection
 from eventstore.records import Metadata
@@ -80,6 +80,36 @@ class GroupService:
                 if attempt == _ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    async def grant(
+        self, org_id: uuid.UUID, group_id: uuid.UUID, user_id: uuid.UUID, member: bool, metadata: Metadata
+    ) -> bool:
+        """An org admin adds (`member`) or removes a member in the app. Only in a group the identity provider
+        has not linked: once linked, its membership is the identity provider's, which would undo the app's
+        change at its next push. Returns whether anything changed (adding a member twice changes nothing).
+        Queues on the group's stream lock as the identity provider's writes do, so a link and a grant happen
+        one after the other, never across each other."""
+        async with self._store.transaction() as transaction:
+            await transaction.lock_stream(group_id)
+            row = await self._visible(transaction, org_id, group_id)
+            if row.linked:
+                raise ManagedByIdentityProvider(
+                    f"The group '{row.display_name}' is linked to the identity provider (Okta's Push Groups), "
+                    "which manages its membership: add or remove the member there (assign the person to the "
+                    "pushed group in Okta). To manage it in the app instead, unlink the group in Okta first."
+                )
+            user = (await transaction.load(org_id, [user_id])).get(user_id)
+            if not isinstance(user, User) or user.deleted:
+                raise NotFound(f"No user {user_id} in this organization.")
+            before = user.version
+            if member:
+                user.join_group(str(group_id), "app")  # refuses a user who may not be given access
+            else:
+                user.leave_group(str(group_id), "app")
+            if user.version == before:
+                return False
+            await transaction.save(org_id, [user], metadata)
+            return True
 
     async def unlink(
         self,

@@ -113,6 +113,28 @@ def org_not_found(reference: str) -> NotFound:
     return NotFound(f"No organization '{reference}'.")
 
 
+class OrgLookup:
+    """Organizations by reference (id or name), remembered once found, so that a platform token's request
+    about an organization costs no extra round trip after the first. Sound because an organization is never
+    deleted or renamed (nothing here does either): should that change, so must this. A reference that names
+    nothing is not remembered, so an organization created since is found."""
+
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], capacity: int = 10_000) -> None:
+        self._pool = pool
+        self._capacity = capacity
+        self._found: dict[str, Org] = {}
+
+    async def find(self, reference: str) -> Org:
+        org = self._found.get(reference)
+        if org is None:
+            async with self._pool.acquire() as connection:
+                org = await find_org(connection, reference)
+            if len(self._found) >= self._capacity:
+                self._found.clear()  # bounded against a flood of distinct spellings of one name
+            self._found[reference] = org
+        return org
+
+
 async def list_orgs(connection: Connection) -> list[Org]:
     return [Org(*row) for row in await connection.fetch("SELECT org_id, name FROM orgs ORDER BY created_at")]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from starlette.concurrency import run_in_threadpool
 
 from domain.errors import NotFound, PreconditionFailed
@@ -20,6 +21,7 @@ from scim.core_schemas import USER
 from scim.patch import DEFAULT_LIMITS, PatchLimits, apply_patch
 from scim.patch_request import PatchOperation
 from scim.resource_type import ResourceType
+from scim.schema import MAX_IDENTIFIER_LENGTH
 
 # A PATCH or PUT that loses a race is decided again on the newer state, unless the client pinned the version
 # it saw with If-Match: then the race is the client's to resolve (412). Retries queue on a stream lock, so
@@ -40,6 +42,32 @@ async def _load(transaction: Transaction, org_id: uuid.UUID, user_id: uuid.UUID)
     return user
 
 
+class Invitation(msgspec.Struct, frozen=True):
+    """A user the app records before the identity provider is connected: the provider's import then finds them
+    (by userName, or by e-mail), matches them, and manages them from then on."""
+
+    user_name: Annotated[str, msgspec.Meta(min_length=1)]
+    email: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    display_name: str | None = None
+    external_id: str | None = None
+
+    def scim_user(self) -> dict[str, Any]:
+        """The SCIM User the invitation records, as the identity provider would have sent it."""
+        resource: dict[str, Any] = {"userName": self.user_name, "active": True}
+        name = {"givenName": self.given_name, "familyName": self.family_name}
+        if any(name.values()):
+            resource["name"] = {key: value for key, value in name.items() if value}
+        if self.display_name:
+            resource["displayName"] = self.display_name
+        if self.email:
+            resource["emails"] = [{"value": self.email, "type": "work", "primary": True}]
+        if self.external_id:
+            resource["externalId"] = self.external_id
+        return resource
+
+
 class UserService:
     def __init__(self, store: EventStore, limits: PatchLimits = DEFAULT_LIMITS) -> None:
         self._store = store
@@ -53,6 +81,18 @@ class UserService:
         async with self._store.autocommit() as transaction:
             await transaction.save(org_id, [user], metadata)
         return row_of(user)
+
+    async def invite(
+        self,
+        org_id: uuid.UUID,
+        invitation: Invitation,
+        metadata: Metadata,
+        max_identifier_length: int = MAX_IDENTIFIER_LENGTH,
+    ) -> UserRow:
+        """Record a user from the app, validated as POST /scim/v2/Users validates one: an ordinary SCIM user,
+        in GET /Users for the identity provider's import, with the same userName uniqueness."""
+        attributes = USER.validate(invitation.scim_user(), max_identifier_length)
+        return await self.provision(org_id, attributes, metadata)
 
     async def get(self, connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> UserRow:
         row = await scim_users.get(connection, org_id, user_id)

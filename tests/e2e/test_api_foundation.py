@@ -13,8 +13,15 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
+from asgi_lifespan import LifespanManager
+from starlette.types import Receive, Scope, Send
 
+from app.http.app import create_app
+from app.http.middleware import EdgeMiddleware
+from app.http.operations import Metrics
+from app.infrastructure.settings import Settings
 from app.services import tenancy
 from tests.conftest import Tenant, new_tenant
 
@@ -311,3 +318,38 @@ async def test_tokens_are_issued_listed_with_their_last_use_and_revoked_through_
     assert_api_error(
         await api.post(tokens, json={"scope": "platform"}, headers=org.admin), 422, "unprocessable"
     )
+
+
+async def test_a_body_over_the_limit_is_a_413_in_the_api_shape(
+    api: httpx.AsyncClient, platform: dict[str, str]
+) -> None:
+    too_large = await api.post("/orgs", json={"name": "x" * 70_000}, headers=platform)
+    assert "limit" in assert_api_error(too_large, 413, "body_too_large")
+
+
+async def test_a_token_over_its_rate_limit_gets_a_429_in_the_api_shape(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    org = await managed(pool)
+    limited = msgspec.structs.replace(settings, rate_limit_per_second=0.01, rate_limit_burst=1)
+    async with LifespanManager(create_app(limited)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=API) as client:
+            assert (await client.get(f"/orgs/{org.org_id}", headers=org.admin)).status_code == 200
+            refused = await client.get(f"/orgs/{org.org_id}", headers=org.admin)
+    assert "rate limit" in assert_api_error(refused, 429, "rate_limited")
+    assert int(refused.headers["retry-after"]) >= 1
+
+
+async def test_an_unhandled_failure_under_api_is_a_500_in_the_api_shape() -> None:
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("boom")
+
+    edge = EdgeMiddleware(failing, Metrics(), {})
+    transport = httpx.ASGITransport(app=edge, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://scim.test") as client:
+        api_failure = await client.get("/api/v1/orgs")
+        scim_failure = await client.get("/scim/v2/Users")
+    assert "boom" not in assert_api_error(api_failure, 500, "internal_error")
+    assert scim_failure.status_code == 500
+    assert scim_failure.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from app.services import tenancy
-from app.services.catalog import PROJECT, ROLE
+from app.services.catalog import PROJECT, ROLE, CatalogService
 from app.services.container import Services
 from eventstore.records import Metadata
 from eventstore.runner import Runner
@@ -51,7 +51,11 @@ class Org:
     group_id: str
     group_name: str
     admin: dict[str, str]
-    pair: tuple[str, str]  # the group's (project id, role id)
+    # The project and role (ids), and a group of theirs Okta has not linked, for the management API's probes.
+    project_id: uuid.UUID
+    role_id: uuid.UUID
+    unlinked_group_id: uuid.UUID
+    catalog_names: tuple[str, str]
 
     @property
     def scim(self) -> dict[str, str]:
@@ -60,8 +64,8 @@ class Org:
     @property
     def markers(self) -> list[str]:
         org = self.tenant.org
-        ids = [str(org.org_id), org.name, str(self.tenant.token_id)]
-        return [self.user_id, self.user_name, self.group_id, self.group_name, *ids]
+        ids = [str(org.org_id), org.name, str(self.tenant.token_id), str(self.project_id), str(self.role_id)]
+        return [self.user_id, self.user_name, self.group_id, self.group_name, *ids, *self.catalog_names]
 
 
 async def populated_org(http: httpx.AsyncClient, services: Services, pool: asyncpg.Pool) -> Org:
@@ -70,9 +74,9 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
     async with pool.acquire() as connection:
         _, auditor = await tenancy.issue_token(connection, org_id, scope="auditor")
         _, admin = await tenancy.issue_token(connection, org_id, scope="admin")
-    project = f"Iso{uuid.uuid4().hex[:8]}"
+    project, role = f"Iso{uuid.uuid4().hex[:8]}", f"Lead{uuid.uuid4().hex[:8]}"
     project_id, _ = await services.catalog.create(PROJECT, org_id, project, Metadata("admin:test"))
-    role_id, _ = await services.catalog.create(ROLE, org_id, "Lead", Metadata("admin:test"))
+    role_id, _ = await services.catalog.create(ROLE, org_id, role, Metadata("admin:test"))
     user_name = f"iso.{uuid.uuid4().hex[:8]}@acme.example"
     user_id = (await http.post("/Users", json=okta_user(user_name), headers=tenant.headers)).json()["id"]
     [group] = (await http.get("/Groups", headers=tenant.headers)).json()["Resources"]
@@ -81,6 +85,11 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
         "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
     }
     assert (await http.patch(f"/Groups/{group['id']}", json=add, headers=tenant.headers)).status_code == 204
+    await services.catalog.create(ROLE, org_id, f"Spare{uuid.uuid4().hex[:8]}", Metadata("admin:test"))
+    async with pool.acquire() as connection:
+        [unlinked] = [
+            listed for listed in await CatalogService.groups(connection, org_id) if not listed.linked
+        ]
     return Org(
         tenant,
         {"Authorization": f"Bearer {auditor}"},
@@ -89,7 +98,10 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
         group["id"],
         group["displayName"],
         {"Authorization": f"Bearer {admin}"},
-        (str(project_id), str(role_id)),
+        project_id,
+        role_id,
+        unlinked.group_id,
+        (project, role),
     )
 
 
@@ -117,26 +129,51 @@ def managing(method: str, path: str, **params: str) -> Probe:
     owner's organization id."""
 
     async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
-        url = BASE + path.format(org=owner.tenant.org.org_id)
-        return await http.request(method, url, params=params, headers=caller.admin)
+        return await http.request(method, api_url(path, owner), params=params, headers=caller.admin)
 
     return probe
 
 
 def checking_access(by_names: bool = False, callers_path: bool = False) -> Probe:
-    """The access check of `owner`'s member in `owner`'s group, by ids (the project's and the role's read from
-    the group's pair) or by names, with `caller`'s admin token; on `owner`'s path, or on `caller`'s own."""
+    """The access check of `owner`'s member in `owner`'s group, by ids or by names, with `caller`'s admin token; on `owner`'s path, or on `caller`'s own."""
 
     async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
         org = (caller if callers_path else owner).tenant.org.org_id
         if by_names:
-            _, project, role = owner.group_name.split("-")
+            project, role = owner.catalog_names
             asked = {"user": owner.user_name, "project": project, "role": role}
         else:
-            asked = {"user": owner.user_id, "project": owner.pair[0], "role": owner.pair[1]}
+            asked = {"user": owner.user_id, "project": str(owner.project_id), "role": str(owner.role_id)}
         return await http.get(f"{BASE}/api/v1/orgs/{org}/access", params=asked, headers=caller.admin)
 
     return probe
+
+
+def api_url(path: str, owner: Org) -> str:
+    """`path` with the owner's organization, catalog entries, groups and user filled in."""
+    return BASE + path.format(
+        org=owner.tenant.org.org_id,
+        token_id=owner.tenant.token_id,
+        project=owner.project_id,
+        role=owner.role_id,
+        group=owner.group_id,
+        unlinked=owner.unlinked_group_id,
+        user=owner.user_id,
+    )
+
+
+def managing_write(method: str, path: str, body: Callable[[Org], object] | None = None) -> Probe:
+    """A change through the management API to `owner`'s organization with `caller`'s admin token."""
+
+    async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
+        sent = body(owner) if body else None
+        return await http.request(method, api_url(path, owner), json=sent, headers=caller.admin)
+
+    return probe
+
+
+def _named(prefix: str) -> Callable[[Org], object]:
+    return lambda owner: {"name": f"{prefix}{uuid.uuid4().hex[:8]}"}
 
 
 def searching(path: str, filter_text: str = "") -> Probe:
@@ -194,6 +231,20 @@ READS: dict[tuple[str, str], list[Probe]] = {
         checking_access(callers_path=True),
         checking_access(by_names=True, callers_path=True),
     ],
+    ("GET", "/api/v1/orgs/{org}/projects"): [
+        managing("GET", "/api/v1/orgs/{org}/projects"),
+        managing("GET", "/api/v1/orgs/{org}/projects", archived="true", limit="1"),
+    ],
+    ("GET", "/api/v1/orgs/{org}/roles"): [managing("GET", "/api/v1/orgs/{org}/roles")],
+    ("GET", "/api/v1/orgs/{org}/groups"): [managing("GET", "/api/v1/orgs/{org}/groups")],
+    ("GET", "/api/v1/orgs/{org}/groups/{group}/members"): [
+        managing("GET", "/api/v1/orgs/{org}/groups/{group}/members")
+    ],
+    ("GET", "/api/v1/orgs/{org}/users"): [
+        managing("GET", "/api/v1/orgs/{org}/users"),
+        managing("GET", "/api/v1/orgs/{org}/users", user_name="iso.", status="active"),
+    ],
+    ("GET", "/api/v1/orgs/{org}/users/{user}"): [managing("GET", "/api/v1/orgs/{org}/users/{user}")],
     ("GET", "/api/v1/orgs/{org}/tokens"): [
         managing("GET", "/api/v1/orgs/{org}/tokens"),
         managing("GET", "/api/v1/orgs/{org}/tokens", limit="1"),
@@ -222,6 +273,63 @@ WRITES: dict[tuple[str, str], Probe] = {
     ("DELETE", "/scim/v2/Groups/{id}"): writing("DELETE", "/scim/v2/Groups/{group}", lambda owner: None),
 }
 
+# (method, route) → (what the owner does first, if anything; a change through the management API aimed at the
+# owner's organization): refused to others as not found, the owner's log untouched; done for the owner.
+API_WRITES: dict[tuple[str, str], tuple[Probe | None, Probe]] = {
+    ("POST", "/api/v1/orgs/{org}/projects"): (
+        None,
+        managing_write("POST", "/api/v1/orgs/{org}/projects", _named("P")),
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/projects/{ref}"): (
+        None,
+        managing_write("PATCH", "/api/v1/orgs/{org}/projects/{project}", _named("P")),
+    ),
+    ("POST", "/api/v1/orgs/{org}/projects/{ref}/archive"): (
+        None,
+        managing_write("POST", "/api/v1/orgs/{org}/projects/{project}/archive"),
+    ),
+    ("POST", "/api/v1/orgs/{org}/roles"): (
+        None,
+        managing_write("POST", "/api/v1/orgs/{org}/roles", _named("R")),
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/roles/{ref}"): (
+        None,
+        managing_write("PATCH", "/api/v1/orgs/{org}/roles/{role}", _named("R")),
+    ),
+    ("POST", "/api/v1/orgs/{org}/roles/{ref}/archive"): (
+        None,
+        managing_write("POST", "/api/v1/orgs/{org}/roles/{role}/archive"),
+    ),
+    ("POST", "/api/v1/orgs/{org}/groups/{group}/members"): (
+        None,
+        managing_write(
+            "POST", "/api/v1/orgs/{org}/groups/{unlinked}/members", lambda owner: {"user": owner.user_id}
+        ),
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/groups/{group}/members/{user}"): (
+        managing_write(
+            "POST", "/api/v1/orgs/{org}/groups/{unlinked}/members", lambda owner: {"user": owner.user_id}
+        ),
+        managing_write("DELETE", "/api/v1/orgs/{org}/groups/{unlinked}/members/{user}"),
+    ),
+    ("POST", "/api/v1/orgs/{org}/users"): (
+        None,
+        managing_write(
+            "POST",
+            "/api/v1/orgs/{org}/users",
+            lambda owner: {"userName": f"{uuid.uuid4().hex[:8]}@x.example"},
+        ),
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/users/{user}"): (
+        None,
+        managing_write("DELETE", "/api/v1/orgs/{org}/users/{user}"),
+    ),
+    ("POST", "/api/v1/orgs/{org}/users/{user}/restore"): (
+        managing_write("DELETE", "/api/v1/orgs/{org}/users/{user}"),
+        managing_write("POST", "/api/v1/orgs/{org}/users/{user}/restore"),
+    ),
+}
+
 
 SEPARATE: set[tuple[str, str]] = {
     ("POST", "/scim/v2/Users"),
@@ -237,7 +345,7 @@ SEPARATE: set[tuple[str, str]] = {
 
 
 def test_every_route_is_probed() -> None:
-    assert app_routes() == NOT_ORG_DATA | set(READS) | set(WRITES) | SEPARATE
+    assert app_routes() == NOT_ORG_DATA | set(READS) | set(WRITES) | set(API_WRITES) | SEPARATE
 
 
 @pytest.fixture
@@ -280,6 +388,36 @@ async def test_writes_to_another_organizations_resources_are_404_and_change_noth
     assert await owners_log() == before
     # The same request from the owner does change the owner's data: the probe aims at something real.
     assert (await WRITES[route](http, owner, owner)).status_code in (200, 204)
+    assert await owners_log() != before
+
+
+@pytest.mark.parametrize("route", sorted(API_WRITES), ids=" ".join)
+async def test_management_api_changes_to_another_organization_are_404_and_change_nothing(
+    http: httpx.AsyncClient, orgs: tuple[Org, Org], route: tuple[str, str], pool: asyncpg.Pool
+) -> None:
+    owner, other = orgs
+    prepare, probe = API_WRITES[route]
+    if prepare is not None:
+        assert (await prepare(http, owner, owner)).status_code < 300
+
+    async def owners_log() -> list[tuple[str, int]]:
+        rows = await pool.fetch(
+            "SELECT type, version FROM events WHERE org_id = $1 ORDER BY position", owner.tenant.org.org_id
+        )
+        return [(row["type"], row["version"]) for row in rows]
+
+    before = await owners_log()
+    response = await probe(http, owner, other)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["type"] == "not_found"
+    assert not [
+        marker
+        for marker in owner.markers
+        if marker in response.text and marker not in str(response.request.url)
+    ]
+    assert await owners_log() == before
+    done = await probe(http, owner, owner)
+    assert done.status_code in (200, 201), done.text
     assert await owners_log() != before
 
 
@@ -356,9 +494,7 @@ async def test_every_route_with_organization_data_checks_its_scope(
     owner, _ = orgs
     checked = set()
     for method, path in sorted(app_routes() - NOT_ORG_DATA):
-        url = BASE + path.replace("{id}", owner.user_id).format(
-            org=owner.tenant.org.org_id, token_id=owner.tenant.token_id
-        )
+        url = api_url(path.replace("{id}", owner.user_id).replace("{ref}", "{project}"), owner)
         api = path.startswith("/api/")
         wrong_scope = owner.scim if path.startswith(("/audit", "/api/")) else owner.auditor
         body = {} if method in ("POST", "PUT", "PATCH") else None
@@ -369,4 +505,4 @@ async def test_every_route_with_organization_data_checks_its_scope(
         assert anonymous.status_code == 401, (method, path)
         assert anonymous.headers["www-authenticate"].startswith("Bearer")
         checked.add((method, path))
-    assert len(checked) == len(set(READS) | set(WRITES) | SEPARATE)
+    assert len(checked) == len(set(READS) | set(WRITES) | set(API_WRITES) | SEPARATE)

@@ -1,5 +1,6 @@
 """A random organization's life, driven through the real services, for the access check's tests: members
-join and leave groups, Okta deactivates and reactivates, admins remove and restore, unlink, rename and
+join and leave groups (by Okta's pushes, and by an admin in the app while Okta has not linked the group), Okta
+deactivates and reactivates, admins remove and restore, unlink, rename and
 archive; the reactors run now and then (not always at once, so that a deactivated user keeps their groups
 for a while, as they do until the runner reaches them)."""
 
@@ -32,6 +33,9 @@ class Org:
     projects: dict[uuid.UUID, str] = field(default_factory=dict)  # id → current name
     roles: dict[uuid.UUID, str] = field(default_factory=dict)
     archived: set[uuid.UUID] = field(default_factory=set)
+    deleted: set[uuid.UUID] = field(
+        default_factory=set
+    )  # users Okta deleted: still asked about, never chosen
     # Instants taken between actions, by the database's clock (the one recorded_at is read from).
     instants: list[datetime.datetime] = field(default_factory=list)
     reacted_up_to: int = 0  # the log position the reactors have read the org's events to
@@ -72,11 +76,15 @@ async def new_org(services: Services, pool: asyncpg.Pool, projects: int = 2, rol
         await _create(services, org, PROJECT, f"P{index}")
     for index in range(roles):
         await _create(services, org, ROLE, f"R{index}")
-    for index in range(6):
-        name = f"u{index}-{uuid.uuid4().hex[:6]}@x.org"
-        row = await services.users.provision(org.org_id, {"userName": name, "active": True}, OKTA)
-        org.users[row.user_id] = name
+    for _ in range(6):
+        await _provision(services, org)
     return org
+
+
+async def _provision(services: Services, org: Org) -> None:
+    name = f"u{len(org.users)}-{uuid.uuid4().hex[:6]}@x.org"
+    row = await services.users.provision(org.org_id, {"userName": name, "active": True}, OKTA)
+    org.users[row.user_id] = name
 
 
 async def _create(services: Services, org: Org, kind: Kind, name: str) -> None:
@@ -87,7 +95,7 @@ async def _create(services: Services, org: Org, kind: Kind, name: str) -> None:
 async def step(services: Services, pool: asyncpg.Pool, org: Org, chance: random.Random) -> None:
     """One random action (refused ones included: a refusal records nothing, which is a case too)."""
     org_id = org.org_id
-    user_id = chance.choice(list(org.users))
+    user_id = chance.choice([user for user in org.users if user not in org.deleted])
     user_name = org.users[user_id]
     groups = org.live_groups()
     action = chance.choices(
@@ -104,14 +112,18 @@ async def step(services: Services, pool: asyncpg.Pool, org: Org, chance: random.
             "rename",
             "archive",
             "delete",
+            "grant in app",
+            "revoke in app",
         ],
-        weights=[30, 12, 5, 6, 6, 3, 3, 8, 3, 2, 1, 1],
+        weights=[30, 12, 5, 6, 6, 3, 3, 8, 3, 2, 1, 1, 10, 4],
     )[0]
     try:
         if action in ("join", "leave", "resync") and groups:
             group_id = chance.choice(groups)
             if action == "resync":
-                chosen = chance.sample(list(org.users), chance.randint(0, 3))
+                chosen = chance.sample(
+                    [user for user in org.users if user not in org.deleted], chance.randint(0, 3)
+                )
                 change = MembershipStep("replace", tuple(str(user) for user in chosen))
             else:
                 change = MembershipStep("add" if action == "join" else "remove", (str(user_id),))
@@ -142,8 +154,16 @@ async def step(services: Services, pool: asyncpg.Pool, org: Org, chance: random.
                 await services.catalog.archive(kind, org_id, str(entity), ADMIN)
                 org.archived.add(entity)
                 await _create(services, org, kind, f"N{len(names)}")
+        elif action in ("grant in app", "revoke in app") and groups:
+            # Refused (409) in a group Okta has linked: then only Okta's pushes change it, until an unlink.
+            member = action == "grant in app"
+            await services.groups.grant(org_id, chance.choice(groups), user_id, member, ADMIN)
         elif action == "delete":
             await services.users.delete(org_id, user_id, OKTA)
+            org.deleted.add(user_id)
+            await _provision(
+                services, org
+            )  # someone new, so that the org keeps a few users who can be granted
     except DomainError:
         pass
     org.instants.append(await pool.fetchval("SELECT clock_timestamp()"))

@@ -203,7 +203,13 @@ async def grants_of(
 async def test_a_rebuild_and_the_migrations_backfill_give_the_table_written_inline(
     services: Services, pool: asyncpg.Pool
 ) -> None:
-    org = await random_org(services, pool, 7, steps=100)
+    org = await random_org(services, pool, 7, steps=200)
+    # And one grant still open at the end, whatever the seed left.
+    newcomer = (
+        await services.users.provision(org.org_id, {"userName": f"{uuid.uuid4()}@x.org"}, OKTA)
+    ).user_id
+    join = GroupChange([MembershipStep("add", (str(newcomer),))])
+    await services.groups.change(org.org_id, org.live_groups()[0], join, OKTA)
     inline = await grants_of(pool, org.org_id)
     assert len(inline) >= 15
     assert any(row["revoked_at"] is None for row in inline)

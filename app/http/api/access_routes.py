@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.api.edge import org_access
+from app.http.api.edge import org_access, query_text
 from app.http.api.responses import ApiError, JsonResponse
 from app.http.endpoint import services_of
 from scim.instants import parse_instant
@@ -41,11 +41,9 @@ class AccessOutput(msgspec.Struct, frozen=True):
 
 
 def _required(request: Request, name: str, what: str) -> str:
-    value = request.query_params.get(name)
-    if not value:
+    value = query_text(request, name)  # refuses U+0000, which no id or name can hold
+    if value is None:
         raise ApiError(400, f"The '{name}' parameter is required: {what}.")
-    if "\x00" in value:  # PostgreSQL's text cannot hold it, so no name has it
-        raise ApiError(400, f"The '{name}' parameter holds a NUL character, which no id or name can.")
     return value
 
 

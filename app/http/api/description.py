@@ -9,7 +9,17 @@ import msgspec
 
 from app.http.api import access_routes
 from app.http.api.access_routes import AccessOutput
+from app.http.api.catalog_routes import (
+    ArchivedEntry,
+    CreatedEntry,
+    EntryOutput,
+    GroupOutput,
+    MemberOutput,
+    NameInput,
+)
+from app.http.api.directory_routes import InviteInput, UserDetailOutput, UserOutput
 from app.http.api.edge import DEFAULT_LIMIT, MAX_KEY_LENGTH, MAX_LIMIT
+from app.http.api.grant_routes import GrantInput, GrantOutput
 from app.http.api.org_routes import OrgInput, OrgOutput
 from app.http.api.responses import ErrorBody
 from app.http.api.token_routes import IssuedToken, TokenInput, TokenOutput
@@ -146,19 +156,215 @@ def paths() -> dict[str, Any]:
                 "responses": _responses({204: ("Revoked.", None)}, 404),
             },
         },
+        **_catalog_paths("project"),
+        **_catalog_paths("role"),
+        **_directory_paths(),
         **access_routes.path_description(
             _ORG, _responses({200: ("The answer, allowed or not.", "AccessOutput")}, 400, 404)
         ),
     }
 
 
+_CHANGES = (400, 404, 409, 413, 422)
+
+
+def _op(
+    operation_id: str,
+    summary: str,
+    success: dict[int, tuple[str, str | None]],
+    *,
+    body: str | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    post: bool = False,
+) -> dict[str, Any]:
+    """An operation: a read (400 and 404 besides the authentication errors), or a change (with `body`)."""
+    operation: dict[str, Any] = {"operationId": operation_id, "summary": summary}
+    params = [*(parameters or []), *([_IDEMPOTENCY_KEY] if post else [])]
+    if params:
+        operation["parameters"] = params
+    if body:
+        operation["requestBody"] = _body(body)
+    changes = body is not None or post or operation_id.startswith(("apiRemove", "apiRevoke"))
+    operation["responses"] = _responses(success, *(_CHANGES if changes else (400, 404)))
+    return operation
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _catalog_paths(kind: str) -> dict[str, Any]:
+    title = kind.capitalize()
+    ref = _path_param("ref", f"The {kind}'s id or name (ignoring case).")
+    archived = {
+        "name": "archived",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["true", "false"]},
+        "description": f"Include archived {kind}s (false when absent).",
+    }
+    return {
+        f"/api/v1/orgs/{{org}}/{kind}s": {
+            "parameters": [_ORG],
+            "get": _op(
+                f"apiList{title}s",
+                f"The organization's {kind}s by name.",
+                {200: (f"A page of {kind}s.", "EntryPage")},
+                parameters=[*_PAGING, archived],
+            ),
+            "post": _op(
+                f"apiCreate{title}",
+                f"Create a {kind} and its Project × Role groups, as `scimledger {kind} create` does.",
+                {201: (f"The {kind}.", "CreatedEntry")},
+                body="NameInput",
+                post=True,
+            ),
+        },
+        f"/api/v1/orgs/{{org}}/{kind}s/{{ref}}": {
+            "parameters": [_ORG, ref],
+            "patch": _op(
+                f"apiRename{title}",
+                f"Rename a {kind}; its groups' displayName follows.",
+                {200: (f"The {kind}.", "EntryOutput")},
+                body="NameInput",
+            ),
+        },
+        f"/api/v1/orgs/{{org}}/{kind}s/{{ref}}/archive": {
+            "parameters": [_ORG, ref],
+            "post": _op(
+                f"apiArchive{title}",
+                f"Archive a {kind}: its groups leave SCIM and their memberships end.",
+                {200: (f"The {kind}, archived.", "ArchivedEntry")},
+                post=True,
+            ),
+        },
+    }
+
+
+def _directory_paths() -> dict[str, Any]:
+    user = _path_param("user", "The user's id, or their userName (ignoring case).")
+    group = _path_param("group", "The group's id.")
+    search = [
+        {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+        for name, schema, description in (
+            ("user_name", {"type": "string"}, "Only userNames starting with this, ignoring case."),
+            ("name", {"type": "string"}, "Only users whose name contains this, ignoring case."),
+            (
+                "status",
+                {"type": "string", "enum": ["active", "inactive", "removed"]},
+                "Only users in this state.",
+            ),
+        )
+    ]
+    return {
+        "/api/v1/orgs/{org}/groups": {
+            "parameters": [_ORG],
+            "get": _op(
+                "apiListGroups",
+                "The Project × Role groups by name, whether the identity provider linked each, member counts.",
+                {200: ("A page of groups.", "GroupPage")},
+                parameters=_PAGING,
+            ),
+        },
+        "/api/v1/orgs/{org}/groups/{group}/members": {
+            "parameters": [_ORG, group],
+            "get": _op(
+                "apiListMembers",
+                "A group's members, in the order they joined.",
+                {200: ("A page of members.", "MemberPage")},
+                parameters=_PAGING,
+            ),
+            "post": _op(
+                "apiAddMember",
+                "Grant in the app: add a member to a group the identity provider has not linked (409 if it has).",
+                {201: ("Added.", "GrantOutput"), 200: ("Already a member.", "GrantOutput")},
+                body="GrantInput",
+                post=True,
+            ),
+        },
+        "/api/v1/orgs/{org}/groups/{group}/members/{user}": {
+            "parameters": [_ORG, group, user],
+            "delete": _op(
+                "apiRemoveMember",
+                "Revoke in the app: remove a member of a group the identity provider has not linked.",
+                {200: ("Removed, or not a member.", "GrantOutput")},
+            ),
+        },
+        "/api/v1/orgs/{org}/users": {
+            "parameters": [_ORG],
+            "get": _op(
+                "apiListUsers",
+                "The organization's users in provisioning order, searched by userName, name and status.",
+                {200: ("A page of users.", "UserPage")},
+                parameters=[*_PAGING, *search],
+            ),
+            "post": _op(
+                "apiInviteUser",
+                "Invite a user from the app: recorded as a SCIM user, so the identity provider's import matches it.",
+                {201: ("The user.", "UserDetailOutput")},
+                body="InviteInput",
+                post=True,
+            ),
+        },
+        "/api/v1/orgs/{org}/users/{user}": {
+            "parameters": [_ORG, user],
+            "get": _op(
+                "apiGetUser", "A user, their status and groups.", {200: ("The user.", "UserDetailOutput")}
+            ),
+            "delete": _op(
+                "apiRemoveUser",
+                "Remove a user from the organization, as `scimledger user remove` does.",
+                {200: ("The user, removed.", "UserDetailOutput")},
+            ),
+        },
+        "/api/v1/orgs/{org}/users/{user}/restore": {
+            "parameters": [_ORG, user],
+            "post": _op(
+                "apiRestoreUser",
+                "Undo an org admin's removal, as `scimledger user restore` does.",
+                {200: ("The user, restored.", "UserDetailOutput")},
+                post=True,
+            ),
+        },
+    }
+
+
 def schemas() -> dict[str, Any]:
     """The components the paths refer to, each named `Api` + its msgspec type's name."""
     _, definitions = msgspec.json.schema_components(
-        [ErrorBody, OrgInput, OrgOutput, TokenInput, TokenOutput, IssuedToken, AccessOutput],
+        [
+            ErrorBody,
+            OrgInput,
+            OrgOutput,
+            TokenInput,
+            TokenOutput,
+            IssuedToken,
+            NameInput,
+            EntryOutput,
+            CreatedEntry,
+            ArchivedEntry,
+            GroupOutput,
+            MemberOutput,
+            GrantInput,
+            GrantOutput,
+            UserOutput,
+            UserDetailOutput,
+            InviteInput,
+            AccessOutput,
+        ],
         ref_template=_REF,
     )
     return {
         **{"Api" + name: schema for name, schema in definitions.items()},
         "ApiTokenPage": _page_of("TokenOutput"),
+        "ApiEntryPage": _page_of("EntryOutput"),
+        "ApiGroupPage": _page_of("GroupOutput"),
+        "ApiMemberPage": _page_of("MemberOutput"),
+        "ApiUserPage": _page_of("UserOutput"),
     }

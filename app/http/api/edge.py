@@ -51,15 +51,33 @@ class OrgAccess(msgspec.Struct, frozen=True):
         return Metadata(actor=self.principal.actor, request_id=self.request_id)
 
 
+def path_text(request: Request, name: str) -> str:
+    """A path parameter that names something: one holding U+0000, which nothing stored can hold (PostgreSQL
+    cannot store it), names nothing, and is answered 404 before it reaches the database."""
+    value: str = request.path_params[name]
+    if "\x00" in value:
+        raise ApiError(404, f"No such {name}: it contains a NUL character.")
+    return value
+
+
+def query_text(request: Request, name: str) -> str | None:
+    """A query parameter to search by; empty is absent, and U+0000 is refused (400)."""
+    value = request.query_params.get(name) or None
+    if value is not None and "\x00" in value:
+        raise ApiError(400, f"{name} contains a NUL character (U+0000), which is not allowed.")
+    return value
+
+
 async def org_access(request: Request, org_ref: str, scopes: Sequence[TokenScope] = MANAGEMENT) -> OrgAccess:
     """The organization `org_ref` (its id, or its name) names, if the request's token may manage it: a
     platform token any organization, an admin token its own. Another organization's is answered exactly as one
     that does not exist (404, never 403), so that a token cannot learn which organizations exist."""
     principal = await api_principal(request, scopes)
+    if "\x00" in org_ref:
+        raise tenancy.org_not_found(org_ref.replace("\x00", "\\x00"))
     services = services_of(request)
     if isinstance(principal, PlatformPrincipal) or _names_other_than_id(org_ref, principal.org_id):
-        async with services.pool.acquire() as connection:
-            org = await tenancy.find_org(connection, org_ref)  # NotFound (404) when there is none
+        org = await services.orgs.find(org_ref)  # NotFound (404) when there is none
         if isinstance(principal, Principal) and org.org_id != principal.org_id:
             raise tenancy.org_not_found(org_ref)
         org_id = org.org_id
@@ -90,7 +108,7 @@ async def read_body(request: Request) -> bytes:
     """The request's body, refused over SCIMLEDGER_MAX_BODY_BYTES (413)."""
     limit = services_of(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"The request body is larger than the {limit}-byte limit.")
     body = b""
     async for chunk in request.stream():
@@ -112,6 +130,8 @@ def decode_body(body: bytes, type_: type[Body]) -> Body:
     """`body` as `type_`: 400 when it is not JSON, 422 when it is JSON of the wrong shape."""
     if not body.strip():
         raise ApiError(400, "The request body is empty; a JSON object was expected.")
+    if b"\\u0000" in body:  # JSON carries U+0000 only escaped; PostgreSQL cannot store it in text
+        raise ApiError(400, "The request body contains a NUL character (U+0000), which is not allowed.")
     try:
         decoded: Body = _decoder(type_).decode(body)
         return decoded
@@ -140,7 +160,7 @@ def page_limit(request: Request) -> int:
     text = request.query_params.get("limit")
     if text is None:
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}; it was '{text}'.")
     return int(text)
 
