@@ -57,8 +57,11 @@ def create_app(settings: Settings) -> Starlette:
         SCIM_BASE, [*search_routes.ROUTES, *user_routes.ROUTES, *group_routes.ROUTES, *discovery.ROUTES]
     )
     return Starlette(
-        # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
+        # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first, after the
+        # host app's access check: its hot path, which behind every other route matched 40 patterns first
+        # (a tenth of its time, profiled), at the cost of one pattern more for the others.
         routes=[
+            *_under(API_BASE, access_routes.ROUTES),
             *scim_routes,
             *_under("/audit", audit_routes.ROUTES),
             *_under(
@@ -69,7 +72,6 @@ def create_app(settings: Settings) -> Starlette:
                     *catalog_routes.ROUTES,
                     *grant_routes.ROUTES,
                     *directory_routes.ROUTES,
-                    *access_routes.ROUTES,
                 ],
             ),
             Route("/healthz", operations.healthz, methods=["GET"]),
