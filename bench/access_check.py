@@ -8,6 +8,8 @@ in turns (this machine's speed drifts; a ratio holds only between runs next to e
   `GET /api/v1/orgs/{org}/access` of `scimledger serve` (an admin token naming its organization by id, ids
   for the user, project and role), in turns with wrk against the bare Starlette + asyncpg app's one indexed
   SELECT (`make bench`'s baseline (b), same script, same table size);
+  `GET /scim/v2/Users/{id}` runs in the same turns: the service's own one-row read behind the same edge
+  (its token, middleware, admission), whose ratio to the baseline shows what the edge costs any read;
 - in process: CONCURRENCY tasks calling `AccessService.check` by ids, against as many tasks sending the
   bare baseline's SELECT (bench/load/baseline_app.py's, on a table of the same shape and size) on the same
   pool: what the service adds to the one indexed read, without HTTP.
@@ -153,13 +155,18 @@ async def in_process(
     }
 
 
-def over_http(url: str, org_id: uuid.UUID, admin_token: str, triples: list[Triple]) -> dict[str, Any]:
-    """The route under `scimledger serve` against the bare app's indexed SELECT, in turns (see `load.paired`)."""
+def over_http(
+    url: str, org_id: uuid.UUID, admin_token: str, scim_token: str, triples: list[Triple]
+) -> list[dict[str, Any]]:
+    """The route under `scimledger serve` against the bare app's indexed SELECT, in turns (as `load.paired`
+    runs them); and, in the same turns, `GET /scim/v2/Users/{id}`, the service's own one-row read behind the
+    same edge, to tell the route's cost from the edge's."""
     work = Path(tempfile.mkdtemp(prefix="scimledger-bench-access-"))
     load.write_lines(work, "numbers", [str(n) for n in range(1, BASELINE_ROWS + 1)])
     asked = load.write_lines(
         work, "access", [f"user={user}&project={project}&role={role}" for user, project, role in triples]
     )
+    user_ids = load.write_lines(work, "users", sorted({str(user) for user, _, _ in triples}))
     env = {
         "DATABASE_URL": url,
         "SCIMLEDGER_LOG_LEVEL": "warning",
@@ -173,32 +180,46 @@ def over_http(url: str, org_id: uuid.UUID, admin_token: str, triples: list[Tripl
     # No runner: the log the seeding wrote would be worked off during the turns, and timed with them.
     command = [load.CLI, "serve", "--no-worker", "--port", str(port)]
     service = load.Server("scimledger-access", command, port, env, "/healthz")
+
+    def access(seconds: int) -> load.Run:
+        path = f"/api/v1/orgs/{org_id}/access?{{}}"
+        environment = {"BENCH_TOKEN": admin_token, "BENCH_PATH": path, "BENCH_IDS": asked}
+        return load.wrk(service.base, "get_random.lua", environment, seconds)
+
+    def get_user(seconds: int) -> load.Run:
+        environment = {"BENCH_TOKEN": scim_token, "BENCH_PATH": "/scim/v2/Users/{}", "BENCH_IDS": user_ids}
+        return load.wrk(service.base, "get_random.lua", environment, seconds)
+
     try:
-        runs, baseline_runs = load.paired(
-            lambda turn, seconds: load.wrk(
-                service.base,
-                "get_random.lua",
-                {
-                    "BENCH_TOKEN": admin_token,
-                    "BENCH_PATH": f"/api/v1/orgs/{org_id}/access?{{}}",
-                    "BENCH_IDS": asked,
-                },
-                seconds,
-            ),
-            lambda: load.baseline_select(baseline, work, load.PAIRED_SECONDS),
-        )
+        access(load.WARM_UP_SECONDS)
+        get_user(load.WARM_UP_SECONDS)
+        runs: list[load.Run] = []
+        users: list[load.Run] = []
+        baseline_runs: list[load.Run] = []
+        for _ in range(load.PAIRED_ROUNDS):
+            baseline_runs.append(load.baseline_select(baseline, work, load.PAIRED_SECONDS))
+            runs.append(access(load.PAIRED_SECONDS))
+            users.append(get_user(load.PAIRED_SECONDS))
         errors = load.errors_logged(service)
     finally:
         service.stop()
         baseline.stop()
+    select = "(b) baseline: one indexed SELECT, bare Starlette + asyncpg"
     result = load.paired_result(
-        "GET /api/v1/orgs/{org}/access by ids (admin token)",
-        runs,
-        baseline_runs,
-        "(b) baseline: one indexed SELECT, bare Starlette + asyncpg",
-        {},
+        "GET /api/v1/orgs/{org}/access by ids (admin token)", runs, baseline_runs, select, {}
     )
-    return {**asdict(result), "service_errors_logged": len(errors)}
+    reference = load.paired_result(
+        "GET /scim/v2/Users/{id}, in the same turns", users, baseline_runs, select, {}
+    )
+    to_reference = [run[0] / user[0] for run, user in zip(runs, users, strict=True)]
+    return [
+        {
+            **asdict(result),
+            "ratio_to_get_user": round(statistics.median(to_reference), 2),
+            "service_errors_logged": len(errors),
+        },
+        asdict(reference),
+    ]
 
 
 async def main() -> None:
@@ -219,8 +240,9 @@ async def main() -> None:
             )
             async with pool.acquire() as connection:
                 _, admin_token = await tenancy.issue_token(connection, org_id, "admin")
+                _, scim_token = await tenancy.issue_token(connection, org_id, "scim")
             results = [
-                await asyncio.to_thread(over_http, url, org_id, admin_token, triples),
+                *await asyncio.to_thread(over_http, url, org_id, admin_token, scim_token, triples),
                 await in_process(services, pool, org_id, triples),
             ]
             await services.notifier.aclose()
