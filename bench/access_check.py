@@ -26,6 +26,7 @@ import asyncio
 import datetime
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -204,6 +205,7 @@ def over_http(
     finally:
         service.stop()
         baseline.stop()
+        shutil.rmtree(work, ignore_errors=True)
     select = "(b) baseline: one indexed SELECT, bare Starlette + asyncpg"
     result = load.paired_result(
         "GET /api/v1/orgs/{org}/access by ids (admin token)", runs, baseline_runs, select, {}
