@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge
+.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed
 
 install: $(STAMP)
 
@@ -61,12 +61,14 @@ clean:
 bench-groups: install
 	$(BIN)/python bench/group_membership.py
 
-# Every path users wait on, against the stack's ceilings and a peer, in one bounded run (about 6 minutes).
+# Every path users wait on, against the stack's ceilings and a peer, in one bounded run (about 6 minutes),
+# then the host app's access check against the indexed SELECT baseline, in turns of its own (about 2 minutes).
 # Not part of `make test`. wrk comes from Debian's packages; traffic stays on 127.0.0.1.
 bench: install $(NGINX)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/load/run.py
+	$(BIN)/python bench/access_check.py
 
 # nginx serves the trivial endpoint that shows wrk is not the bottleneck. Unpacked from Debian's package
 # rather than installed, so that no system service starts on port 80.
@@ -77,6 +79,10 @@ $(NGINX):
 	rm .bench/nginx_*.deb
 
 # Issue 4's figure: reactor lag from an Okta deactivation to the memberships being gone.
+# The access check against one bare indexed SELECT, in turns (bench/access_check.py).
+bench-access: install
+	$(BIN)/python bench/access_check.py
+
 bench-reactors: install
 	$(BIN)/python bench/reactor_lag.py
 
@@ -90,7 +96,6 @@ bench-replay: install
 	$(BIN)/python bench/replay_rebuild.py
 
 # Issue 21's feed figure: catching up on a 1,000,000-event log through the event feed, beside read_log.
-.PHONY: bench-feed
 bench-feed: install
 	$(BIN)/python bench/event_feed.py
 

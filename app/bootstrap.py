@@ -31,6 +31,7 @@ from app.infrastructure.migrate import NotMigrated, migrate, require_current_sch
 from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
 from app.infrastructure.webhook_keys import WebhookKeys
+from app.services.access import AccessService
 from app.services.catalog import CatalogService
 from app.services.container import Services
 from app.services.event_feed import EventFeed
@@ -239,4 +240,5 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
             ),
             notifier,
         ),
+        access=AccessService(pool),
     )

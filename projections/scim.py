@@ -1,4 +1,5 @@
-"""Everything SCIM reads, kept inline: users, groups, memberships, the catalog and organizations' schemas.
+"""Everything SCIM reads, kept inline: users, groups, memberships, the catalog and organizations' schemas; and
+the access grants the host app's access check reads (projections/access_grants.py).
 
 `ScimProjection` is the event store's inline projection (eventstore.inline_projection.InlineProjection),
 registered once where the services are built: the store writes it in every transaction that appends
@@ -17,17 +18,17 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
 from domain.org_schemas import EVENT_TYPE_NAMES as ORG_SCHEMA_EVENT_TYPES
-from domain.users import User
+from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
 from eventstore.inline_projection import FollowUp
 from eventstore.pool import Connection
 from eventstore.records import EVENT_COLUMNS, RecordedEvent
 from eventstore.store import ASSIGNED_TX, Transaction
-from projections import org_schemas, scim_users
+from projections import access_grants, org_schemas, scim_users
 from projections.scim_groups import EVENT_TYPES as GROUP_EVENT_TYPES
 from projections.scim_groups import GroupProjector
 
 GROUP_TABLES = "scim_groups, group_members, catalog_projects, catalog_roles"
-_TABLES = f"scim_users, {GROUP_TABLES}, org_schemas"
+_TABLES = f"scim_users, {GROUP_TABLES}, org_schemas, access_grants"
 
 
 @contextmanager
@@ -76,7 +77,16 @@ class ScimProjection:
         ]
         if changed:
             await scim_users.write(connection, changed)
-        await self.groups.apply(connection, recorded)
+        # The grants of the membership changes ride in the statement that writes the memberships.
+        grants = (
+            access_grants.fold(recorded)
+            if any(event.type in MEMBERSHIP_EVENT_TYPE_NAMES for event in recorded)
+            else None
+        )
+        riding = access_grants.riding(grants) if grants is not None else None
+        await self.groups.apply(connection, recorded, riding)
+        if grants is not None and riding is None:
+            await access_grants.write(connection, grants)
         for events in by_stream.values():
             if events[-1].type in ORG_SCHEMA_EVENT_TYPES:
                 await org_schemas.write(connection, events[-1])  # the row is the stream's latest declaration
@@ -121,7 +131,9 @@ class ScimProjection:
                 "ORDER BY tx, position",
                 sorted(GROUP_EVENT_TYPES),
             )
-            await self.groups.rebuild(connection, [RecordedEvent(*row) for row in rows])
+            group_events = [RecordedEvent(*row) for row in rows]
+            await self.groups.rebuild(connection, group_events)
+            await access_grants.rebuild(connection, group_events)
             await org_schemas.rebuild_rows(connection)
             return replayed + sum(1 for row in rows if row["type"] not in scim_users.USER_EVENT_TYPES)
 

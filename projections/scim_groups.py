@@ -8,8 +8,11 @@ meta.version is the log position of the last event that changed it.
 from __future__ import annotations
 
 import datetime
+import functools
+import re
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -87,9 +90,12 @@ class GroupProjector:
     def display_name(self, project: str, role: str) -> str:
         return f"{self.prefix}-{project}-{role}"
 
-    async def apply(self, connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
+    async def apply(
+        self, connection: Connection, recorded: Sequence[RecordedEvent], riding: Riding | None = None
+    ) -> None:
         """Apply the catalog, group and membership events among `recorded`, in order. Consecutive membership
-        changes go in one statement (a rebuild replays thousands of them, a full resync hundreds)."""
+        changes go in one statement (a rebuild replays thousands of them, a full resync hundreds). `riding`,
+        given only when `recorded` holds membership changes, is written by the statement of the first run."""
         try:
             changes: list[RecordedEvent] = []
             for event in recorded:
@@ -97,14 +103,16 @@ class GroupProjector:
                     changes.append(event)
                     continue
                 if changes:
-                    await _apply_memberships(connection, changes)
-                    changes = []
+                    await _apply_memberships(connection, changes, riding)
+                    changes, riding = [], None
                 if event.type in EVENT_TYPES:
                     await self._apply_one(connection, event)
             if changes:
-                await _apply_memberships(connection, changes)
+                await _apply_memberships(connection, changes, riding)
+                riding = None
         except asyncpg.UniqueViolationError as error:
             raise _name_taken(error) from error
+        assert riding is None, "a riding write was given with no membership change to carry it"
 
     async def _apply_one(self, connection: Connection, event: RecordedEvent) -> None:
         org_id, payload = event.org_id, event.payload
@@ -235,10 +243,26 @@ FROM unnest($12::uuid[], $13::uuid[], $14::bigint[], $15::timestamptz[])
 WHERE grp.org_id = changed.org_id AND grp.group_id = changed.group_id
 """
 
+_APPLY_MEMBERSHIPS_PARAMETERS = 15
 _Pair = tuple[uuid.UUID, uuid.UUID, uuid.UUID]  # org, group, user
 
+# Another projection's write of the same membership changes (access_grants'), sent in their statement so that
+# it costs no round trip of its own: common table expressions, their parameters numbered from $1, and the
+# parameters.
+Riding = tuple[str, Sequence[Any]]
 
-async def _apply_memberships(connection: Connection, changes: Sequence[RecordedEvent]) -> None:
+
+@functools.lru_cache(maxsize=8)
+def _with_riding(ctes: str) -> str:
+    """_APPLY_MEMBERSHIPS led by `ctes`, whose parameters follow its own. Their statements and the
+    memberships' write different tables, so the order in which PostgreSQL runs them does not matter."""
+    shifted = re.sub(r"\$(\d+)", lambda number: f"${int(number[1]) + _APPLY_MEMBERSHIPS_PARAMETERS}", ctes)
+    return f"WITH {shifted},\n{_APPLY_MEMBERSHIPS.split('WITH ', 1)[1]}"
+
+
+async def _apply_memberships(
+    connection: Connection, changes: Sequence[RecordedEvent], riding: Riding | None = None
+) -> None:
     removed: set[_Pair] = set()
     added: dict[_Pair, datetime.datetime] = {}
     readded: dict[_Pair, datetime.datetime] = {}
@@ -257,11 +281,12 @@ async def _apply_memberships(connection: Connection, changes: Sequence[RecordedE
         elif pair not in readded:
             added.setdefault(pair, event.occurred_at)
     await connection.execute(
-        _APPLY_MEMBERSHIPS,
+        _APPLY_MEMBERSHIPS if riding is None else _with_riding(riding[0]),
         *columns_of(list(removed), 3),
         *columns_of([(*pair, at) for pair, at in added.items()], 4),
         *columns_of([(*pair, at) for pair, at in readded.items()], 4),
         *columns_of([(*group, *change) for group, change in groups.items()], 4),
+        *(riding[1] if riding is not None else ()),
     )
 
 

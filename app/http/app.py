@@ -14,6 +14,7 @@ from starlette.routing import Route
 from app.bootstrap import Schema, bootstrap
 from app.http import audit_routes, discovery, group_routes, openapi, operations, search_routes, user_routes
 from app.http.api import (
+    access_routes,
     catalog_routes,
     directory_routes,
     events_routes,
@@ -58,8 +59,11 @@ def create_app(settings: Settings) -> Starlette:
         SCIM_BASE, [*search_routes.ROUTES, *user_routes.ROUTES, *group_routes.ROUTES, *discovery.ROUTES]
     )
     return Starlette(
-        # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first.
+        # Routes are tried in order, so the SCIM routes Okta calls thousands of times come first, after the
+        # host app's access check: its hot path, which behind every other route matched 40 patterns first
+        # (a tenth of its time, profiled), at the cost of one pattern more for the others.
         routes=[
+            *_under(API_BASE, access_routes.ROUTES),
             *scim_routes,
             *_under("/audit", audit_routes.ROUTES),
             *_under(

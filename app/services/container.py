@@ -9,6 +9,7 @@ import asyncpg
 from app.infrastructure.admission import Admission
 from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
+from app.services.access import AccessService
 from app.services.catalog import CatalogService
 from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
@@ -47,6 +48,7 @@ class Services:
     webhooks: WebhookService
     # Delivers the webhooks; runs beside the runner (app/bootstrap.py), in the process that runs the runner.
     webhook_dispatcher: WebhookDispatcher
+    access: AccessService
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

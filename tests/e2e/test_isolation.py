@@ -134,6 +134,21 @@ def managing(method: str, path: str, **params: str) -> Probe:
     return probe
 
 
+def checking_access(by_names: bool = False, callers_path: bool = False) -> Probe:
+    """The access check of `owner`'s member in `owner`'s group, by ids or by names, with `caller`'s admin token; on `owner`'s path, or on `caller`'s own."""
+
+    async def probe(http: httpx.AsyncClient, owner: Org, caller: Org) -> httpx.Response:
+        org = (caller if callers_path else owner).tenant.org.org_id
+        if by_names:
+            project, role = owner.catalog_names
+            asked = {"user": owner.user_name, "project": project, "role": role}
+        else:
+            asked = {"user": owner.user_id, "project": str(owner.project_id), "role": str(owner.role_id)}
+        return await http.get(f"{BASE}/api/v1/orgs/{org}/access", params=asked, headers=caller.admin)
+
+    return probe
+
+
 def api_url(path: str, owner: Org) -> str:
     """`path` with the owner's organization, catalog entries, groups and user filled in."""
     return BASE + path.format(
@@ -212,6 +227,12 @@ READS: dict[tuple[str, str], list[Probe]] = {
     ],
     ("GET", "/audit/as-of"): [reading("GET", "/audit/as-of", auditor=True, at="{now}")],
     ("GET", "/api/v1/orgs/{org}"): [managing("GET", "/api/v1/orgs/{org}")],
+    ("GET", "/api/v1/orgs/{org}/access"): [
+        checking_access(),
+        checking_access(by_names=True),
+        checking_access(callers_path=True),
+        checking_access(by_names=True, callers_path=True),
+    ],
     ("GET", "/api/v1/orgs/{org}/projects"): [
         managing("GET", "/api/v1/orgs/{org}/projects"),
         managing("GET", "/api/v1/orgs/{org}/projects", archived="true", limit="1"),

@@ -37,7 +37,7 @@ ADMIN = Metadata("admin:paths")
 # What the layout measures now, so that a change which lengthens a path shows here. Issue 20 aimed at 6, 8 and 6
 # for the first three; splitting the modules that held several ideas, under the 400-line cap, left the two
 # requests above that (README, "Architecture", lists the files).
-MOST_FILES = {"POST /Users": 11, "PATCH /Groups/{id}": 17, "reactor": 6, "GET /Users?filter": 10}
+MOST_FILES = {"POST /Users": 11, "PATCH /Groups/{id}": 18, "reactor": 6, "GET /Users?filter": 10}
 
 
 @contextmanager

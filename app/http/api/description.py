@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from app.http.api import access_routes
+from app.http.api.access_routes import AccessOutput
 from app.http.api.catalog_routes import (
     ArchivedEntry,
     CreatedEntry,
@@ -176,6 +178,9 @@ def paths() -> dict[str, Any]:
         **_catalog_paths("project"),
         **_catalog_paths("role"),
         **_directory_paths(),
+        **access_routes.path_description(
+            _ORG, _responses({200: ("The answer, allowed or not.", "AccessOutput")}, 400, 404)
+        ),
     }
 
 
@@ -371,6 +376,7 @@ def schemas() -> dict[str, Any]:
             UserDetailOutput,
             InviteInput,
             EventPage,
+            AccessOutput,
         ],
         ref_template=_REF,
     )

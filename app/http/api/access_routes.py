@@ -1,0 +1,120 @@
+"""`GET /api/v1/orgs/{org}/access?user=…&project=…&role=…[&at=…]`: may the user act as the role in the project,
+now or at `at`; since when, and granted by whom (app/services/access.py).
+
+On the host app's hot path: with an admin token naming its organization by id (no lookup, see
+`edge.org_access`), a cached token (SCIMLEDGER_TOKEN_CACHE_SECONDS) and ids for the user, project and role, a
+request reads the database once, by an index. A platform token adds the organization's lookup; names add an
+index probe each, in the same statement.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.http.api.edge import org_access, query_text
+from app.http.api.responses import ApiError, JsonResponse
+from app.http.endpoint import services_of
+from scim.instants import parse_instant
+
+
+class AccessOutput(msgspec.Struct, frozen=True):
+    """`since`, `granted_by` (a token, an admin or a reactor, as `audit access` names them), `request_id` (the
+    request that granted it) and `cause` (how: "push" when the identity provider pushed it) are the grant's
+    that holds, and null when `allowed` is false. `at` is the instant asked about, null for now."""
+
+    allowed: bool
+    user_id: uuid.UUID
+    project_id: uuid.UUID
+    role_id: uuid.UUID
+    at: datetime.datetime | None
+    since: datetime.datetime | None
+    granted_by: str | None
+    request_id: str | None
+    cause: str | None
+
+
+def _required(request: Request, name: str, what: str) -> str:
+    value = query_text(request, name)  # refuses U+0000, which no id or name can hold
+    if value is None:
+        raise ApiError(400, f"The '{name}' parameter is required: {what}.")
+    return value
+
+
+def _at(request: Request) -> datetime.datetime | None:
+    text = request.query_params.get("at")
+    if not text:
+        return None
+    try:
+        return parse_instant(text)
+    except ValueError as error:
+        raise ApiError(400, f"'at': {error}") from error
+
+
+async def check_access(request: Request) -> Response:
+    access = await org_access(request, request.path_params["org"])
+    user = _required(request, "user", "the user's id, or their userName")
+    project = _required(request, "project", "the project's id, or its name")
+    role = _required(request, "role", "the role's id, or its name")
+    at = _at(request)
+    decision = await services_of(request).access.check(access.org_id, user, project, role, at)
+    return JsonResponse(
+        AccessOutput(
+            decision.allowed,
+            decision.user_id,
+            decision.project_id,
+            decision.role_id,
+            at,
+            decision.since,
+            decision.granted_by,
+            decision.request_id,
+            decision.cause,
+        )
+    )
+
+
+ROUTES = [Route("/orgs/{org}/access", check_access, methods=["GET"])]
+
+
+def _query(name: str, description: str, required: bool = True, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": {"type": "string", "minLength": 1, **schema},
+        "description": description,
+    }
+
+
+def path_description(org: dict[str, Any], responses: dict[str, Any]) -> dict[str, Any]:
+    """The route's part of /openapi.json; `org` is the path's parameter and `responses` its answers, as the
+    API's description (app/http/api/description.py) writes them for every route."""
+    return {
+        "/api/v1/orgs/{org}/access": {
+            "parameters": [org],
+            "get": {
+                "operationId": "apiCheckAccess",
+                "summary": "May the user act as the role in the project, now or at an instant; since when, "
+                "and granted by whom. One indexed read with ids: the answer `audit access` gives.",
+                "parameters": [
+                    _query("user", "The user's id, or their userName (ignoring case)."),
+                    _query("project", "The project's id, or the name of a live project (ignoring case)."),
+                    _query("role", "The role's id, or the name of a live role (ignoring case)."),
+                    _query(
+                        "at",
+                        "An ISO 8601 instant to ask about instead of now (ask about the past by ids: names "
+                        "are today's).",
+                        required=False,
+                        format="date-time",
+                    ),
+                ],
+                "responses": responses,
+            },
+        }
+    }
