@@ -40,7 +40,6 @@ from app.services.org_schemas import OrgSchemaService, UserTypes
 from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
 from app.services.webhook_delivery import DeliveryOptions, WebhookDispatcher
-from app.services.webhook_events import provisional_body, provisional_event_type
 from app.services.webhooks import WebhookService
 from eventstore.notify import CommitNotifier
 from eventstore.pool import create_pool
@@ -48,6 +47,7 @@ from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess
+from projections.public_event_mapping import public_type_of, to_public
 from projections.scim import ScimProjection
 from projections.scim_paging import PageEnds
 from projections.seals import Sealer
@@ -229,9 +229,9 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         webhook_dispatcher=WebhookDispatcher(
             pool,
             webhook_keys,
-            # Provisional until the public event vocabulary is wired here (see app/services/webhook_events.py).
-            provisional_body,
-            provisional_event_type,
+            # The body is the feed's event, so a receiver and a feed reader see the same thing.
+            to_public,
+            public_type_of,
             DeliveryOptions(
                 retry_delays=settings.webhook_retry_delays,
                 timeout_seconds=settings.webhook_timeout_seconds,

@@ -51,3 +51,5 @@ CREATE TABLE webhook_deliveries (
     PRIMARY KEY (org_id, endpoint_id, attempt_id),
     FOREIGN KEY (org_id, endpoint_id) REFERENCES webhook_endpoints (org_id, endpoint_id) ON DELETE CASCADE
 );
+-- A replay from a webhook-id (the event's feed id) finds the event through the delivery log.
+CREATE INDEX webhook_deliveries_webhook_id ON webhook_deliveries (org_id, webhook_id);

@@ -206,3 +206,12 @@ def to_public(event: RecordedEvent, seal: bytes | None = None) -> PublicEvent | 
         seal=Seal(event.position, seal.hex()) if seal is not None else None,
         data=mapping.data(event.to_domain_event()),  # type: ignore[call-arg]
     )
+
+
+def public_type_of(event: RecordedEvent) -> str | None:
+    """The public type a recorded domain event is published as (`user.created`...), None if it is not."""
+    mapping = _MAPPING_BY_TOPIC.get(event.type)
+    if mapping is None:
+        return None
+    tag: str = mapping.public_class.__struct_config__.tag  # type: ignore[assignment]
+    return tag

@@ -22,7 +22,7 @@ kind, run next to the runner (app/bootstrap.py starts both), on the runner's mac
 
 What follows:
 - At least once: killed between the receiver's 2xx and the commit, the event is sent again on restart, with
-  the same `webhook-id` (`evt_<position>`, from the event itself), so receivers de-duplicate. Nothing is
+  the same `webhook-id` (the feed's event id, from the event itself), so receivers de-duplicate. Nothing is
   lost: the position only moves past an event in the transaction that records its successful delivery.
 - In order per endpoint: an endpoint's next event is not sent before its previous one succeeded.
 - A failing endpoint waits out its retry schedule (SCIMLEDGER_WEBHOOK_RETRY_SCHEDULE, each delay with
@@ -40,9 +40,8 @@ import datetime
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -61,7 +60,8 @@ from eventstore.runner import RunnerOptions, backoff
 log = logging.getLogger("scimledger.webhooks")
 
 # The body of the delivery of an event, or None when the event is not published; and its public type.
-Render = Callable[[RecordedEvent], Mapping[str, Any] | None]
+# The body of an event's delivery, anything msgspec encodes (the feed's PublicEvent); None if not delivered.
+Render = Callable[[RecordedEvent], object | None]
 EventTypeOf = Callable[[RecordedEvent], str | None]
 
 DISPATCHER_NAME = "webhooks"
@@ -283,7 +283,7 @@ class WebhookDispatcher:
                 sql.RECORD_SUCCESS,
                 org_id,
                 endpoint_id,
-                webhook_id_of(event.position),
+                webhook_id_of(event),
                 event.position,
                 pending.public_type,
                 _attempted_at(answer),
@@ -313,7 +313,7 @@ class WebhookDispatcher:
                 sql.RECORD_ATTEMPT,
                 org_id,
                 endpoint_id,
-                webhook_id_of(event.position),
+                webhook_id_of(event),
                 event.position,
                 pending.public_type,
                 attempt,
@@ -344,7 +344,7 @@ class WebhookDispatcher:
         answer: Answer,
     ) -> None:
         reason = (
-            f"Gave up delivering {webhook_id_of(pending.event.position)} ({pending.public_type}) after {attempts} "
+            f"Gave up delivering {webhook_id_of(pending.event)} ({pending.public_type}) after {attempts} "
             f"attempts; the last one: {answer.error}. Later events wait behind it. Fix the receiver, then "
             "resume the endpoint (or replay from an earlier event)."
         )
@@ -353,7 +353,7 @@ class WebhookDispatcher:
 
 
 def _headers(pending: _Pending, signers: list[Webhook]) -> dict[str, str]:
-    message_id = webhook_id_of(pending.event.position)
+    message_id = webhook_id_of(pending.event)
     now = datetime.datetime.now(datetime.UTC)
     text = pending.body.decode()
     return {

@@ -25,7 +25,8 @@ from app.infrastructure.webhook_http import check_url
 from app.infrastructure.webhook_keys import WebhookKeys
 from domain.errors import InvalidWebhook, NotFound
 from eventstore.pool import Connection
-from eventstore.records import LogPosition
+from eventstore.records import LogPosition, RecordedEvent
+from projections.public_event_mapping import event_id
 
 _T = TypeVar("_T")
 WEBHOOKS_CHANNEL = "scimledger_webhooks"
@@ -98,19 +99,10 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def webhook_id_of(position: int) -> str:
-    """The `webhook-id` of the event at `position`: the same on every attempt and every replay, and the same
-    after a crash, so that a receiver can de-duplicate."""
-    return f"evt_{position}"
-
-
-def position_of_webhook_id(webhook_id: str) -> int:
-    prefix, _, number = webhook_id.partition("_")
-    if prefix != "evt" or not number.isdigit():
-        raise InvalidWebhook(
-            f"'{webhook_id}' is not a webhook-id this service sent (they read evt_<number>)."
-        )
-    return int(number)
+def webhook_id_of(event: RecordedEvent) -> str:
+    """The `webhook-id` of an event: the feed's `id` of it (in the body too), the same on every attempt, every
+    replay and after a crash, so that a receiver de-duplicates; it says nothing of the log's size."""
+    return event_id(event.org_id, event.stream_id, event.version)
 
 
 class WebhookService:
@@ -229,16 +221,18 @@ class WebhookService:
         )
 
     async def position_before(self, org_id: uuid.UUID, webhook_id: str) -> LogPosition:
-        """The point just before the organization's event that was sent as `webhook_id`: replaying from it
-        delivers that event first."""
+        """The point just before the organization's event that was sent as `webhook_id` (found in the delivery
+        log of any of its endpoints): replaying from it delivers that event first."""
         row = await self._pool.fetchrow(
-            "SELECT tx FROM events WHERE org_id = $1 AND position = $2",
+            "SELECT e.tx, e.position FROM webhook_deliveries AS d JOIN events AS e "
+            "ON e.org_id = d.org_id AND e.position = d.event_position "
+            "WHERE d.org_id = $1 AND d.webhook_id = $2 LIMIT 1",
             org_id,
-            position_of_webhook_id(webhook_id),
+            webhook_id,
         )
         if row is None:
             raise NotFound(f"No event of this organization was sent as '{webhook_id}'.")
-        return LogPosition(row["tx"], position_of_webhook_id(webhook_id) - 1)
+        return LogPosition(row["tx"], row["position"] - 1)
 
     async def deliveries(
         self, org_id: uuid.UUID, endpoint_id: uuid.UUID, before: int | None = None, limit: int = 100

@@ -10,9 +10,12 @@ import uuid
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
+from app.services.event_feed import EventFeed
 from app.services.webhooks import WebhookService
+from eventstore.notify import CommitNotifier
 from tests.conftest import okta_user
 from tests.integration.webhook_fixtures import (
     KEY,
@@ -113,4 +116,11 @@ async def test_sigkill_mid_delivery_loses_nothing_and_redelivers_with_the_same_i
     )
     recorded = [row["webhook_id"] for row in succeeded]
     assert collections.Counter(recorded) == collections.Counter(expected), (recorded, expected)
+    # Each body is the feed's event, the webhook-id its id; the seal, added when the chain reaches the event,
+    # is the only field the feed may have filled in since.
+    page = await EventFeed(pool, CommitNotifier(pool)).read(org_id, limit=100)
+    in_the_feed = {event["id"]: event for event in msgspec.to_builtins(page.data)}
+    for receipt in receipts:
+        assert receipt.event["id"] == receipt.webhook_id
+        assert {**in_the_feed[receipt.webhook_id], "seal": None} == {**receipt.event, "seal": None}
     assert recorded == expected

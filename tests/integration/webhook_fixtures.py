@@ -16,8 +16,9 @@ import pytest
 from app.infrastructure.settings import Settings
 from app.infrastructure.webhook_keys import WebhookKeys
 from app.services.webhook_delivery import DeliveryOptions, WebhookDispatcher
-from app.services.webhooks import WebhookService
+from app.services.webhooks import WebhookService, webhook_id_of
 from eventstore.records import RecordedEvent
+from projections.public_event_mapping import event_id
 from tests.conftest import WEBHOOK_KEY, okta_user
 from tests.webhook_receiver import Receiver
 
@@ -31,7 +32,7 @@ def keys_for_tests() -> WebhookKeys:
 
 def render(event: RecordedEvent) -> dict[str, Any]:
     """The tests' body: the dispatcher takes any; the public vocabulary is not its concern."""
-    return {"id": f"evt_{event.position}", "type": event.type, "data": event.payload}
+    return {"id": webhook_id_of(event), "type": event.type, "data": event.payload}
 
 
 def event_type_of(event: RecordedEvent) -> str:
@@ -95,12 +96,12 @@ async def start_of(pool: asyncpg.Pool, endpoint_id: uuid.UUID) -> tuple[int, int
 async def expected_ids(pool: asyncpg.Pool, org_id: uuid.UUID, after: tuple[int, int]) -> list[str]:
     """The oracle: the organization's events after `after`, in log order, counted by SQL."""
     rows = await pool.fetch(
-        "SELECT position FROM events WHERE org_id = $1 AND (tx, position) > ($2::xid8, $3::bigint) "
+        "SELECT org_id, stream_id, version FROM events WHERE org_id = $1 AND (tx, position) > ($2::xid8, $3::bigint) "
         "ORDER BY tx, position",
         org_id,
         *after,
     )
-    return [f"evt_{row['position']}" for row in rows]
+    return [event_id(row["org_id"], row["stream_id"], row["version"]) for row in rows]
 
 
 async def post_users(scim: httpx.AsyncClient, count: int, prefix: str = "u") -> list[str]:
