@@ -62,13 +62,17 @@ bench-groups: install
 	$(BIN)/python bench/group_membership.py
 
 # Every path users wait on, against the stack's ceilings and a peer, in one bounded run (about 6 minutes),
-# then the host app's access check against the indexed SELECT baseline, in turns of its own (about 2 minutes).
+# then the host app's access check against the indexed SELECT baseline, in turns of its own (about 2 minutes),
+# the event feed catching up on 1,000,000 events against the bare log read, and webhook delivery lag and the
+# group PATCH with an endpoint active against none (a few minutes each).
 # Not part of `make test`. wrk comes from Debian's packages; traffic stays on 127.0.0.1.
 bench: install $(NGINX)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/load/run.py
 	$(BIN)/python bench/access_check.py
+	$(BIN)/python bench/event_feed.py
+	$(BIN)/python bench/webhook_lag.py
 
 # nginx serves the trivial endpoint that shows wrk is not the bottleneck. Unpacked from Debian's package
 # rather than installed, so that no system service starts on port 80.
