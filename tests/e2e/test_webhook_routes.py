@@ -88,6 +88,20 @@ async def test_an_admin_manages_a_webhook_and_its_receiver_gets_the_events_signe
             "/api"
         )
 
+        # From a cursor of the feed: its first page's cursor is past the first event, so the second comes again.
+        feed = await http.get(f"{API}/{tenant.org.org_id}/events", params={"limit": "1"}, headers=admin)
+        assert feed.json()["data"][0]["id"] == first.webhook_id
+        after = {"after": feed.json()["next_cursor"]}
+        assert (await http.post(f"{one}/replay", json=after, headers=admin)).status_code == 200
+        await eventually(lambda: len(receiver.received("/api")) == 5, what="the second delivered again")
+        assert receiver.received("/api")[-1].webhook_id == receiver.first_receipts("/api")[1]
+        for neither_or_both in ({}, {"after": None, "from_webhook_id": first.webhook_id}):
+            refused = await http.post(f"{one}/replay", json=neither_or_both, headers=admin)
+            assert refused.status_code == 400, refused.text
+        tampered = await http.post(f"{one}/replay", json={"after": "not-a-cursor"}, headers=admin)
+        assert tampered.status_code == 400
+        assert "cursor" in tampered.json()["error"]["message"]
+
     page = (await http.get(f"{one}/deliveries", params={"limit": "3"}, headers=admin)).json()
     rest = (await http.get(f"{one}/deliveries", params={"cursor": page["next_cursor"]}, headers=admin)).json()
     attempts = page["data"] + rest["data"]

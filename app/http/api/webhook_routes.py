@@ -26,8 +26,10 @@ from app.http.api.edge import (
 )
 from app.http.api.responses import JsonResponse
 from app.http.endpoint import services_of
+from app.services.event_feed import decode_cursor
 from app.services.webhooks import DeliveryAttempt, WebhookEndpoint
-from domain.errors import NotFound
+from domain.errors import InvalidWebhook, NotFound
+from eventstore.records import LOG_START
 
 EventTypes = Annotated[list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=100)]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
@@ -50,8 +52,14 @@ class WebhookChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ReplayInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # The `webhook-id` (the event's `id`) of the first event to deliver again; every later one follows.
-    from_webhook_id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    """Where to deliver again from, one of: `from_webhook_id`, the `webhook-id` (the event's `id`) of the first
+    event to deliver again; or `after`, a cursor of the event feed (its `next_cursor`), null for the start of
+    the log. Every later event follows, in order."""
+
+    from_webhook_id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    after: Annotated[str, msgspec.Meta(max_length=200)] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class WebhookOutput(msgspec.Struct, frozen=True):
@@ -224,7 +232,14 @@ async def replay_webhook(request: Request) -> Response:
     async def replay(body: bytes) -> Response:
         wanted = decode_body(body, ReplayInput)
         await webhooks.get(access.org_id, endpoint_id)  # 404 for an unknown endpoint before the event
-        after = await webhooks.position_before(access.org_id, wanted.from_webhook_id)
+        if (wanted.from_webhook_id is msgspec.UNSET) == (wanted.after is msgspec.UNSET):
+            raise InvalidWebhook(
+                "Give where to replay from: either from_webhook_id or after (a feed cursor)."
+            )
+        if wanted.from_webhook_id is not msgspec.UNSET:
+            after = await webhooks.position_before(access.org_id, wanted.from_webhook_id)
+        else:
+            after = decode_cursor(wanted.after) if isinstance(wanted.after, str) else LOG_START
         return JsonResponse(_shown(await webhooks.replay(access.org_id, endpoint_id, after)))
 
     return await idempotent(request, access.principal, replay)
