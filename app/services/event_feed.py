@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import uuid
 from collections.abc import Sequence
+from typing import Annotated
 
 import asyncpg
 import msgspec
@@ -48,11 +49,15 @@ class _Cursor(msgspec.Struct, frozen=True, array_like=True):
     """What a cursor holds: a version of its own format, and the log position of the last event examined."""
 
     format: int
-    tx: int
-    position: int
+    # Bounded as the columns are (tx an xid8, position a bigint), so that a number past them is refused as a
+    # cursor this feed never gave, not sent to PostgreSQL to fail there. msgspec takes no bound past int64:
+    # tx's upper one is checked in decode_cursor.
+    tx: Annotated[int, msgspec.Meta(ge=0)]
+    position: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 _CURSOR_FORMAT = 1
+_XID8_MAX = 2**64 - 1
 _cursor_encoder = msgspec.json.Encoder()
 _cursor_decoder = msgspec.json.Decoder(_Cursor)
 
@@ -69,7 +74,7 @@ def decode_cursor(cursor: str) -> LogPosition:
         decoded = _cursor_decoder.decode(raw)
     except (binascii.Error, ValueError, msgspec.DecodeError) as error:
         raise _invalid_cursor(cursor) from error
-    if decoded.format != _CURSOR_FORMAT or decoded.tx < 0 or decoded.position < 0:
+    if decoded.format != _CURSOR_FORMAT or decoded.tx > _XID8_MAX:
         raise _invalid_cursor(cursor)
     return LogPosition(decoded.tx, decoded.position)
 

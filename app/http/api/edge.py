@@ -179,9 +179,25 @@ def page_after(request: Request, listing: str, key_type: type[Key]) -> Key | Non
         key = msgspec.json.decode(cursor.key, type=key_type)
     except (ValueError, binascii.Error, msgspec.DecodeError) as error:
         raise refusal from error
-    if cursor.listing != listing:
+    if cursor.listing != listing or not _storable(key):
         raise refusal
     return key
+
+
+# The range of PostgreSQL's bigint, which every whole number of a listing's key is compared with.
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+
+def _storable(key: msgspec.Struct) -> bool:
+    """Whether every value of `key` can be sent to PostgreSQL. A key this API gave always can; an altered one
+    may hold a number past bigint or a U+0000, which the driver or the server would fail on (a 500). Checked
+    here, once for every listing, rather than on each route's key type."""
+    for value in msgspec.structs.astuple(key):
+        if isinstance(value, int) and not _BIGINT_MIN <= value <= _BIGINT_MAX:
+            return False
+        if isinstance(value, str) and "\x00" in value:
+            return False
+    return True
 
 
 def encode_cursor(listing: str, key: msgspec.Struct) -> str:
@@ -214,12 +230,25 @@ def page(
 MAX_KEY_LENGTH = 255
 
 
+# The header of a replay whose first response held a secret (a bearer token, a signing secret): it names the
+# field, null in the replay, since the secret was shown once and is kept nowhere in clear.
+SECRET_WITHHELD = "Idempotent-Secret-Withheld"
+
+
 async def idempotent(
-    request: Request, principal: ApiPrincipal, handle: Callable[[bytes], Awaitable[Response]]
+    request: Request,
+    principal: ApiPrincipal,
+    handle: Callable[[bytes], Awaitable[Response]],
+    secret: str | None = None,
 ) -> Response:
     """`handle(body)`, honouring the request's Idempotency-Key (app/services/idempotency.py): a retry with the
     same key and the same request gets the first response again, marked `Idempotent-Replayed: true`; the same
-    key with another request is refused (422); one still running, 409."""
+    key with another request is refused (422); one still running, 409.
+
+    `secret` names the top-level field of the response that holds a secret shown once. It is recorded null,
+    so that the idempotency keys (kept 24 hours, in clear) hold no secret that is otherwise stored only
+    hashed or encrypted; its replay says so in SECRET_WITHHELD, and the client can still learn what was made
+    (a token's id, to revoke it)."""
     body = await read_body(request)
     key = request.headers.get("idempotency-key")
     if key is None:
@@ -231,7 +260,10 @@ async def idempotent(
     async with pool.acquire() as connection:
         claimed = await idempotency.claim(connection, principal.token_id, key, hashed)
     if isinstance(claimed, idempotency.Recorded):
-        return JsonResponse(claimed.body, status_code=claimed.status, headers={"Idempotent-Replayed": "true"})
+        headers = {"Idempotent-Replayed": "true"}
+        if secret is not None and _withheld(claimed.body, secret):
+            headers[SECRET_WITHHELD] = secret
+        return JsonResponse(claimed.body, status_code=claimed.status, headers=headers)
     if isinstance(claimed, idempotency.Mismatch):
         raise ApiError(
             422,
@@ -246,8 +278,23 @@ async def idempotent(
         async with pool.acquire() as connection:
             await idempotency.release(connection, principal.token_id, key)
         raise
+    recorded = bytes(response.body)
+    if secret is not None:
+        recorded = _without(recorded, secret)
     async with pool.acquire() as connection:
-        await idempotency.record(
-            connection, principal.token_id, key, response.status_code, bytes(response.body)
-        )
+        await idempotency.record(connection, principal.token_id, key, response.status_code, recorded)
     return response
+
+
+def _without(body: bytes, field: str) -> bytes:
+    """`body` with its `field` null, when it is a JSON object holding it (an answer that made no secret, such
+    as an error, is kept as it is)."""
+    document = msgspec.json.decode(body) if body else None
+    if not isinstance(document, dict) or document.get(field) is None:
+        return body
+    return msgspec.json.encode({**document, field: None})
+
+
+def _withheld(body: bytes, field: str) -> bool:
+    document = msgspec.json.decode(body) if body else None
+    return isinstance(document, dict) and field in document and document[field] is None

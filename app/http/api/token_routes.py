@@ -70,7 +70,7 @@ async def issue_token(request: Request) -> Response:
             token_id, token = await tenancy.issue_token(connection, access.org_id, wanted.scope, wanted.label)
         return JsonResponse(IssuedToken(token_id, wanted.scope, wanted.label, token), status_code=201)
 
-    return await idempotent(request, access.principal, issue)
+    return await idempotent(request, access.principal, issue, secret="token")
 
 
 async def revoke_token(request: Request) -> Response:

@@ -165,7 +165,7 @@ async def create_webhook(request: Request) -> Response:
         )
         return JsonResponse(CreatedWebhook(_shown(created.endpoint), created.secret), status_code=201)
 
-    return await idempotent(request, access.principal, create)
+    return await idempotent(request, access.principal, create, secret="secret")
 
 
 async def get_webhook(request: Request) -> Response:
@@ -202,7 +202,7 @@ async def rotate_secret(request: Request) -> Response:
         secret = await services_of(request).webhooks.rotate_secret(access.org_id, endpoint_id)
         return JsonResponse(RotatedSecret(secret))
 
-    return await idempotent(request, access.principal, rotate)
+    return await idempotent(request, access.principal, rotate, secret="secret")
 
 
 async def pause_webhook(request: Request) -> Response:
