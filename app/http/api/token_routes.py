@@ -46,8 +46,9 @@ class IssuedToken(msgspec.Struct, frozen=True):
     id: uuid.UUID
     scope: str
     label: str | None
-    # The bearer token itself, shown in this answer only: only its hash is kept.
-    token: str
+    # The bearer token itself, shown in this answer only: only its hash is kept. Null when the answer is a
+    # replay of its Idempotency-Key (header Idempotent-Secret-Withheld): revoke it by id and issue another.
+    token: str | None
 
 
 async def list_tokens(request: Request) -> Response:

@@ -80,12 +80,14 @@ class WebhookOutput(msgspec.Struct, frozen=True):
 class CreatedWebhook(msgspec.Struct, frozen=True):
     webhook: WebhookOutput
     # The signing secret (Standard Webhooks' whsec_ format), in this answer only: only its encryption is kept.
-    secret: str
+    # Null when the answer is a replay of its Idempotency-Key (header Idempotent-Secret-Withheld): rotate it.
+    secret: str | None
 
 
 class RotatedSecret(msgspec.Struct, frozen=True):
-    # The new signing secret, in this answer only. The previous one signs too for 24 hours.
-    secret: str
+    # The new signing secret, in this answer only. The previous one signs too for 24 hours. Null when the
+    # answer is a replay of its Idempotency-Key (header Idempotent-Secret-Withheld).
+    secret: str | None
 
 
 class DeliveryOutput(msgspec.Struct, frozen=True):
