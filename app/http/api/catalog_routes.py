@@ -21,6 +21,7 @@ from app.http.api.edge import (
     page,
     page_after,
     page_limit,
+    path_id,
     path_text,
     read_body,
 )
@@ -37,7 +38,6 @@ from app.services.catalog import (
     MemberKey,
     MemberListing,
 )
-from domain.errors import NotFound
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -176,11 +176,7 @@ async def list_groups(request: Request) -> Response:
 
 
 def group_id_of(request: Request) -> uuid.UUID:
-    reference = request.path_params["group"]
-    try:
-        return uuid.UUID(reference)
-    except ValueError:
-        raise NotFound(f"No group {reference} in this organization.") from None
+    return path_id(request, "group", "group")
 
 
 async def list_members(request: Request) -> Response:

@@ -60,6 +60,15 @@ def path_text(request: Request, name: str) -> str:
     return value
 
 
+def path_id(request: Request, name: str, what: str) -> uuid.UUID:
+    """The id in path parameter `name`; text that is no UUID names no `what` of the organization: 404."""
+    reference = path_text(request, name)
+    try:
+        return uuid.UUID(reference)
+    except ValueError:
+        raise ApiError(404, f"No {what} {reference} in this organization.") from None
+
+
 def query_text(request: Request, name: str) -> str | None:
     """A query parameter to search by; empty is absent, and U+0000 is refused (400)."""
     value = request.query_params.get(name) or None

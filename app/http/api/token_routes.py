@@ -12,11 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.api.edge import decode_body, idempotent, org_access, page, page_after, page_limit
+from app.http.api.edge import decode_body, idempotent, org_access, page, page_after, page_limit, path_id
 from app.http.api.responses import JsonResponse
 from app.http.endpoint import services_of
 from app.services import tenancy
-from domain.errors import NotFound
 
 
 class TokenOutput(msgspec.Struct, frozen=True):
@@ -76,11 +75,7 @@ async def issue_token(request: Request) -> Response:
 
 async def revoke_token(request: Request) -> Response:
     access = await org_access(request, request.path_params["org"])
-    reference = request.path_params["token_id"]
-    try:
-        token_id = uuid.UUID(reference)
-    except ValueError:
-        raise NotFound(f"No token {reference}.") from None
+    token_id = path_id(request, "token_id", "token")
     async with services_of(request).pool.acquire() as connection:
         await tenancy.revoke_token(connection, token_id, access.org_id)
     return Response(status_code=204)

@@ -21,14 +21,14 @@ from app.http.api.edge import (
     page,
     page_after,
     page_limit,
-    path_text,
+    path_id,
     read_body,
 )
 from app.http.api.responses import JsonResponse
 from app.http.endpoint import services_of
 from app.services.event_feed import decode_cursor
 from app.services.webhooks import DeliveryAttempt, WebhookEndpoint
-from domain.errors import InvalidWebhook, NotFound
+from domain.errors import InvalidWebhook
 from eventstore.records import LOG_START
 
 EventTypes = Annotated[list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=100)]
@@ -140,11 +140,7 @@ def _delivery(attempt: DeliveryAttempt) -> DeliveryOutput:
 
 
 def _endpoint_id(request: Request) -> uuid.UUID:
-    reference = path_text(request, "webhook")
-    try:
-        return uuid.UUID(reference)
-    except ValueError:
-        raise NotFound(f"No webhook {reference} in this organization.") from None
+    return path_id(request, "webhook", "webhook")
 
 
 async def list_webhooks(request: Request) -> Response:
