@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import time
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ import httpx
 import msgspec
 
 from domain.errors import InvalidWebhookUrl
+
+log = logging.getLogger("scimledger.webhooks")
 
 MAX_URL_LENGTH = 2048
 MAX_ANSWER_BYTES = 64 * 1024
@@ -93,10 +96,36 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         return None
 
 
+# IPv6 prefixes whose addresses carry an IPv4 address in their low 32 bits, which a translator or tunnel on
+# the way may deliver to: NAT64 (RFC 6052), IPv4-compatible (::/96, deprecated) and SIIT's IPv4-translated
+# (::ffff:0:0/96). `ipaddress` calls them all global, so `::127.0.0.1` would pass unchecked.
+_LOW_32_BITS_PREFIXES = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address that `address` stands for, if it is one of the forms embedding one."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:127.0.0.1
+    if address.sixtofour is not None:
+        return address.sixtofour  # 2002::/16, the IPv4 address in bits 16-48
+    if int(address) > 1 and any(address in prefix for prefix in _LOW_32_BITS_PREFIXES):
+        # `::` and `::1` are in ::/96 but are IPv6's own unspecified and loopback, judged as such below.
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
+
+
 def refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why webhooks may not reach `address`, or None if they may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return refusal(embedded)
+        if address.is_site_local:  # fec0::/10: deprecated, but still routed inside some networks
+            return "site-local"
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:
@@ -124,25 +153,49 @@ async def checked_address(host: str, port: int, allow_private: bool) -> str:
         for address in addresses:
             reason = refusal(address)
             if reason is not None:
-                raise RefusedAddress(f"{host} resolves to {address}, a {reason} address: refused")
+                # The owner sees the delivery log: naming the address there would tell anyone with an admin
+                # token what internal names resolve to. The detail is for our own log only.
+                log.warning("webhook to %s refused: it resolves to %s, a %s address", host, address, reason)
+                raise RefusedAddress(f"{host} resolves to a non-public address: refused")
     return str(addresses[0])
 
 
 class WebhookSender:
-    """POSTs signed bodies; one per dispatcher, closed with it."""
+    """POSTs one endpoint's signed bodies: one per endpoint task, closed with it.
+
+    Each endpoint delivers in order, one request at a time, so it needs one connection, and it gets its own:
+    with a client shared by all endpoints, one tenant's receivers that never answer would hold the shared
+    pool's connections, and another tenant's attempts would spend their timeout waiting for one. The
+    connection is kept alive between deliveries, and dropped (a new client) when the URL's origin changes:
+    since the request goes to the checked address, a connection is only reused for the host it was opened for,
+    never for another name on the same address (whose TLS certificate it was not checked against).
+    """
 
     def __init__(self, timeout_seconds: float, allow_private: bool) -> None:
         self._timeout = timeout_seconds
         self._allow_private = allow_private
         self._addresses: dict[tuple[str, int], tuple[str, float]] = {}
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_seconds),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        self._client: httpx.AsyncClient | None = None
+        self._origin: tuple[str, str, int] | None = None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        client, self._client, self._origin = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+    async def _client_for(self, origin: tuple[str, str, int]) -> httpx.AsyncClient:
+        if self._client is not None and self._origin == origin:
+            return self._client
+        await self.aclose()
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self._timeout),
+            follow_redirects=False,
+            # One at a time: the pool never makes an attempt wait (a connection to an address the host no
+            # longer resolves to, idle, is closed to make room for the new one).
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+        self._origin = origin
+        return self._client
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         """One attempt, bounded by the timeout as a whole (resolving, connecting, sending, the answer's head)."""
@@ -159,7 +212,7 @@ class WebhookSender:
         return _answer(status, None if 200 <= status < 300 else f"HTTP {status}", started)
 
     async def _address(self, host: str, port: int) -> str:
-        """`checked_address`, remembered for ADDRESS_SECONDS: resolving runs in a thread, and one endpoint's
+        """`checked_address`, remembered for ADDRESS_SECONDS: resolving runs in a thread, and an endpoint's
         deliveries follow each other closely. Only checked addresses are remembered, and the connection goes to
         the one remembered, so this opens no window for DNS rebinding."""
         now = time.monotonic()
@@ -181,7 +234,8 @@ class WebhookSender:
         literal = f"[{address}]" if ":" in address else address
         target = parts._replace(netloc=f"{literal}:{port}").geturl()
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-        async with self._client.stream(
+        client = await self._client_for((parts.scheme, host.lower(), port))
+        async with client.stream(
             "POST",
             target,
             content=body,

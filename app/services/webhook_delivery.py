@@ -14,7 +14,8 @@ kind, run next to the runner (app/bootstrap.py starts both), on the runner's mac
 - it reads the log in the runner's commit-safe order, (tx, position) below the snapshot's xmin (the
   statement of eventstore/log_reader.read_log, narrowed to one organization by its index on
   (org_id, tx, position)), so an event that commits late is never skipped;
-- it fans out: one task per active endpoint, each with its own position in `webhook_endpoints`. A task
+- it fans out: one task per active endpoint, each with its own position in `webhook_endpoints` (and its own
+  HTTP connection, app/infrastructure/webhook_http.WebhookSender). A task
   reads the events after its position, sends the first one the endpoint wants (nothing is held in the
   transaction meanwhile), then records the attempt and moves the position past the event, or counts the
   failure and sets the next attempt's time, in one transaction. That row lock also checks that nobody
@@ -145,7 +146,6 @@ class WebhookDispatcher:
         await connection.add_listener(NOTIFY_CHANNEL, self._on_events)
         await connection.add_listener(WEBHOOKS_CHANNEL, self._on_endpoints)
         unsubscribe = self._notifier.subscribe(self._on_events) if self._notifier is not None else None
-        sender = WebhookSender(self.options.timeout_seconds, self.options.allow_private)
         try:
             while True:
                 self._endpoints_changed.clear()
@@ -154,14 +154,13 @@ class WebhookDispatcher:
                 active = await connection.fetch(
                     "SELECT org_id, endpoint_id FROM webhook_endpoints WHERE state = 'active'"
                 )
-                self._supervise({(row["org_id"], row["endpoint_id"]) for row in active}, sender)
+                self._supervise({(row["org_id"], row["endpoint_id"]) for row in active})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._endpoints_changed.wait(), self.options.poll_seconds)
         finally:
             if unsubscribe is not None:
                 unsubscribe()
             await self._stop_all()
-            await sender.aclose()
 
     def _on_events(self, *_: object) -> None:
         for running in self._tasks.values():
@@ -173,14 +172,14 @@ class WebhookDispatcher:
             running.changed.set()
             running.arrived.set()
 
-    def _supervise(self, active: set[tuple[uuid.UUID, uuid.UUID]], sender: WebhookSender) -> None:
+    def _supervise(self, active: set[tuple[uuid.UUID, uuid.UUID]]) -> None:
         """One task per active endpoint. A task ends by itself when its endpoint stops being active."""
         for key, running in list(self._tasks.items()):
             if running.task is None or running.task.done():
                 del self._tasks[key]
         for key in active - self._tasks.keys():
             running = _EndpointTask()
-            running.task = asyncio.create_task(self._serve(*key, sender, running), name=f"webhook:{key[1]}")
+            running.task = asyncio.create_task(self._serve(*key, running), name=f"webhook:{key[1]}")
             self._tasks[key] = running
 
     async def _stop_all(self) -> None:
@@ -190,10 +189,18 @@ class WebhookDispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _serve(
+    async def _serve(self, org_id: uuid.UUID, endpoint_id: uuid.UUID, me: _EndpointTask) -> None:
+        """Deliver one endpoint's events until it is no longer active, over a connection of its own (see
+        WebhookSender: another endpoint's slow receiver never holds it up), closed when it ends."""
+        sender = WebhookSender(self.options.timeout_seconds, self.options.allow_private)
+        try:
+            await self._deliver(org_id, endpoint_id, sender, me)
+        finally:
+            await sender.aclose()
+
+    async def _deliver(
         self, org_id: uuid.UUID, endpoint_id: uuid.UUID, sender: WebhookSender, me: _EndpointTask
     ) -> None:
-        """Deliver one endpoint's events until it is no longer active."""
         failures = 0
         while True:
             me.arrived.clear()
@@ -238,19 +245,22 @@ class WebhookDispatcher:
             if secret
         ]
         # The batch's events one after the other, without reading the endpoint again: each success's
-        # transaction says whether the endpoint is still active at the position this loop expects.
+        # transaction says whether the endpoint is still active at the position this loop expects, and
+        # unchanged since it was read (else the rest would go to an old URL, types or secret).
         position = start
         for pending in self._wanted(events, start, endpoint["event_types"]):
             answer = await sender.post(endpoint["url"], pending.body, _headers(pending, signers))
             if not answer.succeeded:
-                await self._record_failure(org_id, endpoint_id, position, pending, answer)
+                await self._record_failure(org_id, endpoint_id, position, pending, answer, endpoint)
                 return 0
-            if not await self._record_success(org_id, endpoint_id, position, pending, answer):
-                return 0  # paused, replayed or deleted meanwhile: the row decides what is next
+            if not await self._record_success(org_id, endpoint_id, position, pending, answer, endpoint):
+                return 0  # paused, replayed, changed or deleted meanwhile: the row decides what is next
             position = pending.event.log_position
         if position != events[-1].log_position:  # the batch ends with events it does not want
             async with self._connections:
-                await self._pool.execute(sql.MOVE, org_id, endpoint_id, *events[-1].log_position, *position)
+                await self._pool.execute(
+                    sql.MOVE, org_id, endpoint_id, *events[-1].log_position, *position, endpoint["updated_at"]
+                )
         return 0 if len(events) == self.options.batch_size else float("inf")
 
     def _wanted(
@@ -274,12 +284,13 @@ class WebhookDispatcher:
         expected: LogPosition,
         pending: _Pending,
         answer: Answer,
+        endpoint: asyncpg.Record,
     ) -> bool:
         """Record the attempt and move the position past the event, in one statement (so one transaction and one
-        round trip); whether the endpoint is still active at that position."""
+        round trip); whether the endpoint is still active at that position, as `endpoint` read it."""
         event = pending.event
         async with self._connections:
-            state = await self._pool.fetchval(
+            row = await self._pool.fetchrow(
                 sql.RECORD_SUCCESS,
                 org_id,
                 endpoint_id,
@@ -292,7 +303,12 @@ class WebhookDispatcher:
                 *event.log_position,
                 *expected,
             )
-        return bool(state == "active")
+        return (
+            row is not None
+            and row["state"] == "active"
+            and (row["updated_at"], row["url"], row["event_types"])
+            == (endpoint["updated_at"], endpoint["url"], endpoint["event_types"])
+        )
 
     async def _record_failure(
         self,
@@ -301,6 +317,7 @@ class WebhookDispatcher:
         expected: LogPosition,
         pending: _Pending,
         answer: Answer,
+        endpoint: asyncpg.Record,
     ) -> None:
         """The attempt, and the next attempt's time or the endpoint disabled, in one transaction."""
         event = pending.event
@@ -325,6 +342,8 @@ class WebhookDispatcher:
             )
             if LogPosition(row["tx"], row["position"]) != expected:
                 return  # replayed meanwhile: the attempt happened, the position is the replay's
+            if row["updated_at"] != endpoint["updated_at"]:
+                return  # changed meanwhile (a new URL, perhaps): the old settings' failure counts for nothing
             if attempt > len(self.options.retry_delays):
                 await self._disable(connection, org_id, endpoint_id, pending, attempt, answer)
             else:

@@ -35,6 +35,9 @@ WEBHOOKS_CHANNEL = "scimledger_webhooks"
 PREVIOUS_SECRET_GRACE = datetime.timedelta(hours=24)
 MAX_EVENT_TYPES = 100
 MAX_DESCRIPTION_LENGTH = 500
+# Each active endpoint has a delivery task and an HTTP connection of its own (webhook_delivery.py): the
+# cap bounds what one organization makes the dispatcher hold.
+MAX_ACTIVE_ENDPOINTS = 20
 
 EndpointState = str  # 'active', 'paused' or 'disabled'
 
@@ -118,6 +121,7 @@ class WebhookService:
         types, description = _checked_types(event_types), _checked_description(description)
         secret = new_secret()
         async with self._pool.acquire() as connection, connection.transaction():
+            await _check_room_for_active(connection, org_id, None)
             row = await connection.fetchrow(
                 _CREATE, org_id, uuid.uuid4(), url, types, description, self._keys.encrypt(secret)
             )
@@ -206,6 +210,7 @@ class WebhookService:
             org_id,
             endpoint_id,
             "state = 'active', disabled_reason = NULL, attempts = 0, next_attempt_at = NULL",
+            activates=True,
         )
 
     async def replay(self, org_id: uuid.UUID, endpoint_id: uuid.UUID, after: LogPosition) -> WebhookEndpoint:
@@ -218,6 +223,7 @@ class WebhookService:
             "next_attempt_at = NULL",
             after.tx,
             after.position,
+            activates=True,
         )
 
     async def position_before(self, org_id: uuid.UUID, webhook_id: str) -> LogPosition:
@@ -250,9 +256,16 @@ class WebhookService:
         return [msgspec.convert(dict(row), DeliveryAttempt) for row in rows]
 
     async def _change(
-        self, org_id: uuid.UUID, endpoint_id: uuid.UUID, assignments: str, *values: object
+        self,
+        org_id: uuid.UUID,
+        endpoint_id: uuid.UUID,
+        assignments: str,
+        *values: object,
+        activates: bool = False,
     ) -> WebhookEndpoint:
         async with self._pool.acquire() as connection, connection.transaction():
+            if activates:
+                await _check_room_for_active(connection, org_id, endpoint_id)
             row = await connection.fetchrow(
                 f"UPDATE webhook_endpoints SET {assignments}, updated_at = now() "
                 f"WHERE org_id = $1 AND endpoint_id = $2 RETURNING {_ENDPOINT_COLUMNS}",
@@ -262,6 +275,27 @@ class WebhookService:
             )
             await _notify(connection)
         return _endpoint(_found(row))
+
+
+async def _check_room_for_active(
+    connection: Connection, org_id: uuid.UUID, endpoint_id: uuid.UUID | None
+) -> None:
+    """InvalidWebhook if one more of the organization's endpoints (other than `endpoint_id`) may not become
+    active. The lock, to the transaction's end, keeps two at once from both taking the last place."""
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('scimledger.webhooks:' || $1::uuid::text, 0))", org_id
+    )
+    active = await connection.fetchval(
+        "SELECT count(*) FROM webhook_endpoints WHERE org_id = $1 AND state = 'active' "
+        "AND endpoint_id IS DISTINCT FROM $2",
+        org_id,
+        endpoint_id,
+    )
+    if active >= MAX_ACTIVE_ENDPOINTS:
+        raise InvalidWebhook(
+            f"An organization may have at most {MAX_ACTIVE_ENDPOINTS} active webhook endpoints; pause or "
+            "delete one first."
+        )
 
 
 async def _notify(connection: Connection) -> None:
