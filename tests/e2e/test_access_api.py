@@ -110,6 +110,7 @@ async def test_okta_s_grant_is_allowed_since_its_push_by_its_token_and_request(
         "granted_by": f"token:{granted.tenant.token_id}",
         "request_id": granted.granting_request,
         "cause": "push",
+        "reason": None,
     }
     # Names answer the same, folded as SCIM folds them.
     by_names = await ask(api, granted, user=granted.user_name.upper(), project="apollo", role="ADMIN")

@@ -92,16 +92,34 @@ async def test_the_access_check_equals_audit_access_at_random_instants(
     # Both answers occur, often: a check that always said no (or yes) would not pass.
     assert min(allowed, compared - allowed) >= 100, (allowed, compared)
 
-    # Now, without an instant, is what the audit says of the present.
+    # Now, without an instant, is what the audit says of the present, for users active and members of the
+    # organization now; the others are denied at once, whatever the reactors have yet to record.
     now = await pool.fetchval("SELECT clock_timestamp()")
     intervals = await audit_at(services, pool, org, now)
+    usable = await users_now(pool, org)
     for user_id in org.users:
         for project_id, role_id in org.pairs:
             decision = await services.access.check(org.org_id, user_id, project_id, role_id)
-            assert_agrees(decision, expected(intervals, user_id, project_id, role_id), f"now, seed {seed}")
+            interval = expected(intervals, user_id, project_id, role_id)
+            assert_agrees(decision, interval if usable[user_id] else None, f"now, seed {seed}")
 
 
-async def test_deactivation_keeps_access_until_the_reactor_revokes_it_as_the_audit_says(
+async def users_now(pool: asyncpg.Pool, org: Org) -> dict[uuid.UUID, bool]:
+    """Whether each user is, now, active and a member of the organization (their latest leaving or joining
+    is not a leaving), read independently of the check's statement."""
+    rows = await pool.fetch(
+        """SELECT users.user_id, users.active AND coalesce((
+               SELECT change.type <> 'UserRemovedFromOrganization' FROM events AS change
+               WHERE change.org_id = users.org_id AND change.stream_id = users.user_id
+                 AND change.type IN ('UserRemovedFromOrganization', 'UserJoinedOrganization')
+               ORDER BY change.version DESC LIMIT 1), true)
+           FROM scim_users AS users WHERE users.org_id = $1""",
+        org.org_id,
+    )
+    return dict.fromkeys(org.users, False) | {row[0]: row[1] for row in rows}
+
+
+async def test_deactivation_denies_now_at_once_and_the_past_keeps_the_audit_s_answer(
     services: Services, pool: asyncpg.Pool
 ) -> None:
     org = await new_org(services, pool, projects=1, roles=1)
@@ -115,13 +133,21 @@ async def test_deactivation_keeps_access_until_the_reactor_revokes_it_as_the_aud
 
     await services.users.replace(org.org_id, user_id, {"userName": user_name, "active": False}, OKTA)
     # Okta deactivated them; until the reactor removes them from the organization, the log has them in the
-    # group, and so do the audit and the check.
-    assert (await services.access.check(org.org_id, user_id, project_id, role_id)).allowed
+    # group, and so has the audit: the check of now denies at once, saying why; at an instant since the
+    # deactivation, the check keeps the audit's answer.
+    deactivated_at = await pool.fetchval("SELECT clock_timestamp()")
+    now = await services.access.check(org.org_id, user_id, project_id, role_id)
+    assert (now.allowed, now.reason, now.since) == (False, "user_inactive", None)
+    by_name = await services.access.check(org.org_id, user_name, project_id, role_id)
+    assert by_name == now
+    assert (await services.access.check(org.org_id, user_id, project_id, role_id, deactivated_at)).allowed
+    assert expected(await audit_at(services, pool, org, deactivated_at), user_id, project_id, role_id)
     await run_reactors(services, pool, org)
     revoked_at = await pool.fetchval(
         "SELECT revoked_at FROM access_grants WHERE org_id = $1 AND user_id = $2", org.org_id, user_id
     )
-    assert not (await services.access.check(org.org_id, user_id, project_id, role_id)).allowed
+    revoked = await services.access.check(org.org_id, user_id, project_id, role_id)
+    assert (revoked.allowed, revoked.reason) == (False, None)  # the grant itself is no longer held
     # Held at the instant of the revocation, as the audit's window [T, T] has it; not a microsecond after.
     at_revocation = await services.access.check(org.org_id, user_id, project_id, role_id, revoked_at)
     assert at_revocation.allowed
@@ -188,6 +214,10 @@ async def test_a_check_by_ids_is_one_statement_that_reads_the_primary_key_backwa
             plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN {statements[0]}", *arguments))
         assert "Index Scan Backward using access_grants_pkey" in plan, plan
         assert "Sort" not in plan, plan
+        if at is None:
+            # Now also reads the user as they are, by scim_users' key and their stream's, in the same statement.
+            assert "scim_users_pkey" in plan, plan
+            assert "Index Scan Backward using events_pkey" in plan, plan
 
 
 async def grants_of(

@@ -27,7 +27,10 @@ from scim.instants import parse_instant
 class AccessOutput(msgspec.Struct, frozen=True):
     """`since`, `granted_by` (a token, an admin or a reactor, as `audit access` names them), `request_id` (the
     request that granted it) and `cause` (how: "push" when the identity provider pushed it) are the grant's
-    that holds, and null when `allowed` is false. `at` is the instant asked about, null for now."""
+    that holds, and null when `allowed` is false. `at` is the instant asked about, null for now. `reason` says
+    why a check of now is denied although the grant is held, since the audit's membership ends only when the
+    reactor records it: "user_inactive" (the identity provider deactivated them), "user_removed" (removed
+    from the organization) or "user_deleted"; null otherwise, and always null with `at` (the audit's answer)."""
 
     allowed: bool
     user_id: uuid.UUID
@@ -38,6 +41,7 @@ class AccessOutput(msgspec.Struct, frozen=True):
     granted_by: str | None
     request_id: str | None
     cause: str | None
+    reason: str | None
 
 
 def _required(request: Request, name: str, what: str) -> str:
@@ -75,6 +79,7 @@ async def check_access(request: Request) -> Response:
             decision.granted_by,
             decision.request_id,
             decision.cause,
+            decision.reason,
         )
     )
 
@@ -101,7 +106,9 @@ def path_description(org: dict[str, Any], responses: dict[str, Any]) -> dict[str
             "get": {
                 "operationId": "apiCheckAccess",
                 "summary": "May the user act as the role in the project, now or at an instant; since when, "
-                "and granted by whom. One indexed read with ids: the answer `audit access` gives.",
+                "and granted by whom. One indexed read with ids. At an instant: the answer `audit access` gives; now: "
+                "also the user must be active, a member of the organization and not deleted (`reason` says "
+                "which failed), as their removal from the group waits for the reactor.",
                 "parameters": [
                     _query("user", "The user's id, or their userName (ignoring case)."),
                     _query("project", "The project's id, or the name of a live project (ignoring case)."),
