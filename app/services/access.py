@@ -63,8 +63,9 @@ def _user_now(held: str, user_id: str) -> str:
     """The columns user_active and user_membership: the user `user_id` (an SQL expression) as they are now,
     read only when `held` (an SQL condition: a grant is held now) so that a denial costs nothing more. Their
     scim_users row by its primary key (none once deleted; written in the deactivation's transaction), and
-    their stream's latest leaving or joining of the organization, read backwards on the log's primary key
-    (the stream is the user's alone: their profile, activity and group changes)."""
+    their stream's latest leaving or joining of the organization, one probe of the partial index that holds
+    those two event types alone (migration 0021: its type list must stay this query's for the planner to use
+    it)."""
     return f"""
 CASE WHEN {held} THEN (SELECT user_now.active FROM scim_users AS user_now
                        WHERE user_now.org_id = $1 AND user_now.user_id = {user_id}) END AS user_active,

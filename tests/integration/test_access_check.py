@@ -215,9 +215,10 @@ async def test_a_check_by_ids_is_one_statement_that_reads_the_primary_key_backwa
         assert "Index Scan Backward using access_grants_pkey" in plan, plan
         assert "Sort" not in plan, plan
         if at is None:
-            # Now also reads the user as they are, by scim_users' key and their stream's, in the same statement.
+            # Now also reads the user as they are, by scim_users' key and by the index of their leavings and
+            # joinings of the organization (migration 0021), in the same statement.
             assert "scim_users_pkey" in plan, plan
-            assert "Index Scan Backward using events_pkey" in plan, plan
+            assert "Index Scan Backward using events_organization_membership" in plan, plan
 
 
 async def grants_of(
