@@ -88,7 +88,7 @@ def paths() -> dict[str, Any]:
             **one,
             "post": _op(
                 "apiReplayWebhook",
-                "Deliver again from an event (by its webhook-id) onwards, in order, with the same ids.",
+                "Deliver again from an event (its webhook-id) or after a feed cursor, onwards, in order, with the same ids.",
                 {200: ("The endpoint.", "WebhookOutput")},
                 body="ReplayInput",
                 post=True,
