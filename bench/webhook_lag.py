@@ -5,7 +5,8 @@
    uvicorn on loopback in a process of its own. The lag of an event is the time from its row's
    recorded_at (clock_timestamp() at insert, a few ms before the commit) to the receiver answering 2xx.
 2. Throughput: one-member group PATCHes (add, then remove) from 8 concurrent clients, in turns with the
-   endpoint active and paused (none active), so that both see the same machine; the medians of the turns.
+   endpoint active and a host app following the feed (GET /api/v1/orgs/{org}/events, long-polling), and with
+   the endpoint paused and no feed reader, so that both see the same machine; the medians of the turns.
 
     .venv/bin/python bench/webhook_lag.py [--users 1000] [--turns 4] [--seconds 3]
 """
@@ -200,6 +201,22 @@ async def patch_turn(client: httpx.AsyncClient, group: str, members: list[str], 
     return done / (time.perf_counter() - started)
 
 
+async def follow_feed(client: httpx.AsyncClient, org_id: uuid.UUID, token: str, stop: asyncio.Event) -> int:
+    """A host app reading the organization's feed as it grows, long-polling when it has caught up."""
+    cursor, read = None, 0
+    while not stop.is_set():
+        params = {"limit": "100", "wait": "1", **({"after": cursor} if cursor else {})}
+        response = await client.get(
+            f"http://bench/api/v1/orgs/{org_id}/events",
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 200, response.text
+        read += len(response.json()["data"])
+        cursor = response.json()["next_cursor"]
+    return read
+
+
 async def throughput(turns: int, seconds: float, server: str) -> None:
     with serving() as receiver:
         async with scratch_database(server) as url, app_on(url) as (services, client, org_id):
@@ -212,7 +229,10 @@ async def throughput(turns: int, seconds: float, server: str) -> None:
                 body = {"userName": f"member{index}@bench.example", "active": True}
                 members.append((await client.post("/Users", json=body)).json()["id"])
             endpoint = (await services.webhooks.create(org_id, receiver.url)).endpoint
-            rates: dict[str, list[float]] = {"none": [], "one endpoint": []}
+            async with services.pool.acquire() as connection:
+                _, admin_token = await tenancy.issue_token(connection, org_id, "admin")
+            rates: dict[str, list[float]] = {"none": [], "feed and one endpoint": []}
+            read = 0
             for _ in range(turns):
                 for label in rates:
                     if label == "none":
@@ -220,12 +240,21 @@ async def throughput(turns: int, seconds: float, server: str) -> None:
                     else:
                         await services.webhooks.resume(org_id, endpoint.endpoint_id)
                     await asyncio.sleep(1)  # the dispatcher catches up between turns
+                    stop = asyncio.Event()
+                    reader = (
+                        asyncio.create_task(follow_feed(client, org_id, admin_token, stop))
+                        if label != "none"
+                        else None
+                    )
                     rates[label].append(await patch_turn(client, group, members, seconds))
+                    stop.set()
+                    read += await reader if reader is not None else 0
             delivered = len(await receiver.answered())
-    none, one = statistics.median(rates["none"]), statistics.median(rates["one endpoint"])
+    none, both = statistics.median(rates["none"]), statistics.median(rates["feed and one endpoint"])
     print(
         f"group PATCH, {CLIENTS} clients, {turns} turns of {seconds:g} s each: none {none:.0f}/s, "
-        f"one endpoint active {one:.0f}/s, ratio {one / none:.2f} ({delivered} deliveries)",
+        f"with a feed reader and one endpoint active {both:.0f}/s, ratio {both / none:.2f} "
+        f"({delivered} deliveries, {read} events read from the feed)",
         flush=True,
     )
 
