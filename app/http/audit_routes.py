@@ -49,6 +49,15 @@ def _window(start: datetime.datetime | None, end: datetime.datetime | None, firs
         raise invalid_value(problem)
 
 
+def _text(request: Request, name: str) -> str | None:
+    """A name to filter by: U+0000 is in no name, and PostgreSQL's text cannot even hold it, so it is refused
+    rather than sent."""
+    text = request.query_params.get(name)
+    if text is not None and "\x00" in text:
+        raise invalid_value(f"'{name}' cannot contain U+0000 (NUL): no name does.")
+    return text
+
+
 def _id(request: Request, name: str) -> uuid.UUID | None:
     text = request.query_params.get(name)
     if not text:
@@ -173,7 +182,7 @@ async def history(request: Request) -> Response:
     wanted = audit_history.HistoryFilter(
         user=_id(request, "user"),
         group=_id(request, "group"),
-        actor=request.query_params.get("actor"),
+        actor=_text(request, "actor"),
         since=since,
         until=until,
     )
@@ -215,7 +224,7 @@ async def access(request: Request) -> Response:
     assert start is not None
     assert end is not None
     _window(start, end, "from", "to")
-    params = request.query_params
+    project, role, user = (_text(request, name) for name in ("project", "role", "user"))
     intervals = await _read(
         request,
         principal,
@@ -225,9 +234,9 @@ async def access(request: Request) -> Response:
             prefix,
             start,
             end,
-            project=params.get("project"),
-            role=params.get("role"),
-            user=params.get("user"),
+            project=project,
+            role=role,
+            user=user,
         ),
     )
     return _streamed(

@@ -373,6 +373,7 @@ async def test_history_refuses_a_bad_limit_or_cursor_with_a_detail(
         ({"limit": "1000000000"}, "limit"),
         ({"after": "not-a-cursor"}, "after"),
         ({"after": "MTIzNA"}, "after"),  # base64, but of no position
+        ({"actor": "token:\x00"}, "actor"),  # U+0000: no actor can hold it, and PostgreSQL's text cannot
     ):
         response = await http.get("http://scim.test/audit/history", params=params, headers=story.auditor)
         assert response.status_code == 400, params
