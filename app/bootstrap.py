@@ -33,6 +33,7 @@ from app.infrastructure.settings import Settings
 from app.infrastructure.webhook_keys import WebhookKeys
 from app.services.access import AccessService
 from app.services.catalog import CatalogService
+from app.services.console import ConsoleAccess
 from app.services.container import Services
 from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
@@ -241,4 +242,10 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
             notifier,
         ),
         access=AccessService(pool),
+        console=ConsoleAccess(
+            pool,
+            settings.console_link_seconds,
+            settings.console_idle_seconds,
+            settings.console_session_seconds,
+        ),
     )

@@ -113,6 +113,15 @@ class WebhookKeyMissing(DomainError):
     mistake. The message names the setting."""
 
 
+class LinkRefused(DomainError):
+    """A console sign-in link that cannot be used, with what to do about it (the page shown says it).
+    `gone`: it was a link, used or expired (410); otherwise there is no such link (404)."""
+
+    def __init__(self, detail: str, gone: bool = False) -> None:
+        super().__init__(detail)
+        self.gone = gone
+
+
 def moment(when: datetime.datetime) -> str:
     """A time as an admin reads it in an error: to the minute, in UTC, whatever zone it was recorded in."""
     return f"{when.astimezone(datetime.UTC):%Y-%m-%d %H:%M} UTC"

@@ -75,6 +75,12 @@ def app_routes() -> set[tuple[str, str]]:
     return found
 
 
+def bearer_routes() -> set[tuple[str, str]]:
+    """The routes reached by a bearer token, which /openapi.json describes: all but the console's pages,
+    which a browser reaches by session (tests/console/test_isolation.py probes them)."""
+    return {(method, path) for method, path in app_routes() if not path.startswith("/console")}
+
+
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))

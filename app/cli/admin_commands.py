@@ -35,7 +35,7 @@ async def _token_issue(context: Context, args: argparse.Namespace) -> int:
         raise DomainError("A platform token belongs to no organization: issue it without --org.")
     org = await context.org(args.org) if args.org is not None else None
     token_id, token = await tenancy.issue_token(
-        connection, org.org_id if org else None, args.scope, args.label
+        connection, org.org_id if org else None, args.scope, args.label, admin().actor
     )
     owner = f"for '{org.name}'" if org else "for the platform (every organization)"
     # The token alone on stdout, so that TOKEN=$(scimledger token issue --org X) works; the rest to stderr.
@@ -66,7 +66,7 @@ async def _token_list(context: Context, args: argparse.Namespace) -> int:
 
 
 async def _token_revoke(context: Context, args: argparse.Namespace) -> int:
-    await tenancy.revoke_token(context.connection, args.token_id)
+    await tenancy.revoke_token(context.connection, args.token_id, revoked_by=admin().actor)
     print_lines(f"revoked token {args.token_id}")
     return 0
 

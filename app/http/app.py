@@ -9,7 +9,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from app.bootstrap import Schema, bootstrap
 from app.http import audit_routes, discovery, group_routes, openapi, operations, search_routes, user_routes
@@ -20,9 +21,13 @@ from app.http.api import (
     events_routes,
     grant_routes,
     org_routes,
+    portal_routes,
     token_routes,
     webhook_routes,
 )
+from app.http.console import audit_routes as console_audit_routes
+from app.http.console import setup_routes, sign_in_routes
+from app.http.console.pages import STATIC, STATIC_PATH, console_templates
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import EdgeMiddleware, endpoint_spellings
 from app.http.operations import Metrics, Operations
@@ -52,7 +57,11 @@ def create_app(settings: Settings) -> Starlette:
             bounded_waits=True,
             runner=settings.worker,
         ) as root:
-            yield {"services": root.services, "operations": Operations(root.services, metrics, root.runner)}
+            yield {
+                "services": root.services,
+                "operations": Operations(root.services, metrics, root.runner),
+                "templates": console_templates(),
+            }
 
     # `.search` first: `/Users/{id}` would match `/Users/.search` too.
     scim_routes = _under(
@@ -76,8 +85,13 @@ def create_app(settings: Settings) -> Starlette:
                     *directory_routes.ROUTES,
                     *events_routes.ROUTES,
                     *webhook_routes.ROUTES,
+                    *portal_routes.ROUTES,
                 ],
             ),
+            *sign_in_routes.ROUTES,
+            *setup_routes.ROUTES,
+            *console_audit_routes.ROUTES,
+            Mount(STATIC_PATH, StaticFiles(directory=STATIC), name="console-static"),
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),

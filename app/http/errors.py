@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http.api.responses import ApiError, api_error_response, is_api
+from app.http.console.pages import console_problem, is_console
+from app.http.console.session import CONSOLE_EXCEPTION_HANDLERS
 from app.http.endpoint import services_of
 from app.http.middleware import received_path
 from app.http.operations import RETRY_AFTER_SECONDS
@@ -25,6 +27,7 @@ from domain.errors import (
     InvalidFeedRequest,
     InvalidMember,
     InvalidWebhook,
+    LinkRefused,
     ManagedByIdentityProvider,
     NameTaken,
     NotFound,
@@ -49,7 +52,10 @@ def _answer(
     scim_type: ScimType | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """The error as SCIM's error body, or in the management API's shape for a request under /api/."""
+    """The error as SCIM's error body, in the management API's shape for a request under /api/, or as the
+    console's page for one under /console."""
+    if is_console(request.scope):
+        return console_problem(request, status, detail, headers)
     if is_api(request.scope):
         return api_error_response(request.scope, status, detail, headers)
     return error_response(status, detail, scim_type, headers)
@@ -99,6 +105,8 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     ManagedByIdentityProvider: ErrorAnswer(409, None),
     InvalidFeedRequest: ErrorAnswer(400, "invalidValue"),
     InvalidWebhook: ErrorAnswer(400, "invalidValue"),
+    # Answered by the sign-in page itself (app/http/console/sign_in_routes.py), 410 or 404 by `gone`.
+    LinkRefused: ErrorAnswer(404, None),
     # The service's own configuration: nothing the caller can change, and nothing was saved.
     WebhookKeyMissing: ErrorAnswer(503, None),
     DomainError: ErrorAnswer(400, "invalidValue"),
@@ -137,6 +145,7 @@ async def on_domain_error(request: Request, error: Exception) -> Response:
 _API_NOT_FOUND = (
     "No such endpoint: {path}. The management API's routes start with /api/v1; /openapi.json lists them."
 )
+_CONSOLE_NOT_FOUND = "There is no such page in the console ({path})."
 _HTTP_DETAILS = {
     404: "No such endpoint: {path}. The SCIM base URL ends in /scim/v2, e.g. /scim/v2/Users.",
     405: "This method is not supported on this endpoint.",
@@ -146,9 +155,14 @@ _HTTP_DETAILS = {
 async def on_http_exception(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     if error.status_code == 404:
-        detail = (_API_NOT_FOUND if is_api(request.scope) else _HTTP_DETAILS[404]).format(
-            path=received_path(request.scope)
+        shape = (
+            _API_NOT_FOUND
+            if is_api(request.scope)
+            else _CONSOLE_NOT_FOUND
+            if is_console(request.scope)
+            else _HTTP_DETAILS[404]
         )
+        detail = shape.format(path=received_path(request.scope))
     else:
         detail = _HTTP_DETAILS.get(error.status_code, str(error.detail))
     return _answer(request, error.status_code, detail, headers=dict(error.headers or {}))
@@ -205,4 +219,5 @@ EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     HTTPException: on_http_exception,
     **dict.fromkeys(DATABASE_UNAVAILABLE, on_database_unavailable),
     asyncpg.QueryCanceledError: on_query_canceled,
+    **CONSOLE_EXCEPTION_HANDLERS,
 }

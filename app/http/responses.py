@@ -52,6 +52,12 @@ def error_response(
     return ScimResponse(body, status_code=status, headers=headers)
 
 
+def service_root(request: Request) -> str:
+    """The service's root URL as its clients reach it (no trailing slash): SCIMLEDGER_PUBLIC_URL without its
+    SCIM path when set, else the request's own."""
+    return services_of(request).settings.public_root or base_url(request).removesuffix("/scim/v2")
+
+
 def base_url(request: Request) -> str:
     configured = services_of(request).settings.public_url
     if configured:

@@ -52,6 +52,9 @@ ENVIRONMENT = {
     "SCIMLEDGER_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
     "SCIMLEDGER_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "SCIMLEDGER_WEBHOOK_SECRET_KEY": "webhook_secret_key",
+    "SCIMLEDGER_CONSOLE_LINK_SECONDS": "console_link_seconds",
+    "SCIMLEDGER_CONSOLE_IDLE_SECONDS": "console_idle_seconds",
+    "SCIMLEDGER_CONSOLE_SESSION_SECONDS": "console_session_seconds",
 }
 
 # Seconds between a webhook's failed attempt at an event and the next: about four days in all, so that a
@@ -129,6 +132,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Fernet keys (comma-separated; the first encrypts, every one decrypts, so a key can be rotated) for the
     # signing secrets at rest. Unset with the embedded database: a key generated in the data dir.
     webhook_secret_key: str | None = None
+    # The console (app/services/console.py): how long a sign-in link may wait to be opened, and how long a
+    # session lasts without a request and in all.
+    console_link_seconds: Annotated[float, msgspec.Meta(gt=0)] = 900.0
+    console_idle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
+    console_session_seconds: Annotated[float, msgspec.Meta(gt=0)] = 8 * 3600.0
+
+    @property
+    def public_root(self) -> str | None:
+        """SCIMLEDGER_PUBLIC_URL without its SCIM path: where people reach the service (the console's links)."""
+        if not self.public_url:
+            return None
+        return self.public_url.rstrip("/").removesuffix("/scim/v2")
 
     @property
     def webhook_retry_delays(self) -> tuple[float, ...]:

@@ -11,6 +11,7 @@ from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
 from app.services.access import AccessService
 from app.services.catalog import CatalogService
+from app.services.console import ConsoleAccess
 from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
@@ -49,6 +50,7 @@ class Services:
     # Delivers the webhooks; runs beside the runner (app/bootstrap.py), in the process that runs the runner.
     webhook_dispatcher: WebhookDispatcher
     access: AccessService
+    console: ConsoleAccess
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

@@ -140,10 +140,15 @@ async def list_orgs(connection: Connection) -> list[Org]:
 
 
 async def issue_token(
-    connection: Connection, org_id: uuid.UUID | None, scope: str = "scim", label: str | None = None
+    connection: Connection,
+    org_id: uuid.UUID | None,
+    scope: str = "scim",
+    label: str | None = None,
+    created_by: str | None = None,
 ) -> tuple[uuid.UUID, str]:
     """A new token of `scope` for `org_id` (None for a platform token, which belongs to no organization):
-    its id, and the token itself, which is shown once and never stored."""
+    its id, and the token itself, which is shown once and never stored. `created_by` is the actor who asked
+    (as events name them), kept beside it."""
     if scope not in SCOPES:
         raise DomainError(f"Unknown scope '{scope}': use one of {', '.join(SCOPES)}.")
     if (scope == PLATFORM) != (org_id is None):
@@ -170,12 +175,14 @@ async def issue_token(
                     "'scimledger token list' shows them, 'scimledger token revoke TOKEN_ID' revokes one."
                 )
         await connection.execute(
-            "INSERT INTO api_tokens (org_id, token_id, secret_hash, scope, label) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO api_tokens (org_id, token_id, secret_hash, scope, label, created_by) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
             org_id,
             token_id,
             hash_token(token),
             scope,
             label,
+            created_by,
         )
     return token_id, token
 
@@ -209,16 +216,21 @@ ANY_ORG = uuid.UUID(int=0)
 
 
 async def revoke_token(
-    connection: Connection, token_id: uuid.UUID, org_id: uuid.UUID | None = ANY_ORG
+    connection: Connection,
+    token_id: uuid.UUID,
+    org_id: uuid.UUID | None = ANY_ORG,
+    revoked_by: str | None = None,
 ) -> None:
     """Revoke a token; with `org_id`, only one of that organization (None: of the platform), so that an
-    organization's admin cannot revoke, or learn of, another's."""
+    organization's admin cannot revoke, or learn of, another's. The first revocation's time and actor stay."""
     revoked = await connection.fetchval(
-        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE token_id = $1 "
+        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()), "
+        "revoked_by = CASE WHEN revoked_at IS NULL THEN $4 ELSE revoked_by END WHERE token_id = $1 "
         "AND ($2::uuid = $3::uuid OR org_id IS NOT DISTINCT FROM $2) RETURNING token_id",
         token_id,
         org_id,
         ANY_ORG,
+        revoked_by,
     )
     if revoked is None:
         raise NotFound(f"No token {token_id}.")

@@ -24,7 +24,7 @@ from app.services.catalog import PROJECT, ROLE, CatalogService
 from app.services.container import Services
 from eventstore.records import Metadata
 from eventstore.runner import Runner
-from tests.conftest import Tenant, app_routes, new_tenant, okta_user
+from tests.conftest import Tenant, bearer_routes, new_tenant, okta_user
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BASE = "http://scim.test"
@@ -351,6 +351,9 @@ SEPARATE: set[tuple[str, str]] = {
     # Platform tokens alone, every organization's events by design; an admin token is refused
     # (tests/e2e/test_events_api.py).
     ("GET", "/api/v1/events"),
+    # Console links and sessions: tests/console/test_sign_in.py, test_a_link_of_one_organization_signs_into_no_other.
+    ("POST", "/api/v1/orgs/{org}/portal-links"),
+    ("DELETE", "/api/v1/orgs/{org}/portal-sessions"),
     # Tokens are not events: test_token_writes_reach_no_other_organization.
     ("POST", "/api/v1/orgs/{org}/tokens"),
     ("DELETE", "/api/v1/orgs/{org}/tokens/{token_id}"),
@@ -374,7 +377,7 @@ SEPARATE: set[tuple[str, str]] = {
 
 
 def test_every_route_is_probed() -> None:
-    assert app_routes() == NOT_ORG_DATA | set(READS) | set(WRITES) | set(API_WRITES) | SEPARATE
+    assert bearer_routes() == NOT_ORG_DATA | set(READS) | set(WRITES) | set(API_WRITES) | SEPARATE
 
 
 @pytest.fixture
@@ -522,7 +525,7 @@ async def test_every_route_with_organization_data_checks_its_scope(
 ) -> None:
     owner, _ = orgs
     checked = set()
-    for method, path in sorted(app_routes() - NOT_ORG_DATA):
+    for method, path in sorted(bearer_routes() - NOT_ORG_DATA):
         url = api_url(path.replace("{id}", owner.user_id).replace("{ref}", "{project}"), owner)
         api = path.startswith("/api/")
         wrong_scope = owner.scim if path.startswith(("/audit", "/api/")) else owner.auditor

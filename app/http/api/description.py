@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from app.http.api import access_routes
+from app.http.api import access_routes, portal_routes
 from app.http.api.access_routes import AccessOutput
 from app.http.api.catalog_routes import (
     ArchivedEntry,
@@ -181,6 +181,7 @@ def paths() -> dict[str, Any]:
         **access_routes.path_description(
             _ORG, _responses({200: ("The answer, allowed or not.", "AccessOutput")}, 400, 404)
         ),
+        **portal_routes.path_description(_ORG, _body("PortalLinkInput"), _responses, _IDEMPOTENCY_KEY),
     }
 
 
@@ -377,6 +378,7 @@ def schemas() -> dict[str, Any]:
             InviteInput,
             EventPage,
             AccessOutput,
+            *portal_routes.SCHEMA_TYPES,
         ],
         ref_template=_REF,
     )

@@ -67,7 +67,9 @@ async def issue_token(request: Request) -> Response:
     async def issue(body: bytes) -> Response:
         wanted = decode_body(body, TokenInput)
         async with services_of(request).pool.acquire() as connection:
-            token_id, token = await tenancy.issue_token(connection, access.org_id, wanted.scope, wanted.label)
+            token_id, token = await tenancy.issue_token(
+                connection, access.org_id, wanted.scope, wanted.label, access.principal.actor
+            )
         return JsonResponse(IssuedToken(token_id, wanted.scope, wanted.label, token), status_code=201)
 
     return await idempotent(request, access.principal, issue, secret="token")
@@ -77,7 +79,7 @@ async def revoke_token(request: Request) -> Response:
     access = await org_access(request, request.path_params["org"])
     token_id = path_id(request, "token_id", "token")
     async with services_of(request).pool.acquire() as connection:
-        await tenancy.revoke_token(connection, token_id, access.org_id)
+        await tenancy.revoke_token(connection, token_id, access.org_id, access.principal.actor)
     return Response(status_code=204)
 
 
