@@ -52,6 +52,8 @@ ENVIRONMENT = {
     "SCIMLEDGER_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
     "SCIMLEDGER_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "SCIMLEDGER_WEBHOOK_SECRET_KEY": "webhook_secret_key",
+    "SCIMLEDGER_SCIM_ERRORS_KEPT": "scim_errors_kept",
+    "SCIMLEDGER_SCIM_ERRORS_FLUSH_SECONDS": "scim_errors_flush_seconds",
 }
 
 # Seconds between a webhook's failed attempt at an event and the next: about four days in all, so that a
@@ -129,6 +131,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Fernet keys (comma-separated; the first encrypts, every one decrypts, so a key can be rotated) for the
     # signing secrets at rest. Unset with the embedded database: a key generated in the data dir.
     webhook_secret_key: str | None = None
+
+    # The connection status (app/services/scim_call_errors.py): the SCIM errors an organization keeps, and
+    # how long a process gathers an organization's errors before it writes them, in one statement.
+    scim_errors_kept: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    scim_errors_flush_seconds: Annotated[float, msgspec.Meta(ge=0)] = 1.0
 
     @property
     def webhook_retry_delays(self) -> tuple[float, ...]:
