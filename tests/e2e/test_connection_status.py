@@ -52,9 +52,7 @@ async def okta(pool: asyncpg.Pool) -> Okta:
 
 
 async def connection_of(http: httpx.AsyncClient, org: Okta, **params: str) -> dict[str, Any]:
-    response = await http.get(
-        f"{BASE}/api/v1/orgs/{org.org_id}/connection", headers=org.admin, params=params
-    )
+    response = await http.get(f"{BASE}/api/v1/orgs/{org.org_id}/connection", headers=org.admin, params=params)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -127,7 +125,10 @@ async def test_a_group_patch_naming_an_unknown_member_names_the_group_and_the_me
     await services.catalog.create(ROLE, okta.org_id, "Admin", Metadata("admin:test"))
     [group] = (await http.get("/Groups", headers=okta.scim)).json()["Resources"]
     stranger = str(uuid.uuid4())
-    add = {"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": stranger}]}]}
+    add = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": stranger}]}],
+    }
     refused = await http.patch(f"/Groups/{group['id']}", json=add, headers=okta.scim)
     assert refused.status_code == 400
 
@@ -152,8 +153,10 @@ async def test_another_organizations_errors_never_appear(
 
     mine = await connection_of(http, okta)
 
-    assert mine["errors"] == [] and mine["errors_last_day"] == []
-    assert theirs not in str(mine) and str(other.token_id) not in str(mine)
+    assert mine["errors"] == []
+    assert mine["errors_last_day"] == []
+    assert theirs not in str(mine)
+    assert str(other.token_id) not in str(mine)
     # Nor can one organization's admin ask for the other's (answered as an organization that does not exist).
     response = await http.get(f"{BASE}/api/v1/orgs/{other.org_id}/connection", headers=okta.admin)
     assert response.status_code == 404
@@ -171,7 +174,9 @@ async def test_a_revoked_or_unknown_token_is_nobodys_error(
 
     status = await connection_of(http, okta)
 
-    assert status["errors"] == [] and status["tokens"] == [] and status["last_call_at"] is None
+    assert status["errors"] == []
+    assert status["tokens"] == []
+    assert status["last_call_at"] is None
 
 
 @pytest.fixture
