@@ -63,7 +63,7 @@ REASONS: Mapping[tuple[int, str | None, str | None], str] = {
     (412, None, None): "it had changed since the version sent",
     (413, None, None): "the request was larger than the service accepts",
     (429, None, None): "it sent more requests at once than its limits allow; it will retry",
-    (500, None, None): "the service failed (the failure is logged under the request id)",
+    (500, None, None): "the service failed; its log has the details under the request id",
     (503, None, None): "the service's database was unavailable or too slow; it will retry",
 }
 # When the request named members that are no users of the organization: {members} lists them.
