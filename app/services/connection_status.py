@@ -51,7 +51,7 @@ REASONS: Mapping[tuple[int, str | None, str | None], str] = {
     (400, "invalidFilter", None): "its filter could not be used",
     (400, "invalidSyntax", None): "the request was not well-formed SCIM",
     (400, "invalidValue", None): "a value it sent was refused",
-    (400, "invalidPath", None): "it named an attribute path that does not exist",
+    (400, "invalidPath", None): "its attribute path could not be used",
     (400, "noTarget", None): "its path matched nothing to change",
     (400, "mutability", None): "it tried to change an attribute that cannot be changed",
     (400, "tooMany", None): "it asked for more than the service computes in one request",
