@@ -100,6 +100,14 @@ class UserFilter:
     name: str | None = None
 
 
+# What each status filters on: a removed user is no longer a member, whether or not still active.
+STATUS_FILTERS: dict[str, UserFilter] = {
+    "active": UserFilter(active=True, removed=False),
+    "inactive": UserFilter(active=False, removed=False),
+    "removed": UserFilter(removed=True),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class UserSummary:
     user_id: uuid.UUID
@@ -117,6 +125,12 @@ class UserSummary:
     @property
     def removed_by_admin(self) -> bool:
         return self.removed_cause == "admin"
+
+    @property
+    def status(self) -> str:
+        """As an admin tells users apart: removed (no longer a member, active or not), else active or
+        inactive; the keys of STATUS_FILTERS."""
+        return "removed" if not self.member else "active" if self.active else "inactive"
 
     def to_row(self) -> dict[str, Any]:
         return dict(zip(USER_COLUMNS, (getattr(self, field) for field in _SUMMARY_FIELDS), strict=True))

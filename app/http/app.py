@@ -27,7 +27,8 @@ from app.http.api import (
     webhook_routes,
 )
 from app.http.console import audit_routes as console_audit_routes
-from app.http.console import setup_routes, sign_in_routes
+from app.http.console import catalog_routes as console_catalog_routes
+from app.http.console import groups_routes, setup_routes, sign_in_routes, users_routes, webhooks_routes
 from app.http.console.pages import STATIC, STATIC_PATH, console_templates
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import EdgeMiddleware, endpoint_spellings
@@ -92,6 +93,10 @@ def create_app(settings: Settings) -> Starlette:
             ),
             *sign_in_routes.ROUTES,
             *setup_routes.ROUTES,
+            *users_routes.ROUTES,
+            *groups_routes.ROUTES,
+            *console_catalog_routes.ROUTES,
+            *webhooks_routes.ROUTES,
             *console_audit_routes.ROUTES,
             Mount(STATIC_PATH, StaticFiles(directory=STATIC), name="console-static"),
             Route("/healthz", operations.healthz, methods=["GET"]),

@@ -64,6 +64,13 @@ class GroupListing:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveImpact:
+    groups: int
+    linked_groups: int
+    memberships: int
+
+
+@dataclass(frozen=True, slots=True)
 class MemberListing:
     user_id: uuid.UUID
     user_name: str
@@ -295,22 +302,45 @@ class CatalogService:
 
     @staticmethod
     async def groups(
-        connection: Connection, org_id: uuid.UUID, after: GroupKey | None = None, limit: int | None = None
+        connection: Connection,
+        org_id: uuid.UUID,
+        after: GroupKey | None = None,
+        limit: int | None = None,
+        projects: Sequence[uuid.UUID] | None = None,
     ) -> list[GroupListing]:
         """The organization's groups by name (ignoring case), whether the identity provider linked each, and
-        their member counts; those after `after`, `limit` of them."""
+        their member counts; those after `after`, `limit` of them; only those of `projects` if given (the
+        rows of a page of the Project × Role matrix, in one query)."""
         rows = await connection.fetch(
             "SELECT grp.group_id, grp.display_name, grp.linked, "
             "(SELECT count(*) FROM group_members AS member "
             " WHERE member.org_id = grp.org_id AND member.group_id = grp.group_id), grp.project_id, grp.role_id "
             "FROM scim_groups AS grp WHERE grp.org_id = $1 "
             "AND ($2::text IS NULL OR (scim_fold(grp.display_name), grp.group_id) > (scim_fold($2), $3)) "
+            "AND ($5::uuid[] IS NULL OR grp.project_id = ANY($5::uuid[])) "
             "ORDER BY scim_fold(grp.display_name), grp.group_id LIMIT $4",
             org_id,
             *((after.display_name, after.id) if after else (None, None)),
             limit,
+            None if projects is None else list(projects),
         )
         return [GroupListing(*row) for row in rows]
+
+    @staticmethod
+    async def archive_impact(
+        connection: Connection, kind: Kind, org_id: uuid.UUID, entity_id: uuid.UUID
+    ) -> ArchiveImpact:
+        """What archiving the project or role would take away now: its groups, those the identity provider
+        linked, and the memberships `archive` would revoke (one per member of each group)."""
+        row = await connection.fetchrow(
+            "SELECT count(*), count(*) FILTER (WHERE grp.linked), coalesce(sum((SELECT count(*) "
+            "FROM group_members AS member WHERE member.org_id = grp.org_id AND member.group_id = grp.group_id)), 0) "
+            f"FROM scim_groups AS grp WHERE grp.org_id = $1 AND grp.{kind.key} = $2",
+            org_id,
+            entity_id,
+        )
+        assert row is not None  # an aggregate without GROUP BY answers one row
+        return ArchiveImpact(row[0], row[1], row[2])
 
     @staticmethod
     async def members(

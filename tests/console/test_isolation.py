@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import app_routes
+from tests.console.admin_helpers import admin_things
 from tests.console.helpers import ConsoleOrg, console_org, csrf_of, sign_in
 
 
@@ -29,7 +30,12 @@ class Owned:
 
 async def owned_org(pool: asyncpg.Pool) -> Owned:
     org = await console_org(pool)
-    return Owned(org, [str(org.tenant.token_id)], {"token_id": str(org.tenant.token_id)})
+    admin = await admin_things(pool, org.tenant.org.org_id)
+    return Owned(
+        org,
+        [str(org.tenant.token_id), *admin.markers],
+        {"token_id": str(org.tenant.token_id), **admin.ids},
+    )
 
 
 # Console routes that need no session: signing in (the link is the credential), and the console's home,
@@ -53,6 +59,53 @@ CONSOLE_ROUTES: dict[tuple[str, str], tuple[str, Callable[[Owned], str]]] = {
         "setup",
         lambda owned: f"/console/setup/tokens/{owned.ids['token_id']}/revoke",
     ),
+    ("GET", "/console/users"): ("admin", lambda owned: "/console/users"),
+    ("POST", "/console/users"): ("admin", lambda owned: "/console/users"),
+    **{
+        (method, f"/console/users/{{user}}{action}"): (
+            "admin",
+            lambda owned, action=action: f"/console/users/{owned.ids['user']}{action}",
+        )
+        for method, action in (
+            ("GET", ""),
+            ("GET", "/remove"),
+            ("POST", "/remove"),
+            ("GET", "/restore"),
+            ("POST", "/restore"),
+        )
+    },
+    ("GET", "/console/matrix"): ("admin", lambda owned: "/console/matrix"),
+    ("GET", "/console/groups/{group}"): ("admin", lambda owned: f"/console/groups/{owned.ids['group']}"),
+    ("GET", "/console/groups/{group}/history"): (
+        "admin",
+        lambda owned: f"/console/groups/{owned.ids['group']}/history",
+    ),
+    ("GET", "/console/catalog"): ("admin", lambda owned: "/console/catalog"),
+    **{
+        route: ("admin", path_of)
+        for kind in ("project", "role")
+        for route, path_of in (
+            (("POST", f"/console/catalog/{kind}s"), lambda owned, kind=kind: f"/console/catalog/{kind}s"),
+            *(
+                (
+                    (method, f"/console/catalog/{kind}s/{{ref}}/{action}"),
+                    lambda owned, kind=kind, action=action: (
+                        f"/console/catalog/{kind}s/{owned.ids[kind]}/{action}"
+                    ),
+                )
+                for method in ("GET", "POST")
+                for action in ("rename", "archive")
+            ),
+        )
+    },
+    ("GET", "/console/webhooks"): ("admin", lambda owned: "/console/webhooks"),
+    **{
+        (method, f"/console/webhooks/{{webhook}}{action}"): (
+            "admin",
+            lambda owned, action=action: f"/console/webhooks/{owned.ids['webhook']}{action}",
+        )
+        for method, action in (("GET", ""), ("POST", "/pause"), ("POST", "/resume"))
+    },
     ("GET", "/console/audit"): ("audit", lambda owned: "/console/audit"),
     ("POST", "/console/audit/verify"): ("audit", lambda owned: "/console/audit/verify"),
 }

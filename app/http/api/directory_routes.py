@@ -34,12 +34,7 @@ from projections import user_directory
 from projections.user_directory import UserFilter, UserSummary
 
 Status = Literal["active", "inactive", "removed"]
-# What `status` filters on: a removed user is no longer a member, whether or not still active.
-_STATUS_FILTERS: dict[str, UserFilter] = {
-    "active": UserFilter(active=True, removed=False),
-    "inactive": UserFilter(active=False, removed=False),
-    "removed": UserFilter(removed=True),
-}
+_STATUS_FILTERS = user_directory.STATUS_FILTERS
 
 
 class Removal(msgspec.Struct, frozen=True):

@@ -39,7 +39,7 @@ NAVIGATION: dict[str, list[tuple[str, str]]] = {
         ("As of", "/console/audit/as-of"),
     ],
 }
-HOME = {"setup": "/console/setup", "admin": "/console/setup", "audit": "/console/audit"}
+HOME = {"setup": "/console/setup", "admin": "/console/users", "audit": "/console/audit"}
 
 
 def when(instant: datetime.datetime | None) -> Markup:
