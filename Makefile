@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed
+.PHONY: install run test lint clean chromium conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed
 
 install: $(STAMP)
 
@@ -25,8 +25,16 @@ run: install
 	@echo "  $(BIN)/scimledger token issue --org 'Acme'"
 	SCIMLEDGER_LOG_FORMAT=$${SCIMLEDGER_LOG_FORMAT:-text} $(BIN)/scimledger serve
 
-test: install
+test: install chromium
 	$(BIN)/pytest
+
+# The console's browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads).
+CHROMIUM := /usr/bin/chromium
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	apt-get update -qq
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium fonts-dejavu-core fonts-liberation
 
 lint: install
 	$(BIN)/ruff check $(PACKAGES) tests bench
