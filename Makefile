@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean chromium conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console
+.PHONY: install run test lint clean chromium screenshots conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ run: install
 
 test: install chromium
 	$(BIN)/pytest
+
+# The README's pictures of the console (docs/console/*.png), from a demonstration organization.
+screenshots: install chromium
+	$(BIN)/python -m tests.browser.screenshots
 
 # The console's browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads).
 CHROMIUM := /usr/bin/chromium
