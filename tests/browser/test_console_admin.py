@@ -86,7 +86,7 @@ async def test_an_admin_archives_a_project_after_reading_what_it_takes_away(
         await assert_accessible(page)
         await page.get_by_role("link", name="Archive… Apollo").click()
         consequences = page.get_by_role("region", name="What will happen")
-        await expect(consequences).to_contain_text("1 of them is linked in Okta")
+        await expect(consequences).to_contain_text("Its group leaves SCIM at once: it is linked in Okta")
         await expect(consequences).to_contain_text("1 membership is revoked at once")
         await assert_accessible(page)
         await page.get_by_role("button", name="Archive the project").click()

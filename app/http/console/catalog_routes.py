@@ -15,10 +15,18 @@ from starlette.routing import Route
 from app.http.api.edge import encode_cursor
 from app.http.console.listing import PAGE_SIZE, cursor_of
 from app.http.console.pages import confirmation, plural, render
-from app.http.console.session import checked_form, console_session
-from app.http.console.users_routes import request_id_of
+from app.http.console.session import actor_of, checked_form, console_session
 from app.http.endpoint import services_of
-from app.services.catalog import KINDS, PROJECT, ROLE, CatalogEntry, CatalogService, EntryKey, Kind
+from app.services.catalog import (
+    KINDS,
+    PROJECT,
+    ROLE,
+    ArchiveImpact,
+    CatalogEntry,
+    CatalogService,
+    EntryKey,
+    Kind,
+)
 from app.services.console import ConsoleSession
 from domain.errors import DomainError, NameTaken, NotFound
 
@@ -80,7 +88,7 @@ def _creation(kind: Kind) -> Handler:
         name = _name_of(await checked_form(request, session))
         try:
             _, groups = await services_of(request).catalog.create(
-                kind, session.org_id, name, session.metadata(request_id_of(request))
+                kind, session.org_id, name, actor_of(request, session)
             )
         except DomainError as error:
             status = 409 if isinstance(error, NameTaken) else 400
@@ -124,7 +132,7 @@ def _renaming(kind: Kind) -> Handler:
         try:
             # By id, so that another rename in between cannot make the reference name another one.
             await services_of(request).catalog.rename(
-                kind, session.org_id, str(entry.id), name, session.metadata(request_id_of(request))
+                kind, session.org_id, str(entry.id), name, actor_of(request, session)
             )
         except DomainError as error:
             if isinstance(error, NotFound):
@@ -156,18 +164,7 @@ def _archive_confirmation(kind: Kind) -> Handler:
             request,
             session,
             f"Archive the {kind.name} “{entry.name}”?",
-            [
-                f"Its {plural(impact.groups, 'group')} {'leaves' if impact.groups == 1 else 'leave'} SCIM at once: "
-                + (
-                    f"{impact.linked_groups} of them {_are(impact.linked_groups)} linked in Okta, whose "
-                    "pushes to them fail from then on, and which shows them unlinked."
-                    if impact.linked_groups
-                    else "none of them is linked in Okta."
-                ),
-                f"{plural(impact.memberships, 'membership')} {_are(impact.memberships)} revoked at once: those members lose this "
-                f"{kind.name}'s access.",
-                f"The {kind.name} is kept, archived, for the history; it cannot be brought back from the console.",
-            ],
+            _consequences(kind, impact),
             f"Archive the {kind.name}",
             "/console/catalog",
         )
@@ -175,8 +172,37 @@ def _archive_confirmation(kind: Kind) -> Handler:
     return archive_confirmation
 
 
-def _are(count: int) -> str:
-    return "is" if count == 1 else "are"
+def _consequences(kind: Kind, impact: ArchiveImpact) -> list[str]:
+    """What archiving takes away, in the identity provider's terms, counted as it stands now."""
+    if impact.groups == 0:
+        groups = f"The {kind.name} has no group yet: nothing changes for Okta."
+    elif impact.groups == 1:
+        groups = "Its group leaves SCIM at once" + (
+            ": it is linked in Okta, whose pushes to it fail from then on, and which shows it unlinked."
+            if impact.linked_groups
+            else " (it is not linked in Okta)."
+        )
+    else:
+        linked = (
+            f"{impact.linked_groups} of them {'is' if impact.linked_groups == 1 else 'are'} linked in Okta, "
+            "whose pushes to them fail from then on, and which shows them unlinked."
+            if impact.linked_groups
+            else "none of them is linked in Okta."
+        )
+        groups = f"Its {impact.groups} groups leave SCIM at once: {linked}"
+    memberships = (
+        "No membership is revoked: its groups have no members."
+        if impact.memberships == 0
+        else f"1 membership is revoked at once: its member loses this {kind.name}'s access."
+        if impact.memberships == 1
+        else f"{impact.memberships} memberships are revoked at once: their members lose this {kind.name}'s "
+        "access."
+    )
+    return [
+        groups,
+        memberships,
+        f"The {kind.name} is kept, archived, for the history; it cannot be brought back from the console.",
+    ]
 
 
 def _archiving(kind: Kind) -> Handler:
@@ -185,7 +211,7 @@ def _archiving(kind: Kind) -> Handler:
         await checked_form(request, session)
         entry = await _entry(request, session, kind)
         revoked = await services_of(request).catalog.archive(
-            kind, session.org_id, str(entry.id), session.metadata(request_id_of(request))
+            kind, session.org_id, str(entry.id), actor_of(request, session)
         )
         notice = (
             f"The {kind.name} “{entry.name}” is archived: its groups left SCIM and "

@@ -15,6 +15,7 @@ from app.http.auth import check_rate
 from app.http.console.pages import SESSION_KEY, problem_page, render
 from app.http.endpoint import services_of
 from app.services.console import ConsoleSession
+from eventstore.records import Metadata
 
 COOKIE = "scimledger_console"
 COOKIE_PATH = "/console"
@@ -76,6 +77,12 @@ async def checked_form(request: Request, session: ConsoleSession) -> FormData:
             "nothing was done. Go back, reload the page and try again.",
         )
     return form
+
+
+def actor_of(request: Request, session: ConsoleSession) -> Metadata:
+    """What the events of a console action record of who did it: `console:<label>`, and the request's id."""
+    state: dict[str, Any] = request.scope.get("state", {})
+    return session.metadata(state.get("request_id"))
 
 
 def set_session_cookie(request: Request, response: Response, value: str, max_age: int) -> None:

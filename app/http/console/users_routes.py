@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from app.http.console.listing import PAGE_SIZE, cursor_of, paged
 from app.http.console.pages import confirmation, plural, render
-from app.http.console.session import checked_form, console_session
+from app.http.console.session import actor_of, checked_form, console_session
 from app.http.endpoint import services_of
 from app.services.console import ConsoleSession
 from app.services.users import Invitation
@@ -32,11 +32,6 @@ _MAX_SEARCH = 200
 
 class UserKey(msgspec.Struct, frozen=True):
     sort_key: int
-
-
-def request_id_of(request: Request) -> str | None:
-    request_id: str | None = request.scope.get("state", {}).get("request_id")
-    return request_id
 
 
 def _search(request: Request, name: str) -> str | None:
@@ -114,7 +109,6 @@ async def _user_page(
         name=resource.get("name") or {},
         emails=[email.get("value") for email in resource.get("emails") or [] if email.get("value")],
         external_id=resource.get("externalId"),
-        meta=resource.get("meta") or {},
         notice=notice,
     )
 
@@ -150,7 +144,7 @@ async def remove_user(request: Request) -> Response:
     await checked_form(request, session)
     user_id = await _user_id(request, session)
     await services_of(request).users.remove_from_organization(
-        session.org_id, user_id, session.metadata(request_id_of(request))
+        session.org_id, user_id, actor_of(request, session)
     )
     return await _user_page(
         request,
@@ -183,9 +177,7 @@ async def restore_user(request: Request) -> Response:
     session = await console_session(request, SECTION)
     await checked_form(request, session)
     user_id = await _user_id(request, session)
-    await services_of(request).users.restore(
-        session.org_id, user_id, session.metadata(request_id_of(request))
-    )
+    await services_of(request).users.restore(session.org_id, user_id, actor_of(request, session))
     return await _user_page(request, session, user_id, "Restored: a member of the organization, and active.")
 
 
@@ -216,7 +208,7 @@ async def invite_user(request: Request) -> Response:
         row = await services.users.invite(
             session.org_id,
             invitation,
-            session.metadata(request_id_of(request)),
+            actor_of(request, session),
             services.settings.max_identifier_length,
         )
     except (DomainError, ScimError) as error:
