@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 import httpx
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
@@ -15,7 +15,7 @@ from reactors.membership import RemovalDeactivates
 from tests.browser.conftest import ConsoleServer, assert_accessible
 from tests.browser.test_console_setup import new_link
 from tests.conftest import okta_user
-from tests.console.admin_helpers import ADMIN
+from tests.console.admin_helpers import ADMIN, admin_things
 from tests.console.helpers import console_org
 from tests.e2e.test_app_side_removal import react
 from tests.e2e.test_groups_api import add, patch
@@ -93,3 +93,37 @@ async def test_an_admin_archives_a_project_after_reading_what_it_takes_away(
         await expect(page.get_by_role("status")).to_contain_text("is archived")
         assert (await okta.get(f"/scim/v2/Groups/{group_id}")).status_code == 404
     assert await pool.fetchval("SELECT archived FROM catalog_projects WHERE project_id = $1", apollo)
+
+
+async def test_on_a_phone_no_admin_page_scrolls_sideways(
+    browser: Browser, console_server: ConsoleServer, pool: asyncpg.Pool
+) -> None:
+    org = await console_org(pool)
+    owned = await admin_things(pool, org.tenant.org.org_id)
+    context = await browser.new_context(
+        viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True
+    )
+    try:
+        phone = await context.new_page()
+        await phone.goto(await new_link(console_server, org.admin, org.org_id, "admin", "Dana"))
+        await phone.get_by_role("button", name="Sign in").click()
+        for path in (
+            "/console/users",
+            f"/console/users/{owned.user_id}",
+            f"/console/users/{owned.user_id}/remove",
+            "/console/matrix",
+            f"/console/groups/{owned.group_id}",
+            "/console/catalog",
+            f"/console/catalog/projects/{owned.project_id}/rename",
+            "/console/webhooks",
+            f"/console/webhooks/{owned.webhook_id}",
+        ):
+            answer = await phone.goto(f"{console_server.root}{path}")
+            assert answer is not None, path
+            assert answer.status == 200, path
+            # Wide tables scroll inside their own box; the page itself fits the screen.
+            overflow = await phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, path
+            await assert_accessible(phone)
+    finally:
+        await context.close()
