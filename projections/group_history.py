@@ -6,6 +6,11 @@ Memberships are recorded on the users' streams, so the log has no stream of a gr
 (projections/access_grants.py) holds each of them as a grant opened by the `GroupMemberAdded` and closed by
 the `GroupMemberRemoved`, with their actors and causes, written with the events. The group's own events are
 read from its stream by the log's primary key. Neither replays the log.
+
+Cost: the group's grants are found by (org_id, group_id). access_grants' primary key leads with the user, so
+without an index of that key PostgreSQL reads all of the organization's grants (about 50 ms for 28,000 users
+and 110,000 grants, measured); with one (the access timeline's, on (org_id, group_id, granted_at)) it reads the
+group's alone (about 10 ms for a group of 2,300 grants).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from domain.catalog import Group
 from eventstore.pool import Connection
 
 # Each entry of the history: the grant's opening (step 1) and closing (step 2), keyed by the grant's log
@@ -57,9 +63,9 @@ WHERE grp.org_id = $1 AND grp.group_id = $2
 _CHANGES = {
     "added": "added",
     "removed": "removed",
-    "GroupCreated": "group created",
-    "GroupLinked": "linked by the identity provider",
-    "GroupUnlinked": "unlinked",
+    Group.Created.TOPIC: "group created",
+    Group.Linked.TOPIC: "linked by the identity provider",
+    Group.Unlinked.TOPIC: "unlinked",
 }
 _CAUSES = {
     "push": "pushed by the identity provider",
