@@ -11,7 +11,7 @@ import httpx
 
 from app.services.container import Services
 from app.services.users import Invitation
-from reactors.membership import RemovalDeactivates
+from reactors.membership import DeactivationRemovesFromOrganization, RemovalDeactivates
 from tests.console.admin_helpers import ADMIN
 from tests.console.helpers import ConsoleOrg, console_org, csrf_of, sign_in
 from tests.e2e.test_app_side_removal import react
@@ -182,3 +182,34 @@ async def test_another_organizations_user_is_not_found(
     refused = await browser_like.post(f"/console/users/{stranger}/remove", data={"csrf_token": csrf})
     assert refused.status_code == 404
     assert await removals(pool, stranger) == []
+
+
+async def test_a_user_okta_deactivated_can_be_removed_to_make_it_hold_and_only_okta_brings_them_back(
+    browser_like: httpx.AsyncClient, pool: asyncpg.Pool, services: Services
+) -> None:
+    org = await console_org(pool)
+    user_id = await invite(services, org, "left@acme.example")
+    deactivate = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]}
+    okta = await browser_like.patch(f"/scim/v2/Users/{user_id}", json=deactivate, headers=org.tenant.headers)
+    assert okta.status_code in (200, 204), okta.text
+    await react(services, pool, DeactivationRemovesFromOrganization, str(user_id), "UserDeactivated")
+    csrf = csrf_of(await sign_in(browser_like, org, "admin"))
+
+    shown = await browser_like.get(f"/console/users/{user_id}")
+    assert "They left because of their identity provider" in shown.text
+    assert f'href="/console/users/{user_id}/remove"' in shown.text
+    assert f'href="/console/users/{user_id}/restore"' not in shown.text
+    confirm = await browser_like.get(f"/console/users/{user_id}/remove")
+    assert (
+        "They already left the organization because their identity provider deactivated them" in confirm.text
+    )
+
+    removed = await browser_like.post(f"/console/users/{user_id}/remove", data={"csrf_token": csrf})
+    assert removed.status_code == 200
+    assert [actor for actor, _ in await removals(pool, user_id)] == [
+        "reactor:reactor.deactivation_removes_from_organization",
+        "console:Dana",
+    ]
+    refused = await browser_like.post(f"/console/users/{user_id}/restore", data={"csrf_token": csrf})
+    assert refused.status_code == 400
+    assert "reactivate them in the identity provider instead" in refused.text

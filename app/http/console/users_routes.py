@@ -132,6 +132,15 @@ async def confirm_remove(request: Request) -> Response:
             "unassigns them from the app at its next sync.",
             "It holds until someone undoes it: a restore here, or an explicit reactivation in Okta. Okta's "
             "routine profile pushes do not bring them back.",
+            *(
+                []
+                if user.member
+                else [
+                    "They already left the organization because their identity provider deactivated them; "
+                    "removing them here too keeps them out if Okta sends them again as active in a routine "
+                    "update: only an explicit reactivation in Okta brings them back."
+                ]
+            ),
             "Their history stays: who held what, and when, is kept for the audit.",
         ],
         "Remove from the organization",
