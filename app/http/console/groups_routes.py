@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.http.api.edge import encode_cursor
-from app.http.console.listing import PAGE_SIZE, cursor_of, paged
+from app.http.console.listing import PAGE_SIZE, actor_names, cursor_of, paged
 from app.http.console.pages import render
 from app.http.console.session import console_session
 from app.http.endpoint import services_of
@@ -87,6 +87,7 @@ async def group_page(request: Request) -> Response:
         history = await group_history.group_history(
             connection, session.org_id, group.group_id, None, _RECENT_HISTORY + 1
         )
+        actors = await actor_names(connection, session.org_id)
     shown, next_page = paged(
         request, members, "console-members", lambda member: MemberKey(member.since, member.user_id)
     )
@@ -107,6 +108,7 @@ async def group_page(request: Request) -> Response:
         history=history[:_RECENT_HISTORY],
         older_history=older,
         whole_history=False,
+        actors=actors,
     )
 
 
@@ -118,6 +120,7 @@ async def group_history_page(request: Request) -> Response:
         history = await group_history.group_history(
             connection, session.org_id, group.group_id, before, PAGE_SIZE + 1
         )
+        actors = await actor_names(connection, session.org_id)
     shown, older = paged(request, history, "console-group-history", lambda entry: entry.key)
     return render(
         request,
@@ -130,6 +133,7 @@ async def group_history_page(request: Request) -> Response:
         history=shown,
         older_history=older,
         whole_history=True,
+        actors=actors,
     )
 
 

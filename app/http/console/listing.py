@@ -1,9 +1,11 @@
 """Long lists in the console, a page at a time by keyset: the page's query asks for one item more than it
 shows, and that one's presence is what says a next page exists. Cursors are the management API's (opaque,
-tied to their listing: app/http/api/edge.py), carried in the page's links."""
+tied to their listing: app/http/api/edge.py), carried in the page's links. And who did what, as lists of
+changes name them for people."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -11,6 +13,8 @@ import msgspec
 from starlette.requests import Request
 
 from app.http.api.edge import encode_cursor, page_after
+from app.services import tenancy
+from eventstore.pool import Connection
 
 PAGE_SIZE = 50
 Key = TypeVar("Key", bound=msgspec.Struct)
@@ -39,3 +43,15 @@ def paged(
         return shown, None
     following = request.url.include_query_params(cursor=encode_cursor(listing, key_of(shown[-1])))
     return shown, f"{path or following.path}?{following.query}"
+
+
+_SCOPES = {"scim": "SCIM token", "admin": "admin token", "auditor": "auditor token"}
+
+
+async def actor_names(connection: Connection, org_id: uuid.UUID) -> dict[str, str]:
+    """The organization's tokens as the log names them ("token:<id>"), in words for people: the label its
+    holder gave it, and what it is for (an actor not here is shown as recorded)."""
+    return {
+        f"token:{token.token_id}": f"{token.label or token.token_id} ({_SCOPES.get(token.scope, token.scope)})"
+        for token in await tenancy.list_tokens(connection, org_id)
+    }

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.console.listing import PAGE_SIZE, cursor_of, paged
+from app.http.console.listing import PAGE_SIZE, actor_names, cursor_of, paged
 from app.http.console.pages import confirmation, plural, render
 from app.http.console.session import actor_of, checked_form, console_session
 from app.http.endpoint import services_of
@@ -99,6 +99,8 @@ async def _user_page(
     request: Request, session: ConsoleSession, user_id: uuid.UUID, notice: str | None = None
 ) -> Response:
     detail = await _detail(request, session, user_id)
+    async with services_of(request).pool.acquire() as connection:
+        actors = await actor_names(connection, session.org_id)
     resource = detail.resource
     return render(
         request,
@@ -109,6 +111,7 @@ async def _user_page(
         name=resource.get("name") or {},
         emails=[email.get("value") for email in resource.get("emails") or [] if email.get("value")],
         external_id=resource.get("externalId"),
+        actors=actors,
         notice=notice,
     )
 
