@@ -273,3 +273,27 @@ async def test_another_organizations_group_and_project_are_not_found(
         await pool.fetchval("SELECT archived FROM catalog_projects WHERE project_id = $1", ids["Apollo"])
         is False
     )
+
+
+async def test_projects_are_listed_a_page_at_a_time_even_after_a_creation(
+    browser_like: httpx.AsyncClient, pool: asyncpg.Pool, services: Services
+) -> None:
+    org = await console_org(pool)
+    names = [f"Project {index:02}" for index in range(55)]
+    for name in names[1:]:
+        await services.catalog.create(PROJECT, org.tenant.org.org_id, name, ADMIN)
+    csrf = csrf_of(await sign_in(browser_like, org, "admin"))
+    created = await browser_like.post(
+        "/console/catalog/projects", data={"csrf_token": csrf, "name": names[0]}
+    )
+    assert created.status_code == 201
+
+    def listed(page: str) -> list[str]:
+        return re.findall(r"<tr>\s*<td>(Project \d\d)</td>", page)
+
+    more = re.search(r'<a href="([^"]+)" rel="next">More projects</a>', created.text)
+    assert more is not None
+    following = await browser_like.get(more.group(1).replace("&amp;", "&"))
+    assert following.status_code == 200
+    assert listed(created.text) + listed(following.text) == names
+    assert 'rel="next">More projects' not in following.text

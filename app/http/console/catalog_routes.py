@@ -70,7 +70,7 @@ def _next(request: Request, kind: Kind, entries: list[CatalogEntry]) -> str | No
     last = entries[PAGE_SIZE - 1]
     cursor = encode_cursor(f"console-{kind.name}", EntryKey(last.name, last.created, last.id))
     following = request.url.include_query_params(show=kind.name, cursor=cursor)
-    return f"{following.path}?{following.query}"
+    return f"/console/catalog?{following.query}"  # the page a creation's or a rename's answer shows too
 
 
 async def catalog_page(request: Request) -> Response:
