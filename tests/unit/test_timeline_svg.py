@@ -10,7 +10,14 @@ import zoneinfo
 
 import pytest
 
-from app.http.console.timeline_svg import CHART_WIDTH, LABEL_WIDTH, axis_ticks, render_timeline
+from app.http.console.timeline_svg import (
+    CHART_WIDTH,
+    LABEL_WIDTH,
+    axis_ticks,
+    describe,
+    escape,
+    render_timeline,
+)
 from projections.access_timeline import TimelineBar
 
 UTC = datetime.UTC
@@ -105,9 +112,22 @@ def test_every_name_is_escaped_and_the_svg_stays_well_formed() -> None:
     assert "<script" not in svg
 
 
-def test_a_link_that_could_run_something_is_refused() -> None:
-    with pytest.raises(ValueError, match="javascript"):
-        render_timeline([bar(START, None)], START, END, view="group", link=lambda _: "javascript:alert(1)")
+@pytest.mark.parametrize(
+    "target",
+    ["javascript:alert(1)", " javascript:alert(1)", "JAVASCRIPT:x", "data:text/html,x", "//evil.example/"],
+)
+def test_a_link_that_could_run_something_or_leave_the_site_unnamed_is_refused(target: str) -> None:
+    with pytest.raises(ValueError, match="links to a page of the console"):
+        render_timeline([bar(START, None)], START, END, view="group", link=lambda _: target)
+
+
+def test_the_chart_s_words_are_the_bar_s_description_escaped() -> None:
+    """The chart escapes each name once and composes (faster); the result is the description, escaped."""
+    hostile = bar(START, END, user_name='<b a="1">&\x02', project="P&<", role="'R'")
+    svg = render_timeline([hostile], START, END, view="group", link=link)
+    (anchor,) = parsed(svg).iter(f"{SVG}a")
+    assert anchor.get("aria-label") == describe(hostile).replace("\x02", "\ufffd")
+    assert f'aria-label="{escape(describe(hostile))}"' in svg
 
 
 def test_the_chart_is_a_named_group_whose_links_say_who_held_what_when() -> None:
