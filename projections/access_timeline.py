@@ -3,8 +3,8 @@
 Read from access_grants (projections/access_grants.py), which holds exactly the intervals `audit access`
 replays from the log (projections/audit.py `access`), by index, in one statement: a group's grants by the
 index of migration 0023 (org, group, granted_at), a user's by the primary key (org, user, ...). Nothing is
-replayed, so a group of 10,000 members over a year reads in milliseconds on a log of millions of events
-(bench/console_timeline.py).
+replayed: a page of a group of 10,000 members over a year costs what its 10,000 rows cost, whatever the size
+of the log (about 0.2 s on a quiet 2-core machine with a log of 1,000,000 events: bench/console_timeline.py).
 
 The window [start, end] keeps the grants the audit's window keeps: granted at or before `end`, and not
 revoked before `start` (an instant of grant or revocation on a bound counts, as the audit's does). Each bar
