@@ -7,10 +7,10 @@ Memberships are recorded on the users' streams, so the log has no stream of a gr
 the `GroupMemberRemoved`, with their actors and causes, written with the events. The group's own events are
 read from its stream by the log's primary key. Neither replays the log.
 
-Cost: the group's grants are found by (org_id, group_id). access_grants' primary key leads with the user, so
-without an index of that key PostgreSQL reads all of the organization's grants (about 50 ms for 28,000 users
-and 110,000 grants, measured); with one (the access timeline's, on (org_id, group_id, granted_at)) it reads the
-group's alone (about 10 ms for a group of 2,300 grants).
+Cost: the group's grants are found by the index access_grants_group (org_id, group_id, ...; migration 0023),
+so a page reads the group's grants, not the organization's: measured on an organization of 28,000 users and
+110,000 grants, a group of 2,300 grants answered in about 25 ms with the index, and in about 60 ms without it
+(access_grants' primary key leads with the user).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import msgspec
 from domain.catalog import Group
 from eventstore.pool import Connection
 
-# Each entry of the history: the grant's opening (step 1) and closing (step 2), keyed by the grant's log
-# position, which tells apart two grants of one instant; the group's own events (step 0) by their own. The
-# key (at, position, step) is unique and orders the page; the next page continues below the last one's.
+# Each entry of the history: a grant's opening (step 1) and closing (step 2), and the group's own events
+# (step 0), each keyed by the log position of the event that recorded it (a closing recorded before migration
+# 0023 kept none: its grant's stands in, which the step tells apart). The key (at, position, step) is unique
+# and orders the page; the next page continues below the last one's.
 # Ordered by time, not by commit: an event whose transaction commits after a page was read, with an earlier
 # recorded_at, shows on a fresh first page rather than on the next one (a view for people, not a feed).
 _HISTORY = """
@@ -35,7 +36,8 @@ WITH history AS (
            granted_by AS actor, grant_cause AS cause, granted_request_id AS request_id
     FROM access_grants WHERE org_id = $1 AND group_id = $2
     UNION ALL
-    SELECT revoked_at, granted_position, 2, 'removed', user_id, revoked_by, revoke_cause, revoked_request_id
+    SELECT revoked_at, coalesce(revoked_position, granted_position), 2, 'removed', user_id, revoked_by,
+           revoke_cause, revoked_request_id
     FROM access_grants WHERE org_id = $1 AND group_id = $2 AND revoked_at IS NOT NULL
     UNION ALL
     SELECT recorded_at, position, 0, type, NULL, actor, payload->>'cause', request_id
