@@ -1,0 +1,136 @@
+"""What the audit pages share: their section, how they read (one read-only snapshot), and how they read
+their query's fields: instants as ISO 8601 or as a browser's datetime-local value (taken as UTC), windows,
+names. A field the page cannot use is a `BadInput`, which the page shows above its form with a 400."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+from starlette.requests import Request
+
+from app.http.endpoint import services_of
+from domain.errors import NotFound
+from eventstore.pool import Connection
+from projections import audit
+from projections.audit import Snapshot
+from projections.user_directory import find_user
+from scim.folding import fold
+from scim.instants import parse_instant
+
+SECTION = "audit"
+T = TypeVar("T")
+# No name or id is longer; a longer field is no filter of ours.
+_MAX_FIELD = 300
+
+
+class BadInput(ValueError):
+    """A field of the page's form it cannot use, in words for the person who typed it."""
+
+
+async def read_snapshot(request: Request, query: Callable[[Connection], Awaitable[T]]) -> T:
+    """Run `query` in one read-only, repeatable-read snapshot, as /audit reads (app/http/audit_routes.py)."""
+    async with (
+        services_of(request).pool.acquire() as connection,
+        connection.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        return await query(connection)
+
+
+def field(params: Mapping[str, str], name: str) -> str | None:
+    """A text field, stripped; None when empty. U+0000 is in no name (and PostgreSQL's text cannot hold it)."""
+    text = (params.get(name) or "").strip()
+    if not text:
+        return None
+    if "\x00" in text or len(text) > _MAX_FIELD:
+        raise BadInput(f"'{name}' is not a name or an id this organization could have.")
+    return text
+
+
+def instant(params: Mapping[str, str], name: str, label: str) -> datetime.datetime | None:
+    text = field(params, name)
+    if text is None:
+        return None
+    try:
+        return parse_instant(text)
+    except ValueError as error:
+        raise BadInput(f"{label}: {error} A time without an offset is taken as UTC.") from error
+
+
+def window(
+    params: Mapping[str, str], default: datetime.timedelta | None = None
+) -> tuple[datetime.datetime | None, datetime.datetime | None]:
+    """The fields `from` and `to`; with `default`, a missing bound is filled in: `to` now, `from` that long
+    before `to`. A reversed window is a BadInput."""
+    start, end = instant(params, "from", "From"), instant(params, "to", "To")
+    if default is not None:
+        end = end or datetime.datetime.now(datetime.UTC)
+        start = start or end - default
+    problem = audit.window_error(start, end, "From", "To")
+    if problem is not None:
+        raise BadInput(problem)
+    return start, end
+
+
+def form_instant(moment: datetime.datetime | None) -> str:
+    """An instant as a datetime-local field's value: UTC, to the second."""
+    if moment is None:
+        return ""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def identifier(params: Mapping[str, str], name: str) -> uuid.UUID | None:
+    text = field(params, name)
+    if text is None:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError as error:
+        raise BadInput(f"'{name}' takes an id, not '{text}'.") from error
+
+
+async def resolve_user(connection: Connection, org_id: uuid.UUID, reference: str) -> uuid.UUID:
+    """The organization's user by id or userName; NotFound (a 404 page that repeats nothing of the request)
+    for anyone else's, so that another organization's ids show nothing."""
+    found = await find_user(connection, org_id, reference)
+    if found is None:
+        raise NotFound("No user by that userName or id in this organization.")
+    return found
+
+
+def group_named(catalog: Snapshot, group_id: uuid.UUID) -> str:
+    """A group of the organization's catalog (archived ones included), by its name; NotFound otherwise."""
+    if group_id not in catalog.groups:
+        raise NotFound("No group with that id in this organization.")
+    return catalog.group_name(group_id)
+
+
+def catalog_subjects(
+    catalog: Snapshot, project: str | None, role: str | None
+) -> frozenset[uuid.UUID] | None:
+    """The streams a history filtered by project and/or role is about: the project's (or role's) own, and
+    its groups'; for both, the pair's groups. Matched by id or by latest name, ignoring case. None when
+    neither is given."""
+    if project is None and role is None:
+        return None
+
+    def matching(entities: Mapping[uuid.UUID, object], reference: str | None) -> set[uuid.UUID]:
+        return {
+            entity_id
+            for entity_id, entity in entities.items()
+            if reference is not None
+            and (str(entity_id) == reference.lower() or fold(getattr(entity, "name", "")) == fold(reference))
+        }
+
+    projects, roles = matching(catalog.projects, project), matching(catalog.roles, role)
+    groups = {
+        group_id
+        for group_id, group in catalog.groups.items()
+        if (project is None or uuid.UUID(group.project_id) in projects)
+        and (role is None or uuid.UUID(group.role_id) in roles)
+    }
+    if project is not None and role is not None:
+        return frozenset(groups)
+    return frozenset(groups | projects | roles)
