@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed
+.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console-timeline
 
 install: $(STAMP)
 
@@ -63,8 +63,9 @@ bench-groups: install
 
 # Every path users wait on, against the stack's ceilings and a peer, in one bounded run (about 6 minutes),
 # then the host app's access check against the indexed SELECT baseline, in turns of its own (about 2 minutes),
-# the event feed catching up on 1,000,000 events against the bare log read, and webhook delivery lag and the
-# group PATCH with an endpoint active against none (a few minutes each).
+# the event feed catching up on 1,000,000 events against the bare log read, webhook delivery lag and the
+# group PATCH with an endpoint active against none (a few minutes each), and the console's access timeline of a
+# group of 10,000 members over a year (about a minute and a half).
 # Not part of `make test`. wrk comes from Debian's packages; traffic stays on 127.0.0.1.
 bench: install $(NGINX)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
@@ -73,6 +74,7 @@ bench: install $(NGINX)
 	$(BIN)/python bench/access_check.py
 	$(BIN)/python bench/event_feed.py
 	$(BIN)/python bench/webhook_lag.py
+	$(BIN)/python bench/console_timeline.py
 
 # nginx serves the trivial endpoint that shows wrk is not the bottleneck. Unpacked from Debian's package
 # rather than installed, so that no system service starts on port 80.
@@ -98,6 +100,11 @@ bench-webhooks: install
 # Issue 5's figure: replay to an instant and analytics rebuilds over 1,000,000 events.
 bench-replay: install
 	$(BIN)/python bench/replay_rebuild.py
+
+# Issue 22's timeline figure: the access timeline of a group of 10,000 members over a year, read and drawn as
+# SVG, on a log of 1,000,000 events (median and p99 of 20 runs; the budget is a second). About a minute and a half.
+bench-console-timeline: install
+	$(BIN)/python bench/console_timeline.py
 
 # Issue 21's feed figure: catching up on a 1,000,000-event log through the event feed, beside read_log.
 bench-feed: install

@@ -7,7 +7,9 @@ through the removals they record (the reactors', the unlink's, the archive's), a
 rename changes no grant: the pair is held by ids.
 
 Written inline by the SCIM projection, in the transaction that appends the events and in the statement that
-writes their memberships (`fold`, then `riding`), and rebuilt from the log alone by the same fold (`rebuild`). Migration 0019 backfilled the log of its day in SQL.
+writes their memberships (`fold`, then `riding`), and rebuilt from the log alone by the same fold (`rebuild`).
+Migration 0019 backfilled the log of its day in SQL; 0023 added the revocation's log position (which the access
+timeline links a bar's end to) and backfilled it the same way.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Grant:
     revoked_by: str | None = None
     revoked_request_id: str | None = None
     revoke_cause: str | None = None
+    revoked_position: int | None = None
 
     def row(self) -> tuple[object, ...]:
         return (
@@ -62,6 +65,7 @@ class Grant:
             self.revoked_by,
             self.revoked_request_id,
             self.revoke_cause,
+            self.revoked_position,
         )
 
 
@@ -76,6 +80,7 @@ class Revocation:
     revoked_by: str
     revoked_request_id: str | None
     revoke_cause: str | None
+    revoked_position: int
 
 
 @dataclass(slots=True)
@@ -105,10 +110,13 @@ def fold(recorded: Iterable[RecordedEvent]) -> Folded:
         elif (grant := opened.pop(key, None)) is not None:
             grant.revoked_at, grant.revoked_by = event.recorded_at, event.actor
             grant.revoked_request_id, grant.revoke_cause = event.request_id, cause
+            grant.revoked_position = event.position
             closed.append(grant)
         elif key not in touched:
             # Only the first change of a membership among these events can close a grant opened before them.
-            revocations.append(Revocation(*key, event.recorded_at, event.actor, event.request_id, cause))
+            revocations.append(
+                Revocation(*key, event.recorded_at, event.actor, event.request_id, cause, event.position)
+            )
         touched.add(key)
     return Folded(revocations, [*closed, *opened.values()])
 
@@ -119,17 +127,18 @@ def fold(recorded: Iterable[RecordedEvent]) -> Folded:
 # group the log does not hold (only raw events appended by hand could record one) is left out.
 _GRANT_COLUMNS = (
     "org_id, user_id, project_id, role_id, granted_at, granted_position, group_id, granted_by, "
-    "granted_request_id, grant_cause, revoked_at, revoked_by, revoked_request_id, revoke_cause"
+    "granted_request_id, grant_cause, revoked_at, revoked_by, revoked_request_id, revoke_cause, revoked_position"
 )
 _INSERT_GRANTS = f"""
 INSERT INTO access_grants ({_GRANT_COLUMNS})
 SELECT new.org_id, new.user_id, (created.payload->>'project_id')::uuid, (created.payload->>'role_id')::uuid,
        new.granted_at, new.granted_position, new.group_id, new.granted_by, new.granted_request_id,
-       new.grant_cause, new.revoked_at, new.revoked_by, new.revoked_request_id, new.revoke_cause
+       new.grant_cause, new.revoked_at, new.revoked_by, new.revoked_request_id, new.revoke_cause,
+       new.revoked_position
 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[],
-            $8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[])
+            $8::text[], $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::bigint[])
      AS new(org_id, user_id, group_id, granted_at, granted_position, granted_by, granted_request_id,
-            grant_cause, revoked_at, revoked_by, revoked_request_id, revoke_cause)
+            grant_cause, revoked_at, revoked_by, revoked_request_id, revoke_cause, revoked_position)
 -- Whose creation's tx is assigned as eventstore.store.ASSIGNED_TX requires: a forged group grants nothing.
 JOIN events AS created
   ON created.org_id = new.org_id AND created.stream_id = new.group_id AND created.version = 1
@@ -141,13 +150,16 @@ JOIN events AS created
 _REVOKE = """
 UPDATE access_grants AS held
 SET revoked_at = gone.revoked_at, revoked_by = gone.revoked_by, revoked_request_id = gone.revoked_request_id,
-    revoke_cause = gone.revoke_cause
-FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
-     AS gone(org_id, user_id, group_id, revoked_at, revoked_by, revoked_request_id, revoke_cause)
+    revoke_cause = gone.revoke_cause, revoked_position = gone.revoked_position
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
+            $8::bigint[])
+     AS gone(org_id, user_id, group_id, revoked_at, revoked_by, revoked_request_id, revoke_cause,
+             revoked_position)
 WHERE held.org_id = gone.org_id AND held.user_id = gone.user_id AND held.group_id = gone.group_id
   AND held.revoked_at IS NULL
 """
-_REVOKE_PARAMETERS = 7
+_REVOKE_PARAMETERS = 8
+_GRANT_PARAMETERS = 13
 
 
 def shifted(sql: str, offset: int) -> str:
@@ -167,6 +179,7 @@ def _revocation_row(revocation: Revocation) -> tuple[object, ...]:
         revocation.revoked_by,
         revocation.revoked_request_id,
         revocation.revoke_cause,
+        revocation.revoked_position,
     )
 
 
@@ -177,8 +190,10 @@ def riding(folded: Folded) -> tuple[str, list[Any]] | None:
     when it must be written on its own (`write`)."""
     if not folded.grants and not folded.revocations:
         return None
-    revocations = columns_of([_revocation_row(revocation) for revocation in folded.revocations], 7)
-    grants = columns_of([grant.row() for grant in folded.grants], 12)
+    revocations = columns_of(
+        [_revocation_row(revocation) for revocation in folded.revocations], _REVOKE_PARAMETERS
+    )
+    grants = columns_of([grant.row() for grant in folded.grants], _GRANT_PARAMETERS)
     if not folded.grants:
         return f"access_revoked AS ({_REVOKE})", revocations
     if not folded.revocations:
@@ -205,9 +220,11 @@ async def write(connection: Connection, folded: Folded) -> None:
     """Write `folded` on its own: the revocations, then the grants."""
     if folded.revocations:
         rows = [_revocation_row(revocation) for revocation in folded.revocations]
-        await connection.execute(_REVOKE, *columns_of(rows, 7))
+        await connection.execute(_REVOKE, *columns_of(rows, _REVOKE_PARAMETERS))
     if folded.grants:
-        await connection.execute(_INSERT_GRANTS, *columns_of([grant.row() for grant in folded.grants], 12))
+        await connection.execute(
+            _INSERT_GRANTS, *columns_of([grant.row() for grant in folded.grants], _GRANT_PARAMETERS)
+        )
 
 
 async def rebuild(connection: Connection, recorded: Sequence[RecordedEvent]) -> None:
@@ -218,4 +235,6 @@ async def rebuild(connection: Connection, recorded: Sequence[RecordedEvent]) -> 
     grants = fold(recorded).grants
     for start in range(0, len(grants), REBUILD_CHUNK):
         chunk = grants[start : start + REBUILD_CHUNK]
-        await connection.execute(_INSERT_GRANTS, *columns_of([grant.row() for grant in chunk], 12))
+        await connection.execute(
+            _INSERT_GRANTS, *columns_of([grant.row() for grant in chunk], _GRANT_PARAMETERS)
+        )

@@ -206,12 +206,24 @@ async def test_a_check_by_ids_is_one_statement_that_reads_the_primary_key_backwa
         statements.clear()
         await counted.access.check(org.org_id, user_id, project_id, role_id, at)
         assert len(statements) == 1, statements
-        async with pool.acquire() as connection, connection.transaction():
-            # The table of a test database is too small for the planner to bother with an index: what matters
-            # is that the statement can be answered by the key alone, read from the instant backwards.
-            await connection.execute("SET LOCAL enable_seqscan = off")
-            arguments = [org.org_id, user_id, project_id, role_id] + ([] if at is None else [at])
-            plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN {statements[0]}", *arguments))
+        async with pool.acquire() as connection:
+            explaining = connection.transaction()
+            await explaining.start()
+            try:
+                # The table of a test database is too small for the planner to bother with an index: what
+                # matters is that the statement can be answered by the key alone, read from the instant
+                # backwards.
+                await connection.execute("SET LOCAL enable_seqscan = off")
+                # The access timeline's index of a group's grants (migration 0023) also leads with org_id, and
+                # for a table this small it serves an org's few rows as cheaply: the planner takes either. It
+                # is dropped for this EXPLAIN alone (rolled back below); bench/console_timeline.py shows the
+                # key chosen for an organization with 10,000 members, where the choice is not close.
+                await connection.execute("DROP INDEX access_grants_group")
+                arguments = [org.org_id, user_id, project_id, role_id] + ([] if at is None else [at])
+                explained = await connection.fetch(f"EXPLAIN {statements[0]}", *arguments)
+            finally:
+                await explaining.rollback()
+            plan = "\n".join(row[0] for row in explained)
         assert "Index Scan Backward using access_grants_pkey" in plan, plan
         assert "Sort" not in plan, plan
         if at is None:
@@ -254,15 +266,22 @@ async def test_a_rebuild_and_the_migrations_backfill_give_the_table_written_inli
         await services.projection.rebuild(connection, reader)
     assert await grants_of(pool, org.org_id) == inline
 
-    # The migration's backfill, run again into a temporary table of the same shape, which its statement finds
-    # first on the search path.
-    sql = (resources.files("migrations") / "0019_access_grants.sql").read_text()
-    backfill = sql[sql.index("-- backfill:") :]
+    # The migrations' backfills (0019's rows, then 0023's revocation positions), run again into a temporary
+    # table of the same shape, which their statements find first on the search path.
+    backfills = [
+        sql[sql.index("-- backfill:") :]
+        for sql in (
+            (resources.files("migrations") / name).read_text()
+            for name in ("0019_access_grants.sql", "0023_access_grants_revoked_position.sql")
+        )
+    ]
+    assert any(row["revoked_position"] for row in inline)
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(
             "CREATE TEMP TABLE access_grants (LIKE public.access_grants INCLUDING ALL) ON COMMIT DROP"
         )
-        await connection.execute(backfill)
+        for backfill in backfills:
+            await connection.execute(backfill)
         backfilled = await grants_of(connection, org.org_id, "pg_temp.access_grants")  # type: ignore[arg-type]
     assert backfilled == inline
 
