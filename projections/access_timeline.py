@@ -35,6 +35,7 @@ import uuid
 from dataclasses import dataclass, fields
 from typing import Literal
 
+from domain.users import User
 from eventstore.pool import Connection
 from eventstore.store import ASSIGNED_TX
 from projections.audit import window_error
@@ -116,8 +117,8 @@ LEFT JOIN LATERAL (
     FROM events AS named
     WHERE user_now.user_id IS NULL
       AND named.org_id = grant_row.org_id AND named.stream_id = grant_row.user_id
-      AND named.type IN ('UserProvisioned', 'UserProfileUpdated')
-      AND (named.type = 'UserProvisioned' OR named.payload->'changed' ? 'userName') AND {ASSIGNED_TX}
+      AND named.type IN ('{User.Provisioned.TOPIC}', '{User.ProfileUpdated.TOPIC}')
+      AND (named.type = '{User.Provisioned.TOPIC}' OR named.payload->'changed' ? 'userName') AND {ASSIGNED_TX}
     ORDER BY named.version DESC LIMIT 1
 ) AS user_then ON true
 LEFT JOIN catalog_projects AS project
@@ -215,7 +216,7 @@ async def read_timeline(
 
     Raises ValueError for a reversed window, a naive datetime, neither or both subjects, a limit outside
     1..PAGE_SIZE, or a cursor that is not this timeline's. One statement, in a read-only transaction of its own
-    (a savepoint inside the caller's)."""
+    (a savepoint inside the caller's, which then keeps JIT off until it ends)."""
     if (group_id is None) == (user_id is None):
         raise ValueError("Give either a group or a user, not both and not neither.")
     if start.tzinfo is None or end.tzinfo is None:

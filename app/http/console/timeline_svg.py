@@ -263,7 +263,7 @@ def render_timeline(
         parts.append('<g class="row">')
         parts.append(
             f'<text class="row-label" x="{LABEL_WIDTH - 8}" y="{top + ROW_HEIGHT - 6}" text-anchor="end">'
-            f"<title>{escape(name)}</title>{escape(short)}</text>"
+            f"<title>{escaped[name]}</title>{escaped[short]}</text>"
         )
         bar_top = f"{top + (ROW_HEIGHT - BAR_HEIGHT) / 2:.1f}"
         for bar in row:
