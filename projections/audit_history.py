@@ -46,9 +46,7 @@ EVENT_KINDS: dict[str, tuple[str, ...]] = {
     "schema": (OrgSchema.Declared.TOPIC, OrgSchema.Redeclared.TOPIC),
 }
 # The events of a user's stream: their subject is a user.
-USER_TYPES = frozenset(
-    (*EVENT_KINDS["membership"], *EVENT_KINDS["status"], *EVENT_KINDS["profile"])
-)
+USER_TYPES = frozenset((*EVENT_KINDS["membership"], *EVENT_KINDS["status"], *EVENT_KINDS["profile"]))
 
 # A user's changes of state, as a history tells them.
 _STATE_CHANGES = {
@@ -293,7 +291,7 @@ async def history_page(
     return HistoryPage(entries, None)
 
 
-async def catalog(connection: Connection, org_id: uuid.UUID, prefix: str) -> Snapshot:
+async def catalog_of(connection: Connection, org_id: uuid.UUID, prefix: str) -> Snapshot:
     """Every project, role and group the organization's log has named, archived ones included, with their
     latest names: what a filter by project, role or group is resolved against. Small: the catalog alone."""
     snapshot = Snapshot(prefix)
@@ -306,6 +304,15 @@ _CATALOG_ALL = f"""
 SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND {_CATALOG} AND {ASSIGNED_TX}
 ORDER BY org_id, tx, position
 """
+
+
+async def has_stream(connection: Connection, org_id: uuid.UUID, stream_id: uuid.UUID) -> bool:
+    """Whether the organization's log has a stream of this id (a user deleted since still has one)."""
+    found = await connection.fetchval(_HAS_STREAM, org_id, stream_id)
+    return found is not None
+
+
+_HAS_STREAM = "SELECT 1 FROM events WHERE org_id = $1 AND stream_id = $2 LIMIT 1"
 
 
 async def history(

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from app.http.endpoint import services_of
 from domain.errors import NotFound
 from eventstore.pool import Connection
-from projections import audit
+from projections import audit, audit_history
 from projections.audit import Snapshot
 from projections.user_directory import find_user
 from scim.folding import fold
@@ -59,19 +59,32 @@ def instant(params: Mapping[str, str], name: str, label: str) -> datetime.dateti
         raise BadInput(f"{label}: {error} A time without an offset is taken as UTC.") from error
 
 
-def window(
-    params: Mapping[str, str], default: datetime.timedelta | None = None
-) -> tuple[datetime.datetime | None, datetime.datetime | None]:
-    """The fields `from` and `to`; with `default`, a missing bound is filled in: `to` now, `from` that long
-    before `to`. A reversed window is a BadInput."""
+def window(params: Mapping[str, str]) -> tuple[datetime.datetime | None, datetime.datetime | None]:
+    """The fields `from` and `to`, either open. A reversed window is a BadInput."""
     start, end = instant(params, "from", "From"), instant(params, "to", "To")
-    if default is not None:
-        end = end or datetime.datetime.now(datetime.UTC)
-        start = start or end - default
     problem = audit.window_error(start, end, "From", "To")
     if problem is not None:
         raise BadInput(problem)
     return start, end
+
+
+def bounded_window(
+    params: Mapping[str, str], default: datetime.timedelta
+) -> tuple[datetime.datetime, datetime.datetime]:
+    """The fields `from` and `to`, a missing bound filled in: `to` now, `from` `default` before `to`."""
+    start, end = window(params)
+    if end is None:
+        now = datetime.datetime.now(datetime.UTC)
+        end = max(now, start) if start is not None else now
+    return start or end - default, end
+
+
+def choice(params: Mapping[str, str], name: str, choices: Mapping[str, object]) -> str | None:
+    """A field whose value is one of `choices`' keys (a select's), or empty."""
+    value = field(params, name)
+    if value is not None and value not in choices:
+        raise BadInput(f"'{value}' is not one of the choices for '{name}'.")
+    return value
 
 
 def form_instant(moment: datetime.datetime | None) -> str:
@@ -96,6 +109,13 @@ async def resolve_user(connection: Connection, org_id: uuid.UUID, reference: str
     for anyone else's, so that another organization's ids show nothing."""
     found = await find_user(connection, org_id, reference)
     if found is None:
+        # A user deleted since is in no directory, but their history and grants are still the log's.
+        try:
+            stream = uuid.UUID(reference)
+        except ValueError:
+            stream = None
+        if stream is not None and await audit_history.has_stream(connection, org_id, stream):
+            return stream
         raise NotFound("No user by that userName or id in this organization.")
     return found
 
@@ -107,9 +127,7 @@ def group_named(catalog: Snapshot, group_id: uuid.UUID) -> str:
     return catalog.group_name(group_id)
 
 
-def catalog_subjects(
-    catalog: Snapshot, project: str | None, role: str | None
-) -> frozenset[uuid.UUID] | None:
+def catalog_subjects(catalog: Snapshot, project: str | None, role: str | None) -> frozenset[uuid.UUID] | None:
     """The streams a history filtered by project and/or role is about: the project's (or role's) own, and
     its groups'; for both, the pair's groups. Matched by id or by latest name, ignoring case. None when
     neither is given."""

@@ -5,9 +5,9 @@ project, role, kind and window, a page at a time from an opaque cursor (projecti
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlencode
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +17,7 @@ from app.http.console.audit_forms import (
     SECTION,
     BadInput,
     catalog_subjects,
+    choice,
     field,
     form_instant,
     group_named,
@@ -66,7 +67,9 @@ def _cursor(text: str | None) -> LogPosition | None:
     try:
         return audit_history.decode_cursor(text)
     except ValueError as error:
-        raise BadInput("This page's link is not one of this history's pages: start again from the first.") from error
+        raise BadInput(
+            "This page's link is not one of this history's pages: start again from the first."
+        ) from error
 
 
 async def history_page(request: Request) -> Response:
@@ -76,9 +79,7 @@ async def history_page(request: Request) -> Response:
     try:
         since, until = window(params)
         form["from"], form["to"] = form_instant(since) or form["from"], form_instant(until) or form["to"]
-        kind, group_id = field(params, "kind"), identifier(params, "group")
-        if kind is not None and kind not in audit_history.EVENT_KINDS:
-            raise BadInput(f"There is no kind of event '{kind}': choose one of the list.")
+        kind, group_id = choice(params, "kind", audit_history.EVENT_KINDS), identifier(params, "group")
         actor, user, project, role = (field(params, name) for name in ("actor", "user", "project", "role"))
         after = _cursor(field(params, "after"))
     except BadInput as error:
@@ -86,7 +87,7 @@ async def history_page(request: Request) -> Response:
     org_id, prefix = session.org_id, services_of(request).settings.group_prefix
 
     async def query(connection: Connection) -> _Found:
-        catalog = await audit_history.catalog(connection, org_id, prefix)
+        catalog = await audit_history.catalog_of(connection, org_id, prefix)
         group_name = group_named(catalog, group_id) if group_id is not None else None
         wanted = HistoryFilter(
             user=await resolve_user(connection, org_id, user) if user is not None else None,
@@ -118,7 +119,9 @@ async def history_page(request: Request) -> Response:
 
 def _link(request: Request, after: str | None) -> str:
     """This page's path and filters, at another page of its history (the first, for None)."""
-    params = [(name, value) for name, value in request.query_params.multi_items() if name != "after" and value]
+    params = [
+        (name, value) for name, value in request.query_params.multi_items() if name != "after" and value
+    ]
     if after is not None:
         params.append(("after", after))
     return f"{request.url.path}?{urlencode(params)}"

@@ -21,7 +21,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.console.audit_forms import SECTION, BadInput, field, form_instant, read_snapshot, window
+from app.http.console.audit_forms import (
+    SECTION,
+    BadInput,
+    bounded_window,
+    field,
+    form_instant,
+    read_snapshot,
+)
 from app.http.console.pages import render
 from app.http.console.session import console_session
 from app.http.endpoint import services_of
@@ -61,14 +68,22 @@ class Review:
 async def _review(request: Request, session: ConsoleSession) -> Review:
     """The review the query asks for (BadInput for a field it cannot use), with the head of the same snapshot."""
     params = request.query_params
-    start, end = window(params, DEFAULT_WINDOW)
-    assert start is not None and end is not None
+    start, end = bounded_window(params, DEFAULT_WINDOW)
     filters = {name: field(params, name) for name in ("project", "role", "user")}
     org_id, prefix = session.org_id, services_of(request).settings.group_prefix
 
     async def query(connection: Connection) -> Review:
         head = await seals.head(connection, org_id)
-        intervals = await audit.access(connection, org_id, prefix, start, end, **filters)
+        intervals = await audit.access(
+            connection,
+            org_id,
+            prefix,
+            start,
+            end,
+            project=filters["project"],
+            role=filters["role"],
+            user=filters["user"],
+        )
         return Review(start, end, filters, intervals, head)
 
     return await read_snapshot(request, query)
