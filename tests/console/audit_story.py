@@ -45,7 +45,9 @@ async def db_now(pool: asyncpg.Pool) -> datetime.datetime:
 def members(*user_ids: str) -> dict[str, Any]:
     return {
         "schemas": [PATCH_OP],
-        "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id} for user_id in user_ids]}],
+        "Operations": [
+            {"op": "add", "path": "members", "value": [{"value": user_id} for user_id in user_ids]}
+        ],
     }
 
 

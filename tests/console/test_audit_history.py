@@ -29,7 +29,9 @@ async def history(client: httpx.AsyncClient, **params: str) -> list[str]:
     return table_rows(page.text)
 
 
-async def test_a_user_filter_shows_that_users_events_alone(browser_like: httpx.AsyncClient, story: Story) -> None:
+async def test_a_user_filter_shows_that_users_events_alone(
+    browser_like: httpx.AsyncClient, story: Story
+) -> None:
     rows = await history(browser_like, user=story.ann)
     assert any("provisioned user 'ann-" in row for row in rows)
     assert any("removed from group" in row and "Apollo-Admin" in row for row in rows)
@@ -57,7 +59,9 @@ async def test_kind_role_and_project_filters_narrow_the_history(
     assert nothing == ["No event matches these filters."]
 
 
-async def test_the_window_and_the_actor_narrow_the_history(browser_like: httpx.AsyncClient, story: Story) -> None:
+async def test_the_window_and_the_actor_narrow_the_history(
+    browser_like: httpx.AsyncClient, story: Story
+) -> None:
     after_middle = await history(browser_like, **{"from": story.middle.isoformat()})
     assert after_middle
     assert not [row for row in after_middle if "provisioned" in row or "created" in row]

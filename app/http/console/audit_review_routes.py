@@ -91,13 +91,17 @@ async def _review(request: Request, session: ConsoleSession) -> Review:
 
 async def review_page(request: Request) -> Response:
     session = await console_session(request, SECTION)
-    form: dict[str, Any] = {name: request.query_params.get(name, "") for name in FIELDS}
+    form = _form(request)
     try:
         review = await _review(request, session)
     except BadInput as error:
         return _page(request, session, form, None, status_code=400, error=str(error))
     form["from"], form["to"] = form_instant(review.start), form_instant(review.end)
     return _page(request, session, form, review)
+
+
+def _form(request: Request) -> dict[str, Any]:
+    return {name: request.query_params.get(name, "") for name in FIELDS}
 
 
 def _page(
@@ -154,7 +158,7 @@ async def review_json(request: Request) -> Response:
     try:
         review = await _review(request, session)
     except BadInput as error:
-        return _page(request, session, dict(request.query_params), None, status_code=400, error=str(error))
+        return _page(request, session, _form(request), None, status_code=400, error=str(error))
     body = {**_stamp(session, review), "intervals": [interval.to_row() for interval in review.intervals]}
     return _attachment(_encoder.encode(body), "application/json", _filename(review, "json"))
 
@@ -172,7 +176,7 @@ async def review_csv(request: Request) -> Response:
     try:
         review = await _review(request, session)
     except BadInput as error:
-        return _page(request, session, dict(request.query_params), None, status_code=400, error=str(error))
+        return _page(request, session, _form(request), None, status_code=400, error=str(error))
     stamp = _stamp(session, review)
     out = io.StringIO()
     header = [
