@@ -120,6 +120,19 @@ async def resolve_user(connection: Connection, org_id: uuid.UUID, reference: str
     return found
 
 
+async def check_user_reference(connection: Connection, org_id: uuid.UUID, reference: str) -> None:
+    """A user filter matched by the replay itself (by id, or by a userName as it was then): an id must be one
+    of the organization's (NotFound otherwise, repeating nothing); a name is the caller's own text."""
+    try:
+        user_id = uuid.UUID(reference)
+    except ValueError:
+        return
+    if await find_user(connection, org_id, reference) is None and not await audit_history.has_stream(
+        connection, org_id, user_id
+    ):
+        raise NotFound("No user by that userName or id in this organization.")
+
+
 def group_named(catalog: Snapshot, group_id: uuid.UUID) -> str:
     """A group of the organization's catalog (archived ones included), by its name; NotFound otherwise."""
     if group_id not in catalog.groups:

@@ -25,6 +25,7 @@ from app.http.console.audit_forms import (
     SECTION,
     BadInput,
     bounded_window,
+    check_user_reference,
     field,
     form_instant,
     read_snapshot,
@@ -73,6 +74,8 @@ async def _review(request: Request, session: ConsoleSession) -> Review:
     org_id, prefix = session.org_id, services_of(request).settings.group_prefix
 
     async def query(connection: Connection) -> Review:
+        if filters["user"] is not None:
+            await check_user_reference(connection, org_id, filters["user"])
         head = await seals.head(connection, org_id)
         intervals = await audit.access(
             connection,
