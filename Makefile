@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console-timeline
+.PHONY: install run test lint clean chromium screenshots conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console bench-console-timeline
 
 install: $(STAMP)
 
@@ -25,8 +25,20 @@ run: install
 	@echo "  $(BIN)/scimledger token issue --org 'Acme'"
 	SCIMLEDGER_LOG_FORMAT=$${SCIMLEDGER_LOG_FORMAT:-text} $(BIN)/scimledger serve
 
-test: install
+test: install chromium
 	$(BIN)/pytest
+
+# The README's pictures of the console (docs/console/*.png), from a demonstration organization.
+screenshots: install chromium
+	$(BIN)/python -m tests.browser.screenshots
+
+# The console's browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads).
+CHROMIUM := /usr/bin/chromium
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	apt-get update -qq
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium fonts-dejavu-core fonts-liberation
 
 lint: install
 	$(BIN)/ruff check $(PACKAGES) tests bench
@@ -75,6 +87,7 @@ bench: install $(NGINX)
 	$(BIN)/python bench/event_feed.py
 	$(BIN)/python bench/webhook_lag.py
 	$(BIN)/python bench/console_timeline.py
+	$(BIN)/python bench/console_pages.py
 
 # nginx serves the trivial endpoint that shows wrk is not the bottleneck. Unpacked from Debian's package
 # rather than installed, so that no system service starts on port 80.
@@ -135,3 +148,7 @@ bench-fold: install
 # BASELINE_TREE=/path/to/old/checkout (with its .venv) to measure it side by side with this tree.
 bench-audit-memory: install
 	$(BIN)/python bench/audit_memory.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
+
+# The console's pages with an organization of 100,000 users and 1,000,000 events, beside GET /Users/{id}.
+bench-console: install
+	$(BIN)/python bench/console_pages.py

@@ -33,11 +33,13 @@ from app.infrastructure.settings import Settings
 from app.infrastructure.webhook_keys import WebhookKeys
 from app.services.access import AccessService
 from app.services.catalog import CatalogService
+from app.services.connection_status import ConnectionStatusService
 from app.services.console import ConsoleAccess
 from app.services.container import Services
 from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
+from app.services.scim_call_errors import ScimCallErrors
 from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
 from app.services.webhook_delivery import DeliveryOptions, WebhookDispatcher
@@ -102,7 +104,8 @@ async def bootstrap(
             async with _consumers(settings, url, services, runner) as task:
                 yield Root(services, task, applied)
         finally:
-            # Before the pool closes, so that the last commits' NOTIFY is not lost.
+            # Before the pool closes, so that the last commits' NOTIFY is not lost, nor the last SCIM errors.
+            await services.scim_call_errors.aclose()
             await services.notifier.aclose()
     finally:
         await pool.close()
@@ -197,11 +200,13 @@ def build_runner(settings: Settings, url: str, services: Services) -> Runner:
 
 
 def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Services:
-    """The services over `pool`; `await services.notifier.aclose()` before closing the pool."""
+    """The services over `pool`; `await services.scim_call_errors.aclose()` and `services.notifier.aclose()`
+    before closing the pool."""
     notifier = CommitNotifier(pool)
     projection = ScimProjection(settings.group_prefix)
     store = EventStore(pool, notifier, projection)  # every append writes the SCIM projection with it
     webhook_keys = WebhookKeys(settings)
+    scim_call_errors = ScimCallErrors(pool, settings.scim_errors_kept, settings.scim_errors_flush_seconds)
     return Services(
         settings=settings,
         pool=pool,
@@ -248,4 +253,6 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
             settings.console_idle_seconds,
             settings.console_session_seconds,
         ),
+        scim_call_errors=scim_call_errors,
+        connection_status=ConnectionStatusService(pool, scim_call_errors),
     )

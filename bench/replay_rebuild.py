@@ -35,8 +35,11 @@ from projections.analytics import AnalyticsAccess
 EVENTS_PER_USER = 20
 
 
-def history(org_id: uuid.UUID, events: int) -> list[tuple[object, ...]]:
-    """Rows for the events table: a catalog of 10 projects x 5 roles, then users of about 20 events each."""
+def history(
+    org_id: uuid.UUID, events: int, events_per_user: int = EVENTS_PER_USER
+) -> list[tuple[object, ...]]:
+    """Rows for the events table: a catalog of 10 projects x 5 roles, then users of about `events_per_user`
+    events each."""
     chooser = random.Random(42)
     org = str(org_id)
     aggregates: list[object] = []
@@ -59,7 +62,7 @@ def history(org_id: uuid.UUID, events: int) -> list[tuple[object, ...]]:
             },
             active=True,
         )
-        for step in range(EVENTS_PER_USER - 1):
+        for step in range(events_per_user - 1):
             roll = chooser.random()
             group = str(chooser.choice(groups).id)
             if roll < 0.45:

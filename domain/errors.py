@@ -89,7 +89,7 @@ MAX_NAMED_MEMBERS = 20
 class InvalidMember(DomainError):
     """The members a request may not add, each named with the reason; nothing of the request is applied."""
 
-    def __init__(self, refusals: Sequence[str]) -> None:
+    def __init__(self, refusals: Sequence[str], unknown: Sequence[str] = ()) -> None:
         named = "; ".join(refusals[:MAX_NAMED_MEMBERS])
         more = len(refusals) - MAX_NAMED_MEMBERS
         count = "1 member" if len(refusals) == 1 else f"{len(refusals)} members"
@@ -98,6 +98,8 @@ class InvalidMember(DomainError):
             f"{named}{f'; and {more} more' if more > 0 else ''}."
         )
         self.refusals = list(refusals)
+        # The members, as the request sent them, that name no user of the organization.
+        self.unknown = list(unknown)
 
 
 class InvalidWebhook(DomainError):

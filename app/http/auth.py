@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from app.http.call_errors import remember_principal
 from app.http.endpoint import services_of
 from app.services.tenancy import PlatformPrincipal, Principal, TokenScope
 from eventstore.records import Metadata
@@ -108,6 +109,8 @@ async def authenticate(request: Request, scope: TokenScope | None = "scim") -> P
         )
     if scope is not None and principal.scope != scope:
         raise ScimError(403, f"This token has the '{principal.scope}' scope; this endpoint needs '{scope}'.")
+    # From here on, an error of this request is its organization's to see (app/http/call_errors.py).
+    remember_principal(request.scope, principal)
     check_rate(request, principal.token_id)
     services_of(request).admission.enter(request.scope, principal.org_id, principal.token_id)
     return principal

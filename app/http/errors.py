@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.http.api.responses import ApiError, api_error_response, is_api
+from app.http.call_errors import note_failed_call
 from app.http.console.pages import console_problem, is_console
 from app.http.console.session import CONSOLE_EXCEPTION_HANDLERS
 from app.http.endpoint import services_of
@@ -51,13 +52,16 @@ def _answer(
     detail: str,
     scim_type: ScimType | None = None,
     headers: dict[str, str] | None = None,
+    error: Exception | None = None,
 ) -> Response:
     """The error as SCIM's error body, in the management API's shape for a request under /api/, or as the
-    console's page for one under /console."""
+    console's page for one under /console. A SCIM error answered to an organization's identity provider is
+    kept for its connection status (`error`, the exception answered, may name whom the request was about)."""
     if is_console(request.scope):
         return console_problem(request, status, detail, headers)
     if is_api(request.scope):
         return api_error_response(request.scope, status, detail, headers)
+    note_failed_call(request, status, detail, scim_type, error)
     return error_response(status, detail, scim_type, headers)
 
 
@@ -70,7 +74,7 @@ async def on_api_error(request: Request, error: Exception) -> Response:
 async def on_scim_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ScimError)
     headers = {"WWW-Authenticate": 'Bearer realm="scimledger"'} if error.status == 401 else {}
-    return _answer(request, error.status, error.detail, error.scim_type, {**headers, **error.headers})
+    return _answer(request, error.status, error.detail, error.scim_type, {**headers, **error.headers}, error)
 
 
 class ErrorAnswer(NamedTuple):
@@ -134,11 +138,11 @@ async def on_domain_error(request: Request, error: Exception) -> Response:
             error,
             extra={"error_type": type(error).__name__},
         )
-        return _answer(request, 500, FAILED_DETAIL)
+        return _answer(request, 500, FAILED_DETAIL, error=error)
     # The detail is the error's message put into the row's template, never formatted itself: an error's
     # message may hold braces (a userName may).
     detail = answer.detail.replace("{error}", str(error))
-    return _answer(request, answer.status, detail, answer.scim_type)
+    return _answer(request, answer.status, detail, answer.scim_type, error=error)
 
 
 # An unknown path under /api/.

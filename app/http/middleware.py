@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.api.responses import api_error_response, is_api
+from app.http.console.pages import console_failure, is_console
 from app.http.operations import Metrics
 from app.http.responses import FAILED_DETAIL, error_response
 from app.infrastructure import logs
@@ -163,6 +164,8 @@ class EdgeMiddleware:
                 response = (
                     api_error_response(scope, 500, FAILED_DETAIL)
                     if is_api(scope)
+                    else console_failure(scope)
+                    if is_console(scope)
                     else error_response(500, FAILED_DETAIL)
                 )
                 await response(scope, receive, send_with_headers)

@@ -15,6 +15,7 @@ import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from app.http.call_errors import remember_body
 from app.http.endpoint import services_of
 from app.infrastructure.settings import Settings
 from domain.errors import NotFound
@@ -69,8 +70,11 @@ async def read_json(request: Request) -> Any:
     body = b"".join(chunks)
     if len(body) > OFFLOAD_BYTES:
         request.scope[_LARGE_BODY] = True
-        return await run_in_threadpool(_decode_json, body)
-    return _decode_json(body)
+        decoded = await run_in_threadpool(_decode_json, body)
+    else:
+        decoded = _decode_json(body)
+    remember_body(request.scope, decoded)  # whom an error of the request is about (app/http/call_errors.py)
+    return decoded
 
 
 def _decode_json(body: bytes) -> Any:

@@ -55,6 +55,8 @@ ENVIRONMENT = {
     "SCIMLEDGER_CONSOLE_LINK_SECONDS": "console_link_seconds",
     "SCIMLEDGER_CONSOLE_IDLE_SECONDS": "console_idle_seconds",
     "SCIMLEDGER_CONSOLE_SESSION_SECONDS": "console_session_seconds",
+    "SCIMLEDGER_SCIM_ERRORS_KEPT": "scim_errors_kept",
+    "SCIMLEDGER_SCIM_ERRORS_FLUSH_SECONDS": "scim_errors_flush_seconds",
 }
 
 # Seconds between a webhook's failed attempt at an event and the next: about four days in all, so that a
@@ -137,6 +139,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console_link_seconds: Annotated[float, msgspec.Meta(gt=0)] = 900.0
     console_idle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
     console_session_seconds: Annotated[float, msgspec.Meta(gt=0)] = 8 * 3600.0
+
+    # The connection status (app/services/scim_call_errors.py): the SCIM errors an organization keeps, and
+    # how long a process gathers an organization's errors before it writes them, in one statement.
+    scim_errors_kept: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    scim_errors_flush_seconds: Annotated[float, msgspec.Meta(ge=0)] = 1.0
 
     @property
     def public_root(self) -> str | None:

@@ -11,10 +11,12 @@ from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
 from app.services.access import AccessService
 from app.services.catalog import CatalogService
+from app.services.connection_status import ConnectionStatusService
 from app.services.console import ConsoleAccess
 from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
+from app.services.scim_call_errors import ScimCallErrors
 from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
 from app.services.webhook_delivery import WebhookDispatcher
@@ -51,6 +53,9 @@ class Services:
     webhook_dispatcher: WebhookDispatcher
     access: AccessService
     console: ConsoleAccess
+    # Noted by the HTTP edge, written in batches; `aclose` it before the pool closes (app/bootstrap.py).
+    scim_call_errors: ScimCallErrors
+    connection_status: ConnectionStatusService
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

@@ -264,14 +264,16 @@ def _decide(
     """
     group_id = str(group.id)
     refused = [_not_a_user(member, displays) for member in malformed]
+    unknown = list(malformed)
     for user_id in adds:
         user = users.get(user_id)
         if not isinstance(user, User):
             refused.append(_not_a_user(str(user_id), displays))
+            unknown.append(str(user_id))
         elif (refusal := user.access_refusal()) is not None:
             refused.append(f"{user.described()} {refusal}")
     if refused:
-        raise InvalidMember(refused)
+        raise InvalidMember(refused, unknown)
     for user_id in adds:
         users[user_id].join_group(group_id, cause)
     for user_id in removes:

@@ -95,6 +95,8 @@ async def test_a_sign_in_posted_from_another_site_is_refused(
     url = await portal_link(browser_like, org, "setup")
     forged = await browser_like.post(url, headers={"Origin": "https://evil.example"})
     assert forged.status_code == 403
+    cross_site = await browser_like.post(url, headers={"Sec-Fetch-Site": "cross-site", "Origin": "null"})
+    assert cross_site.status_code == 403
     assert (await browser_like.post(url, headers={"Origin": ROOT})).status_code == 303, (
         "the link is still usable"
     )

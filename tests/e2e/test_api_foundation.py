@@ -350,6 +350,11 @@ async def test_an_unhandled_failure_under_api_is_a_500_in_the_api_shape() -> Non
     async with httpx.AsyncClient(transport=transport, base_url="http://scim.test") as client:
         api_failure = await client.get("/api/v1/orgs")
         scim_failure = await client.get("/scim/v2/Users")
+        console_failure = await client.get("/console/users")
     assert "boom" not in assert_api_error(api_failure, 500, "internal_error")
     assert scim_failure.status_code == 500
     assert scim_failure.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert console_failure.status_code == 500
+    assert console_failure.headers["content-type"].startswith("text/html")
+    assert "Something went wrong" in console_failure.text
+    assert "boom" not in console_failure.text

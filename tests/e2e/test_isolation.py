@@ -79,6 +79,8 @@ async def populated_org(http: httpx.AsyncClient, services: Services, pool: async
     role_id, _ = await services.catalog.create(ROLE, org_id, role, Metadata("admin:test"))
     user_name = f"iso.{uuid.uuid4().hex[:8]}@acme.example"
     user_id = (await http.post("/Users", json=okta_user(user_name), headers=tenant.headers)).json()["id"]
+    # Okta's failed second attempt, which the connection status names the user in.
+    assert (await http.post("/Users", json=okta_user(user_name), headers=tenant.headers)).status_code == 409
     [group] = (await http.get("/Groups", headers=tenant.headers)).json()["Resources"]
     add = {
         "schemas": [PATCH_OP],
@@ -247,6 +249,10 @@ READS: dict[tuple[str, str], list[Probe]] = {
         managing("GET", "/api/v1/orgs/{org}/users", user_name="iso.", status="active"),
     ],
     ("GET", "/api/v1/orgs/{org}/users/{user}"): [managing("GET", "/api/v1/orgs/{org}/users/{user}")],
+    ("GET", "/api/v1/orgs/{org}/connection"): [
+        managing("GET", "/api/v1/orgs/{org}/connection"),
+        managing("GET", "/api/v1/orgs/{org}/connection", limit="1"),
+    ],
     ("GET", "/api/v1/orgs/{org}/tokens"): [
         managing("GET", "/api/v1/orgs/{org}/tokens"),
         managing("GET", "/api/v1/orgs/{org}/tokens", limit="1"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from app.http.api import access_routes, portal_routes
+from app.http.api import access_routes, connection_routes, portal_routes
 from app.http.api.access_routes import AccessOutput
 from app.http.api.catalog_routes import (
     ArchivedEntry,
@@ -17,6 +17,7 @@ from app.http.api.catalog_routes import (
     MemberOutput,
     NameInput,
 )
+from app.http.api.connection_routes import ConnectionOutput
 from app.http.api.directory_routes import InviteInput, UserDetailOutput, UserOutput
 from app.http.api.edge import DEFAULT_LIMIT, MAX_KEY_LENGTH, MAX_LIMIT
 from app.http.api.events_routes import PARAMETERS as EVENT_PARAMETERS
@@ -182,6 +183,9 @@ def paths() -> dict[str, Any]:
             _ORG, _responses({200: ("The answer, allowed or not.", "AccessOutput")}, 400, 404)
         ),
         **portal_routes.path_description(_ORG, _body("PortalLinkInput"), _responses, _IDEMPOTENCY_KEY),
+        **connection_routes.path_description(
+            _ORG, _responses({200: ("The connection status.", "ConnectionOutput")}, 400, 404)
+        ),
     }
 
 
@@ -379,6 +383,7 @@ def schemas() -> dict[str, Any]:
             EventPage,
             AccessOutput,
             *portal_routes.SCHEMA_TYPES,
+            ConnectionOutput,
         ],
         ref_template=_REF,
     )

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
 from starlette.types import Scope
 
@@ -119,6 +119,19 @@ def problem_page(
 ) -> Response:
     """What went wrong, in words, with the way back."""
     return render(request, "problem.html", session, status_code=status, status=status, detail=detail)
+
+
+def console_failure(scope: Scope) -> Response:
+    """The console's last answer to what nothing else handled: a page of its own, from no template (the
+    failure may be in one), naming the request's id for whoever looks into it."""
+    request_id = escape(scope.get("state", {}).get("request_id") or "unknown")
+    page = (
+        '<!doctype html><html lang="en"><meta charset="utf-8"><title>Something went wrong · scimledger</title>'
+        "<main><h1>Something went wrong</h1><p>The console could not show this page. Nothing was changed by "
+        f"it. Try again; if it happens again, give the app's administrator this request id: {request_id}.</p>"
+        '<p><a href="/console">Back to the console</a></p></main></html>'
+    )
+    return HTMLResponse(page, status_code=500)
 
 
 def console_problem(

@@ -30,6 +30,7 @@ async def _page(
             token for token in await tenancy.list_tokens(connection, session.org_id) if token.scope == "scim"
         ]
     active = [token for token in tokens if token.revoked_at is None]
+    status = await services.connection_status.status(session.org_id, limit=10)
     return render(
         request,
         "setup.html",
@@ -40,7 +41,9 @@ async def _page(
         tokens=tokens,
         active_tokens=active,
         max_tokens=tenancy.MAX_ACTIVE_SCIM_TOKENS,
-        last_call=max((token.last_used_at for token in active if token.last_used_at), default=None),
+        last_call=status.last_call_at,
+        errors=status.errors,
+        errors_last_day=sum(count.count for count in status.errors_last_day),
         issued=shown.get("issued"),
         problem=shown.get("problem"),
         notice=shown.get("notice"),

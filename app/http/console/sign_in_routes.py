@@ -48,12 +48,15 @@ async def sign_in_page(request: Request) -> Response:
 
 
 def _same_origin(request: Request) -> bool:
-    """A browser names the page a form was sent from: a sign-in posted from another site is refused, so that
-    no one can sign a visitor into a session of theirs."""
+    """A sign-in posted from another site is refused, so that no one can sign a visitor into a session of
+    theirs. Browsers say where a request comes from in Sec-Fetch-Site; Origin is the fallback for those that
+    do not, and is "null" under this service's Referrer-Policy (no-referrer), which keeps the link's secret
+    out of Referer headers."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    return origin == f"{request.url.scheme}://{request.url.netloc}"
+    return origin in (None, "null") or origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 async def sign_in(request: Request) -> Response:
