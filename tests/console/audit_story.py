@@ -4,6 +4,7 @@ builds its histories."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import html
 import re
@@ -85,6 +86,7 @@ async def okta_history(client: httpx.AsyncClient, pool: asyncpg.Pool, org: Conso
     deactivation = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]}
     assert (await client.patch(f"{SCIM}/Users/{ann}", json=deactivation, headers=scim)).is_success
     end = await db_now(pool)
+    await readable(pool, org)
     return Story(
         org,
         {"Authorization": f"Bearer {auditor}"},
@@ -97,6 +99,16 @@ async def okta_history(client: httpx.AsyncClient, pool: asyncpg.Pool, org: Conso
         middle,
         end,
     )
+
+
+async def readable(pool: asyncpg.Pool, org: ConsoleOrg) -> None:
+    """Wait until the organization's events are below every running transaction. Transaction ids are the
+    whole server's: another database's long transaction (another checkout's tests) hides later commits from
+    the commit-safe readers the history and the as-of view are, until it ends."""
+    written = await pool.fetchval("SELECT max(tx) FROM events WHERE org_id = $1", org.tenant.org.org_id)
+    hidden = "SELECT pg_snapshot_xmin(pg_current_snapshot()) <= $1::xid8"
+    while await pool.fetchval(hidden, written):
+        await asyncio.sleep(0.01)
 
 
 _ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.DOTALL)
