@@ -107,7 +107,9 @@ async def readable(pool: asyncpg.Pool, org: ConsoleOrg) -> None:
     the commit-safe readers the history and the as-of view are, until it ends."""
     written = await pool.fetchval("SELECT max(tx) FROM events WHERE org_id = $1", org.tenant.org.org_id)
     hidden = "SELECT pg_snapshot_xmin(pg_current_snapshot()) <= $1::xid8"
-    while await pool.fetchval(hidden, written):
+    while True:
+        if not await pool.fetchval(hidden, written):
+            return
         await asyncio.sleep(0.01)
 
 
