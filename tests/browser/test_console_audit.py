@@ -25,7 +25,9 @@ async def test_an_auditor_reads_the_timeline_and_follows_a_bar_to_its_events(
 
     await page.get_by_role("link", name="Timeline").click()
     await expect(page.get_by_role("heading", name="Access timeline")).to_be_visible()
-    await page.get_by_label("Group").select_option(label=f"{org_prefix(await group_names(page))}-Apollo-Admin")
+    await page.get_by_label("Group").select_option(
+        label=f"{org_prefix(await group_names(page))}-Apollo-Admin"
+    )
     await page.get_by_role("button", name="Draw").click()
     bars = page.locator("svg.timeline a.bar-link")
     await expect(bars).to_have_count(3)  # ann (removed since), eve, bob
