@@ -3,8 +3,8 @@
 Read from access_grants (projections/access_grants.py), which holds exactly the intervals `audit access`
 replays from the log (projections/audit.py `access`), by index, in one statement: a group's grants by the
 index of migration 0023 (org, group, granted_at), a user's by the primary key (org, user, ...). Nothing is
-replayed, so a group of 10,000 members over a year reads in milliseconds on a log of millions of events
-(bench/console_timeline.py).
+replayed: a page of a group of 10,000 members over a year costs what its 10,000 rows cost, whatever the size
+of the log (about 0.2 s on a quiet 2-core machine with a log of 1,000,000 events: bench/console_timeline.py).
 
 The window [start, end] keeps the grants the audit's window keeps: granted at or before `end`, and not
 revoked before `start` (an instant of grant or revocation on a bound counts, as the audit's does). Each bar
@@ -32,8 +32,8 @@ import binascii
 import datetime
 import json
 import uuid
-from dataclasses import dataclass, fields
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from domain.users import User
 from eventstore.pool import Connection
@@ -101,10 +101,7 @@ _BAR_COLUMNS = """
 grant_row.user_id, coalesce(user_now.user_name, user_then.user_name, grant_row.user_id::text) AS user_name,
 grant_row.group_id, grant_row.project_id, coalesce(project.name, grant_row.project_id::text) AS project,
 grant_row.role_id, coalesce(role.name, grant_row.role_id::text) AS role,
-grant_row.granted_at, grant_row.revoked_at,
-greatest(grant_row.granted_at, $3) AS shown_from,
-least(coalesce(grant_row.revoked_at, $4), $4) AS shown_to,
-grant_row.granted_by, grant_row.grant_cause, grant_row.granted_request_id, grant_row.granted_position,
+grant_row.granted_at, grant_row.revoked_at, grant_row.granted_by, grant_row.grant_cause, grant_row.granted_request_id, grant_row.granted_position,
 grant_row.revoked_by, grant_row.revoke_cause, grant_row.revoked_request_id, grant_row.revoked_position
 """
 # Today's names, by primary keys. A user deleted since has no scim_users row: their name is then the last
@@ -130,7 +127,7 @@ LEFT JOIN catalog_roles AS role ON role.org_id = grant_row.org_id AND role.role_
 # Rows are sorted by a label in bytewise order ("C"), which the cursor's label is compared in too.
 _PAGE = """
 SELECT * FROM (
-    SELECT named_bar.*, {label} COLLATE "C" AS row_label, named_bar.{row_id} AS row_id
+    SELECT named_bar.*, {label} COLLATE "C" AS row_label
     FROM (
         SELECT {columns}
         FROM access_grants AS grant_row {names}
@@ -139,9 +136,9 @@ SELECT * FROM (
     ) AS named_bar
 ) AS bar
 WHERE $5::text IS NULL
-   OR (bar.row_label, bar.row_id, bar.granted_at, bar.granted_position)
+   OR (bar.row_label, bar.{row_id}, bar.granted_at, bar.granted_position)
       > ($5::text COLLATE "C", $6::uuid, $7::timestamptz, $8::bigint)
-ORDER BY bar.row_label, bar.row_id, bar.granted_at, bar.granted_position
+ORDER BY bar.row_label, bar.{row_id}, bar.granted_at, bar.granted_position
 LIMIT $9
 """
 _GROUP_PAGE = _PAGE.format(
@@ -159,7 +156,37 @@ _USER_PAGE = _PAGE.format(
     row_id="group_id",
     subject="user_id",
 )
-_BAR_FIELDS = len(fields(TimelineBar))
+
+
+def _bar(row: tuple[Any, ...], start: datetime.datetime, end: datetime.datetime) -> TimelineBar:
+    """A row of the page's statement as a bar, clipped to [start, end] here rather than in SQL: decoding two
+    more timestamps a row cost a third of the page's decoding (18 of 51 ms for 10,000 rows, measured)."""
+    (user_id, user_name, group_id, project_id, project, role_id, role, granted_at, revoked_at) = row[:9]
+    shown_from = granted_at if granted_at > start else start
+    shown_to = revoked_at if revoked_at is not None and revoked_at < end else end
+    granted_by, grant_cause, granted_request_id, granted_position = row[9:13]
+    revoked_by, revoke_cause, revoked_request_id, revoked_position = row[13:17]
+    return TimelineBar(
+        user_id,
+        user_name,
+        group_id,
+        project_id,
+        project,
+        role_id,
+        role,
+        granted_at,
+        revoked_at,
+        shown_from,
+        shown_to,
+        granted_by,
+        grant_cause,
+        granted_request_id,
+        granted_position,
+        revoked_by,
+        revoke_cause,
+        revoked_request_id,
+        revoked_position,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,10 +274,11 @@ async def read_timeline(
             after.granted_position if after else None,
             limit + 1,
         )
-    bars = [TimelineBar(*tuple(row)[:_BAR_FIELDS]) for row in rows[:limit]]
+    bars = [_bar(tuple(row), start, end) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        key = _Key(last["row_label"], last["row_id"], last["granted_at"], last["granted_position"])
+        row_id = last["user_id"] if view == "group" else last["group_id"]
+        key = _Key(last["row_label"], row_id, last["granted_at"], last["granted_position"])
         next_cursor = encode_cursor(view, subject, key)
     return TimelinePage(view, subject, start, end, bars, next_cursor)
