@@ -113,3 +113,16 @@ async def test_a_field_the_history_cannot_use_is_a_400_page_saying_why(
     assert page.status_code == 400
     assert words in html.unescape(page.text)
     assert 'class="problem"' in page.text
+
+
+async def test_a_user_who_is_not_the_organizations_is_a_404_above_the_form(
+    browser_like: httpx.AsyncClient, story: Story
+) -> None:
+    page = await browser_like.get(
+        "/console/audit/history", params={"user": "nobody@audit.example", "kind": "status"}
+    )
+    assert page.status_code == 404
+    assert "No user by that userName or id in this organization." in page.text
+    assert 'name="actor"' in page.text  # the form, to try again
+    assert "nobody@audit.example" not in page.text  # the field is cleared
+    assert '<option value="status" selected>' in page.text  # the other fields are kept

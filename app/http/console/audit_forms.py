@@ -30,6 +30,15 @@ class BadInput(ValueError):
     """A field of the page's form it cannot use, in words for the person who typed it."""
 
 
+class UnknownReference(NotFound):
+    """A user or group field that names nothing of the organization's: a 404, said above the form with the
+    field cleared, so that the page repeats nothing of another organization's ids."""
+
+    def __init__(self, field_name: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field_name
+
+
 async def read_snapshot(request: Request, query: Callable[[Connection], Awaitable[T]]) -> T:
     """Run `query` in one read-only, repeatable-read snapshot, as /audit reads (app/http/audit_routes.py)."""
     async with (
@@ -105,8 +114,7 @@ def identifier(params: Mapping[str, str], name: str) -> uuid.UUID | None:
 
 
 async def resolve_user(connection: Connection, org_id: uuid.UUID, reference: str) -> uuid.UUID:
-    """The organization's user by id or userName; NotFound (a 404 page that repeats nothing of the request)
-    for anyone else's, so that another organization's ids show nothing."""
+    """The organization's user by id or userName; UnknownReference for anyone else's."""
     found = await find_user(connection, org_id, reference)
     if found is None:
         # A user deleted since is in no directory, but their history and grants are still the log's.
@@ -116,13 +124,13 @@ async def resolve_user(connection: Connection, org_id: uuid.UUID, reference: str
             stream = None
         if stream is not None and await audit_history.has_stream(connection, org_id, stream):
             return stream
-        raise NotFound("No user by that userName or id in this organization.")
+        raise UnknownReference("user", "No user by that userName or id in this organization.")
     return found
 
 
 async def check_user_reference(connection: Connection, org_id: uuid.UUID, reference: str) -> None:
     """A user filter matched by the replay itself (by id, or by a userName as it was then): an id must be one
-    of the organization's (NotFound otherwise, repeating nothing); a name is the caller's own text."""
+    of the organization's (UnknownReference otherwise); a name is the caller's own text."""
     try:
         user_id = uuid.UUID(reference)
     except ValueError:
@@ -130,13 +138,14 @@ async def check_user_reference(connection: Connection, org_id: uuid.UUID, refere
     if await find_user(connection, org_id, reference) is None and not await audit_history.has_stream(
         connection, org_id, user_id
     ):
-        raise NotFound("No user by that userName or id in this organization.")
+        raise UnknownReference("user", "No user by that userName or id in this organization.")
 
 
 def group_named(catalog: Snapshot, group_id: uuid.UUID) -> str:
-    """A group of the organization's catalog (archived ones included), by its name; NotFound otherwise."""
+    """A group of the organization's catalog (archived ones included), by its name; UnknownReference
+    otherwise."""
     if group_id not in catalog.groups:
-        raise NotFound("No group with that id in this organization.")
+        raise UnknownReference("group", "No group with that id in this organization.")
     return catalog.group_name(group_id)
 
 

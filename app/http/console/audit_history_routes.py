@@ -16,6 +16,7 @@ from starlette.routing import Route
 from app.http.console.audit_forms import (
     SECTION,
     BadInput,
+    UnknownReference,
     catalog_subjects,
     choice,
     field,
@@ -32,6 +33,7 @@ from app.http.endpoint import services_of
 from eventstore.pool import Connection
 from eventstore.records import LogPosition
 from projections import audit_history
+from projections.audit import Snapshot
 from projections.audit_history import HistoryEntry, HistoryFilter
 
 PAGE_SIZE = 100
@@ -87,7 +89,9 @@ async def history_page(request: Request) -> Response:
     org_id, prefix = session.org_id, services_of(request).settings.group_prefix
 
     async def query(connection: Connection) -> _Found:
-        catalog = await audit_history.catalog_of(connection, org_id, prefix)
+        # Only a filter by catalog needs it (the page itself replays the catalog up to its cursor).
+        narrowed = group_id is not None or project is not None or role is not None
+        catalog = await audit_history.catalog_of(connection, org_id, prefix) if narrowed else Snapshot(prefix)
         group_name = group_named(catalog, group_id) if group_id is not None else None
         wanted = HistoryFilter(
             user=await resolve_user(connection, org_id, user) if user is not None else None,
@@ -105,7 +109,11 @@ async def history_page(request: Request) -> Response:
         ]
         return _Found(shown, page.next, group_name)
 
-    found = await read_snapshot(request, query)
+    try:
+        found = await read_snapshot(request, query)
+    except UnknownReference as unknown:
+        form[unknown.field] = ""
+        return _page(request, session, form, status_code=404, error=str(unknown))
     return _page(
         request,
         session,

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from app.http.console.audit_forms import (
     SECTION,
     BadInput,
+    UnknownReference,
     bounded_window,
     check_user_reference,
     field,
@@ -99,6 +100,9 @@ async def review_page(request: Request) -> Response:
         review = await _review(request, session)
     except BadInput as error:
         return _page(request, session, form, None, status_code=400, error=str(error))
+    except UnknownReference as unknown:
+        form[unknown.field] = ""
+        return _page(request, session, form, None, status_code=404, error=str(unknown))
     form["from"], form["to"] = form_instant(review.start), form_instant(review.end)
     return _page(request, session, form, review)
 

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from app.http.console.audit_forms import (
     SECTION,
     BadInput,
+    UnknownReference,
     bounded_window,
     field,
     form_instant,
@@ -35,6 +36,7 @@ from app.services.console import ConsoleSession
 from eventstore.pool import Connection
 from projections import access_timeline, audit_history
 from projections.access_timeline import TimelineBar, TimelinePage
+from projections.audit import Snapshot
 
 DEFAULT_WINDOW = datetime.timedelta(days=90)
 SECOND = datetime.timedelta(seconds=1)
@@ -62,7 +64,10 @@ async def timeline_page(request: Request) -> Response:
     params = request.query_params
     form: dict[str, Any] = {name: params.get(name, "") for name in ("group", "user", "from", "to")}
     org_id, prefix = session.org_id, services_of(request).settings.group_prefix
-    groups = await read_snapshot(request, lambda connection: _groups(connection, org_id, prefix))
+    catalog = await read_snapshot(
+        request, lambda connection: audit_history.catalog_of(connection, org_id, prefix)
+    )
+    groups = _groups(catalog)
     try:
         start, end = bounded_window(params, DEFAULT_WINDOW)
         form["from"], form["to"] = form_instant(start), form_instant(end)
@@ -75,7 +80,6 @@ async def timeline_page(request: Request) -> Response:
 
     async def query(connection: Connection) -> _Chart:
         if group_id is not None:
-            catalog = await audit_history.catalog_of(connection, org_id, prefix)
             title = f"Who held {group_named(catalog, group_id)}"
             user_id = None
         else:
@@ -94,6 +98,9 @@ async def timeline_page(request: Request) -> Response:
         chart = await read_snapshot(request, query)
     except BadInput as error:
         return _page(request, session, form, groups, None, 400, str(error))
+    except UnknownReference as unknown:
+        form[unknown.field] = ""
+        return _page(request, session, form, groups, None, 404, str(unknown))
     return _page(request, session, form, groups, chart)
 
 
@@ -104,9 +111,8 @@ def _subject(params: Any) -> tuple[uuid.UUID | None, str | None]:
     return group_id, user
 
 
-async def _groups(connection: Connection, org_id: uuid.UUID, prefix: str) -> list[tuple[str, str, bool]]:
+def _groups(catalog: Snapshot) -> list[tuple[str, str, bool]]:
     """The organization's groups for the form's choice: (id, name, archived), live ones first, by name."""
-    catalog = await audit_history.catalog_of(connection, org_id, prefix)
     named = [
         (not catalog.live_group(group_id), catalog.group_name(group_id).casefold(), str(group_id))
         for group_id in catalog.groups
