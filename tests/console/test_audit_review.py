@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from projections import seals
-from tests.console.audit_story import Story, okta_history, table_rows
+from tests.conftest import okta_user
+from tests.console.audit_story import Story, members, okta_history, readable, table_rows
 from tests.console.helpers import console_org, sign_in
 
 
@@ -134,3 +135,23 @@ async def test_a_review_of_a_bad_window_is_a_400_page(
     assert page.status_code == 400
     assert page.headers["content-type"].startswith("text/html")
     assert words in html.unescape(page.text)
+
+
+async def test_a_csv_cell_a_spreadsheet_would_run_is_written_after_an_apostrophe(
+    browser_like: httpx.AsyncClient, story: Story, pool: asyncpg.Pool
+) -> None:
+    scim = story.org.tenant.headers
+    formula = '=HYPERLINK("http://evil.example","x")@audit.example'
+    created = await browser_like.post("/scim/v2/Users", json=okta_user(formula), headers=scim)
+    assert created.status_code == 201
+    added = await browser_like.patch(
+        f"/scim/v2/Groups/{story.viewer_group}", json=members(created.json()["id"]), headers=scim
+    )
+    assert added.is_success
+    await readable(pool, story.org)
+    exported = await browser_like.get("/console/audit/review.csv", params={"user": created.json()["id"]})
+    lines = [line for line in exported.text.splitlines() if not line.startswith("#")]
+    [row] = list(csv.DictReader(io.StringIO("\n".join(lines))))
+    assert row["userName"] == "'" + formula
+    as_json = await browser_like.get("/console/audit/review.json", params={"user": created.json()["id"]})
+    assert as_json.json()["intervals"][0]["userName"] == formula  # JSON is data, not a spreadsheet
