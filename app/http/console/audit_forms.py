@@ -12,7 +12,6 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from app.http.endpoint import services_of
-from domain.errors import NotFound
 from eventstore.pool import Connection
 from projections import audit, audit_history
 from projections.audit import Snapshot
@@ -30,9 +29,10 @@ class BadInput(ValueError):
     """A field of the page's form it cannot use, in words for the person who typed it."""
 
 
-class UnknownReference(NotFound):
+class UnknownReference(Exception):
     """A user or group field that names nothing of the organization's: a 404, said above the form with the
-    field cleared, so that the page repeats nothing of another organization's ids."""
+    field cleared, so that the page repeats nothing of another organization's ids. Not a domain error (the
+    console's pages catch it, each with its form)."""
 
     def __init__(self, field_name: str, detail: str) -> None:
         super().__init__(detail)

@@ -31,7 +31,7 @@ from app.http.console.audit_forms import (
     form_instant,
     read_snapshot,
 )
-from app.http.console.pages import render
+from app.http.console.pages import problem_page, render
 from app.http.console.session import console_session
 from app.http.endpoint import services_of
 from app.services.console import ConsoleSession
@@ -166,6 +166,8 @@ async def review_json(request: Request) -> Response:
         review = await _review(request, session)
     except BadInput as error:
         return _page(request, session, _form(request), None, status_code=400, error=str(error))
+    except UnknownReference as unknown:
+        return problem_page(request, 404, str(unknown), session)
     body = {**_stamp(session, review), "intervals": [interval.to_row() for interval in review.intervals]}
     return _attachment(_encoder.encode(body), "application/json", _filename(review, "json"))
 
@@ -184,6 +186,8 @@ async def review_csv(request: Request) -> Response:
         review = await _review(request, session)
     except BadInput as error:
         return _page(request, session, _form(request), None, status_code=400, error=str(error))
+    except UnknownReference as unknown:
+        return problem_page(request, 404, str(unknown), session)
     stamp = _stamp(session, review)
     out = io.StringIO()
     header = [
