@@ -162,3 +162,11 @@ async def test_another_organizations_ids_show_nothing(
             await other.get("/console/audit/timeline", params={"group": story.admin_group})
         ).status_code == 404
         assert (await other.get("/console/audit/history", params={"user": story.ann})).status_code == 404
+
+
+async def test_a_users_timeline_asked_by_id_is_titled_with_their_name(
+    browser_like: httpx.AsyncClient, story: Story
+) -> None:
+    page = await browser_like.get("/console/audit/timeline", params={"user": story.bob, **window(story)})
+    [title] = re.findall(r'<h2 id="chart-title">(.*?),', page.text)
+    assert title.startswith("What bob-")

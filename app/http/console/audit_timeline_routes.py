@@ -92,6 +92,8 @@ async def timeline_page(request: Request) -> Response:
             )
         except ValueError as error:  # a cursor of another timeline, or none at all
             raise BadInput(f"This page's link is not one of this timeline's pages ({error}).") from error
+        if user_id is not None and page.bars:
+            title = f"What {page.bars[0].user_name} held"  # the name, even when the field held the id
         return _Chart(page, title)
 
     try:
