@@ -86,8 +86,8 @@ bench: install $(NGINX)
 	$(BIN)/python bench/access_check.py
 	$(BIN)/python bench/event_feed.py
 	$(BIN)/python bench/webhook_lag.py
-	$(BIN)/python bench/console_timeline.py
 	$(BIN)/python bench/console_pages.py
+	$(BIN)/python bench/console_timeline.py
 
 # nginx serves the trivial endpoint that shows wrk is not the bottleneck. Unpacked from Debian's package
 # rather than installed, so that no system service starts on port 80.
