@@ -170,3 +170,17 @@ async def test_a_users_timeline_asked_by_id_is_titled_with_their_name(
     page = await browser_like.get("/console/audit/timeline", params={"user": story.bob, **window(story)})
     [title] = re.findall(r'<h2 id="chart-title">(.*?),', page.text)
     assert title.startswith("What bob-")
+
+
+async def test_a_window_left_empty_stays_empty_so_that_drawing_again_reaches_now(
+    browser_like: httpx.AsyncClient, story: Story
+) -> None:
+    for path in ("/console/audit/timeline", "/console/audit/review"):
+        page = await browser_like.get(path, params={"user": story.bob})
+        assert page.status_code == 200
+        assert re.search(r'name="from" type="datetime-local" step="1" value=""', page.text)
+        assert re.search(r'name="to" type="datetime-local" step="1" value=""', page.text)
+    given = await browser_like.get(
+        "/console/audit/timeline", params={"user": story.bob, "to": "2030-01-02T03:04:05.6Z"}
+    )
+    assert 'name="to" type="datetime-local" step="1" value="2030-01-02T03:04:05"' in given.text

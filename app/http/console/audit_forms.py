@@ -96,6 +96,18 @@ def choice(params: Mapping[str, str], name: str, choices: Mapping[str, object]) 
     return value
 
 
+def window_fields(
+    params: Mapping[str, str], start: datetime.datetime, end: datetime.datetime
+) -> tuple[str, str]:
+    """The window's fields as the form shows them again: a bound the query gave, to the second; a bound it
+    left empty stays empty, so that submitting the form again keeps meaning "now" (a `to` written into the
+    form as the second it was drawn would leave out whatever is recorded after)."""
+    return (
+        form_instant(start) if field(params, "from") else "",
+        form_instant(end) if field(params, "to") else "",
+    )
+
+
 def form_instant(moment: datetime.datetime | None) -> str:
     """An instant as a datetime-local field's value: UTC, to the second."""
     if moment is None:

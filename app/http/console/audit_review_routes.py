@@ -28,8 +28,8 @@ from app.http.console.audit_forms import (
     bounded_window,
     check_user_reference,
     field,
-    form_instant,
     read_snapshot,
+    window_fields,
 )
 from app.http.console.pages import problem_page, render
 from app.http.console.session import console_session
@@ -103,7 +103,7 @@ async def review_page(request: Request) -> Response:
     except UnknownReference as unknown:
         form[unknown.field] = ""
         return _page(request, session, form, None, status_code=404, error=str(unknown))
-    form["from"], form["to"] = form_instant(review.start), form_instant(review.end)
+    form["from"], form["to"] = window_fields(request.query_params, review.start, review.end)
     return _page(request, session, form, review)
 
 

@@ -27,6 +27,7 @@ from app.http.console.audit_forms import (
     identifier,
     read_snapshot,
     resolve_user,
+    window_fields,
 )
 from app.http.console.pages import render
 from app.http.console.session import console_session
@@ -70,7 +71,7 @@ async def timeline_page(request: Request) -> Response:
     groups = _groups(catalog)
     try:
         start, end = bounded_window(params, DEFAULT_WINDOW)
-        form["from"], form["to"] = form_instant(start), form_instant(end)
+        form["from"], form["to"] = window_fields(params, start, end)
         group_id, user = _subject(params)
         cursor = field(params, "after")
     except BadInput as error:
