@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
+from app.http.console import audit_as_of_routes
 from tests.console.audit_story import HOSTILE, Story, okta_history, table_rows
 from tests.console.helpers import console_org, sign_in
 
@@ -184,3 +185,19 @@ async def test_a_window_left_empty_stays_empty_so_that_drawing_again_reaches_now
         "/console/audit/timeline", params={"user": story.bob, "to": "2030-01-02T03:04:05.6Z"}
     )
     assert 'name="to" type="datetime-local" step="1" value="2030-01-02T03:04:05"' in given.text
+
+
+async def test_as_of_a_large_organization_says_it_shows_a_part_and_finds_someone_by_name(
+    browser_like: httpx.AsyncClient, story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_as_of_routes, "USERS_SHOWN", 2)
+    at = {"at": story.end.isoformat()}
+    page = await browser_like.get("/console/audit/as-of", params=at)
+    users = [row for row in table_rows(page.text) if "@audit.example" in row.split()[0]]
+    assert len(users) == 2
+    assert "The first 2 by userName are shown" in page.text
+    found = await browser_like.get("/console/audit/as-of", params={**at, "user": "BOB-"})
+    assert "The first 2" not in found.text
+    assert [row.split()[0][:4] for row in table_rows(found.text) if "@audit.example" in row.split()[0]] == [
+        "bob-"
+    ]

@@ -5,19 +5,18 @@ large organization is shown in part, and the page says so: the whole state is /a
 from __future__ import annotations
 
 import datetime
-import itertools
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.console.audit_forms import SECTION, BadInput, form_instant, instant
+from app.http.console.audit_forms import SECTION, BadInput, field, form_instant, instant
 from app.http.console.pages import render
 from app.http.console.session import console_session
 from app.http.endpoint import services_of
 from projections import audit_state
+from scim.folding import fold
 
 USERS_SHOWN = 500
 GROUPS_SHOWN = 200
@@ -35,14 +34,26 @@ class GroupShown:
 
 async def as_of_page(request: Request) -> Response:
     session = await console_session(request, SECTION)
-    text = request.query_params.get("at", "")
+    params = request.query_params
+    text, wanted = params.get("at", ""), params.get("user", "")
     try:
-        at = instant(request.query_params, "at", "At")
+        at, needle = instant(params, "at", "At"), field(params, "user")
     except BadInput as error:
-        return render(request, "audit_as_of.html", session, 400, error=str(error), at=None, at_field=text)
+        return render(
+            request,
+            "audit_as_of.html",
+            session,
+            400,
+            error=str(error),
+            at=None,
+            at_field=text,
+            user_filter=wanted,
+        )
     if at is None:
         now = form_instant(datetime.datetime.now(datetime.UTC))
-        return render(request, "audit_as_of.html", session, error=None, at=None, at_field=now)
+        return render(
+            request, "audit_as_of.html", session, error=None, at=None, at_field=now, user_filter=wanted
+        )
     services = services_of(request)
     state = await audit_state.state_at(services.pool, session.org_id, at, services.settings.group_prefix)
     names = {user.id: user.user_name for user in state.users}
@@ -54,7 +65,10 @@ async def as_of_page(request: Request) -> Response:
             members: list[str] = row["members"]
             shown = [(member, names.get(member, member)) for member in members[:MEMBERS_SHOWN]]
             groups.append(GroupShown(row["id"], row["displayName"], row["linked"], shown, len(members)))
-    users: list[dict[str, Any]] = list(itertools.islice(state.user_rows(), USERS_SHOWN))
+    # A large organization is shown in part: a part of the userName (ignoring case) finds someone in it.
+    folded = fold(needle) if needle is not None else None
+    matching = [user for user in state.users if folded is None or folded in fold(user.user_name)]
+    rows = state.user_rows(matching[:USERS_SHOWN])
     return render(
         request,
         "audit_as_of.html",
@@ -62,8 +76,9 @@ async def as_of_page(request: Request) -> Response:
         error=None,
         at=at,
         at_field=form_instant(at),
-        users=users,
-        user_count=len(state.users),
+        users=list(rows),
+        user_count=len(matching),
+        user_filter=needle or "",
         groups=groups,
         group_count=group_count,
         users_shown=USERS_SHOWN,
