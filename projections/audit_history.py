@@ -20,6 +20,7 @@ from domain.org_schemas import OrgSchema
 from domain.users import User
 from eventstore.pool import Connection
 from eventstore.records import EVENT_COLUMNS, LogPosition, RecordedEvent
+from eventstore.store import ASSIGNED_TX
 from projections.audit import Snapshot
 
 # The events that name groups: a history page replays these alone up to its cursor (a partial index,
@@ -27,6 +28,25 @@ from projections.audit import Snapshot
 CATALOG_TYPES = catalog.EVENT_TYPE_NAMES
 # Spelled out rather than a parameter, so that the planner can prove the partial index applies.
 _CATALOG = "type IN (" + ", ".join(f"'{name}'" for name in CATALOG_TYPES) + ")"
+
+# Kinds of event a history can be narrowed to (the console's filter), each the event types it covers.
+EVENT_KINDS: dict[str, tuple[str, ...]] = {
+    "membership": (User.JoinedGroup.TOPIC, User.LeftGroup.TOPIC),
+    "status": (
+        User.Created.TOPIC,
+        User.Provisioned.TOPIC,
+        User.Deactivated.TOPIC,
+        User.Reactivated.TOPIC,
+        User.Deleted.TOPIC,
+        User.RemovedFromOrganization.TOPIC,
+        User.JoinedOrganization.TOPIC,
+    ),
+    "profile": (User.ProfileUpdated.TOPIC,),
+    "catalog": CATALOG_TYPES,
+    "schema": (OrgSchema.Declared.TOPIC, OrgSchema.Redeclared.TOPIC),
+}
+# The events of a user's stream: their subject is a user.
+USER_TYPES = frozenset((*EVENT_KINDS["membership"], *EVENT_KINDS["status"], *EVENT_KINDS["profile"]))
 
 # A user's changes of state, as a history tells them.
 _STATE_CHANGES = {
@@ -92,6 +112,8 @@ class HistoryEntry:
     type: str
     subject: str  # the stream the event belongs to
     change: str
+    # The group the event is about (a membership's, or a group's own), for links; not part of the row.
+    group: str | None = None
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -114,7 +136,11 @@ def _entry(event: RecordedEvent, snapshot: Snapshot) -> HistoryEntry:
         event.type,
         str(event.stream_id),
         describe(event, snapshot),
+        event.payload.get("group_id") or (str(event.stream_id) if event.type in _GROUP_TYPES else None),
     )
+
+
+_GROUP_TYPES = frozenset({Group.Created.TOPIC, Group.Linked.TOPIC, Group.Unlinked.TOPIC})
 
 
 _CURSOR = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})")
@@ -139,13 +165,17 @@ def decode_cursor(text: str) -> LogPosition:
 
 @dataclass(frozen=True, slots=True)
 class HistoryFilter:
-    """Which events a history tells: about one user or one group, or by one actor, in a window."""
+    """Which events a history tells: about one user or one group, or by one actor, in a window; and, for the
+    console, about any of some subjects (a project, a role and their groups), of some types."""
 
     user: uuid.UUID | None = None
     group: uuid.UUID | None = None
     actor: str | None = None
     since: datetime.datetime | None = None
     until: datetime.datetime | None = None
+    # Events of these streams, or memberships of these groups; an empty set matches nothing.
+    subjects: frozenset[uuid.UUID] | None = None
+    types: frozenset[str] | None = None
 
     def matches(self, event: RecordedEvent) -> bool:
         if self.since is not None and event.recorded_at < self.since:
@@ -156,6 +186,13 @@ class HistoryFilter:
             self.group is not None
             and event.stream_id != self.group
             and event.payload.get("group_id") != str(self.group)
+        ):
+            return False
+        if self.types is not None and event.type not in self.types:
+            return False
+        if self.subjects is not None and not (
+            event.stream_id in self.subjects
+            or any(event.payload.get("group_id") == str(subject) for subject in self.subjects)
         ):
             return False
         return self.actor is None or event.actor in (self.actor, f"token:{self.actor}")
@@ -179,6 +216,14 @@ class HistoryFilter:
             )
         if self.actor is not None:
             conditions.append(f"actor IN ({parameter(self.actor)}, {parameter(f'token:{self.actor}')})")
+        if self.types is not None:
+            conditions.append(f"type = ANY({parameter(sorted(self.types))}::text[])")
+        if self.subjects is not None:
+            subjects = sorted(self.subjects)
+            conditions.append(
+                f"(stream_id = ANY({parameter(subjects)}::uuid[]) "
+                f"OR payload->>'group_id' = ANY({parameter([str(subject) for subject in subjects])}::text[]))"
+            )
         return " AND ".join(conditions) or "TRUE", args
 
 
@@ -244,6 +289,30 @@ async def history_page(
         entries.append(_entry(event, snapshot))
         last = event.log_position
     return HistoryPage(entries, None)
+
+
+async def catalog_of(connection: Connection, org_id: uuid.UUID, prefix: str) -> Snapshot:
+    """Every project, role and group the organization's log has named, archived ones included, with their
+    latest names: what a filter by project, role or group is resolved against. Small: the catalog alone."""
+    snapshot = Snapshot(prefix)
+    async for row in connection.cursor(_CATALOG_ALL, org_id):
+        snapshot.apply(RecordedEvent(*row))
+    return snapshot
+
+
+_CATALOG_ALL = f"""
+SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1 AND {_CATALOG} AND {ASSIGNED_TX}
+ORDER BY org_id, tx, position
+"""
+
+
+async def has_stream(connection: Connection, org_id: uuid.UUID, stream_id: uuid.UUID) -> bool:
+    """Whether the organization's log has a stream of this id (a user deleted since still has one)."""
+    found = await connection.fetchval(_HAS_STREAM, org_id, stream_id)
+    return found is not None
+
+
+_HAS_STREAM = "SELECT 1 FROM events WHERE org_id = $1 AND stream_id = $2 LIMIT 1"
 
 
 async def history(

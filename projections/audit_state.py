@@ -66,8 +66,9 @@ class StateAt:
     # Filled as users are replayed, in stream order, which is the order of their ids: already sorted.
     members: dict[str, list[UserState]] = field(default_factory=dict)
 
-    def user_rows(self) -> Iterator[dict[str, Any]]:
-        for user in self.users:
+    def user_rows(self, users: list[UserState] | None = None) -> Iterator[dict[str, Any]]:
+        """Rows of `users` (some of `self.users`), or of every user."""
+        for user in self.users if users is None else users:
             yield {
                 "id": user.id,
                 "userName": user.user_name,

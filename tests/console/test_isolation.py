@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import app_routes
 from tests.console.admin_helpers import admin_things
+from tests.console.audit_story import okta_history
 from tests.console.helpers import ConsoleOrg, console_org, csrf_of, sign_in
 
 
@@ -28,14 +29,20 @@ class Owned:
     ids: dict[str, str]
 
 
-async def owned_org(pool: asyncpg.Pool) -> Owned:
+async def owned_org(pool: asyncpg.Pool, transport: httpx.AsyncBaseTransport | None = None) -> Owned:
     org = await console_org(pool)
     admin = await admin_things(pool, org.tenant.org.org_id)
-    return Owned(
+    owned = Owned(
         org,
         [str(org.tenant.token_id), *admin.markers],
         {"token_id": str(org.tenant.token_id), **admin.ids},
     )
+    if transport is not None:  # a history for the audit section's pages: users and groups, their names
+        async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as client:
+            story = await okta_history(client, pool, org)
+        owned.ids.update(user_id=story.ann, group_id=story.admin_group)
+        owned.markers += [story.ann, story.admin_group, "ann-", "Apollo"]
+    return owned
 
 
 # Console routes that need no session: signing in (the link is the credential), and the console's home,
@@ -108,6 +115,27 @@ CONSOLE_ROUTES: dict[tuple[str, str], tuple[str, Callable[[Owned], str]]] = {
     },
     ("GET", "/console/audit"): ("audit", lambda owned: "/console/audit"),
     ("POST", "/console/audit/verify"): ("audit", lambda owned: "/console/audit/verify"),
+    ("GET", "/console/audit/history"): (
+        "audit",
+        lambda owned: f"/console/audit/history?user={owned.ids['user_id']}",
+    ),
+    ("GET", "/console/audit/review"): (
+        "audit",
+        lambda owned: f"/console/audit/review?user={owned.ids['user_id']}",
+    ),
+    ("GET", "/console/audit/review.csv"): (
+        "audit",
+        lambda owned: f"/console/audit/review.csv?user={owned.ids['user_id']}",
+    ),
+    ("GET", "/console/audit/review.json"): (
+        "audit",
+        lambda owned: f"/console/audit/review.json?user={owned.ids['user_id']}",
+    ),
+    ("GET", "/console/audit/timeline"): (
+        "audit",
+        lambda owned: f"/console/audit/timeline?group={owned.ids['group_id']}",
+    ),
+    ("GET", "/console/audit/as-of"): ("audit", lambda owned: "/console/audit/as-of?at=2100-01-01T00:00"),
 }
 # A session of each intent, and a section it does not open (None: it opens every section with a route).
 INTENT_REFUSED = {"setup": "admin", "admin": "audit", "audit": "setup"}
@@ -127,9 +155,9 @@ async def test_a_console_route_needs_a_session_of_its_intent_and_organization(
 ) -> None:
     method, _ = route
     section, path_of = CONSOLE_ROUTES[route]
-    owner = await owned_org(pool)
-    path = path_of(owner)
     transport = httpx.ASGITransport(app=asgi_app)  # type: ignore[arg-type]
+    owner = await owned_org(pool, transport if section == "audit" else None)
+    path = path_of(owner)
     async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as anonymous:
         nobody = await anonymous.request(method, path)
         assert nobody.status_code == 401

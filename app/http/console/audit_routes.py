@@ -1,35 +1,28 @@
 """Audit, for the auditor: the seal chain's state (its head, to keep outside the service, and a verification on
-demand). Read-only: an audit session changes nothing."""
+demand), and the section's other pages (history, access review and its exports, timeline, as-of), each in a
+module of its own. Read-only: an audit session changes nothing."""
 
 from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.http.console import (
+    audit_as_of_routes,
+    audit_history_routes,
+    audit_review_routes,
+    audit_timeline_routes,
+)
+from app.http.console.audit_forms import SECTION, read_snapshot
 from app.http.console.pages import render
 from app.http.console.session import checked_form, console_session
 from app.http.endpoint import services_of
 from app.services.console import ConsoleSession
-from eventstore.pool import Connection
 from projections import seals
-
-SECTION = "audit"
-T = TypeVar("T")
-
-
-async def read_snapshot(request: Request, query: Callable[[Connection], Awaitable[T]]) -> T:
-    """Run `query` in one read-only, repeatable-read snapshot, as /audit reads (app/http/audit_routes.py)."""
-    async with (
-        services_of(request).pool.acquire() as connection,
-        connection.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        return await query(connection)
 
 
 async def _seals_page(request: Request, session: ConsoleSession, verdict: seals.Verdict | None) -> Response:
@@ -57,4 +50,8 @@ async def verify_now(request: Request) -> Response:
 ROUTES = [
     Route("/console/audit", seals_page, methods=["GET"]),
     Route("/console/audit/verify", verify_now, methods=["POST"]),
+    *audit_history_routes.ROUTES,
+    *audit_review_routes.ROUTES,
+    *audit_timeline_routes.ROUTES,
+    *audit_as_of_routes.ROUTES,
 ]

@@ -131,7 +131,7 @@ def axis_ticks(
         walls = _every(year, local_end, lambda at: at.replace(year=at.year + step))
     instants = [wall.replace(tzinfo=zone) for wall in walls]
     within = [instant for instant in instants if start <= instant <= end]
-    previous = [None, *within[:-1]]
+    previous = [None, *within][: len(within)]  # no tick at all within a window shorter than a step
     return unit, [(at, _label(unit, at, before)) for at, before in zip(within, previous, strict=True)]
 
 
