@@ -12,6 +12,7 @@ docs/console/.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sys
 import threading
 import time
@@ -86,6 +87,7 @@ async def demonstration(root: str, url: str) -> dict[str, str]:
     admin = {"Authorization": f"Bearer {admin_token}"}
     scim = {"Authorization": f"Bearer {scim_token}"}
     api = f"{root}/api/v1/orgs/{org.org_id}"
+    began = datetime.datetime.now(datetime.UTC)
     async with httpx.AsyncClient(timeout=30) as client:
         for project in ("Atlas", "Borealis", "Cygnus"):
             assert (
@@ -112,6 +114,7 @@ async def demonstration(root: str, url: str) -> dict[str, str]:
             patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations}
             answer = await client.patch(f"{root}/scim/v2/Groups/{by_name[name]}", json=patch, headers=scim)
             assert answer.status_code in (200, 204), answer.text
+            await asyncio.sleep(2)  # so that the timeline's bars start at visibly different instants
         leave = {
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "remove", "path": f'members[value eq "{ids[4]}"]'}],
@@ -132,6 +135,8 @@ async def demonstration(root: str, url: str) -> dict[str, str]:
         "admin": admin_token,
         "user": ids[3],
         "group": by_name["Statsig-Atlas-Editor"],
+        # The demonstration's whole history, minutes long: the timeline's window.
+        "window": f"from={began:%Y-%m-%dT%H:%M:%S}&to={datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=5):%Y-%m-%dT%H:%M:%S}",
     }
 
 
@@ -192,7 +197,7 @@ async def main() -> None:
                     ("/console/audit", "audit-seals"),
                     ("/console/audit/history", "audit-history"),
                     ("/console/audit/review", "audit-review"),
-                    (f"/console/audit/timeline?group={ids['group']}", "audit-timeline"),
+                    (f"/console/audit/timeline?group={ids['group']}&{ids['window']}", "audit-timeline"),
                     ("/console/audit/as-of", "audit-as-of"),
                 ]:
                     await shoot(auditor, root, path, name)
