@@ -41,6 +41,9 @@ def serve(settings: Settings, host: str, port: int) -> ExitCode:
         log_config=None,
         access_log=False,
         headers=SECURITY_HEADERS,
+        # No "server: uvicorn": it tells a client what to attack, and uvicorn validates and writes every
+        # default header again on every response.
+        server_header=False,
         # httptools, bounded: the head's size, header count and deadline, and the body's deadline (uvicorn has
         # none of these for it).
         http=bounded_protocol(

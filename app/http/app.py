@@ -33,7 +33,6 @@ from app.http.console.pages import STATIC, STATIC_PATH, console_templates
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import EdgeMiddleware, endpoint_spellings
 from app.http.operations import Metrics, Operations
-from app.infrastructure.admission import ReleaseAdmission
 from app.infrastructure.settings import Settings
 
 SCIM_BASE = "/scim/v2"
@@ -110,7 +109,6 @@ def create_app(settings: Settings) -> Starlette:
                 metrics=metrics,
                 endpoints=endpoint_spellings(route.path for route in scim_routes),
             ),
-            Middleware(ReleaseAdmission),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

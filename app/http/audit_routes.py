@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from app.http.auth import authenticate
-from app.http.endpoint import services_of
+from app.http.endpoint import parse_uuid, services_of
 from app.http.responses import SCIM_MEDIA_TYPE, ScimResponse
 from app.services.tenancy import Principal, TokenScope
 from projections import audit, audit_history, audit_state, seals
@@ -63,7 +63,7 @@ def _id(request: Request, name: str) -> uuid.UUID | None:
     if not text:
         return None
     try:
-        return uuid.UUID(text)
+        return parse_uuid(text)
     except ValueError as error:
         raise invalid_value(f"'{name}' takes an id, not '{text}'.") from error
 

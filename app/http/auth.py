@@ -4,6 +4,7 @@ rate limit, its organization's admission, and its organization's User type."""
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +30,10 @@ _ASK_FOR_A_TOKEN = (
     "its command-line tool) and paste it into your identity provider's SCIM settings."
 )
 
+
+# What str.isspace calls whitespace (the same Unicode table), found in C rather than a character at a time in
+# Python, which cost 3% of the access check.
+_WHITESPACE = re.compile(r"\s")
 
 # Straight quotes, and the curly ones a word processor or a chat client puts around what it is given.
 _QUOTES = "\"'\u201c\u201d\u2018\u2019"
@@ -62,7 +67,7 @@ def _token_of(header: str) -> str:
             "The token is wrapped in quotation marks: paste it into your identity provider's token field "
             "without them."
         )
-    if any(character.isspace() for character in token):
+    if _WHITESPACE.search(token):
         raise Unauthorized(
             "The token contains a space or a line break, which tokens never do: it was probably pasted with "
             "other text or split across lines. Paste the token alone, in one piece."
@@ -72,7 +77,10 @@ def _token_of(header: str) -> str:
 
 async def identify(request: Request) -> Principal | PlatformPrincipal:
     """Whose the request's bearer token is, whatever its scope; Unauthorized without a known one."""
-    headers = request.headers.getlist("authorization")
+    # Read from the raw headers (lowercase names, as ASGI gives them) rather than through a Headers object.
+    headers = [
+        value.decode("latin-1") for name, value in request.scope["headers"] if name == b"authorization"
+    ]
     if len(headers) > 1:
         # Which one would count is a proxy's guess or ours: neither is the client's intent.
         raise Unauthorized(f"The request has {len(headers)} Authorization headers; send exactly one.")

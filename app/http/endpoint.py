@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+from asyncpg.pgproto.pgproto import UUID as _FastUUID
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
@@ -51,6 +53,17 @@ class Endpoint(HTTPEndpoint):
 
 async def _never(*args: Any) -> Any:
     raise AssertionError("only the class's methods are read")
+
+
+def parse_uuid(text: str) -> uuid.UUID:
+    """An id a request names, accepting and refusing (ValueError) exactly what `uuid.UUID(text)` does, at a
+    fifth of its cost: `uuid.UUID` parses in Python, and took a tenth of the access check's own work for its
+    four ids. asyncpg parses in C, into its `uuid.UUID` subclass, the type of every id read from the database;
+    the spellings it does not read (braces, a `urn:uuid:` prefix) are left to `uuid.UUID`."""
+    try:
+        return _FastUUID(text)
+    except ValueError:
+        return uuid.UUID(text)
 
 
 def services_of(request: Request) -> Services:

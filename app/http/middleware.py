@@ -18,6 +18,7 @@ from app.http.console.pages import console_failure, is_console
 from app.http.operations import Metrics
 from app.http.responses import FAILED_DETAIL, error_response
 from app.infrastructure import logs
+from app.infrastructure.admission import release_admission
 
 log = logging.getLogger("scimledger.http")
 access = logging.getLogger("scimledger.access")
@@ -64,14 +65,15 @@ def received_path(scope: Scope) -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def _normalize_path(scope: Scope, endpoints: Mapping[str, str]) -> None:
+def _normalize_path(scope: Scope, endpoints: Mapping[str, str], bases: tuple[str, ...]) -> None:
     """Route `/scim/v2//Users`, `/scim/v2/Users//ID` and `/scim/v2/Users/` as the path without the extra
     slashes, as many proxies and servers do: Okta admins paste a base URL that ends in a slash and Okta
     appends "/Users" to it. An empty segment names nothing here, so no other resource is reached this way.
 
     `endpoints` maps each SCIM endpoint's path, lowercased, to its own spelling (`/scim/v2/users` →
     `/scim/v2/Users`): a client that spells an endpoint in another case (Microsoft's reference tests request
-    `/users`) reaches it. Only the base and the endpoint's name are matched so; an id after them is not."""
+    `/users`) reaches it. Only the base and the endpoint's name are matched so; an id after them is not.
+    `bases` are the lowercase starts of those paths (`/scim/v2/`): a path under none of them is not looked up."""
     path: str = scope["path"]
     raw_path = scope.get("raw_path") or b""
     if b"%2f" in raw_path.lower():
@@ -83,16 +85,27 @@ def _normalize_path(scope: Scope, endpoints: Mapping[str, str]) -> None:
     normalized = path
     if "//" in path or (path.endswith("/") and path != "/"):
         normalized = re.sub("/{2,}", "/", path).rstrip("/") or "/"
-    segments = normalized.split("/", _MOST_SEGMENTS + 1)
+    if normalized.lower().startswith(bases):  # the management API's paths, the hot ones, are not looked up
+        normalized = _endpoint_spelled(normalized, endpoints)
+    if normalized != path:
+        scope[_RECEIVED_PATH] = path
+        scope["path"] = normalized
+
+
+def _endpoint_spelled(path: str, endpoints: Mapping[str, str]) -> str:
+    """`path` with its endpoint spelled as its route spells it (see `_normalize_path`)."""
+    segments = path.split("/", _MOST_SEGMENTS + 1)
     for count in range(_MOST_SEGMENTS, _ENDPOINT_SEGMENTS - 1, -1):
         head = "/".join(segments[: count + 1])
         canonical = endpoints.get(head.lower())
         if canonical is not None:
-            normalized = canonical + normalized[len(head) :]
-            break
-    if normalized != path:
-        scope[_RECEIVED_PATH] = path
-        scope["path"] = normalized
+            return canonical + path[len(head) :]
+    return path
+
+
+def endpoint_bases(endpoints: Mapping[str, str]) -> tuple[str, ...]:
+    """The lowercase starts (`/scim/v2/`) of the endpoints of `endpoint_spellings`."""
+    return tuple({"/".join(head.split("/")[:_ENDPOINT_SEGMENTS]) + "/" for head in endpoints})
 
 
 # The segments of an endpoint's path after the leading slash: `/scim/v2/Users` has 3, `/scim/v2/Users/.search` 4.
@@ -115,12 +128,15 @@ class EdgeMiddleware:
     every log line and event the request causes; repeated slashes in the path collapsed before routing; the
     request's metrics and its access log line, by route template (never the raw path, which may hold a
     userName; an unmatched request has no template, so its line names the path received, e-mail addresses
-    redacted); and a SCIM 500 for anything unhandled."""
+    redacted); a SCIM 500 for anything unhandled; and, once the response has ended, the request's admission
+    given back (app/infrastructure/admission.py). One layer for all of it: each ASGI layer costs every request a
+    coroutine and a frame more."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, endpoints: Mapping[str, str]) -> None:
         self.app = app
         self.metrics = metrics
         self.endpoints = endpoints
+        self.bases = endpoint_bases(endpoints)
         # Ids need only be unique, not unguessable: a random prefix per process and a counter cost nothing,
         # where uuid4 (a urandom call per request) took 3% of a GET.
         self._id_prefix = secrets.token_hex(8)
@@ -138,7 +154,7 @@ class EdgeMiddleware:
                 request_id = candidate if _REQUEST_ID.match(candidate) else None
                 break
         request_id = request_id or f"{self._id_prefix}{next(self._id_counter):016x}"
-        _normalize_path(scope, self.endpoints)
+        _normalize_path(scope, self.endpoints, self.bases)
         scope.setdefault("state", {})["request_id"] = request_id
         token = logs.request_id.set(request_id)
         echoed = (b"x-request-id", request_id.encode())
@@ -170,6 +186,7 @@ class EdgeMiddleware:
                 )
                 await response(scope, receive, send_with_headers)
         finally:
+            release_admission(scope)
             route = _route_template(scope)
             seconds = time.perf_counter() - started
             status = responded if responded is not None else _CLIENT_CLOSED_REQUEST if disconnected else 500

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -33,19 +31,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "scimledger_http_requests",
-            "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "scimledger_http_request_duration_seconds",
-            "Time from a request's arrival to its response's end, by route template and method.",
-            ["route", "method"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.requests = RequestMetrics(_LATENCY_BUCKETS)
+        self.registry.register(self.requests)
         self.lag_events = Gauge(
             "scimledger_projection_lag_events",
             "Events in the log that a projection or reactor has not processed yet.",
@@ -70,16 +57,79 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
-        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        # Looking the labelled series up (`labels`) cost more than counting; there are few of them.
-        series = self._series.get((route, method, status))
-        if series is None:
-            series = self.requests.labels(route, method, str(status)), self.latency.labels(route, method)
-            self._series[(route, method, status)] = series
-        series[0].inc()
-        series[1].observe(seconds)
+        self.requests.observe(route, method, status, seconds)
+
+
+class _Series:
+    """One labelled series: its count, or its histogram's buckets (each bucket's own count) and sum."""
+
+    __slots__ = ("buckets", "created", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.buckets = [0] * buckets
+        self.total = 0.0
+        self.created = time.time()
+
+
+class RequestMetrics:
+    """The requests answered, by route template, method and status, and their latency, by route template and
+    method: counted in plain lists, and made into the samples prometheus_client's Counter and Histogram would
+    give (`_total`, `_bucket`, `_count`, `_sum`, `_created`) when scraped, as a collector of the registry.
+
+    Counter and Histogram take a lock for every increment, for threads that this process's requests, all on
+    one event loop, never are; with their other work, observing a request through them cost 16,000
+    instructions, a sixteenth of the host app's access check."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        # Each bucket's `le` label as Prometheus writes it (prometheus_client's own floatToGoString is untyped).
+        self._bound_labels = [repr(float(bound)) for bound in bounds] + ["+Inf"]
+        self._counts: dict[tuple[str, str, int], _Series] = {}
+        self._latencies: dict[tuple[str, str], _Series] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        count = self._counts.get((route, method, status))
+        if count is None:
+            count = self._counts[(route, method, status)] = _Series(0)
+        count.total += 1
+        latency = self._latencies.get((route, method))
+        if latency is None:
+            latency = self._latencies[(route, method)] = _Series(len(self._bounds) + 1)
+        # The first bound at or above `seconds`: a bucket counts what is less than or equal to its bound.
+        latency.buckets[bisect.bisect_left(self._bounds, seconds)] += 1
+        latency.total += seconds
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        requests, latency = self._families()
+        for (route, method, answered), count in self._counts.items():
+            requests.add_metric([route, method, str(answered)], count.total, created=count.created)
+        for (route, method), series in self._latencies.items():
+            cumulative = itertools.accumulate(series.buckets)
+            latency.add_metric(
+                [route, method], list(zip(self._bound_labels, cumulative, strict=True)), series.total
+            )
+            latency.add_sample(latency.name + "_created", {"route": route, "method": method}, series.created)
+        yield requests
+        yield latency
+
+    def _families(self) -> tuple[CounterMetricFamily, HistogramMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "scimledger_http_requests",
+                "HTTP requests answered, by route template, method and status.",
+                labels=["route", "method", "status"],
+            ),
+            HistogramMetricFamily(
+                "scimledger_http_request_duration_seconds",
+                "Time from a request's arrival to its response's end, by route template and method.",
+                labels=["route", "method"],
+            ),
+        )
 
 
 @dataclass(slots=True)

@@ -89,15 +89,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not self.reading_head:
             self._feed(data)
             return
-        if self.deadline is None:
-            # A later request on a keep-alive connection: its head is due from its first byte. (uvicorn's own
-            # keep-alive timer covered the wait for that byte.)
-            self._arm(self.limits.head_timeout_seconds, self._head_timed_out)
         allowance = self.limits.max_head_bytes - self.head_bytes
         if len(data) <= allowance:
+            # A later request on a keep-alive connection (no deadline yet: uvicorn's own keep-alive timer
+            # covered the wait for its first byte): its head is due from that byte, which is this chunk's. The
+            # deadline is armed once the chunk is parsed, and only if the head is still incomplete, so that a
+            # head that arrives whole, the usual case, costs no timer.
+            begun = self.deadline is None
+            heads_completed = self.heads_completed
             self.head_bytes += len(data)
             self._feed(data)
+            if begun and self.heads_completed == heads_completed and not self.transport.is_closing():
+                self._arm(self.limits.head_timeout_seconds, self._head_timed_out)
             return
+        if self.deadline is None:
+            self._arm(self.limits.head_timeout_seconds, self._head_timed_out)
         # More than the head may still take: feed only what it may, and refuse if the head has not ended within
         # it. If it has, the rest is its body or the next request, and is fed as such.
         heads_completed = self.heads_completed

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from app.http.call_errors import remember_body
-from app.http.endpoint import services_of
+from app.http.endpoint import parse_uuid, services_of
 from app.infrastructure.settings import Settings
 from domain.errors import NotFound
 from scim.errors import ScimError, invalid_syntax, invalid_value
@@ -139,7 +139,7 @@ def _member_spellings(type_: type[msgspec.Struct]) -> dict[str, str]:
 
 def parse_id(text: str) -> uuid.UUID:
     try:
-        return uuid.UUID(text)
+        return parse_uuid(text)
     except ValueError as error:
         raise NotFound(f"No resource with id '{text}'.") from error
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.infrastructure.settings import Settings
 from scim.errors import ScimError
@@ -25,7 +25,7 @@ from scim.errors import ScimError
 # Requests in progress finish in milliseconds, or within the statement timeout at worst; a second is enough
 # for a slot to free up, and what Okta and Entra wait before retrying anyway.
 RETRY_AFTER_SECONDS = 1
-# Where a request's admission is kept in its ASGI scope, for `ReleaseAdmission` to give back. In the scope
+# Where a request's admission is kept in its ASGI scope, for `release_admission` to give back. In the scope
 # itself, not in its "state", which servers may share between requests (asgi-lifespan's test server does).
 _SLOT = "scimledger.admission"
 
@@ -87,9 +87,7 @@ class Admission:
     def release(self, scope: Scope) -> None:
         """Give the request's slot back before its response ends: for a request that goes on without database
         work in progress (a long poll of the event feed, waiting)."""
-        slot = scope.pop(_SLOT, None)
-        if slot is not None:
-            self.leave(slot[1], slot[2])
+        release_admission(scope)
 
     def leave(self, org_id: uuid.UUID, token_id: uuid.UUID) -> None:
         for counts, key in ((self._orgs, org_id), (self._tokens, token_id)):
@@ -109,21 +107,11 @@ def _busy(reason: str) -> ScimError:
     )
 
 
-class ReleaseAdmission:
-    """ASGI middleware: gives a request's slot back once its response has ended, however it ended (an
-    error, a client that hung up, a cancellation)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            slot = scope.pop(_SLOT, None)
-            if slot is not None:
-                admission, org_id, token_id = slot
-                admission.leave(org_id, token_id)
+def release_admission(scope: Scope) -> None:
+    """Give the request's slot back, if it holds one. The edge's middleware (app/http/middleware.py) calls it
+    once the response has ended, however it ended (an error, a client that hung up, a cancellation); in a
+    middleware of its own, it cost every request one more ASGI layer for one dictionary lookup."""
+    slot = scope.pop(_SLOT, None)
+    if slot is not None:
+        admission, org_id, token_id = slot
+        admission.leave(org_id, token_id)

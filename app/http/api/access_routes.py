@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.http.api.edge import org_access, query_text
+from app.http.api.edge import org_access, query_text, query_values
 from app.http.api.responses import ApiError, JsonResponse
-from app.http.endpoint import services_of
+from app.http.endpoint import parse_uuid, services_of
 from scim.instants import parse_instant
 
 
@@ -44,15 +44,19 @@ class AccessOutput(msgspec.Struct, frozen=True):
     reason: str | None
 
 
-def _required(request: Request, name: str, what: str) -> str:
+def _reference(request: Request, name: str, what: str) -> uuid.UUID | str:
+    """The id, or else the name, in parameter `name` (the service reads a text that is no id as a name)."""
     value = query_text(request, name)  # refuses U+0000, which no id or name can hold
     if value is None:
         raise ApiError(400, f"The '{name}' parameter is required: {what}.")
-    return value
+    try:
+        return parse_uuid(value)
+    except ValueError:
+        return value
 
 
 def _at(request: Request) -> datetime.datetime | None:
-    text = request.query_params.get("at")
+    text = query_values(request).get("at")
     if not text:
         return None
     try:
@@ -63,9 +67,9 @@ def _at(request: Request) -> datetime.datetime | None:
 
 async def check_access(request: Request) -> Response:
     access = await org_access(request, request.path_params["org"])
-    user = _required(request, "user", "the user's id, or their userName")
-    project = _required(request, "project", "the project's id, or its name")
-    role = _required(request, "role", "the role's id, or its name")
+    user = _reference(request, "user", "the user's id, or their userName")
+    project = _reference(request, "project", "the project's id, or its name")
+    role = _reference(request, "role", "the role's id, or its name")
     at = _at(request)
     decision = await services_of(request).access.check(access.org_id, user, project, role, at)
     return JsonResponse(

@@ -12,6 +12,7 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from starlette.responses import Response
 
 from app.http.api.responses import ApiError, JsonResponse
 from app.http.auth import check_rate, identify
-from app.http.endpoint import services_of
+from app.http.endpoint import parse_uuid, services_of
 from app.services import idempotency, tenancy
 from app.services.tenancy import PlatformPrincipal, Principal, TokenScope
 from eventstore.records import Metadata
@@ -64,14 +65,37 @@ def path_id(request: Request, name: str, what: str) -> uuid.UUID:
     """The id in path parameter `name`; text that is no UUID names no `what` of the organization: 404."""
     reference = path_text(request, name)
     try:
-        return uuid.UUID(reference)
+        return parse_uuid(reference)
     except ValueError:
         raise ApiError(404, f"No {what} {reference} in this organization.") from None
 
 
+# Where a request's query parameters are kept once parsed, in its ASGI scope (as the admission's slot is).
+_QUERY = "scimledger.query"
+
+
+def query_values(request: Request) -> dict[str, str]:
+    """The request's query parameters by name, a repeated one's last value, as `request.query_params.get`
+    reads them; parsed once a request."""
+    values: dict[str, str] | None = request.scope.get(_QUERY)
+    if values is None:
+        values = request.scope[_QUERY] = parse_query(request.scope["query_string"])
+    return values
+
+
+def parse_query(query_string: bytes) -> dict[str, str]:
+    """`query_string` read as Starlette reads it (`parse_qsl`, blank values kept, the last value of a name).
+    Without an escape (`%`, or `+` for a space) there is nothing to decode, and the pairs are split here:
+    Starlette's QueryParams cost the host app's access check 15% of its time, for three ids."""
+    text = query_string.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    return {name: value for name, _, value in (pair.partition("=") for pair in text.split("&") if pair)}
+
+
 def query_text(request: Request, name: str) -> str | None:
     """A query parameter to search by; empty is absent, and U+0000 is refused (400)."""
-    value = request.query_params.get(name) or None
+    value = query_values(request).get(name) or None
     if value is not None and "\x00" in value:
         raise ApiError(400, f"{name} contains a NUL character (U+0000), which is not allowed.")
     return value
@@ -100,7 +124,7 @@ async def org_access(request: Request, org_ref: str, scopes: Sequence[TokenScope
 
 def _names_other_than_id(org_ref: str, org_id: uuid.UUID) -> bool:
     try:
-        return uuid.UUID(org_ref) != org_id
+        return parse_uuid(org_ref) != org_id
     except ValueError:
         return True  # a name: looked up
 
