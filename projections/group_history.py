@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 
@@ -93,7 +94,9 @@ class HistoryKey(msgspec.Struct, frozen=True):
 
     at: datetime.datetime
     position: int
-    step: int
+    # Which of an entry's steps (see the history's order): a small int, bounded so that an altered cursor
+    # cannot send past int4.
+    step: Annotated[int, msgspec.Meta(ge=0, le=9)]
 
 
 @dataclass(frozen=True, slots=True)

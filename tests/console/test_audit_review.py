@@ -95,6 +95,26 @@ async def test_the_json_export_is_stamped_with_the_head_the_exporter_and_the_tim
     ]
 
 
+def stamp_and_body(text: str) -> tuple[list[str], str]:
+    """The export's stamp (its leading rows of one cell that begins with "# ") and the CSV after it."""
+    rows = list(csv.reader(io.StringIO(text)))
+    count = next(index for index, row in enumerate(rows) if not (len(row) == 1 and row[0].startswith("# ")))
+    out = io.StringIO()
+    csv.writer(out).writerows(rows[count:])
+    return [row[0] for row in rows[:count]], out.getvalue()
+
+
+async def test_a_filter_or_a_name_with_a_comma_cannot_put_a_formula_in_the_stamp(
+    browser_like: httpx.AsyncClient, story: Story
+) -> None:
+    exported = await browser_like.get(
+        "/console/audit/review.csv", params={**window(story), "project": 'x,=HYPERLINK("http://evil")'}
+    )
+    assert exported.status_code == 200
+    for row in csv.reader(io.StringIO(exported.text)):
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
+
+
 async def test_the_csv_export_starts_with_its_stamp_then_a_row_per_interval(
     browser_like: httpx.AsyncClient, story: Story, pool: asyncpg.Pool
 ) -> None:
@@ -102,13 +122,11 @@ async def test_the_csv_export_starts_with_its_stamp_then_a_row_per_interval(
     assert exported.status_code == 200
     assert exported.headers["content-type"].startswith("text/csv")
     assert exported.headers["content-disposition"].endswith('.csv"')
-    lines = exported.text.splitlines()
-    stamp = [line for line in lines if line.startswith("#")]
-    assert lines[: len(stamp)] == stamp
+    stamp, body = stamp_and_body(exported.text)
     assert f"# seal head: {await head_of(pool, story)}" in stamp
     assert "# exported by: console:Dana" in stamp
     assert any(line.startswith("# exported at: ") for line in stamp)
-    rows = list(csv.DictReader(io.StringIO("\n".join(lines[len(stamp) :]))))
+    rows = list(csv.DictReader(io.StringIO(body)))
     api = (await browser_like.get("/audit/access", params=window(story), headers=story.auditor)).json()
     assert [(row["user_id"], row["group_id"], row["from"], row["to"] or None) for row in rows] == [
         (interval["user_id"], interval["group_id"], interval["from"], interval["to"])
@@ -150,8 +168,7 @@ async def test_a_csv_cell_a_spreadsheet_would_run_is_written_after_an_apostrophe
     assert added.is_success
     await readable(pool, story.org)
     exported = await browser_like.get("/console/audit/review.csv", params={"user": created.json()["id"]})
-    lines = [line for line in exported.text.splitlines() if not line.startswith("#")]
-    [row] = list(csv.DictReader(io.StringIO("\n".join(lines))))
+    [row] = list(csv.DictReader(io.StringIO(stamp_and_body(exported.text)[1])))
     assert row["userName"] == "'" + formula
     as_json = await browser_like.get("/console/audit/review.json", params={"user": created.json()["id"]})
     assert as_json.json()["intervals"][0]["userName"] == formula  # JSON is data, not a spreadsheet

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -230,6 +231,12 @@ def _storable(key: msgspec.Struct) -> bool:
             return False
         if isinstance(value, str) and "\x00" in value:
             return False
+        if isinstance(value, datetime.datetime):
+            # Year 1 at +14:00 is year 0 in UTC, which PostgreSQL's timestamptz cannot hold.
+            try:
+                value.astimezone(datetime.UTC)
+            except OverflowError:
+                return False
     return True
 
 

@@ -85,7 +85,14 @@ def bounded_window(
     if end is None:
         now = datetime.datetime.now(datetime.UTC)
         end = max(now, start) if start is not None else now
-    return start or end - default, end
+    if start is not None:
+        return start, end
+    try:
+        return end - default, end
+    except OverflowError:
+        raise BadInput(
+            f"A window ending at {end.isoformat()} with no start would begin before the year 1: give a 'from'."
+        ) from None
 
 
 def choice(params: Mapping[str, str], name: str, choices: Mapping[str, object]) -> str | None:

@@ -3,7 +3,7 @@ when, granted and revoked by whom (projections/audit.py `access`, as /audit/acce
 exports. An export is stamped with the seal chain's head read in the same snapshot as its rows, with who
 exported it and when: kept beside the head, it shows the rows were read from a log that verifies up to it.
 
-The CSV begins with a header block of lines starting with `#` (what it is, the organization, the window and
+The CSV begins with a header block of rows of one cell starting with `# ` (what it is, the organization, the window and
 filters, the seal head, who exported it and when), then the column names, then a row per interval. Cells
 that a spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return) are written
 with a leading apostrophe, as OWASP advises for CSV meant for spreadsheets."""
@@ -194,15 +194,17 @@ async def review_csv(request: Request) -> Response:
         "scimledger access review",
         f"organization: {stamp['organization']['name']} ({stamp['organization']['id']})",
         f"window: from {stamp['from']} to {stamp['to']}",
-        "filters: " + (", ".join(f"{k}={v}" for k, v in review.filters.items() if v is not None) or "none"),
+        "filters: " + ("; ".join(f"{k}={v}" for k, v in review.filters.items() if v is not None) or "none"),
         f"seal head: {stamp['seal_head'] or 'none (nothing sealed yet)'}",
         f"exported by: {stamp['exported_by']}",
         f"exported at: {stamp['exported_at']}",
     ]
-    for line in header:
-        # A name may hold a line break: one header line stays one line.
-        out.write("# " + " ".join(line.splitlines()) + "\r\n")
     writer = csv.writer(out)
+    for line in header:
+        # Each stamp line is one quoted cell starting with "# ", written by the csv module like every row: a
+        # comma or a quotation mark in a name or a filter cannot start a cell of its own (and a formula in
+        # it), and a line break in a name cannot start a line.
+        writer.writerow(["# " + " ".join(line.splitlines())])
     writer.writerow(COLUMNS)
     for interval in review.intervals:
         row = interval.to_row()

@@ -37,12 +37,14 @@ class SectionRefused(Exception):
 
 
 class FormRefused(Exception):
-    """A form without this session's CSRF token, or not a form: refused, nothing done."""
+    """A form without this session's CSRF token (403), or one no form of ours sends (400): refused, nothing
+    done."""
 
-    def __init__(self, session: ConsoleSession, detail: str) -> None:
+    def __init__(self, session: ConsoleSession, detail: str, status: int = 403) -> None:
         super().__init__(detail)
         self.session = session
         self.detail = detail
+        self.status = status
 
 
 async def console_session(request: Request, section: str) -> ConsoleSession:
@@ -76,6 +78,11 @@ async def checked_form(request: Request, session: ConsoleSession) -> FormData:
             "This form was not sent from this session's page (its security token is missing or stale), so "
             "nothing was done. Go back, reload the page and try again.",
         )
+    # U+0000 is in no name and PostgreSQL's text cannot hold it: refused here for every form at once.
+    if any(isinstance(value, str) and "\x00" in value for value in form.values()):
+        raise FormRefused(
+            session, "A field holds a NUL character (U+0000), which no name can; nothing was done.", 400
+        )
     return form
 
 
@@ -95,7 +102,9 @@ def set_session_cookie(request: Request, response: Response, value: str, max_age
         # Lax: sent when the host app links to a console page, never on another site's form or fetch; the
         # CSRF token covers every change all the same.
         samesite="lax",
-        secure=request.url.scheme == "https",
+        # Behind a proxy that terminates TLS the request arrives as http: SCIMLEDGER_PUBLIC_URL says https.
+        secure=request.url.scheme == "https"
+        or (services_of(request).settings.public_root or "").startswith("https://"),
     )
 
 
@@ -122,7 +131,7 @@ async def _section_refused(request: Request, error: Exception) -> Response:
 
 async def _form_refused(request: Request, error: Exception) -> Response:
     assert isinstance(error, FormRefused)
-    return problem_page(request, 403, error.detail, error.session)
+    return problem_page(request, error.status, error.detail, error.session)
 
 
 CONSOLE_EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {

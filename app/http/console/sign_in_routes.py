@@ -56,7 +56,8 @@ def _same_origin(request: Request) -> bool:
     if site is not None:
         return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    return origin in (None, "null") or origin == f"{request.url.scheme}://{request.url.netloc}"
+    public = services_of(request).settings.public_root
+    return origin in (None, "null", public) or origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 async def sign_in(request: Request) -> Response:

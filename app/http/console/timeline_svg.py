@@ -127,7 +127,8 @@ def axis_ticks(
         walls = _every(month, local_end, lambda at: _add_months(at, step))
     else:
         unit, step = "year", _steps(span, 365 * day, (1, 2, 5, 10, 25, 50, 100))
-        year = first_day.replace(month=1, day=1, year=first_day.year - first_day.year % step)
+        # Rounded down to a multiple of the step, but never below the calendar's year 1.
+        year = first_day.replace(month=1, day=1, year=max(1, first_day.year - first_day.year % step))
         walls = _every(year, local_end, lambda at: at.replace(year=at.year + step))
     instants = [wall.replace(tzinfo=zone) for wall in walls]
     within = [instant for instant in instants if start <= instant <= end]
@@ -145,7 +146,10 @@ def _every(
     at = first
     while at <= end:
         walls.append(at)
-        at = following(at)
+        try:
+            at = following(at)
+        except (OverflowError, ValueError):  # the next tick would be past the calendar's year 9999
+            break
     return walls
 
 
