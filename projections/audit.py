@@ -288,16 +288,6 @@ class AccessReplay:
         )
 
 
-def access_of(
-    events: Iterable[RecordedEvent], prefix: str, start: datetime.datetime, end: datetime.datetime
-) -> list[AccessInterval]:
-    """`access` over events already read: the organization's, in log order from its first."""
-    replay = AccessReplay(prefix, start, end)
-    for event in events:
-        replay.apply(event)
-    return replay.intervals()
-
-
 async def access(
     connection: Connection,
     org_id: uuid.UUID,

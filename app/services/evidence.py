@@ -122,7 +122,10 @@ async def build_bundle(
             events_member = _HashedMember(archive, bundles.EVENTS)
             computed, count, actors = GENESIS, 0, {exported_by}
             try:
-                async for row in connection.cursor(_SEALED_EVENTS, org_id, latest["tx"], latest["position"]):
+                sealed = connection.cursor(
+                    _SEALED_EVENTS, org_id, latest["tx"], latest["position"], prefetch=2000
+                )
+                async for row in sealed:
                     event, seal = RecordedEvent(*list(row.values())[:-1]), row["seal"]
                     computed = chain(computed, event)
                     if seal is None or bytes(seal) != computed:
