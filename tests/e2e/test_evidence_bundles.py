@@ -26,10 +26,11 @@ from app.infrastructure.audit_signing_key import parse_private_key, public_key_t
 from app.services import evidence, tenancy
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
-from domain.errors import DomainError
+from domain.errors import DomainError, LogNotIntact
 from eventstore.records import Metadata
 from projections import audit, bundles, seals
 from tests.conftest import AUDIT_SIGNING_KEY, okta_user
+from tests.integration.forgery import as_superuser
 from tests.service import run_cli
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -346,6 +347,22 @@ async def test_an_export_is_refused_over_a_log_whose_chain_is_broken_or_unsealed
     with pytest.raises(DomainError, match="not sealed yet"):
         await export(pool, late_window, signer)
     await seal_everything(pool, history.org.org_id)
+    assert verify(await export(pool, late_window, signer), signer).manifest.review_rows == 3
+    # A superuser edits a sealed event behind the service's back: nothing is signed over that log.
+    position, payload = await pool.fetchrow(
+        "SELECT position, payload::text FROM events WHERE org_id = $1 AND type = 'UserProvisioned' "
+        "ORDER BY position LIMIT 1",
+        history.org.org_id,
+    )
+    edit = "UPDATE events SET payload = $2::text::jsonb WHERE position = $1"
+    await as_superuser(pool, edit, position, payload.replace("ann@evidence.example", "eve@evidence.example"))
+    try:
+        with pytest.raises(
+            LogNotIntact, match=rf"Event {position} \(UserProvisioned.*does not match its seal"
+        ):
+            await export(pool, late_window, signer)
+    finally:
+        await as_superuser(pool, edit, position, payload)
     assert verify(await export(pool, late_window, signer), signer).manifest.review_rows == 3
 
 
