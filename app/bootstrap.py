@@ -26,6 +26,7 @@ from pathlib import Path
 import asyncpg
 
 from app.infrastructure.admission import Admission
+from app.infrastructure.audit_signing_key import AuditSigningKey
 from app.infrastructure.database import database_location, database_url, embedded_exists
 from app.infrastructure.migrate import NotMigrated, migrate, require_current_schema
 from app.infrastructure.ratelimit import RateLimiter
@@ -255,4 +256,5 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         ),
         scim_call_errors=scim_call_errors,
         connection_status=ConnectionStatusService(pool, scim_call_errors),
+        audit_signing_key=AuditSigningKey(settings),
     )

@@ -115,6 +115,15 @@ class WebhookKeyMissing(DomainError):
     mistake. The message names the setting."""
 
 
+class SigningKeyMissing(DomainError):
+    """No usable key to sign evidence bundles with: a setting of the service, not the caller's mistake. The
+    message names the setting."""
+
+
+class LogNotIntact(DomainError):
+    """The log fails its seal chain, so no evidence is exported from it; the message names the first break."""
+
+
 class LinkRefused(DomainError):
     """A console sign-in link that cannot be used, with what to do about it (the page shown says it).
     `gone`: it was a link, used or expired (410); otherwise there is no such link (404)."""

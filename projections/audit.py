@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +152,24 @@ async def as_of(connection: Connection, org_id: uuid.UUID, at: datetime.datetime
     return snapshot
 
 
+# The keys of an AccessInterval's row, in order: the columns of a review's table or CSV, even an empty one.
+REVIEW_COLUMNS = (
+    "user_id",
+    "userName",
+    "group_id",
+    "project",
+    "role",
+    "from",
+    "to",
+    "granted_by",
+    "granted_by_label",
+    "grant_cause",
+    "revoked_by",
+    "revoked_by_label",
+    "revoke_cause",
+)
+
+
 @dataclass
 class AccessInterval:
     user_id: str
@@ -166,7 +184,9 @@ class AccessInterval:
     revoked_by: str | None = None
     revoke_cause: str | None = None
 
-    def to_row(self) -> dict[str, Any]:
+    def to_row(self, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """As the review lists it; `labels` names the tokens among its actors (see tenancy.actor_labels)."""
+        labels = labels or {}
         return {
             "user_id": self.user_id,
             "userName": self.user_name,
@@ -176,10 +196,96 @@ class AccessInterval:
             "from": self.valid_from.isoformat(),
             "to": self.valid_to.isoformat() if self.valid_to else None,
             "granted_by": self.granted_by,
+            "granted_by_label": labels.get(self.granted_by),
             "grant_cause": self.grant_cause,
             "revoked_by": self.revoked_by,
+            "revoked_by_label": labels.get(self.revoked_by) if self.revoked_by else None,
             "revoke_cause": self.revoke_cause,
         }
+
+
+def actors_of(intervals: Iterable[AccessInterval]) -> set[str]:
+    """Who granted and who revoked the intervals: the actors whose names a review shows."""
+    actors = set()
+    for interval in intervals:
+        actors.add(interval.granted_by)
+        if interval.revoked_by is not None:
+            actors.add(interval.revoked_by)
+    return actors
+
+
+class AccessReplay:
+    """Who held which Project × Role at some point in [start, end], from when to when, granted and revoked by
+    whom: fed the organization's events in log order, from its first (`apply`), then asked (`intervals`).
+    Project and role are matched by id or by name (as it was at the time); user by id or userName.
+
+    Free of the database, so that `access` (from the log) and an evidence bundle's verifier (from the events
+    in the bundle, see projections/bundles.py) answer with one implementation."""
+
+    def __init__(
+        self,
+        prefix: str,
+        start: datetime.datetime,
+        end: datetime.datetime,
+        project: str | None = None,
+        role: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        self.snapshot = Snapshot(prefix)
+        self.start, self.end = start, end
+        self.project, self.role, self.user = project, role, user
+        self.open_intervals: dict[tuple[str, str], AccessInterval] = {}
+        self.closed: list[AccessInterval] = []
+
+    def apply(self, event: RecordedEvent) -> None:
+        # Every event, past the window too: a grant still open at its end ends when it was revoked, even long
+        # after, and leaving `to` blank would read as "still has access". Grants after the window open nothing.
+        snapshot = self.snapshot
+        snapshot.apply(event)
+        if event.type not in MEMBERSHIP_EVENT_TYPE_NAMES:
+            return
+        key = (str(event.stream_id), event.payload["group_id"])
+        if event.type == User.JoinedGroup.TOPIC:
+            if event.recorded_at > self.end:
+                return
+            group = snapshot.groups[uuid.UUID(key[1])]
+            self.open_intervals[key] = AccessInterval(
+                key[0],
+                snapshot.users[event.stream_id].user_name,
+                key[1],
+                snapshot.projects[uuid.UUID(group.project_id)].name,
+                snapshot.roles[uuid.UUID(group.role_id)].name,
+                event.recorded_at,
+                None,
+                event.actor,
+                event.payload.get("cause", ""),
+            )
+        elif key in self.open_intervals:
+            interval = self.open_intervals.pop(key)
+            interval.valid_to, interval.revoked_by = event.recorded_at, event.actor
+            interval.revoke_cause = event.payload.get("cause")
+            self.closed.append(interval)
+
+    def _wanted(self, interval: AccessInterval) -> bool:
+        if interval.valid_from > self.end or (
+            interval.valid_to is not None and interval.valid_to < self.start
+        ):
+            return False
+        group = self.snapshot.groups[uuid.UUID(interval.group_id)]
+        if self.project is not None and fold(self.project) not in (fold(interval.project), group.project_id):
+            return False
+        if self.role is not None and fold(self.role) not in (fold(interval.role), group.role_id):
+            return False
+        return self.user is None or fold(self.user) in (interval.user_id, fold(interval.user_name))
+
+    def intervals(self) -> list[AccessInterval]:
+        wanted = [
+            interval for interval in [*self.closed, *self.open_intervals.values()] if self._wanted(interval)
+        ]
+        return sorted(
+            wanted,
+            key=lambda interval: (interval.valid_from, interval.user_name, interval.project, interval.role),
+        )
 
 
 async def access(
@@ -192,51 +298,8 @@ async def access(
     role: str | None = None,
     user: str | None = None,
 ) -> list[AccessInterval]:
-    """Who held which Project × Role at some point in [start, end], from when to when, granted and revoked by
-    whom. Project and role are matched by id or by name (as it was at the time); user by id or userName."""
-    snapshot = Snapshot(prefix)
-    open_intervals: dict[tuple[str, str], AccessInterval] = {}
-    closed: list[AccessInterval] = []
-    # Read past the window too: a grant still open at its end ends when it was revoked, even long after, and
-    # leaving `to` blank would read as "still has access". Grants after the window open nothing.
+    """The access review of `AccessReplay`, from the log. Needs a transaction."""
+    replay = AccessReplay(prefix, start, end, project, role, user)
     async for event in org_events(connection, org_id):
-        snapshot.apply(event)
-        if event.type not in MEMBERSHIP_EVENT_TYPE_NAMES:
-            continue
-        key = (str(event.stream_id), event.payload["group_id"])
-        if event.type == User.JoinedGroup.TOPIC:
-            if event.recorded_at > end:
-                continue
-            group = snapshot.groups[uuid.UUID(key[1])]
-            open_intervals[key] = AccessInterval(
-                key[0],
-                snapshot.users[event.stream_id].user_name,
-                key[1],
-                snapshot.projects[uuid.UUID(group.project_id)].name,
-                snapshot.roles[uuid.UUID(group.role_id)].name,
-                event.recorded_at,
-                None,
-                event.actor,
-                event.payload.get("cause", ""),
-            )
-        elif key in open_intervals:
-            interval = open_intervals.pop(key)
-            interval.valid_to, interval.revoked_by = event.recorded_at, event.actor
-            interval.revoke_cause = event.payload.get("cause")
-            closed.append(interval)
-
-    def wanted(interval: AccessInterval) -> bool:
-        if interval.valid_from > end or (interval.valid_to is not None and interval.valid_to < start):
-            return False
-        group = snapshot.groups[uuid.UUID(interval.group_id)]
-        if project is not None and fold(project) not in (fold(interval.project), group.project_id):
-            return False
-        if role is not None and fold(role) not in (fold(interval.role), group.role_id):
-            return False
-        return user is None or fold(user) in (interval.user_id, fold(interval.user_name))
-
-    intervals = [interval for interval in [*closed, *open_intervals.values()] if wanted(interval)]
-    return sorted(
-        intervals,
-        key=lambda interval: (interval.valid_from, interval.user_name, interval.project, interval.role),
-    )
+        replay.apply(event)
+    return replay.intervals()

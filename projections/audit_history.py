@@ -10,7 +10,7 @@ import binascii
 import datetime
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +100,7 @@ def describe(event: RecordedEvent, snapshot: Snapshot) -> str:
 
 
 # The keys of a HistoryEntry's row, in order: the columns of a history's table or CSV, even an empty one.
-COLUMNS = ("position", "recorded_at", "actor", "request_id", "type", "subject", "change")
+COLUMNS = ("position", "recorded_at", "actor", "actor_label", "request_id", "type", "subject", "change")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +115,13 @@ class HistoryEntry:
     # The group the event is about (a membership's, or a group's own), for links; not part of the row.
     group: str | None = None
 
-    def to_row(self) -> dict[str, Any]:
+    def to_row(self, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """As a history lists it; `labels` names the tokens among its actors (see tenancy.actor_labels)."""
         return {
             "position": self.position,
             "recorded_at": self.recorded_at.isoformat(),
             "actor": self.actor,
+            "actor_label": (labels or {}).get(self.actor),
             "request_id": self.request_id,
             "type": self.type,
             "subject": self.subject,

@@ -9,6 +9,7 @@ themselves from each other by using fresh organizations and ids, never by wiping
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import os
@@ -42,6 +43,8 @@ from eventstore.store import EventStore
 REPO = Path(__file__).resolve().parent.parent
 # The key of the session's webhook signing secrets (see `settings`).
 WEBHOOK_KEY = Fernet.generate_key().decode()
+# The session's evidence-bundle signing key (base64 of 32 raw bytes), as SCIMLEDGER_AUDIT_SIGNING_KEY takes it.
+AUDIT_SIGNING_KEY = base64.b64encode(os.urandom(32)).decode()
 # Schemathesis cases run, by operation, for the summary at the end of the run (tests/e2e/test_fuzz.py).
 FUZZ_CASES = pytest.StashKey[collections.Counter[str]]()
 
@@ -202,6 +205,7 @@ def settings(database_url: str) -> Settings:
         # Webhooks to the tests' receivers on loopback; their secrets under a key of the session's.
         webhook_allow_private=True,
         webhook_secret_key=WEBHOOK_KEY,
+        audit_signing_key=AUDIT_SIGNING_KEY,
     )
 
 

@@ -1,5 +1,5 @@
-"""`scimledger audit head|verify|history|as-of|access`: for auditors, tamper evidence and the log's
-answers."""
+"""`scimledger audit head|verify|history|as-of|access`: for auditors, tamper evidence and the log's answers
+(`audit export|key|verify-bundle`, evidence bundles, are in evidence_commands)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+from app.cli import evidence_commands
 from app.cli.arguments import add_org_option, identifier, instant, seal_head
 from app.cli.context import Context
 from app.cli.exits import ExitCode
@@ -24,6 +25,7 @@ from app.cli.output import (
     write_rows,
 )
 from app.cli.user_commands import resolve_user
+from app.services import tenancy
 from domain.errors import DomainError
 from projections import audit, audit_history, audit_state, seals
 
@@ -73,19 +75,7 @@ def _window(start: datetime.datetime | None, end: datetime.datetime | None, firs
 
 # The columns of each tabular answer, so that a CSV or a table has its header even when it has no rows.
 HISTORY_COLUMNS = audit_history.COLUMNS
-ACCESS_COLUMNS = (
-    "user_id",
-    "userName",
-    "group_id",
-    "project",
-    "role",
-    "from",
-    "to",
-    "granted_by",
-    "grant_cause",
-    "revoked_by",
-    "revoke_cause",
-)
+ACCESS_COLUMNS = audit.REVIEW_COLUMNS
 AS_OF_COLUMNS = ("kind", "id", "name", "active", "member", "group")
 
 
@@ -106,7 +96,9 @@ async def _audit_history(context: Context, args: argparse.Namespace) -> int:
 
     async def rows() -> AsyncIterator[list[dict[str, Any]]]:
         async for page in pages:
-            yield [entry.to_row() for entry in page]
+            actors = {entry.actor for entry in page}
+            labels = await tenancy.actor_labels(context.connection, org.org_id, actors)
+            yield [entry.to_row(labels) for entry in page]
 
     await write_row_pages(rows(), args.format, HISTORY_COLUMNS)
     return ExitCode.OK
@@ -177,7 +169,8 @@ async def _audit_access(context: Context, args: argparse.Namespace) -> int:
             role=args.role,
             user=args.user,
         )
-    write_rows([interval.to_row() for interval in intervals], args.format, ACCESS_COLUMNS)
+        labels = await tenancy.actor_labels(context.connection, org.org_id, audit.actors_of(intervals))
+    write_rows([interval.to_row(labels) for interval in intervals], args.format, ACCESS_COLUMNS)
     return ExitCode.OK
 
 
@@ -233,3 +226,4 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     audit_access.add_argument("--to", dest="end", type=instant, required=True, help="ISO 8601 time")
     add_format_option(audit_access)
     audit_access.set_defaults(db_handler=_audit_access)
+    evidence_commands.add_commands(audit)

@@ -18,7 +18,8 @@ class ExitCode(enum.IntEnum):
     # not what its option takes included (an id, a time: see app/cli/arguments.py), and a bad SCIMLEDGER_*
     # variable is the same mistake made in the environment.
     USAGE = 2
-    # `audit verify` (and the commands that verify first) found the log tampered with or not provably intact.
+    # `audit verify` (and the commands that verify first) found the log tampered with or not provably intact;
+    # `audit verify-bundle` found an evidence bundle not valid.
     TAMPERED = 3
     # The database could not be reached, or failed the command.
     DATABASE = 4

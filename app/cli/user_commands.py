@@ -23,7 +23,7 @@ from projections import audit_history, user_directory
 from projections.user_directory import UserFilter, UserSummary
 
 # The history `user show` tells: the user's own stream, so the subject is always the user.
-SHOW_HISTORY_COLUMNS = ("position", "recorded_at", "actor", "type", "change")
+SHOW_HISTORY_COLUMNS = ("position", "recorded_at", "actor", "actor_label", "type", "change")
 
 
 async def resolve_user(
@@ -84,6 +84,7 @@ async def _user_show(context: Context, args: argparse.Namespace) -> int:
     history = await audit_history.recent(
         context.connection, org.org_id, context.services.settings.group_prefix, user_id, args.history
     )
+    labels = await tenancy.actor_labels(context.connection, org.org_id, {entry.actor for entry in history})
     profile = {key: value for key, value in detail.resource.items() if key != "groups"}
     if args.format == "json":
         document = {
@@ -91,7 +92,7 @@ async def _user_show(context: Context, args: argparse.Namespace) -> int:
             "removed_by_admin": detail.summary.removed_by_admin,
             "profile": profile,
             "groups": [group.to_row() for group in detail.groups],
-            "history": [entry.to_row() for entry in history],
+            "history": [entry.to_row(labels) for entry in history],
         }
         print(msgspec.json.format(msgspec.json.encode(document)).decode())
         return ExitCode.OK
@@ -112,7 +113,7 @@ async def _user_show(context: Context, args: argparse.Namespace) -> int:
     print("\ngroups (project × role)")
     write_rows([group.to_row() for group in detail.groups], "table", user_directory.GROUP_COLUMNS)
     print(f"\nrecent history (last {len(history)} event(s), oldest first)")
-    write_rows([entry.to_row() for entry in history], "table", SHOW_HISTORY_COLUMNS)
+    write_rows([entry.to_row(labels) for entry in history], "table", SHOW_HISTORY_COLUMNS)
     return ExitCode.OK
 
 

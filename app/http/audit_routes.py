@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 from starlette.requests import Request
@@ -23,7 +24,9 @@ from starlette.routing import Route
 from app.http.auth import authenticate
 from app.http.endpoint import parse_uuid, services_of
 from app.http.responses import SCIM_MEDIA_TYPE, ScimResponse
+from app.services import evidence, tenancy
 from app.services.tenancy import Principal, TokenScope
+from eventstore.pool import Connection
 from projections import audit, audit_history, audit_state, seals
 from scim.errors import invalid_value
 from scim.instants import parse_instant
@@ -187,16 +190,17 @@ async def history(request: Request) -> Response:
         until=until,
     )
     limit, after = _limit(request), _cursor(request)
-    page = await _read(
-        request,
-        principal,
-        lambda connection, org_id, prefix: audit_history.history_page(
-            connection, org_id, prefix, wanted, limit, after
-        ),
-    )
+
+    async def page_and_labels(
+        connection: Connection, org_id: uuid.UUID, prefix: str
+    ) -> tuple[audit_history.HistoryPage, dict[str, str]]:
+        page = await audit_history.history_page(connection, org_id, prefix, wanted, limit, after)
+        return page, await tenancy.actor_labels(connection, org_id, {entry.actor for entry in page.entries})
+
+    page, labels = await _read(request, principal, page_and_labels)
     return _streamed(
         [
-            ("events", (entry.to_row() for entry in page.entries)),
+            ("events", (entry.to_row(labels) for entry in page.entries)),
             ("next", audit_history.encode_cursor(page.next) if page.next else None),
         ]
     )
@@ -225,26 +229,66 @@ async def access(request: Request) -> Response:
     assert end is not None
     _window(start, end, "from", "to")
     project, role, user = (_text(request, name) for name in ("project", "role", "user"))
-    intervals = await _read(
-        request,
-        principal,
-        lambda connection, org_id, prefix: audit.access(
-            connection,
-            org_id,
-            prefix,
-            start,
-            end,
-            project=project,
-            role=role,
-            user=user,
-        ),
-    )
+
+    async def review(
+        connection: Connection, org_id: uuid.UUID, prefix: str
+    ) -> tuple[list[audit.AccessInterval], dict[str, str]]:
+        intervals = await audit.access(
+            connection, org_id, prefix, start, end, project=project, role=role, user=user
+        )
+        return intervals, await tenancy.actor_labels(connection, org_id, audit.actors_of(intervals))
+
+    intervals, labels = await _read(request, principal, review)
     return _streamed(
         [
             ("from", start.isoformat()),
             ("to", end.isoformat()),
-            ("intervals", (interval.to_row() for interval in intervals)),
+            ("intervals", (interval.to_row(labels) for interval in intervals)),
         ]
+    )
+
+
+# An export is written to a temporary file first (in memory up to this size), so that a failure half-way (a
+# broken chain) is a clean error response rather than a truncated download.
+_SPOOL_BYTES = 8 * 1024 * 1024
+_CHUNK = 256 * 1024
+
+
+async def _file_chunks(spooled: IO[bytes]) -> AsyncIterator[bytes]:
+    try:
+        spooled.seek(0)
+        while chunk := spooled.read(_CHUNK):
+            yield chunk
+    finally:
+        spooled.close()
+
+
+async def export(request: Request) -> Response:
+    """The evidence bundle of the auditor's organization for the window (app/services/evidence.py): the
+    same file `scimledger audit export` writes, signed by the deployment's key."""
+    principal = await _auditor(request)
+    start, end = _instant(request, "from", required=True), _instant(request, "to", required=True)
+    assert start is not None
+    assert end is not None
+    _window(start, end, "from", "to")
+    services = services_of(request)
+    signer = services.audit_signing_key.private_key()
+    # Closed by _file_chunks once sent, or below on a failure: it outlives this function.
+    spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+    try:
+        async with services.pool.acquire() as connection:
+            await evidence.build_bundle(
+                connection, principal.org_id, start, end, principal.actor, signer, spooled
+            )
+    except BaseException:
+        spooled.close()
+        raise
+    start_utc, end_utc = start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
+    name = f"evidence-{principal.org_id}-{start_utc:%Y%m%dT%H%M%SZ}-{end_utc:%Y%m%dT%H%M%SZ}.zip"
+    return StreamingResponse(
+        _file_chunks(spooled),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -254,4 +298,5 @@ ROUTES = [
     Route("/history", history, methods=["GET"]),
     Route("/as-of", as_of, methods=["GET"]),
     Route("/access", access, methods=["GET"]),
+    Route("/export", export, methods=["GET"]),
 ]

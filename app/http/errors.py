@@ -29,11 +29,13 @@ from domain.errors import (
     InvalidMember,
     InvalidWebhook,
     LinkRefused,
+    LogNotIntact,
     ManagedByIdentityProvider,
     NameTaken,
     NotFound,
     OrgNameTaken,
     PreconditionFailed,
+    SigningKeyMissing,
     TooManyTokens,
     UserDeletedError,
     UserNameTaken,
@@ -113,6 +115,9 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     LinkRefused: ErrorAnswer(404, None),
     # The service's own configuration: nothing the caller can change, and nothing was saved.
     WebhookKeyMissing: ErrorAnswer(503, None),
+    SigningKeyMissing: ErrorAnswer(503, None),
+    # The log's seal chain is broken: no evidence is signed over it until an operator has looked (audit verify).
+    LogNotIntact: ErrorAnswer(409, None),
     DomainError: ErrorAnswer(400, "invalidValue"),
 }
 

@@ -152,6 +152,39 @@ def _audit(
     }
 
 
+def _audit_export() -> dict[str, Any]:
+    summary = (
+        "An evidence bundle: the access review of the period, every event of the organization up to its seal "
+        "head with their seals, the head, and a manifest signed by the deployment's Ed25519 key (README: "
+        "*Evidence bundles*). `scimledger audit verify-bundle` checks it offline."
+    )
+    responses = _responses({}, 400, 401, 403, 429)
+    responses["200"] = {
+        "description": summary,
+        "content": {"application/zip": {"schema": {"type": "string", "contentMediaType": "application/zip"}}},
+    }
+    responses["409"] = {
+        "description": "The log fails its seal chain: nothing is signed over it until `audit verify` is run.",
+        **_json(ref("Error")),
+    }
+    responses["503"] = {
+        "description": "No signing key is configured (SCIMLEDGER_AUDIT_SIGNING_KEY), or the service is busy.",
+        **_json(ref("Error")),
+    }
+    return {
+        "get": {
+            "operationId": "auditExport",
+            "summary": "The organization's evidence bundle for a period, as a zip.",
+            "description": f"Needs a token with the auditor scope. {summary}",
+            "parameters": [
+                _query("from", INSTANT, "Start of the review period.", required=True),
+                _query("to", INSTANT, "End of the review period.", required=True),
+            ],
+            "responses": responses,
+        }
+    }
+
+
 def _probe(summary: str, statuses: dict[int, str], media_type: str = "application/json") -> dict[str, Any]:
     body = {"type": "object"} if media_type == "application/json" else {"type": "string"}
     return {
@@ -298,6 +331,7 @@ def document() -> dict[str, Any]:
                         _query("user", {"type": "string"}, "Only this user."),
                     ],
                 ),
+                "/audit/export": _audit_export(),
                 **api_description.paths(),
                 **webhook_description.paths(),
                 "/healthz": _probe("Liveness: the process answers.", {200: "Alive."}),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from app.infrastructure.admission import Admission
+from app.infrastructure.audit_signing_key import AuditSigningKey
 from app.infrastructure.ratelimit import RateLimiter
 from app.infrastructure.settings import Settings
 from app.services.access import AccessService
@@ -56,6 +57,8 @@ class Services:
     # Noted by the HTTP edge, written in batches; `aclose` it before the pool closes (app/bootstrap.py).
     scim_call_errors: ScimCallErrors
     connection_status: ConnectionStatusService
+    # Signs evidence bundles (app/services/evidence.py); found or generated on first use.
+    audit_signing_key: AuditSigningKey
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

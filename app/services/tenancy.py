@@ -13,6 +13,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Literal, get_args
 
 import asyncpg
@@ -209,6 +210,34 @@ async def list_tokens(
         limit,
     )
     return [TokenInfo(*row) for row in rows]
+
+
+TOKEN_ACTOR = "token:"
+
+
+async def actor_labels(connection: Connection, org_id: uuid.UUID, actors: Iterable[str]) -> dict[str, str]:
+    """The label of each token among `actors` (as events name them, "token:<id>"), in one query: what
+    histories, access reviews and evidence bundles show beside a token's id. A label is given at issue and
+    never changed (nothing updates it), so the label now is the label the token had when it acted. Tokens of
+    this organization, and platform tokens (which act on an organization's behalf); a token without a label,
+    or another organization's, is left out. Other actors ("admin:<login>", "console:<label>", "reactor:<name>")
+    name themselves already."""
+    token_ids = set()
+    for actor in actors:
+        if actor.startswith(TOKEN_ACTOR):
+            try:
+                token_ids.add(uuid.UUID(actor.removeprefix(TOKEN_ACTOR)))
+            except ValueError:
+                continue  # not a token's id: nothing to look up
+    if not token_ids:
+        return {}
+    rows = await connection.fetch(
+        "SELECT token_id, label FROM api_tokens WHERE token_id = ANY($1::uuid[]) "
+        "AND (org_id = $2 OR org_id IS NULL) AND label IS NOT NULL",
+        list(token_ids),
+        org_id,
+    )
+    return {f"{TOKEN_ACTOR}{row['token_id']}": row["label"] for row in rows}
 
 
 # Any organization's token: what the CLI's `token revoke` may revoke, by id alone.

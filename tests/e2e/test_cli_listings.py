@@ -163,7 +163,14 @@ async def test_user_show_finds_a_user_by_username_and_tells_state_groups_and_his
     assert lines[groups_header].split() == list(user_directory.GROUP_COLUMNS)
     assert lines[groups_header + 1].split()[1:4] == ["Statsig-Artemis-Admin", "Artemis", "Admin"]
     history_header = lines.index("recent history (last 1 event(s), oldest first)") + 1
-    assert lines[history_header].split() == ["position", "recorded_at", "actor", "type", "change"]
+    assert lines[history_header].split() == [
+        "position",
+        "recorded_at",
+        "actor",
+        "actor_label",
+        "type",
+        "change",
+    ]
     assert "removed from the organization (cause: admin)" in lines[history_header + 1]
 
     run_cli(cli_env, "user", "restore", "--org", org, "ADA@acme.TEST")

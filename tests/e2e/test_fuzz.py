@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from app.http import openapi
-from tests.conftest import FUZZ_CASES, okta_user
+from tests.conftest import AUDIT_SIGNING_KEY, FUZZ_CASES, okta_user
 from tests.service import ServiceProcess, run_cli
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,13 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target(cli_env: dict[str, str]) -> Iterator[Target]:
-    env = {**cli_env, "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0", "SCIMLEDGER_LOG_LEVEL": "warning"}
+    env = {
+        **cli_env,
+        "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
+        "SCIMLEDGER_LOG_LEVEL": "warning",
+        # A deployment that signs evidence bundles (GET /audit/export), as production must be configured.
+        "SCIMLEDGER_AUDIT_SIGNING_KEY": AUDIT_SIGNING_KEY,
+    }
     service = ServiceProcess(env).start()
     org = f"Fuzz {uuid.uuid4().hex[:6]}"
     created = run_cli(env, "org", "create", org)
