@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean chromium conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console
+.PHONY: install run test test-ha lint clean chromium conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console
 
 install: $(STAMP)
 
@@ -27,6 +27,18 @@ run: install
 
 test: install chromium
 	$(BIN)/pytest
+
+# PostgreSQL failing over under SCIM write load, with pg_auto_failover from Debian's packages (tests/ha/,
+# not part of `make test`): a monitor, a primary and a synchronous standby on loopback, run as the postgres
+# user. About a minute. SCIMLEDGER_HA_RESULTS=path appends each run's figures there.
+HA_PACKAGES := /usr/bin/pg_autoctl /usr/share/postgresql/15/extension/pgautofailover.control
+
+test-ha: install $(HA_PACKAGES)
+	$(BIN)/pytest tests/ha
+
+$(HA_PACKAGES):
+	apt-get update -qq
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq postgresql-15-auto-failover pg-auto-failover-cli
 
 # The console's browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads).
 CHROMIUM := /usr/bin/chromium

@@ -27,7 +27,32 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     # A connection the server is closing (a shutdown's FATAL has arrived, its socket's end not yet) can be
     # lent once more before asyncpg notices; using it fails before anything is sent.
     asyncpg.InternalClientError,
+    # A server that has stopped being the primary: a standby, or a node its failover manager has made
+    # read-only while it demotes it or promotes another. The work goes to the new primary once there is one
+    # (see `keep_session`, which drops the connection).
+    asyncpg.ReadOnlySQLTransactionError,
 )
+
+# The connection broke, or the client gave up waiting, while a statement ran: whether a statement that
+# commits (a COMMIT, an autocommit write) took effect on the server is unknown. A refusal by the server
+# itself (a read-only server, a statement or lock timeout) is not among them: the server said no.
+CONNECTION_LOST: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,
+)
+
+
+class CommitOutcomeUnknown(ConnectionError):
+    """The connection was lost while a write committed: it may or may not have been saved. A failover can
+    do this to a COMMIT sent just before the primary died (the standby may have it: the synchronous
+    replication's acknowledgement is what the old primary could not send on). A ConnectionError, so that
+    whatever treats the database as unavailable treats this so too."""
+
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -55,7 +80,22 @@ async def keep_session(connection: Connection) -> None:
     locks. Nothing borrowed from these pools leaves any of them behind (locks taken here are either
     transaction-scoped or released in a `finally`), so that round trip would be paid on every request for
     nothing.
+
+    A connection to a server that no longer takes writes (a standby, or a primary being demoted by its
+    failover manager) is closed here instead of going back to the pool, so the next one is opened with the
+    URL's `target_session_attrs` and reaches the primary. The server reports both settings by itself when
+    they change (ParameterStatus, PostgreSQL 14 and later), so the check costs no round trip.
     """
+    if _refuses_writes(connection):
+        connection.terminate()
+
+
+def _refuses_writes(connection: Connection) -> bool:
+    settings = connection.get_settings()
+    return "on" in (
+        getattr(settings, "default_transaction_read_only", "off"),
+        getattr(settings, "in_hot_standby", "off"),
+    )
 
 
 async def create_pool(
