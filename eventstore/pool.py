@@ -48,7 +48,8 @@ CONNECTION_LOST: tuple[type[Exception], ...] = (
 
 
 class CommitOutcomeUnknown(ConnectionError):
-    """The connection was lost while a write committed: it may or may not have been saved. A failover can
+    """The connection was lost while a write committed, or just after, before the caller could answer: it
+    may or may not have been saved. A failover can
     do this to a COMMIT sent just before the primary died (the standby may have it: the synchronous
     replication's acknowledgement is what the old primary could not send on). A ConnectionError, so that
     whatever treats the database as unavailable treats this so too."""

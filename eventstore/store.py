@@ -318,6 +318,14 @@ class EventStore:
             transaction = Transaction(connection, self._projection)
             try:
                 yield transaction
+            except CONNECTION_LOST as error:
+                if transaction.appended and not isinstance(error, CommitOutcomeUnknown):
+                    # Lost after an append had committed (a read that follows it): the change is saved, and
+                    # the caller must not be told otherwise.
+                    raise CommitOutcomeUnknown(
+                        f"connection lost after appending: {type(error).__name__}"
+                    ) from error
+                raise
             finally:
                 self._announce(transaction)  # each statement committed as it ran, whatever happened after
 

@@ -108,7 +108,7 @@ class Formation:
         finally:
             await connection.close()
 
-    async def _until_states(self, wanted: dict[str, str], nudge: Node | None = None) -> None:
+    async def until_states(self, wanted: dict[str, str], nudge: Node | None = None) -> None:
         deadline = time.monotonic() + READY_WITHIN_SECONDS
         seen: object = None
         while time.monotonic() < deadline:
@@ -151,9 +151,9 @@ class Formation:
         finally:
             await monitor.close()
         primary = self.add_node("node1", initdb=True)
-        await self._until_states({"node1": "single"})
+        await self.until_states({"node1": "single"})
         self.add_node("node2", initdb=False)
-        await self._until_states({"node1": "primary", "node2": "secondary"}, nudge=primary)
+        await self.until_states({"node1": "primary", "node2": "secondary"}, nudge=primary)
 
     async def primary(self) -> Node:
         """The node the monitor has as primary (or promoting: wait_primary)."""
@@ -276,6 +276,11 @@ class Formation:
                 os.kill(postmaster, signal.SIGKILL)
         node.process.wait(timeout=10)
         node.killed = True
+
+    def switchover(self, node: Node) -> None:
+        """A planned failover, as an operator asks for one: `node`, the primary, is demoted (made read-only,
+        then restarted as a standby) once the standby has caught up, and the standby promoted."""
+        self._run(node, ["perform", "switchover", "--pgdata", str(node.pgdata), "--wait", "60"], timeout=90)
 
     def stop(self) -> None:
         """Every process of the formation gone, whatever state it was left in."""

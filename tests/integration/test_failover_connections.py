@@ -4,7 +4,8 @@
   next one is opened anew (with the URL's target_session_attrs, on the new primary); others are kept;
 - the write refused by such a server is among the errors answered 503, never 500;
 - losing the connection during a COMMIT is an unknown outcome (the change may be saved), while losing it
-  before the COMMIT is not (the change was rolled back).
+  before the COMMIT is not (the change was rolled back); nor is losing it after an autocommit append, before
+  the request could answer (the change is saved).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from domain.users import User
 from eventstore.pool import DATABASE_UNAVAILABLE, CommitOutcomeUnknown, create_pool
-from eventstore.store import committing
+from eventstore.records import Metadata
+from eventstore.store import EventStore, committing
+from tests.conftest import Tenant
 
 # A COMMIT that takes its time: a deferred constraint trigger runs at commit and sleeps there.
 _SLOW_COMMIT = """
@@ -119,4 +123,29 @@ async def test_losing_the_connection_before_commit_is_not_an_unknown_outcome(dat
         assert not isinstance(lost.value, CommitOutcomeUnknown)
     finally:
         connection.terminate()
+        await watcher.close()
+
+
+async def test_losing_the_connection_after_an_autocommit_append_is_not_answered_as_nothing_saved(
+    small_pool: asyncpg.Pool, tenant: Tenant, database_url: str
+) -> None:
+    store = EventStore(small_pool)
+    org_id = tenant.org.org_id
+    user = User(org_id=str(org_id), attributes={"userName": "kept@failover.example"}, active=True)
+    watcher = await asyncpg.connect(database_url)
+    try:
+
+        async def save_then_lose_the_connection() -> None:
+            async with store.autocommit() as transaction:
+                await transaction.save(org_id, [user], Metadata("token:test"))
+                # The primary goes away before the request reads what it answers with.
+                pid = transaction.connection.get_server_pid()
+                await watcher.execute("SELECT pg_terminate_backend($1)", pid)
+                await transaction.connection.fetchval("SELECT 1")
+
+        with pytest.raises(CommitOutcomeUnknown):
+            await save_then_lose_the_connection()
+        saved = await watcher.fetchval("SELECT count(*) FROM events WHERE stream_id = $1", user.id)
+        assert saved == 1
+    finally:
         await watcher.close()
