@@ -79,6 +79,8 @@ class Formation:
     monitor: Node
     nodes: list[Node] = field(default_factory=list)
     run_as_postgres: bool = os.geteuid() == 0
+    # The monitor's settings: the tests' lowered timeouts unless told otherwise ({}: pg_auto_failover's own).
+    monitor_settings: dict[str, int] = field(default_factory=lambda: dict(MONITOR_TIMEOUTS_MS))
 
     @property
     def sockets(self) -> Path:
@@ -145,7 +147,7 @@ class Formation:
                     ) from None
                 await asyncio.sleep(0.2)
         try:
-            for name, value in MONITOR_TIMEOUTS_MS.items():
+            for name, value in self.monitor_settings.items():
                 await monitor.execute(f"ALTER SYSTEM SET {name} = {value}")
             await monitor.execute("SELECT pg_reload_conf()")
         finally:
