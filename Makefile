@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test test-ha lint clean chromium conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console
+.PHONY: install run test test-ha lint clean chromium conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console bench-failover
 
 install: $(STAMP)
 
@@ -149,6 +149,11 @@ bench-fold: install
 # BASELINE_TREE=/path/to/old/checkout (with its .venv) to measure it side by side with this tree.
 bench-audit-memory: install
 	$(BIN)/python bench/audit_memory.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
+
+# How long PostgreSQL is without a primary after the primary node crashes, with the failover test's monitor
+# timeouts and with pg_auto_failover's defaults (about 3 minutes; bench/failover_time.py).
+bench-failover: install $(HA_PACKAGES)
+	$(BIN)/python -m bench.failover_time
 
 # The console's pages with an organization of 100,000 users and 1,000,000 events, beside GET /Users/{id}.
 bench-console: install

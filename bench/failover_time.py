@@ -7,7 +7,7 @@ a row every 50 ms through the multi-host URL with target_session_attrs=read-writ
 failure, as the service's pool does. The figure: seconds from the SIGKILL of the primary node (its
 pg_autoctl supervisor and its postmaster) to the first insert committed on the new primary.
 
-    .venv/bin/python bench/failover_time.py [--rounds 1]
+    .venv/bin/python -m bench.failover_time [--rounds 1]    (make bench-failover)
 
 Needs Debian's postgresql-15-auto-failover and pg-auto-failover-cli (`make test-ha` installs them), and root
 (the nodes run as the postgres user).
