@@ -29,7 +29,7 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.InternalClientError,
     # A server that has stopped being the primary: a standby, or a node its failover manager has made
     # read-only while it demotes it or promotes another. The work goes to the new primary once there is one
-    # (see `keep_session`, which drops the connection).
+    # (see `keep_writable_session`, which drops the connection).
     asyncpg.ReadOnlySQLTransactionError,
 )
 
@@ -49,10 +49,9 @@ CONNECTION_LOST: tuple[type[Exception], ...] = (
 
 class CommitOutcomeUnknown(ConnectionError):
     """The connection was lost while a write committed, or just after, before the caller could answer: it
-    may or may not have been saved. A failover can
-    do this to a COMMIT sent just before the primary died (the standby may have it: the synchronous
-    replication's acknowledgement is what the old primary could not send on). A ConnectionError, so that
-    whatever treats the database as unavailable treats this so too."""
+    may or may not have been saved. A failover does this to a COMMIT sent just before the primary died (the
+    standby may have it: the synchronous replication's acknowledgement is what the old primary could not
+    pass on). A ConnectionError, so that whatever treats the database as unavailable treats this so too."""
 
 
 _encoder = msgspec.json.Encoder()
@@ -81,12 +80,15 @@ async def keep_session(connection: Connection) -> None:
     locks. Nothing borrowed from these pools leaves any of them behind (locks taken here are either
     transaction-scoped or released in a `finally`), so that round trip would be paid on every request for
     nothing.
-
-    A connection to a server that no longer takes writes (a standby, or a primary being demoted by its
-    failover manager) is closed here instead of going back to the pool, so the next one is opened with the
-    URL's `target_session_attrs` and reaches the primary. The server reports both settings by itself when
-    they change (ParameterStatus, PostgreSQL 14 and later), so the check costs no round trip.
     """
+
+
+async def keep_writable_session(connection: Connection) -> None:
+    """`keep_session`, for a pool that writes: a connection to a server that no longer takes writes (a
+    standby, or a primary that its failover manager has made read-only to demote it) is closed instead of
+    going back to the pool, so that the next one is opened with the URL's `target_session_attrs` and
+    reaches the new primary. The server reports both settings by itself when they change (ParameterStatus,
+    PostgreSQL 14 and later), so the check costs no round trip."""
     if _refuses_writes(connection):
         connection.terminate()
 
@@ -100,10 +102,13 @@ def _refuses_writes(connection: Connection) -> bool:
 
 
 async def create_pool(
-    dsn: str, min_size: int = 2, max_size: int = 10, **options: Any
+    dsn: str, min_size: int = 2, max_size: int = 10, *, writes: bool = True, **options: Any
 ) -> asyncpg.Pool[asyncpg.Record]:
+    """A pool with our codecs. `writes`: False for a pool meant to read from a standby, whose connections
+    are read-only by design and must not be dropped for it."""
+    reset = keep_writable_session if writes else keep_session
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection, reset=keep_session, **options
+        dsn, min_size=min_size, max_size=max_size, init=init_connection, reset=reset, **options
     )
     assert pool is not None
     return pool

@@ -1,7 +1,8 @@
 """What a failover does to the service's connections, one piece at a time (tests/ha/ shows the whole):
 
 - a pooled connection whose server stopped taking writes is dropped when it comes back to the pool, so the
-  next one is opened anew (with the URL's target_session_attrs, on the new primary); others are kept;
+  next one is opened anew (with the URL's target_session_attrs, on the new primary); others are kept, and so
+  are those of a pool meant to read from a standby;
 - the write refused by such a server is among the errors answered 503, never 500;
 - losing the connection during a COMMIT is an unknown outcome (the change may be saved), while losing it
   before the COMMIT is not (the change was rolled back); nor is losing it after an autocommit append, before
@@ -63,6 +64,17 @@ async def test_a_connection_whose_server_turned_read_only_is_dropped_on_release(
     assert isinstance(refused.value, DATABASE_UNAVAILABLE)
     assert await backend_of(small_pool) != kept
     assert await small_pool.fetchval("SHOW default_transaction_read_only") == "off"
+
+
+async def test_a_pool_meant_for_a_standby_keeps_its_read_only_connections(database_url: str) -> None:
+    pool = await create_pool(database_url, min_size=1, max_size=1, writes=False)
+    try:
+        async with pool.acquire() as connection:
+            kept = connection.get_server_pid()
+            await connection.execute("SET default_transaction_read_only = on")
+        assert await backend_of(pool) == kept
+    finally:
+        await pool.close()
 
 
 async def until_committing(watcher: asyncpg.Connection, pid: int) -> None:
