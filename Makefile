@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test lint clean chromium screenshots conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console bench-console-timeline
+.PHONY: install run test test-ha lint clean chromium screenshots conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console bench-console-timeline bench-failover
 
 install: $(STAMP)
 
@@ -31,6 +31,17 @@ test: install chromium
 # The README's pictures of the console (docs/console/*.png), from a demonstration organization.
 screenshots: install chromium
 	$(BIN)/python -m tests.browser.screenshots
+# PostgreSQL failing over under SCIM write load, with pg_auto_failover from Debian's packages (tests/ha/,
+# not part of `make test`): a monitor, a primary and a synchronous standby on loopback, run as the postgres
+# user. About a minute. SCIMLEDGER_HA_RESULTS=path appends each run's figures there.
+HA_PACKAGES := /usr/bin/pg_autoctl /usr/share/postgresql/15/extension/pgautofailover.control
+
+test-ha: install $(HA_PACKAGES)
+	$(BIN)/pytest tests/ha
+
+$(HA_PACKAGES):
+	apt-get update -qq
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq postgresql-15-auto-failover pg-auto-failover-cli
 
 # The console's browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads).
 CHROMIUM := /usr/bin/chromium
@@ -148,6 +159,11 @@ bench-fold: install
 # BASELINE_TREE=/path/to/old/checkout (with its .venv) to measure it side by side with this tree.
 bench-audit-memory: install
 	$(BIN)/python bench/audit_memory.py $(if $(BASELINE_TREE),--baseline-tree $(BASELINE_TREE))
+
+# How long PostgreSQL is without a primary after the primary node crashes, with the failover test's monitor
+# timeouts and with pg_auto_failover's defaults (about 3 minutes; bench/failover_time.py).
+bench-failover: install $(HA_PACKAGES)
+	$(BIN)/python -m bench.failover_time
 
 # The console's pages with an organization of 100,000 users and 1,000,000 events, beside GET /Users/{id}.
 bench-console: install

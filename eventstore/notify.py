@@ -20,9 +20,13 @@ from collections.abc import Callable
 
 import asyncpg
 
+from eventstore.pool import DATABASE_UNAVAILABLE
+
 log = logging.getLogger("scimledger.notify")
 
 NOTIFY_CHANNEL = "scimledger_events"
+# Anything that keeps a NOTIFY from being sent: the database refused it, or is away (failing over, say).
+_NOT_SENT: tuple[type[Exception], ...] = (asyncpg.PostgresError, *DATABASE_UNAVAILABLE)
 
 
 class CommitNotifier:
@@ -57,7 +61,7 @@ class CommitNotifier:
                 self._pending = False
                 try:
                     await self._pool.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+                except _NOT_SENT as error:
                     # Followers elsewhere poll; a NOTIFY is only a shortcut.
                     log.debug("NOTIFY failed: %s", type(error).__name__)
                 with contextlib.suppress(TimeoutError):

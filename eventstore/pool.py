@@ -27,7 +27,32 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     # A connection the server is closing (a shutdown's FATAL has arrived, its socket's end not yet) can be
     # lent once more before asyncpg notices; using it fails before anything is sent.
     asyncpg.InternalClientError,
+    # A server that has stopped being the primary: a standby, or a node its failover manager has made
+    # read-only while it demotes it or promotes another. The work goes to the new primary once there is one
+    # (see `keep_writable_session`, which drops the connection).
+    asyncpg.ReadOnlySQLTransactionError,
 )
+
+# The connection broke, or the client gave up waiting, while a statement ran: whether a statement that
+# commits (a COMMIT, an autocommit write) took effect on the server is unknown. A refusal by the server
+# itself (a read-only server, a statement or lock timeout) is not among them: the server said no.
+CONNECTION_LOST: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,
+)
+
+
+class CommitOutcomeUnknown(ConnectionError):
+    """The connection was lost while a write committed, or just after, before the caller could answer: it
+    may or may not have been saved. A failover does this to a COMMIT sent just before the primary died (the
+    standby may have it: the synchronous replication's acknowledgement is what the old primary could not
+    pass on). A ConnectionError, so that whatever treats the database as unavailable treats this so too."""
+
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -58,11 +83,32 @@ async def keep_session(connection: Connection) -> None:
     """
 
 
+async def keep_writable_session(connection: Connection) -> None:
+    """`keep_session`, for a pool that writes: a connection to a server that no longer takes writes (a
+    standby, or a primary that its failover manager has made read-only to demote it) is closed instead of
+    going back to the pool, so that the next one is opened with the URL's `target_session_attrs` and
+    reaches the new primary. The server reports both settings by itself when they change (ParameterStatus,
+    PostgreSQL 14 and later), so the check costs no round trip."""
+    if _refuses_writes(connection):
+        connection.terminate()
+
+
+def _refuses_writes(connection: Connection) -> bool:
+    settings = connection.get_settings()
+    return "on" in (
+        getattr(settings, "default_transaction_read_only", "off"),
+        getattr(settings, "in_hot_standby", "off"),
+    )
+
+
 async def create_pool(
-    dsn: str, min_size: int = 2, max_size: int = 10, **options: Any
+    dsn: str, min_size: int = 2, max_size: int = 10, *, writes: bool = True, **options: Any
 ) -> asyncpg.Pool[asyncpg.Record]:
+    """A pool with our codecs. `writes`: False for a pool meant to read from a standby, whose connections
+    are read-only by design and must not be dropped for it."""
+    reset = keep_writable_session if writes else keep_session
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection, reset=keep_session, **options
+        dsn, min_size=min_size, max_size=max_size, init=init_connection, reset=reset, **options
     )
     assert pool is not None
     return pool

@@ -50,6 +50,20 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Among those, the ones after which this connection is of no more use: it is gone, or its server no longer
+# takes writes (the primary failed over; a new connection, made with the URL's target_session_attrs, finds
+# the new one).
+RECONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.ReadOnlySQLTransactionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    OSError,
+)
+
+
 @dataclass(frozen=True)
 class RunnerOptions:
     batch_size: int = 500
@@ -204,8 +218,8 @@ class Runner:
                 connection, consumer, limit, self._committed, self._log, self._projection
             )
         except TRANSIENT_ERRORS as error:
-            if isinstance(error, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
-                raise  # the connection is gone: reconnect (and re-take the lock) from the top
+            if isinstance(error, RECONNECT_ERRORS):
+                raise  # the connection is gone or useless: reconnect (and re-take the lock) from the top
             progress.attempts += 1
             state.last_error = f"{type(error).__name__}: {error}"
             await asyncio.sleep(backoff(progress.attempts, self.options))

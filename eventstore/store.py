@@ -14,7 +14,7 @@ from eventsourcing.domain import Aggregate
 from eventstore.inline_projection import FollowUp, InlineProjection
 from eventstore.log_reader import read_log
 from eventstore.notify import CommitNotifier
-from eventstore.pool import Connection
+from eventstore.pool import CONNECTION_LOST, CommitOutcomeUnknown, Connection
 from eventstore.records import (
     APPEND_ONE,
     APPEND_ROWS,
@@ -112,6 +112,21 @@ def _whole_in_one_statement(
     return len(streams) <= 1 and (follow_up is not None or projection is None)
 
 
+@asynccontextmanager
+async def committing(connection: Connection) -> AsyncIterator[None]:
+    """`connection.transaction()`, where losing the connection during the COMMIT raises CommitOutcomeUnknown:
+    a failure in the block rolled the work back, one during the COMMIT may not have."""
+    body_done = False
+    try:
+        async with connection.transaction():
+            yield
+            body_done = True
+    except CONNECTION_LOST as error:
+        if body_done:
+            raise CommitOutcomeUnknown(f"connection lost while committing: {type(error).__name__}") from error
+        raise
+
+
 class Transaction:
     """One database transaction: appends and projection writes made through it commit or roll back together.
 
@@ -183,7 +198,7 @@ class Transaction:
             # projection written after the append would commit apart from it. A transaction of its own makes
             # the append whole; a one-stream append whose projection rides in it needs none (a POST's one
             # round trip).
-            async with self.connection.transaction():
+            async with committing(self.connection):
                 return await self._append_rows(appends, rows, columns, aggregates, follow_up)
         return await self._append_rows(appends, rows, columns, aggregates, follow_up)
 
@@ -196,12 +211,19 @@ class Transaction:
         follow_up: FollowUp | None,
     ) -> list[RecordedEvent]:
         append_sql = APPEND_ONE if len(rows) == 1 else APPEND_ROWS
+        autocommit = not self.connection.is_in_transaction()
         try:
             recorded = await self.connection.fetch(
                 append_sql if follow_up is None else within_append(append_sql, follow_up.sql),
                 *columns,
                 *(follow_up.args if follow_up is not None else ()),
             )
+        except CONNECTION_LOST as error:
+            if autocommit:  # the statement was its own COMMIT
+                raise CommitOutcomeUnknown(
+                    f"connection lost while appending: {type(error).__name__}"
+                ) from error
+            raise
         except asyncpg.UniqueViolationError as error:
             if error.table_name != "events":
                 # The follow-up's own constraint: its author knows what that means.
@@ -277,7 +299,7 @@ class EventStore:
     async def transaction(self) -> AsyncIterator[Transaction]:
         try:
             async with self._pool.acquire() as connection:
-                async with connection.transaction():
+                async with committing(connection):
                     transaction = Transaction(connection, self._projection)
                     yield transaction
                 self._announce(transaction)
@@ -296,6 +318,14 @@ class EventStore:
             transaction = Transaction(connection, self._projection)
             try:
                 yield transaction
+            except CONNECTION_LOST as error:
+                if transaction.appended and not isinstance(error, CommitOutcomeUnknown):
+                    # Lost after an append had committed (a read that follows it): the change is saved, and
+                    # the caller must not be told otherwise.
+                    raise CommitOutcomeUnknown(
+                        f"connection lost after appending: {type(error).__name__}"
+                    ) from error
+                raise
             finally:
                 self._announce(transaction)  # each statement committed as it ran, whatever happened after
 

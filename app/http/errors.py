@@ -41,7 +41,7 @@ from domain.errors import (
     UserNameTaken,
     WebhookKeyMissing,
 )
-from eventstore.pool import DATABASE_UNAVAILABLE
+from eventstore.pool import DATABASE_UNAVAILABLE, CommitOutcomeUnknown
 from eventstore.store import ConcurrencyConflict
 from scim.errors import ScimError, ScimType
 
@@ -187,6 +187,22 @@ async def on_database_unavailable(request: Request, error: Exception) -> Respons
     )
 
 
+async def on_commit_outcome_unknown(request: Request, error: Exception) -> Response:
+    """The database went away (a failover, most likely) as this request's change was committing: it may
+    have been saved. Unlike any other 503, this one must not say that nothing was changed."""
+    if request.method in ("GET", "HEAD"):
+        return await on_database_unavailable(request, error)
+    log.warning("commit outcome unknown", extra={"error_type": type(error.__cause__ or error).__name__})
+    return _answer(
+        request,
+        503,
+        "The service lost its database while this change was being saved, so it may or may not have been "
+        "saved. Read the resource back before retrying (a user that was created answers 409 to a second "
+        "POST). Retry in a few seconds.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def on_query_canceled(request: Request, error: Exception) -> Response:
     """PostgreSQL stopped a statement: for running past the statement timeout, that is the request's cost, not
     the database's health, and it is said so.
@@ -227,6 +243,7 @@ EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     **dict.fromkeys(DOMAIN_ERROR_ANSWERS, on_domain_error),
     HTTPException: on_http_exception,
     **dict.fromkeys(DATABASE_UNAVAILABLE, on_database_unavailable),
+    CommitOutcomeUnknown: on_commit_outcome_unknown,
     asyncpg.QueryCanceledError: on_query_canceled,
     **CONSOLE_EXCEPTION_HANDLERS,
 }
