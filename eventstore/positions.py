@@ -33,6 +33,29 @@ FROM (SELECT hashtextextended('scimledger.consumer:' || $1::text, 0) AS key) AS 
 """
 
 
+# Each live runner holds this key in share mode on its listener's connection, so that the runners can count
+# each other without a table to keep: a runner that dies lets go of it with its session.
+_RUNNER_KEY = "hashtextextended('scimledger.runners', 0)"
+_ANNOUNCE = f"SELECT pg_advisory_lock_shared({_RUNNER_KEY})"
+_LIVE_RUNNERS = f"""
+SELECT count(*) FROM pg_locks, (SELECT {_RUNNER_KEY} AS key) AS runners
+WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND mode = 'ShareLock'
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND classid = ((key >> 32) & 4294967295)::oid AND objid = (key & 4294967295)::oid
+"""
+
+
+async def announce_runner(connection: Connection) -> None:
+    """Count this connection's session among the live runners (see `live_runners`) while it lasts."""
+    await connection.execute(_ANNOUNCE)
+
+
+async def live_runners(connection: Connection) -> int:
+    """How many runners, in any process, are live on this database."""
+    count: int = await connection.fetchval(_LIVE_RUNNERS)
+    return count
+
+
 async def try_lock_consumer(connection: Connection, name: str) -> bool:
     """Take the session lock that makes this connection the one running `name`; False if another holds it."""
     taken: bool = await connection.fetchval(_LOCK, name)

@@ -3,6 +3,10 @@
 For each consumer, one task:
 - holds a session advisory lock named after the consumer, so at most one process runs it (the others wait
   in standby and take over when it goes away);
+- takes that lock only while its process runs fewer than its share of the consumers (their number divided by
+  the live runners, which count each other through a shared advisory lock), and gives it up when its process
+  runs more, so that the consumers spread over the worker processes instead of all running in the first
+  one started;
 - reads the events after the consumer's position in commit-safe order (see log_reader.read_log), examining a
   batch of the log and keeping the events of its types (see log_reader.scan_log); the consumers of one runner
   share what is read (see log_reader.LogWindow), so each part of the log is read and decoded once;
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +41,14 @@ from eventstore.inline_projection import InlineProjection
 from eventstore.log_reader import LogWindow, read_log
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
-from eventstore.positions import ensure_position, position_of, try_lock_consumer
+from eventstore.positions import (
+    announce_runner,
+    ensure_position,
+    live_runners,
+    position_of,
+    try_lock_consumer,
+    unlock_consumer,
+)
 from eventstore.store import ConcurrencyConflict
 
 log = logging.getLogger("scimledger.runner")
@@ -149,6 +161,7 @@ class Runner:
             lost = asyncio.Event()
             connection.add_termination_listener(_setting(lost))
             try:
+                await announce_runner(connection)
                 await connection.add_listener(NOTIFY_CHANNEL, self._wake_all)
                 await lost.wait()
             finally:
@@ -179,21 +192,53 @@ class Runner:
     async def _hold_lock_and_consume(
         self, connection: Connection, consumer: Consumer, state: ConsumerState
     ) -> None:
-        while not await try_lock_consumer(connection, consumer.name):
+        while True:
+            while not (
+                await self._below_share(connection) and await try_lock_consumer(connection, consumer.name)
+            ):
+                state.state = "standby"
+                await asyncio.sleep(self.options.standby_seconds)
+            await ensure_position(connection, consumer.name)
+            state.state = "running"
+            await self._consume_within_share(connection, consumer, state)
+            # Between batches, outside any transaction: the next holder starts where this one stopped.
             state.state = "standby"
-            await asyncio.sleep(self.options.standby_seconds)
-        await ensure_position(connection, consumer.name)
-        state.state = "running"
+            await unlock_consumer(connection, consumer.name)
+
+    async def _consume_within_share(
+        self, connection: Connection, consumer: Consumer, state: ConsumerState
+    ) -> None:
+        """Consume until this process runs more than its share and `consumer` is one it should give up."""
         progress = _Progress()
+        loop = asyncio.get_running_loop()
+        share_checked = loop.time()
         while True:
             state.wake.clear()
             examined = await self._step(connection, consumer, state, progress)
+            if loop.time() - share_checked >= self.options.standby_seconds and not progress.isolating:
+                share_checked = loop.time()
+                if await self._beyond_share(connection, consumer):
+                    return
             if examined >= self.options.batch_size or progress.isolating:
                 continue  # behind the log, or isolating a failure: go on at once
             if not examined:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(state.wake.wait(), self.options.poll_seconds)
             await asyncio.sleep(self.options.batch_delay_seconds)
+
+    def _running(self) -> list[str]:
+        return sorted(name for name, state in self.states.items() if state.state == "running")
+
+    async def _share(self, connection: Connection) -> int:
+        return math.ceil(len(self.consumers) / max(await live_runners(connection), 1))
+
+    async def _below_share(self, connection: Connection) -> bool:
+        return len(self._running()) < await self._share(connection)
+
+    async def _beyond_share(self, connection: Connection, consumer: Consumer) -> bool:
+        # The same consumers in every check (the last by name), so that one runner over its share gives up
+        # just its surplus, and the others it runs stay where they are.
+        return consumer.name in self._running()[await self._share(connection) :]
 
     async def _step(
         self, connection: Connection, consumer: Consumer, state: ConsumerState, progress: _Progress
