@@ -37,6 +37,7 @@ KEY_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("consumer_positions", "consumer_positions_pkey"): "the runner's own state, on the coordinator",
     ("parked_events", "parked_events_pkey"): "the runner's own state, on the coordinator",
     ("idempotency_keys", "idempotency_keys_pkey"): "keyed by token: distributed by token_id",
+    ("rate_limit_buckets", "rate_limit_buckets_pkey"): "keyed by token: distributed by its id",
     ("schema_migrations", "schema_migrations_pkey"): "the migrator's own state, on the coordinator",
 }
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from app.infrastructure.admission import Admission
-from app.infrastructure.ratelimit import RateLimiter
+from app.infrastructure.ratelimit import RateLimit
 from app.infrastructure.settings import Settings
 from app.services.access import AccessService
 from app.services.catalog import CatalogService
@@ -43,7 +43,7 @@ class Services:
     projection: ScimProjection
     consumers: tuple[Consumer, ...]
     page_ends: PageEnds
-    rate_limiter: RateLimiter
+    rate_limiter: RateLimit
     admission: Admission
     schemas: OrgSchemaService
     user_types: UserTypes
