@@ -33,9 +33,11 @@ FROM (SELECT hashtextextended('scimledger.consumer:' || $1::text, 0) AS key) AS 
 """
 
 
-# Each live runner holds this key in share mode on its listener's connection, so that the runners can count
-# each other without a table to keep: a runner that dies lets go of it with its session.
-_RUNNER_KEY = "hashtextextended('scimledger.runners', 0)"
+# Each live runner holds a key named after its consumers in share mode on its listener's connection, so that
+# the runners of the same consumers can count each other without a table to keep: a runner that dies lets go
+# of it with its session. Runners of other consumers (another version's, during a rolling upgrade) are not
+# counted: they could not run this runner's share of its consumers.
+_RUNNER_KEY = "hashtextextended('scimledger.runners:' || $1::text, 0)"
 _ANNOUNCE = f"SELECT pg_advisory_lock_shared({_RUNNER_KEY})"
 _LIVE_RUNNERS = f"""
 SELECT count(*) FROM pg_locks, (SELECT {_RUNNER_KEY} AS key) AS runners
@@ -45,14 +47,18 @@ WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND mode = 'ShareLock'
 """
 
 
-async def announce_runner(connection: Connection) -> None:
-    """Count this connection's session among the live runners (see `live_runners`) while it lasts."""
-    await connection.execute(_ANNOUNCE)
+def _runner_name(consumers: Sequence[str]) -> str:
+    return ",".join(sorted(consumers))
 
 
-async def live_runners(connection: Connection) -> int:
-    """How many runners, in any process, are live on this database."""
-    count: int = await connection.fetchval(_LIVE_RUNNERS)
+async def announce_runner(connection: Connection, consumers: Sequence[str]) -> None:
+    """Count this connection's session among the live runners of `consumers` while it lasts."""
+    await connection.execute(_ANNOUNCE, _runner_name(consumers))
+
+
+async def live_runners(connection: Connection, consumers: Sequence[str]) -> int:
+    """How many runners of `consumers`, in any process, are live on this database."""
+    count: int = await connection.fetchval(_LIVE_RUNNERS, _runner_name(consumers))
     return count
 
 

@@ -4,9 +4,9 @@ For each consumer, one task:
 - holds a session advisory lock named after the consumer, so at most one process runs it (the others wait
   in standby and take over when it goes away);
 - takes that lock only while its process runs fewer than its share of the consumers (their number divided by
-  the live runners, which count each other through a shared advisory lock), and gives it up when its process
-  runs more, so that the consumers spread over the worker processes instead of all running in the first
-  one started;
+  the live runners of the same consumers, which count each other through a shared advisory lock named after
+  them), and gives it up when its process runs more, so that the consumers spread over the worker
+  processes instead of all running in the first one started;
 - reads the events after the consumer's position in commit-safe order (see log_reader.read_log), examining a
   batch of the log and keeping the events of its types (see log_reader.scan_log); the consumers of one runner
   share what is read (see log_reader.LogWindow), so each part of the log is read and decoded once;
@@ -161,7 +161,7 @@ class Runner:
             lost = asyncio.Event()
             connection.add_termination_listener(_setting(lost))
             try:
-                await announce_runner(connection)
+                await announce_runner(connection, list(self.states))
                 await connection.add_listener(NOTIFY_CHANNEL, self._wake_all)
                 await lost.wait()
             finally:
@@ -230,7 +230,7 @@ class Runner:
         return sorted(name for name, state in self.states.items() if state.state == "running")
 
     async def _share(self, connection: Connection) -> int:
-        return math.ceil(len(self.consumers) / max(await live_runners(connection), 1))
+        return math.ceil(len(self.consumers) / max(await live_runners(connection, list(self.states)), 1))
 
     async def _below_share(self, connection: Connection) -> bool:
         return len(self._running()) < await self._share(connection)

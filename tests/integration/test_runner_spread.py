@@ -63,6 +63,21 @@ async def stop(task: asyncio.Task[None]) -> None:
         await task
 
 
+async def test_a_runner_of_other_consumers_takes_no_share_of_these(database_url: str) -> None:
+    names = [f"test.spread.{uuid.uuid4().hex[:8]}.{index}" for index in range(4)]
+    ours = Runner(database_url, [Idle(name) for name in names], QUICK)
+    other = Runner(database_url, [Idle(f"test.other.{uuid.uuid4().hex[:8]}")], QUICK)
+    tasks = [asyncio.create_task(other.run())]
+    try:
+        await until(lambda: len(running(other)) == 1, "the other runner runs its consumer")
+        tasks.append(asyncio.create_task(ours.run()))
+        # Counted together, each would take half of these four, and two would run nowhere.
+        await until(lambda: running(ours) == set(names), "this runner runs every one of its consumers")
+    finally:
+        for task in tasks:
+            await stop(task)
+
+
 async def test_the_consumers_spread_over_two_runners_and_one_takes_them_all_when_the_other_goes(
     database_url: str, pool: asyncpg.Pool
 ) -> None:
