@@ -62,6 +62,12 @@ async def live_runners(connection: Connection, consumers: Sequence[str]) -> int:
     return count
 
 
+async def consumer_held(connection: Connection, name: str) -> bool:
+    """Whether some session holds `name`'s lock (see _HELD)."""
+    held: bool = await connection.fetchval(_HELD, name)
+    return held
+
+
 async def try_lock_consumer(connection: Connection, name: str) -> bool:
     """Take the session lock that makes this connection the one running `name`; False if another holds it."""
     taken: bool = await connection.fetchval(_LOCK, name)

@@ -43,6 +43,7 @@ from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
 from eventstore.positions import (
     announce_runner,
+    consumer_held,
     ensure_position,
     live_runners,
     position_of,
@@ -60,6 +61,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     ConcurrencyConflict,
 )
+
+
+# How many standby checks in a row a consumer must be held by nobody before a runner at its share takes it.
+_RESCUE_AFTER_CHECKS = 3
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class Runner:
         self._notifier = notifier
         self._projection = projection
         self._committed = notifier.committed if notifier is not None else self._wake_all
+        self._rescued: set[str] = set()
         # Room for every consumer's next batch while they are a few batches apart.
         self._log = LogWindow(capacity=4 * self.options.batch_size)
 
@@ -193,17 +199,33 @@ class Runner:
         self, connection: Connection, consumer: Consumer, state: ConsumerState
     ) -> None:
         while True:
-            while not (
-                await self._below_share(connection) and await try_lock_consumer(connection, consumer.name)
-            ):
-                state.state = "standby"
-                await asyncio.sleep(self.options.standby_seconds)
+            await self._take_lock(connection, consumer, state)
             await ensure_position(connection, consumer.name)
             state.state = "running"
             await self._consume_within_share(connection, consumer, state)
             # Between batches, outside any transaction: the next holder starts where this one stopped.
             state.state = "standby"
             await unlock_consumer(connection, consumer.name)
+
+    async def _take_lock(self, connection: Connection, consumer: Consumer, state: ConsumerState) -> None:
+        """Wait until this process may run `consumer` and holds its lock: while it runs fewer than its share,
+        or once nobody has held the consumer for _RESCUE_AFTER_CHECKS checks in a row (a runner that counts
+        as live but cannot take locks must not leave its share unrun). A consumer taken so is kept even
+        beyond the share: giving it up would only leave it unrun again."""
+        self._rescued.discard(consumer.name)
+        unheld_checks = 0
+        while True:
+            below = await self._below_share(connection)
+            if (below or unheld_checks >= _RESCUE_AFTER_CHECKS) and await try_lock_consumer(
+                connection, consumer.name
+            ):
+                if not below:
+                    self._rescued.add(consumer.name)
+                return
+            held = below or await consumer_held(connection, consumer.name)
+            unheld_checks = 0 if held else unheld_checks + 1
+            state.state = "standby"
+            await asyncio.sleep(self.options.standby_seconds)
 
     async def _consume_within_share(
         self, connection: Connection, consumer: Consumer, state: ConsumerState
@@ -238,7 +260,8 @@ class Runner:
     async def _beyond_share(self, connection: Connection, consumer: Consumer) -> bool:
         # The same consumers in every check (the last by name), so that one runner over its share gives up
         # just its surplus, and the others it runs stay where they are.
-        return consumer.name in self._running()[await self._share(connection) :]
+        surplus = self._running()[await self._share(connection) :]
+        return consumer.name in surplus and consumer.name not in self._rescued
 
     async def _step(
         self, connection: Connection, consumer: Consumer, state: ConsumerState, progress: _Progress

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from eventstore.positions import announce_runner
 from eventstore.records import RecordedEvent
 from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import Transaction
@@ -76,6 +77,28 @@ async def test_a_runner_of_other_consumers_takes_no_share_of_these(database_url:
     finally:
         for task in tasks:
             await stop(task)
+
+
+async def test_a_runner_counted_as_live_but_running_nothing_leaves_no_consumer_unrun(
+    database_url: str,
+) -> None:
+    names = [f"test.spread.{uuid.uuid4().hex[:8]}.{index}" for index in range(4)]
+    runner = Runner(database_url, [Idle(name) for name in names], QUICK)
+    # A second runner of the same consumers, as far as the count goes, that takes no lock: its process is
+    # up but its consumers' connections fail.
+    stuck = await asyncpg.connect(database_url)
+    task: asyncio.Task[None] | None = None
+    try:
+        task = asyncio.create_task(runner.run())
+        await until(lambda: running(runner) == set(names), "alone, the runner runs every consumer")
+        await announce_runner(stuck, names)
+        # Its share is now two: it gives up two, which nobody takes, and takes them back after a few checks.
+        await until(lambda: len(running(runner)) < len(names), "the runner gives up its surplus")
+        await until(lambda: running(runner) == set(names), "every consumer runs again")
+    finally:
+        if task is not None:
+            await stop(task)
+        await stuck.close()
 
 
 async def test_the_consumers_spread_over_two_runners_and_one_takes_them_all_when_the_other_goes(
