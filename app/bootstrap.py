@@ -29,7 +29,7 @@ from app.infrastructure.admission import Admission
 from app.infrastructure.audit_signing_key import AuditSigningKey
 from app.infrastructure.database import database_location, database_url, embedded_exists
 from app.infrastructure.migrate import NotMigrated, migrate, require_current_schema
-from app.infrastructure.ratelimit import RateLimiter
+from app.infrastructure.ratelimit import rate_limit
 from app.infrastructure.settings import Settings
 from app.infrastructure.webhook_keys import WebhookKeys
 from app.services.access import AccessService
@@ -227,7 +227,7 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
             RemovalDeactivates(),
         ),
         page_ends=PageEnds(),
-        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        rate_limiter=rate_limit(settings, pool),
         admission=Admission.from_settings(settings),
         schemas=OrgSchemaService(store),
         user_types=UserTypes(pool),

@@ -33,6 +33,41 @@ FROM (SELECT hashtextextended('scimledger.consumer:' || $1::text, 0) AS key) AS 
 """
 
 
+# Each live runner holds a key named after its consumers in share mode on its listener's connection, so that
+# the runners of the same consumers can count each other without a table to keep: a runner that dies lets go
+# of it with its session. Runners of other consumers (another version's, during a rolling upgrade) are not
+# counted: they could not run this runner's share of its consumers.
+_RUNNER_KEY = "hashtextextended('scimledger.runners:' || $1::text, 0)"
+_ANNOUNCE = f"SELECT pg_advisory_lock_shared({_RUNNER_KEY})"
+_LIVE_RUNNERS = f"""
+SELECT count(*) FROM pg_locks, (SELECT {_RUNNER_KEY} AS key) AS runners
+WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND mode = 'ShareLock'
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND classid = ((key >> 32) & 4294967295)::oid AND objid = (key & 4294967295)::oid
+"""
+
+
+def _runner_name(consumers: Sequence[str]) -> str:
+    return ",".join(sorted(consumers))
+
+
+async def announce_runner(connection: Connection, consumers: Sequence[str]) -> None:
+    """Count this connection's session among the live runners of `consumers` while it lasts."""
+    await connection.execute(_ANNOUNCE, _runner_name(consumers))
+
+
+async def live_runners(connection: Connection, consumers: Sequence[str]) -> int:
+    """How many runners of `consumers`, in any process, are live on this database."""
+    count: int = await connection.fetchval(_LIVE_RUNNERS, _runner_name(consumers))
+    return count
+
+
+async def consumer_held(connection: Connection, name: str) -> bool:
+    """Whether some session holds `name`'s lock (see _HELD)."""
+    held: bool = await connection.fetchval(_HELD, name)
+    return held
+
+
 async def try_lock_consumer(connection: Connection, name: str) -> bool:
     """Take the session lock that makes this connection the one running `name`; False if another holds it."""
     taken: bool = await connection.fetchval(_LOCK, name)

@@ -3,6 +3,10 @@
 For each consumer, one task:
 - holds a session advisory lock named after the consumer, so at most one process runs it (the others wait
   in standby and take over when it goes away);
+- takes that lock only while its process runs fewer than its share of the consumers (their number divided by
+  the live runners of the same consumers, which count each other through a shared advisory lock named after
+  them), and gives it up when its process runs more, so that the consumers spread over the worker
+  processes instead of all running in the first one started;
 - reads the events after the consumer's position in commit-safe order (see log_reader.read_log), examining a
   batch of the log and keeping the events of its types (see log_reader.scan_log); the consumers of one runner
   share what is read (see log_reader.LogWindow), so each part of the log is read and decoded once;
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +41,15 @@ from eventstore.inline_projection import InlineProjection
 from eventstore.log_reader import LogWindow, read_log
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
-from eventstore.positions import ensure_position, position_of, try_lock_consumer
+from eventstore.positions import (
+    announce_runner,
+    consumer_held,
+    ensure_position,
+    live_runners,
+    position_of,
+    try_lock_consumer,
+    unlock_consumer,
+)
 from eventstore.store import ConcurrencyConflict
 
 log = logging.getLogger("scimledger.runner")
@@ -62,6 +75,8 @@ RECONNECT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     OSError,
 )
+# How many standby checks in a row a consumer must be held by nobody before a runner at its share takes it.
+_RESCUE_AFTER_CHECKS = 3
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,7 @@ class Runner:
         self._notifier = notifier
         self._projection = projection
         self._committed = notifier.committed if notifier is not None else self._wake_all
+        self._rescued: set[str] = set()
         # Room for every consumer's next batch while they are a few batches apart.
         self._log = LogWindow(capacity=4 * self.options.batch_size)
 
@@ -163,6 +179,7 @@ class Runner:
             lost = asyncio.Event()
             connection.add_termination_listener(_setting(lost))
             try:
+                await announce_runner(connection, list(self.states))
                 await connection.add_listener(NOTIFY_CHANNEL, self._wake_all)
                 await lost.wait()
             finally:
@@ -193,21 +210,70 @@ class Runner:
     async def _hold_lock_and_consume(
         self, connection: Connection, consumer: Consumer, state: ConsumerState
     ) -> None:
-        while not await try_lock_consumer(connection, consumer.name):
+        while True:
+            await self._take_lock(connection, consumer, state)
+            await ensure_position(connection, consumer.name)
+            state.state = "running"
+            await self._consume_within_share(connection, consumer, state)
+            # Between batches, outside any transaction: the next holder starts where this one stopped.
+            state.state = "standby"
+            await unlock_consumer(connection, consumer.name)
+
+    async def _take_lock(self, connection: Connection, consumer: Consumer, state: ConsumerState) -> None:
+        """Wait until this process may run `consumer` and holds its lock: while it runs fewer than its share,
+        or once nobody has held the consumer for _RESCUE_AFTER_CHECKS checks in a row (a runner that counts
+        as live but cannot take locks must not leave its share unrun). A consumer taken so is kept even
+        beyond the share: giving it up would only leave it unrun again."""
+        self._rescued.discard(consumer.name)
+        unheld_checks = 0
+        while True:
+            below = await self._below_share(connection)
+            if (below or unheld_checks >= _RESCUE_AFTER_CHECKS) and await try_lock_consumer(
+                connection, consumer.name
+            ):
+                if not below:
+                    self._rescued.add(consumer.name)
+                return
+            held = below or await consumer_held(connection, consumer.name)
+            unheld_checks = 0 if held else unheld_checks + 1
             state.state = "standby"
             await asyncio.sleep(self.options.standby_seconds)
-        await ensure_position(connection, consumer.name)
-        state.state = "running"
+
+    async def _consume_within_share(
+        self, connection: Connection, consumer: Consumer, state: ConsumerState
+    ) -> None:
+        """Consume until this process runs more than its share and `consumer` is one it should give up."""
         progress = _Progress()
+        loop = asyncio.get_running_loop()
+        share_checked = loop.time()
         while True:
             state.wake.clear()
             examined = await self._step(connection, consumer, state, progress)
+            if loop.time() - share_checked >= self.options.standby_seconds and not progress.isolating:
+                share_checked = loop.time()
+                if await self._beyond_share(connection, consumer):
+                    return
             if examined >= self.options.batch_size or progress.isolating:
                 continue  # behind the log, or isolating a failure: go on at once
             if not examined:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(state.wake.wait(), self.options.poll_seconds)
             await asyncio.sleep(self.options.batch_delay_seconds)
+
+    def _running(self) -> list[str]:
+        return sorted(name for name, state in self.states.items() if state.state == "running")
+
+    async def _share(self, connection: Connection) -> int:
+        return math.ceil(len(self.consumers) / max(await live_runners(connection, list(self.states)), 1))
+
+    async def _below_share(self, connection: Connection) -> bool:
+        return len(self._running()) < await self._share(connection)
+
+    async def _beyond_share(self, connection: Connection, consumer: Consumer) -> bool:
+        # The same consumers in every check (the last by name), so that one runner over its share gives up
+        # just its surplus, and the others it runs stay where they are.
+        surplus = self._running()[await self._share(connection) :]
+        return consumer.name in surplus and consumer.name not in self._rescued
 
     async def _step(
         self, connection: Connection, consumer: Consumer, state: ConsumerState, progress: _Progress

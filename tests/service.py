@@ -69,8 +69,9 @@ def new_org(env: dict[str, str], org_name: str, *scopes: str) -> list[str]:
 class ServiceProcess:
     """`scimledger serve` on a free port; its log goes to a file, shown when a test needs it."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.args = args
         self.env = {**env, "PORT": str(self.port)}
         self.root = f"http://127.0.0.1:{self.port}"
         self.base = f"{self.root}/scim/v2"
@@ -79,7 +80,7 @@ class ServiceProcess:
 
     def start(self, ready_within: float = 30.0) -> ServiceProcess:
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([CLI, "serve"], env=self.env, stdout=log, stderr=log)
+            self.process = subprocess.Popen([CLI, "serve", *self.args], env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + ready_within
         while True:
             try:

@@ -41,7 +41,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     if args.no_worker:
         settings = msgspec.structs.replace(settings, worker=False)
-    return serve(settings, host, port)
+    return serve(settings, host, port, args.workers)
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -166,6 +166,13 @@ async def _projections_status(context: Context, args: argparse.Namespace) -> int
     return ExitCode.OK
 
 
+def _process_count(text: str) -> int:
+    count = int(text) if text.isdigit() else 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes, 1 or more, got '{text}'")
+    return count
+
+
 def add_process_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`serve` and `worker`."""
     serve = commands.add_parser("serve", help="serve the SCIM API (migrates first)")
@@ -175,6 +182,12 @@ def add_process_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         "--no-worker",
         action="store_true",
         help="do not run projections and reactors here (run 'worker' instead)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_process_count,
+        default=1,
+        help="serve from this many processes on the one port (default 1); see docs/scaling.md",
     )
     serve.set_defaults(sync_handler=_serve)
 

@@ -93,9 +93,9 @@ async def identify(request: Request) -> Principal | PlatformPrincipal:
     return principal
 
 
-def check_rate(request: Request, token_id: uuid.UUID) -> None:
+async def check_rate(request: Request, token_id: uuid.UUID) -> None:
     """Refuse the request (429) if its token is over its rate limit."""
-    wait = services_of(request).rate_limiter.retry_after(token_id)
+    wait = await services_of(request).rate_limiter.retry_after(token_id)
     if wait is not None:
         raise ScimError(
             429,
@@ -119,7 +119,7 @@ async def authenticate(request: Request, scope: TokenScope | None = "scim") -> P
         raise ScimError(403, f"This token has the '{principal.scope}' scope; this endpoint needs '{scope}'.")
     # From here on, an error of this request is its organization's to see (app/http/call_errors.py).
     remember_principal(request.scope, principal)
-    check_rate(request, principal.token_id)
+    await check_rate(request, principal.token_id)
     services_of(request).admission.enter(request.scope, principal.org_id, principal.token_id)
     return principal
 

@@ -31,6 +31,7 @@ ENVIRONMENT = {
     "SCIMLEDGER_LOG_FORMAT": "log_format",
     "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "rate_limit_per_second",
     "SCIMLEDGER_RATE_LIMIT_BURST": "rate_limit_burst",
+    "SCIMLEDGER_RATE_LIMIT_SHARED": "rate_limit_shared",
     "SCIMLEDGER_DATABASE_TIMEOUT_SECONDS": "database_timeout_seconds",
     "SCIMLEDGER_AUDIT_MAX_UNSEALED_SECONDS": "audit_max_unsealed_seconds",
     "SCIMLEDGER_MAX_HEADER_BYTES": "max_header_bytes",
@@ -92,6 +93,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Per token. Okta's own limits keep it far below these; they stop a runaway or stolen token.
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 500
+    # Count each token's requests in PostgreSQL, across every process, at a round trip per request; off, each
+    # process counts its own (with N processes a token gets up to N times the rate).
+    rate_limit_shared: bool = False
     database_timeout_seconds: float = 10.0
     # The runner seals within about a second; an event older than this and still unsealed means the runner
     # has been stopped or behind that long, or the event's seal was deleted: `audit verify` fails on it.

@@ -8,7 +8,7 @@ import asyncpg
 
 from app.infrastructure.admission import Admission
 from app.infrastructure.audit_signing_key import AuditSigningKey
-from app.infrastructure.ratelimit import RateLimiter
+from app.infrastructure.ratelimit import RateLimit
 from app.infrastructure.settings import Settings
 from app.services.access import AccessService
 from app.services.catalog import CatalogService
@@ -44,7 +44,7 @@ class Services:
     projection: ScimProjection
     consumers: tuple[Consumer, ...]
     page_ends: PageEnds
-    rate_limiter: RateLimiter
+    rate_limiter: RateLimit
     admission: Admission
     schemas: OrgSchemaService
     user_types: UserTypes

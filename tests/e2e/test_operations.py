@@ -156,10 +156,13 @@ async def test_logs_at_the_default_level_carry_no_names_or_email_addresses(
     assert "fail" in failure["traceback"]  # where it failed is kept
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["per process", "shared"])
 async def test_a_token_over_its_rate_limit_gets_a_scim_429_with_retry_after(
-    settings: Settings, pool: asyncpg.Pool
+    settings: Settings, pool: asyncpg.Pool, shared: bool
 ) -> None:
-    limited = msgspec.structs.replace(settings, rate_limit_per_second=0.5, rate_limit_burst=3)
+    limited = msgspec.structs.replace(
+        settings, rate_limit_per_second=0.5, rate_limit_burst=3, rate_limit_shared=shared
+    )
     busy, quiet = await new_tenant(pool), await new_tenant(pool)
     async with serving(limited) as client:
         statuses = [(await client.get("/scim/v2/Users", headers=busy.headers)).status_code for _ in range(3)]

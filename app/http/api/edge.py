@@ -37,7 +37,7 @@ async def api_principal(request: Request, scopes: Sequence[TokenScope] = MANAGEM
     if principal.scope not in scopes:
         needed = " or ".join(f"'{scope}'" for scope in scopes)
         raise ApiError(403, f"This token has the '{principal.scope}' scope; this endpoint needs {needed}.")
-    check_rate(request, principal.token_id)
+    await check_rate(request, principal.token_id)
     return principal
 
 

@@ -60,7 +60,7 @@ async def console_session(request: Request, section: str) -> ConsoleSession:
     # For the pages of errors raised after this point. In the scope, which is the request's own: the state
     # (request.state) may be shared between requests by a server that does not copy it for each.
     request.scope[SESSION_KEY] = session
-    check_rate(request, session.session_id)
+    await check_rate(request, session.session_id)
     services.admission.enter(request.scope, session.org_id, session.session_id)
     return session
 
