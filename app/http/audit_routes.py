@@ -271,20 +271,26 @@ async def export(request: Request) -> Response:
     assert start is not None
     assert end is not None
     _window(start, end, "from", "to")
+    return await evidence_response(request, principal.org_id, start, end, principal.actor)
+
+
+async def evidence_response(
+    request: Request, org_id: uuid.UUID, start: datetime.datetime, end: datetime.datetime, actor: str
+) -> Response:
+    """The organization's evidence bundle for [start, end], exported by `actor`, as a download: what
+    `/audit/export` and the console's review answer."""
     services = services_of(request)
     signer = services.audit_signing_key.private_key()
     # Closed by _file_chunks once sent, or below on a failure: it outlives this function.
     spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
     try:
         async with services.pool.acquire() as connection:
-            await evidence.build_bundle(
-                connection, principal.org_id, start, end, principal.actor, signer, spooled
-            )
+            await evidence.build_bundle(connection, org_id, start, end, actor, signer, spooled)
     except BaseException:
         spooled.close()
         raise
     start_utc, end_utc = start.astimezone(datetime.UTC), end.astimezone(datetime.UTC)
-    name = f"evidence-{principal.org_id}-{start_utc:%Y%m%dT%H%M%SZ}-{end_utc:%Y%m%dT%H%M%SZ}.zip"
+    name = f"evidence-{org_id}-{start_utc:%Y%m%dT%H%M%SZ}-{end_utc:%Y%m%dT%H%M%SZ}.zip"
     return StreamingResponse(
         _file_chunks(spooled),
         media_type="application/zip",

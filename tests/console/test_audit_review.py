@@ -13,10 +13,12 @@ import asyncpg
 import httpx
 import pytest
 
+from app.infrastructure.audit_signing_key import parse_private_key
 from projections import seals
-from tests.conftest import okta_user
+from tests.conftest import AUDIT_SIGNING_KEY, okta_user
 from tests.console.audit_story import Story, members, okta_history, readable, table_rows
 from tests.console.helpers import console_org, sign_in
+from tests.e2e.evidence_story import verify
 
 
 @pytest.fixture
@@ -172,3 +174,15 @@ async def test_a_csv_cell_a_spreadsheet_would_run_is_written_after_an_apostrophe
     assert row["userName"] == "'" + formula
     as_json = await browser_like.get("/console/audit/review.json", params={"user": created.json()["id"]})
     assert as_json.json()["intervals"][0]["userName"] == formula  # JSON is data, not a spreadsheet
+
+
+async def test_the_evidence_bundle_of_the_window_verifies_offline_and_names_the_console_user(
+    browser_like: httpx.AsyncClient, story: Story, pool: asyncpg.Pool
+) -> None:
+    downloaded = await browser_like.get("/console/audit/review.zip", params=window(story))
+    assert downloaded.status_code == 200
+    assert downloaded.headers["content-disposition"].endswith('.zip"')
+    signer = parse_private_key(AUDIT_SIGNING_KEY, "the tests' key")
+    verdict = verify(downloaded.content, signer)
+    assert verdict.manifest.exported_by == "console:Dana"
+    assert str(verdict.head) == await head_of(pool, story)

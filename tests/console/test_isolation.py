@@ -131,6 +131,7 @@ CONSOLE_ROUTES: dict[tuple[str, str], tuple[str, Callable[[Owned], str]]] = {
         "audit",
         lambda owned: f"/console/audit/review.json?user={owned.ids['user_id']}",
     ),
+    ("GET", "/console/audit/review.zip"): ("audit", lambda owned: "/console/audit/review.zip"),
     ("GET", "/console/audit/timeline"): (
         "audit",
         lambda owned: f"/console/audit/timeline?group={owned.ids['group_id']}",

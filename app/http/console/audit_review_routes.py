@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.http.audit_routes import evidence_response
 from app.http.console.audit_forms import (
     SECTION,
     BadInput,
@@ -133,6 +134,7 @@ def _page(
         page_rows=PAGE_ROWS,
         csv_link=f"/console/audit/review.csv?{query}" if query else "/console/audit/review.csv",
         json_link=f"/console/audit/review.json?{query}" if query else "/console/audit/review.json",
+        bundle_link=f"/console/audit/review.zip?{query}" if query else "/console/audit/review.zip",
     )
 
 
@@ -212,8 +214,21 @@ async def review_csv(request: Request) -> Response:
     return _attachment(out.getvalue().encode(), "text/csv; charset=utf-8", _filename(review, "csv"))
 
 
+async def review_bundle(request: Request) -> Response:
+    """The window's evidence bundle (app/services/evidence.py): the review with the events it rests on and
+    the seal head, signed by the deployment's key, for someone to check offline with
+    `scimledger audit verify-bundle`. The whole organization's, whatever the page's filters."""
+    session = await console_session(request, SECTION)
+    try:
+        start, end = bounded_window(request.query_params, DEFAULT_WINDOW)
+    except BadInput as error:
+        return _page(request, session, _form(request), None, status_code=400, error=str(error))
+    return await evidence_response(request, session.org_id, start, end, session.actor)
+
+
 ROUTES = [
     Route("/console/audit/review", review_page, methods=["GET"]),
+    Route("/console/audit/review.zip", review_bundle, methods=["GET"]),
     Route("/console/audit/review.csv", review_csv, methods=["GET"]),
     Route("/console/audit/review.json", review_json, methods=["GET"]),
 ]
