@@ -19,12 +19,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from app.infrastructure.key_files import key_in
 from app.infrastructure.settings import Settings
 from domain.errors import SigningKeyMissing
 
@@ -58,7 +58,14 @@ class AuditSigningKey:
                 "python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())') in every "
                 "process that uses this database."
             )
-        return parse_private_key(_key_in(self._key_file), str(self._key_file))
+        return parse_private_key(
+            key_in(
+                self._key_file,
+                lambda: base64.b64encode(os.urandom(_RAW_KEY_BYTES)).decode(),
+                SigningKeyMissing,
+            ),
+            str(self._key_file),
+        )
 
 
 def parse_private_key(text: str, source: str) -> Ed25519PrivateKey:
@@ -92,26 +99,3 @@ def public_key_text(key: Ed25519PublicKey, pem: bool = False) -> str:
         ).decode()
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
-
-
-def _key_in(path: Path) -> str:
-    """The key in `path`, written there first if there is none. O_EXCL: two processes starting at once agree
-    on one key (the loser reads the winner's)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_whole_key(path)
-    with os.fdopen(descriptor, "w") as key_file:
-        key_file.write(base64.b64encode(os.urandom(_RAW_KEY_BYTES)).decode())
-    return _read_whole_key(path)
-
-
-def _read_whole_key(path: Path) -> str:
-    # A key is 44 characters of base64; a file shorter than that is being written by the process that created it.
-    for _ in range(100):
-        text = path.read_text().strip()
-        if len(text) >= 44:
-            return text
-        time.sleep(0.01)
-    raise SigningKeyMissing(f"{path} holds no whole key; delete it to have a new one generated.")

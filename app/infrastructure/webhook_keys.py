@@ -17,12 +17,11 @@ Where the key comes from:
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from app.infrastructure.key_files import key_in
 from app.infrastructure.settings import Settings
 from domain.errors import WebhookKeyMissing
 
@@ -64,27 +63,4 @@ class WebhookKeys:
                 "Fernet key (python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
                 ".decode())') in every process that uses this database."
             )
-        return [_key_in(self._key_file)]
-
-
-def _key_in(path: Path) -> str:
-    """The key in `path`, written there first if there is none. O_EXCL: two processes starting at once agree
-    on one key (the loser reads the winner's)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_whole_key(path)
-    with os.fdopen(descriptor, "w") as key_file:
-        key_file.write(Fernet.generate_key().decode())
-    return _read_whole_key(path)
-
-
-def _read_whole_key(path: Path) -> str:
-    # A key is 44 characters; a file shorter than that is being written by the process that created it.
-    for _ in range(100):
-        text = path.read_text().strip()
-        if len(text) >= 44:
-            return text
-        time.sleep(0.01)
-    raise WebhookKeyMissing(f"{path} holds no whole key; delete it to have a new one generated.")
+        return [key_in(self._key_file, lambda: Fernet.generate_key().decode(), WebhookKeyMissing)]

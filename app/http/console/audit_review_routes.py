@@ -162,14 +162,22 @@ def _attachment(body: bytes, media_type: str, filename: str) -> Response:
     )
 
 
-async def review_json(request: Request) -> Response:
+async def _export(request: Request) -> tuple[ConsoleSession, Review] | Response:
+    """The session and the review an export asks for, or the page that says why there is none."""
     session = await console_session(request, SECTION)
     try:
-        review = await _review(request, session)
+        return session, await _review(request, session)
     except BadInput as error:
         return _page(request, session, _form(request), None, status_code=400, error=str(error))
     except UnknownReference as unknown:
         return problem_page(request, 404, str(unknown), session)
+
+
+async def review_json(request: Request) -> Response:
+    asked = await _export(request)
+    if isinstance(asked, Response):
+        return asked
+    session, review = asked
     body = {**_stamp(session, review), "intervals": [interval.to_row() for interval in review.intervals]}
     return _attachment(_encoder.encode(body), "application/json", _filename(review, "json"))
 
@@ -183,13 +191,10 @@ def _cell(value: Any) -> str:
 
 
 async def review_csv(request: Request) -> Response:
-    session = await console_session(request, SECTION)
-    try:
-        review = await _review(request, session)
-    except BadInput as error:
-        return _page(request, session, _form(request), None, status_code=400, error=str(error))
-    except UnknownReference as unknown:
-        return problem_page(request, 404, str(unknown), session)
+    asked = await _export(request)
+    if isinstance(asked, Response):
+        return asked
+    session, review = asked
     stamp = _stamp(session, review)
     out = io.StringIO()
     header = [
