@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test test-ha lint clean chromium screenshots conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console bench-console-timeline bench-failover
+.PHONY: install run test test-ha lint clean chromium screenshots conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console bench-console-timeline bench-failover bench-two-workers
 
 install: $(STAMP)
 
@@ -99,6 +99,12 @@ bench: install $(NGINX)
 	$(BIN)/python bench/webhook_lag.py
 	$(BIN)/python bench/console_pages.py
 	$(BIN)/python bench/console_timeline.py
+
+# The two-worker rows of `make bench` alone (POST /Users and GET filter under `serve --workers 2`, in turns with
+# the bare app under `uvicorn --workers 2`), written to bench/results/two_workers.json. About 6 minutes.
+bench-two-workers: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/load/run.py --two-workers
 
 # nginx serves the trivial endpoint that shows wrk is not the bottleneck. Unpacked from Debian's package
 # rather than installed, so that no system service starts on port 80.

@@ -40,6 +40,7 @@ from app.services.container import Services
 from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
+from app.services.read_replica import ReadReplica
 from app.services.scim_call_errors import ScimCallErrors
 from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
@@ -98,9 +99,15 @@ async def bootstrap(
     timeouts, as requests need (see `_open_pool`); commands and the worker wait as long as their work takes."""
     url = await locate_database(settings, create=schema is Schema.MIGRATE)
     pool = await _open_pool(settings, url, connections, bounded_waits)
+    replica = None
     try:
         applied = await _prepare_schema(settings, pool, schema)
-        services = build_services(settings, pool)
+        if settings.replica_database_url:
+            # Read-only by design: its connections are kept, not dropped as a writing pool's would be.
+            replica = await _open_pool(
+                settings, settings.replica_database_url, connections, bounded_waits, writes=False
+            )
+        services = build_services(settings, pool, replica)
         try:
             async with _consumers(settings, url, services, runner) as task:
                 yield Root(services, task, applied)
@@ -109,6 +116,8 @@ async def bootstrap(
             await services.scim_call_errors.aclose()
             await services.notifier.aclose()
     finally:
+        if replica is not None:
+            await replica.close()
         await pool.close()
 
 
@@ -125,10 +134,10 @@ async def locate_database(settings: Settings, *, create: bool, keep_running: boo
 
 
 async def _open_pool(
-    settings: Settings, url: str, connections: int, bounded_waits: bool
+    settings: Settings, url: str, connections: int, bounded_waits: bool, *, writes: bool = True
 ) -> asyncpg.Pool[asyncpg.Record]:
     if not bounded_waits:
-        return await create_pool(url, min_size=1, max_size=connections)
+        return await create_pool(url, min_size=1, max_size=connections, writes=writes)
     # Bounded waits, so that a database that is down or stuck turns into a prompt 503, never a hang:
     # connecting, and waiting behind another session's lock (lock_timeout), take at most the database
     # timeout. PostgreSQL cancels a statement that runs past the statement timeout (and so stops its work,
@@ -140,6 +149,7 @@ async def _open_pool(
         url,
         min_size=1,
         max_size=connections,
+        writes=writes,
         timeout=timeout,
         command_timeout=max(timeout, statement_timeout) + 1,
         server_settings={
@@ -200,8 +210,13 @@ def build_runner(settings: Settings, url: str, services: Services) -> Runner:
     return Runner(url, services.consumers, options, services.notifier, services.projection)
 
 
-def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Services:
-    """The services over `pool`; `await services.scim_call_errors.aclose()` and `services.notifier.aclose()`
+def build_services(
+    settings: Settings,
+    pool: asyncpg.Pool[asyncpg.Record],
+    replica: asyncpg.Pool[asyncpg.Record] | None = None,
+) -> Services:
+    """The services over `pool` (and its streaming `replica`, for auditors and the feed's catch-up, if
+    there is one); `await services.scim_call_errors.aclose()` and `services.notifier.aclose()`
     before closing the pool."""
     notifier = CommitNotifier(pool)
     projection = ScimProjection(settings.group_prefix)
@@ -231,7 +246,8 @@ def build_services(settings: Settings, pool: asyncpg.Pool[asyncpg.Record]) -> Se
         admission=Admission.from_settings(settings),
         schemas=OrgSchemaService(store),
         user_types=UserTypes(pool),
-        feed=EventFeed(pool, notifier),
+        feed=EventFeed(pool, notifier, replica=replica),
+        reads=ReadReplica(pool, replica, settings.replica_fresh_wait_seconds),
         webhooks=WebhookService(pool, webhook_keys, settings.webhook_allow_private),
         webhook_dispatcher=WebhookDispatcher(
             pool,

@@ -25,6 +25,7 @@ from app.http.auth import authenticate
 from app.http.endpoint import parse_uuid, services_of
 from app.http.responses import SCIM_MEDIA_TYPE, ScimResponse
 from app.services import evidence, tenancy
+from app.services.read_replica import ReadView
 from app.services.tenancy import Principal, TokenScope
 from eventstore.pool import Connection
 from projections import audit, audit_history, audit_state, seals
@@ -130,8 +131,8 @@ async def _object_in_slices(members: list[tuple[str, Any]]) -> AsyncIterator[byt
     yield b"}"
 
 
-def _streamed(members: list[tuple[str, Any]]) -> Response:
-    return StreamingResponse(_object_in_slices(members), media_type=SCIM_MEDIA_TYPE)
+def _streamed(members: list[tuple[str, Any]], view: ReadView) -> Response:
+    return StreamingResponse(_object_in_slices(members), media_type=SCIM_MEDIA_TYPE, headers=view.headers)
 
 
 async def _auditor(request: Request) -> Principal:
@@ -139,14 +140,23 @@ async def _auditor(request: Request) -> Principal:
     return await authenticate(request, scope=AUDITOR)
 
 
-async def _read(request: Request, principal: Principal, query: Any) -> Any:
-    """Run `query(connection, org_id, prefix)` for the auditor's organization in one consistent snapshot."""
-    services = services_of(request)
+async def _view(request: Request) -> ReadView:
+    """Where this request reads (the replica, when there is one) and how fresh that is: what every answer
+    states as Data-As-Of. `Cache-Control: no-cache` asks for the state at the request's own time (RFC 9111:
+    no stored copy without checking with the origin), which waits for the replica to catch up."""
+    fresh = "no-cache" in request.headers.get("cache-control", "").lower()
+    return await services_of(request).reads.view(fresh=fresh)
+
+
+async def _read(request: Request, principal: Principal, query: Any) -> tuple[Any, ReadView]:
+    """Run `query(connection, org_id, prefix)` for the auditor's organization in one consistent snapshot;
+    returns its answer and the view it was read in."""
+    view = await _view(request)
     async with (
-        services.pool.acquire() as connection,
+        view.pool.acquire() as connection,
         connection.transaction(isolation="repeatable_read", readonly=True),
     ):
-        return await query(connection, principal.org_id, services.settings.group_prefix)
+        return await query(connection, principal.org_id, services_of(request).settings.group_prefix), view
 
 
 async def verify(request: Request) -> Response:
@@ -157,7 +167,7 @@ async def verify(request: Request) -> Response:
     except ValueError as error:
         raise invalid_value(str(error)) from error
     limit = datetime.timedelta(seconds=services_of(request).settings.audit_max_unsealed_seconds)
-    verdict = await _read(
+    verdict, view = await _read(
         request,
         principal,
         lambda connection, org_id, _: seals.verify(connection, org_id, expected, max_unsealed_age=limit),
@@ -168,14 +178,17 @@ async def verify(request: Request) -> Response:
             "checked": verdict.checked,
             "unsealed": verdict.unsealed,
             "problem": verdict.problem,
-        }
+        },
+        headers=view.headers,
     )
 
 
 async def head(request: Request) -> Response:
     principal = await _auditor(request)
-    latest = await _read(request, principal, lambda connection, org_id, _: seals.head(connection, org_id))
-    return ScimResponse({"head": str(latest) if latest else None})
+    latest, view = await _read(
+        request, principal, lambda connection, org_id, _: seals.head(connection, org_id)
+    )
+    return ScimResponse({"head": str(latest) if latest else None}, headers=view.headers)
 
 
 async def history(request: Request) -> Response:
@@ -197,12 +210,13 @@ async def history(request: Request) -> Response:
         page = await audit_history.history_page(connection, org_id, prefix, wanted, limit, after)
         return page, await tenancy.actor_labels(connection, org_id, {entry.actor for entry in page.entries})
 
-    page, labels = await _read(request, principal, page_and_labels)
+    (page, labels), view = await _read(request, principal, page_and_labels)
     return _streamed(
         [
             ("events", (entry.to_row(labels) for entry in page.entries)),
             ("next", audit_history.encode_cursor(page.next) if page.next else None),
-        ]
+        ],
+        view,
     )
 
 
@@ -210,15 +224,17 @@ async def as_of(request: Request) -> Response:
     principal = await _auditor(request)
     at = _instant(request, "at", required=True)
     assert at is not None
-    services = services_of(request)
-    state = await audit_state.state_at(services.pool, principal.org_id, at, services.settings.group_prefix)
+    view = await _view(request)
+    prefix = services_of(request).settings.group_prefix
+    state = await audit_state.state_at(view.pool, principal.org_id, at, prefix)
     return _streamed(
         [
             ("at", at.isoformat()),
             ("users", state.user_rows()),
             ("groups", state.group_rows()),
             ("memberships", state.membership_rows()),
-        ]
+        ],
+        view,
     )
 
 
@@ -238,13 +254,14 @@ async def access(request: Request) -> Response:
         )
         return intervals, await tenancy.actor_labels(connection, org_id, audit.actors_of(intervals))
 
-    intervals, labels = await _read(request, principal, review)
+    (intervals, labels), view = await _read(request, principal, review)
     return _streamed(
         [
             ("from", start.isoformat()),
             ("to", end.isoformat()),
             ("intervals", (interval.to_row(labels) for interval in intervals)),
-        ]
+        ],
+        view,
     )
 
 
@@ -282,9 +299,10 @@ async def evidence_response(
     services = services_of(request)
     signer = services.audit_signing_key.private_key()
     # Closed by _file_chunks once sent, or below on a failure: it outlives this function.
+    view = await _view(request)
     spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
     try:
-        async with services.pool.acquire() as connection:
+        async with view.pool.acquire() as connection:
             await evidence.build_bundle(connection, org_id, start, end, actor, signer, spooled)
     except BaseException:
         spooled.close()
@@ -294,7 +312,7 @@ async def evidence_response(
     return StreamingResponse(
         _file_chunks(spooled),
         media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}"', **view.headers},
     )
 
 

@@ -20,6 +20,7 @@ from app.http.endpoint import services_of
 from app.http.middleware import received_path
 from app.http.operations import RETRY_AFTER_SECONDS
 from app.http.responses import FAILED_DETAIL, error_response
+from app.services.read_replica import ReplicaBehind
 from domain.errors import (
     ArchivedError,
     DomainError,
@@ -236,6 +237,13 @@ async def on_query_canceled(request: Request, error: Exception) -> Response:
     )
 
 
+async def on_replica_behind(request: Request, error: Exception) -> Response:
+    """A fresh read that the replica could not serve in time (app/services/read_replica.py): the detail says
+    how far behind it is and how to get the answer it has."""
+    log.warning("read replica behind", extra={"error_type": type(error).__name__})
+    return _answer(request, 503, str(error), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 # Anything else reaches EdgeMiddleware, which answers a SCIM 500.
 EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     ScimError: on_scim_error,
@@ -244,6 +252,7 @@ EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     HTTPException: on_http_exception,
     **dict.fromkeys(DATABASE_UNAVAILABLE, on_database_unavailable),
     CommitOutcomeUnknown: on_commit_outcome_unknown,
+    ReplicaBehind: on_replica_behind,
     asyncpg.QueryCanceledError: on_query_canceled,
     **CONSOLE_EXCEPTION_HANDLERS,
 }

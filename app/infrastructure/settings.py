@@ -14,6 +14,8 @@ from scim.schema import IDENTIFIER_LENGTH_CEILING, MAX_IDENTIFIER_LENGTH
 # Environment variable -> settings field. README's settings table lists the same names.
 ENVIRONMENT = {
     "DATABASE_URL": "database_url",
+    "SCIMLEDGER_REPLICA_DATABASE_URL": "replica_database_url",
+    "SCIMLEDGER_REPLICA_FRESH_WAIT_SECONDS": "replica_fresh_wait_seconds",
     "HOST": "host",
     "PORT": "port",
     "SCIMLEDGER_DATA_DIR": "data_dir",
@@ -75,6 +77,12 @@ class InvalidSetting(SystemExit):
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
+    # A streaming replica of that database (a physical standby; several hosts with
+    # target_session_attrs=prefer-standby are fine): /audit and the event feed's catch-up read there, each
+    # answer stating how fresh it is (app/services/read_replica.py). SCIM reads and writes stay on the primary.
+    replica_database_url: str | None = None
+    # How long a read asked fresh (Cache-Control: no-cache) waits for the replica to replay up to the request.
+    replica_fresh_wait_seconds: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     data_dir: str = ".data"
     host: str = "127.0.0.1"
     port: int = 8000

@@ -17,6 +17,7 @@ from app.services.console import ConsoleAccess
 from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
+from app.services.read_replica import ReadReplica
 from app.services.scim_call_errors import ScimCallErrors
 from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
@@ -49,6 +50,8 @@ class Services:
     schemas: OrgSchemaService
     user_types: UserTypes
     feed: EventFeed
+    # Where auditors read: the replica if there is one (app/services/read_replica.py).
+    reads: ReadReplica
     webhooks: WebhookService
     # Delivers the webhooks; runs beside the runner (app/bootstrap.py), in the process that runs the runner.
     webhook_dispatcher: WebhookDispatcher

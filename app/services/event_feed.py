@@ -15,8 +15,10 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import datetime
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
@@ -135,12 +137,20 @@ class EventFeed:
     """One per process: reads pages of the feed from `pool`, waiting on `notifier` for commits."""
 
     def __init__(
-        self, pool: asyncpg.Pool[asyncpg.Record], notifier: CommitNotifier, poll_seconds: float = 0.5
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        notifier: CommitNotifier,
+        poll_seconds: float = 0.5,
+        *,
+        replica: asyncpg.Pool[asyncpg.Record] | None = None,
     ) -> None:
         self._pool = pool
         self._notifier = notifier
         # Commits made by other processes wake no one here: a waiting reader looks again this often.
         self._poll_seconds = poll_seconds
+        # A streaming replica for the catch-up reads, far behind the head (see `_page`).
+        self._replica = replica
+        self._horizon: _ReplicaHorizon | None = None
 
     async def read(
         self,
@@ -150,6 +160,17 @@ class EventFeed:
         types: Sequence[str] | None = None,
         wait_seconds: float = 0.0,
     ) -> FeedPage:
+        """`read_page`'s page alone."""
+        return (await self.read_page(org_id, after, limit, types, wait_seconds)).page
+
+    async def read_page(
+        self,
+        org_id: uuid.UUID | None,
+        after: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> SourcedPage:
         """Up to `limit` public events after the cursor `after` (from the start of the log if None), of
         `types` if given, of `org_id` (every organization's if None); if there are none yet, waits up to
         `wait_seconds` for one. The page's `next_cursor` is where the next read starts: past every event
@@ -175,10 +196,12 @@ class EventFeed:
         try:
             while True:
                 committed.clear()
-                events, position, more = await self._page(org_id, position, limit, examined, wanted)
+                events, position, more, replica_as_of = await self._page(
+                    org_id, position, limit, examined, wanted
+                )
                 remaining = deadline - loop.time()
                 if events or remaining <= 0:
-                    return FeedPage(events, encode_cursor(position))
+                    return SourcedPage(FeedPage(events, encode_cursor(position)), replica_as_of)
                 if more:
                     continue  # a stretch with none of `types`, longer than a page: read on, not wait
                 with contextlib.suppress(TimeoutError):
@@ -197,25 +220,95 @@ class EventFeed:
         limit: int,
         examined: int,
         wanted: list[str],
-    ) -> tuple[list[PublicEvent], LogPosition, bool]:
-        """The page's public events, where it ends, and whether the log may go on past it right now (the page
-        examined as many events as it could)."""
+    ) -> tuple[list[PublicEvent], LogPosition, bool, datetime.datetime | None]:
+        """The page's public events, where it ends, whether the log may go on past it right now (the page
+        examined as many events as it could), and, for a page read from the replica, the commit time the
+        replica had replayed up to.
+
+        A reader far behind the head reads from the replica. That is safe at any lag because the replica's
+        log below its own snapshot's xmin is final, exactly as the primary's is: a transaction below it has
+        ended in the WAL replayed so far (an xid the replica has not heard of yet is above every xid it has,
+        so above its xmin), and the primary can add nothing below it later. So a page read there skips
+        nothing and hands out a cursor that the primary continues without a gap or a repeat; a cursor that
+        the primary handed out and the replica has not reached reads nothing there. An answer with no event
+        is never the replica's: a reader takes it to mean "caught up", which only the primary can say, and
+        the tail, and every wait, are the primary's."""
+        if self._replica is not None:
+            horizon = await self._replica_horizon(after)
+            if after.tx < horizon.settled:
+                rows = await self._fetch(self._replica, org_id, after, limit, examined, wanted)
+                events, end, more = _decoded(rows, after, examined)
+                if events or more:
+                    return events, end, more, horizon.replayed_commit
+                after = end  # everything the replica has past the cursor examined: the rest is the primary's
+        rows = await self._fetch(self._pool, org_id, after, limit, examined, wanted)
+        return (*_decoded(rows, after, examined), None)
+
+    async def _fetch(
+        self,
+        database: asyncpg.Pool[asyncpg.Record],
+        org_id: uuid.UUID | None,
+        after: LogPosition,
+        limit: int,
+        examined: int,
+        wanted: list[str],
+    ) -> list[asyncpg.Record]:
         if org_id is None:
-            rows = await self._pool.fetch(_PLATFORM_PAGE, after.tx, after.position, limit, examined, wanted)
-        else:
-            rows = await self._pool.fetch(
-                _ORG_PAGE, after.tx, after.position, limit, examined, wanted, org_id
-            )
-        if not rows:
-            return [], after, False
-        events = []
-        for row in rows:
-            if row["wanted"]:
-                public = to_public(RecordedEvent(*row[:12]), row["seal"])
-                assert public is not None  # wanted types are published ones
-                events.append(public)
-        last = rows[-1]
-        return events, LogPosition(last["tx"], last["position"]), len(rows) >= examined
+            return await database.fetch(_PLATFORM_PAGE, after.tx, after.position, limit, examined, wanted)
+        return await database.fetch(_ORG_PAGE, after.tx, after.position, limit, examined, wanted, org_id)
+
+    async def _replica_horizon(self, after: LogPosition) -> _ReplicaHorizon:
+        """How far the replica's settled log goes: looked up again only for a reader at or past the last
+        known horizon, and at most once a second, so that readers at the head cost the replica nothing."""
+        assert self._replica is not None
+        now = asyncio.get_running_loop().time()
+        known = self._horizon
+        if known is not None and (after.tx < known.settled or now - known.seen_at < _HORIZON_SECONDS):
+            return known
+        row = await self._replica.fetchrow(_REPLICA_HORIZON)
+        assert row is not None  # one row, always
+        self._horizon = _ReplicaHorizon(row[0], row[1], now)
+        return self._horizon
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedPage:
+    """A page, and where it came from: `replica_as_of` is set when it was read from the replica (the commit
+    time the replica had replayed up to; the HTTP edge states it as Data-As-Of)."""
+
+    page: FeedPage
+    replica_as_of: datetime.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplicaHorizon:
+    settled: int  # the replica's snapshot xmin: its log below it is final
+    replayed_commit: datetime.datetime | None
+    seen_at: float
+
+
+# A server that is not a standby (a replica URL that reached a primary) is as good: its own time is its bound.
+# A standby that has replayed no commit since it started states no bound: it is not read (settled 0).
+_REPLICA_HORIZON = """
+SELECT CASE WHEN replayed IS NULL THEN '0'::xid8 ELSE pg_snapshot_xmin(pg_current_snapshot()) END, replayed
+FROM (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp() ELSE now() END) AS r(replayed)
+"""
+_HORIZON_SECONDS = 1.0
+
+
+def _decoded(
+    rows: list[asyncpg.Record], after: LogPosition, examined: int
+) -> tuple[list[PublicEvent], LogPosition, bool]:
+    if not rows:
+        return [], after, False
+    events = []
+    for row in rows:
+        if row["wanted"]:
+            public = to_public(RecordedEvent(*row[:12]), row["seal"])
+            assert public is not None  # wanted types are published ones
+            events.append(public)
+    last = rows[-1]
+    return events, LogPosition(last["tx"], last["position"]), len(rows) >= examined
 
 
 def _wanted(types: Sequence[str] | None) -> list[str]:

@@ -190,10 +190,12 @@ def write_lines(directory: Path, name: str, lines: list[str]) -> str:
 Run = tuple[float, float, float, int]  # what `wrk` returns
 
 
-def start_baseline(name: str, env: dict[str, str]) -> Server:
-    """The bare Starlette + asyncpg app under uvicorn; stop it when done."""
+def start_baseline(name: str, env: dict[str, str], workers: int = 1) -> Server:
+    """The bare Starlette + asyncpg app under uvicorn, in `workers` processes; stop it when done."""
     port = free_port()
     command = [UVICORN, "--factory", "bench.load.baseline_app:create_app", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     return Server(name, [*command, "--log-level", "warning"], port, env, "/trivial")
 
 
@@ -460,6 +462,12 @@ async def main() -> None:
                 others["(b) with the service's pool settings"] = equal_select.rps  # type: ignore[assignment]
                 result = paired_result(scenario, runs, baseline_runs, select.scenario, others)
                 record(result)
+            # Issue 24: the same two scenarios with two worker processes, each against the bare app run with
+            # two workers too (the one-worker service is stopped meanwhile: the machine has two cores).
+            earlier_errors = errors_logged(service)
+            service.stop()
+            earlier_errors += await two_workers(env, work, names, auth, record)
+            service = Server("scimledger-after", [CLI, "serve", "--port", str(port)], port, env, "/healthz")
             deactivate = json.dumps(
                 {
                     "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -544,7 +552,7 @@ async def main() -> None:
             pages = await import_users(importing.base, import_token)
         finally:
             importing.stop()
-        service_errors = errors_logged(service) + errors_logged(importing)
+        service_errors = earlier_errors + errors_logged(service) + errors_logged(importing)
         first = pages[0]
         record(
             Result(
@@ -562,6 +570,128 @@ async def main() -> None:
     for line in service_errors[:5]:
         print(f"service error: {line[:500]}", flush=True)
     write_outputs(results, time.monotonic() - began, len(service_errors))
+
+
+TWO_WORKERS = 2
+
+
+async def two_workers(
+    env: dict[str, str], work: Path, filters: str, auth: dict[str, str], record: Callable[[Result], None]
+) -> list[str]:
+    """POST /Users and GET filter under `scimledger serve --workers 2`, in turns with the bare Starlette +
+    asyncpg app under `uvicorn --workers 2` (its INSERT and its indexed SELECT): how the service scales
+    past one process, against what the stack itself does with two. `filters`: wrk's lines of userName eq
+    filters of existing users; the baseline's SELECT needs the rows `baselines` seeds. Returns the errors
+    the service logged."""
+    print(f"scimledger and the bare app, {TWO_WORKERS} workers each", flush=True)
+    label = f", {TWO_WORKERS} workers"
+    baseline = start_baseline("baseline-2-workers", env, TWO_WORKERS)
+    port = free_port()
+    try:
+        service = Server(
+            "scimledger-2-workers",
+            [CLI, "serve", "--workers", str(TWO_WORKERS), "--port", str(port)],
+            port,
+            env,
+            "/healthz",
+        )
+    except BaseException:
+        baseline.stop()
+        raise
+    try:
+        runs, baseline_runs = paired(
+            lambda turn, seconds: wrk(
+                service.base,
+                "post_users.lua",
+                {**auth, "BENCH_PATH": "/scim/v2/Users", "BENCH_RUN": f"w2-{turn}"},
+                seconds,
+            ),
+            lambda: baseline_insert(baseline, PAIRED_SECONDS),
+        )
+        record(
+            paired_result(
+                f"POST /Users (unique userNames){label}",
+                runs,
+                baseline_runs,
+                f"(a) baseline: one INSERT in a transaction{label}",
+                {},
+            )
+        )
+        runs, baseline_runs = paired(
+            lambda turn, seconds: wrk(
+                service.base,
+                "get_random.lua",
+                {**auth, "BENCH_PATH": "/scim/v2/Users?filter={}", "BENCH_IDS": filters},
+                seconds,
+            ),
+            lambda: baseline_select(baseline, work, PAIRED_SECONDS),
+        )
+        record(
+            paired_result(
+                f"GET /Users?filter=userName eq{label}",
+                runs,
+                baseline_runs,
+                f"(b) baseline: one indexed SELECT{label}",
+                {},
+            )
+        )
+    finally:
+        errors = errors_logged(service)
+        service.stop()
+        baseline.stop()
+    return errors
+
+
+async def main_two_workers() -> None:
+    """`run.py --two-workers`: the two-worker rows alone (about 6 minutes), on a scratch database with the
+    baseline's rows and a few thousand users; written to bench/results/two_workers.json."""
+    results: list[Result] = []
+
+    def record(result: Result) -> None:
+        results.append(result)
+        print(f"  {result.scenario}: {result.rps} req/s, ratio {result.ratio} ({result.note})", flush=True)
+
+    server_url = await asyncio.to_thread(database_url, Settings.from_env())
+    work = Path(tempfile.mkdtemp(prefix="scimledger-bench-"))
+    async with scratch_database(server_url) as url:
+        env = {
+            "DATABASE_URL": url,
+            "SCIMLEDGER_LOG_LEVEL": "warning",
+            "SCIMLEDGER_LOG_FORMAT": "json",
+            "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60",
+            "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
+            "SCIMLEDGER_ORG_CONCURRENCY": "1000",
+        }
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            # One worker creates the baseline's table (two would race on CREATE TABLE IF NOT EXISTS).
+            seeding = start_baseline("baseline", env)
+            try:
+                await baselines(seeding, work, pool, "", lambda result: None)
+            finally:
+                seeding.stop()
+            run_cli(env, "migrate")
+            org = run_cli(env, "org", "create", "Bench").splitlines()[-1]
+            token = run_cli(env, "token", "issue", "--org", org)
+            await load_users(pool, uuid.UUID(org), 20_000)
+            async with pool.acquire() as connection, pool.acquire() as reader:
+                await ScimProjection("Statsig").rebuild(connection, reader)
+            rows = await pool.fetch("SELECT user_name FROM scim_users WHERE org_id = $1", uuid.UUID(org))
+            filters = write_lines(work, "filters", [quote(f'userName eq "{row[0]}"') for row in rows])
+            errors = await two_workers(env, work, filters, {"BENCH_TOKEN": token}, record)
+            record(Result("service errors logged", None, None, None, note=f"{len(errors)}"))
+        finally:
+            await pool.close()
+    rows_out = [
+        {
+            key: (round(value, 3) if isinstance(value, float) else value)
+            for key, value in asdict(result).items()
+        }
+        for result in results
+    ]
+    path = ROOT / "bench" / "results" / "two_workers.json"
+    path.write_text(json.dumps(rows_out, indent=2) + "\n")
+    print(f"written to {path}")
 
 
 async def rebuild_read_alone(pool: asyncpg.Pool) -> tuple[int, float]:
@@ -696,7 +826,9 @@ def write_outputs(results: list[Result], run_seconds: float, service_errors: int
     (ROOT / "BENCHMARKS.md").write_text(
         "# Benchmarks\n\n"
         f"`make bench`, run on {today} ({machine}); wrk with {THREADS} threads and {CONNECTIONS} connections, "
-        f"{SECONDS} s a scenario, against one uvicorn worker on 127.0.0.1. Ratios are against the baseline "
+        f'{SECONDS} s a scenario, against one uvicorn worker on 127.0.0.1 (the rows marked "2 workers" run '
+        "`scimledger serve --workers 2` against the bare app under `uvicorn --workers 2`, in turns as below, "
+        "with the one-worker service stopped meanwhile). Ratios are against the baseline "
         "named on the same row, measured in the same run. The three scenarios with targets (POST /Users, GET filter, "
         f"GET by id) first run {WARM_UP_SECONDS} s unrecorded, as their baseline has by then, and then "
         f"{PAIRED_ROUNDS} times for {PAIRED_SECONDS} s in turns with their baseline, because this "
@@ -718,4 +850,4 @@ def write_outputs(results: list[Result], run_seconds: float, service_errors: int
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main_two_workers() if "--two-workers" in sys.argv[1:] else main())

@@ -478,3 +478,18 @@ async def test_a_streamed_answer_or_a_refusal_gives_its_organizations_slot_back(
             assert streamed.json()["users"]
             refused = await client.get("/audit/history", params={"limit": "0"}, headers=story.auditor)
             assert refused.status_code == 400
+
+
+async def test_without_a_replica_every_audit_answer_says_it_holds_everything_acknowledged_before_it(
+    http: httpx.AsyncClient, story: Story
+) -> None:
+    for path, params in (
+        ("/audit/head", {}),
+        ("/audit/history", {}),
+        ("/audit/as-of", {"at": story.middle.isoformat()}),
+    ):
+        asked = datetime.datetime.now(datetime.UTC)
+        response = await http.get(f"http://scim.test{path}", params=params, headers=story.auditor)
+        assert response.status_code == 200, response.text
+        assert response.headers["Data-Source"] == "primary"
+        assert datetime.datetime.fromisoformat(response.headers["Data-As-Of"]) >= asked

@@ -21,6 +21,7 @@ from app.http.api.edge import PLATFORM_ONLY, api_principal, org_access, platform
 from app.http.api.responses import ApiError, JsonResponse
 from app.http.endpoint import services_of
 from app.services.event_feed import DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_SECONDS
+from app.services.read_replica import http_instant
 from projections.public_events import AnyPublicEvent
 
 
@@ -53,8 +54,13 @@ async def _read(request: Request, org_id: uuid.UUID | None) -> Response:
         # query: counted as work in progress for the whole wait, a host app's long poll would take the slot
         # its organization's identity provider needs (one slot, on a 2-core machine).
         services.admission.release(request.scope)
-    page = await services.feed.read(org_id, query.get("after") or None, limit, types, wait)
-    return JsonResponse(page)
+    sourced = await services.feed.read_page(org_id, query.get("after") or None, limit, types, wait)
+    if sourced.replica_as_of is None:
+        return JsonResponse(sourced.page)
+    # Read from the replica (a catch-up far behind the head): said, with the commit it had replayed up to.
+    return JsonResponse(
+        sourced.page, headers={"Data-As-Of": http_instant(sourced.replica_as_of), "Data-Source": "replica"}
+    )
 
 
 def _number(text: str | None, name: str, default: float, *, whole: bool) -> float:
