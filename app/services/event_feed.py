@@ -24,6 +24,7 @@ import msgspec
 
 from domain.errors import InvalidFeedRequest
 from eventstore.notify import CommitNotifier
+from eventstore.personal_data import readable
 from eventstore.records import EVENT_COLUMNS, LOG_START, LogPosition, RecordedEvent
 from projections.public_event_mapping import UnknownEventType, domain_type_names, to_public
 from projections.public_events import PublicEvent
@@ -200,20 +201,24 @@ class EventFeed:
     ) -> tuple[list[PublicEvent], LogPosition, bool]:
         """The page's public events, where it ends, and whether the log may go on past it right now (the page
         examined as many events as it could)."""
-        if org_id is None:
-            rows = await self._pool.fetch(_PLATFORM_PAGE, after.tx, after.position, limit, examined, wanted)
-        else:
-            rows = await self._pool.fetch(
-                _ORG_PAGE, after.tx, after.position, limit, examined, wanted, org_id
-            )
-        if not rows:
-            return [], after, False
+        async with self._pool.acquire() as connection:
+            if org_id is None:
+                rows = await connection.fetch(
+                    _PLATFORM_PAGE, after.tx, after.position, limit, examined, wanted
+                )
+            else:
+                rows = await connection.fetch(
+                    _ORG_PAGE, after.tx, after.position, limit, examined, wanted, org_id
+                )
+            if not rows:
+                return [], after, False
+            wanted_rows = [row for row in rows if row["wanted"]]
+            recorded = await readable(connection, [RecordedEvent(*row[:12]) for row in wanted_rows])
         events = []
-        for row in rows:
-            if row["wanted"]:
-                public = to_public(RecordedEvent(*row[:12]), row["seal"])
-                assert public is not None  # wanted types are published ones
-                events.append(public)
+        for event, row in zip(recorded, wanted_rows, strict=True):
+            public = to_public(event, row["seal"])
+            assert public is not None  # wanted types are published ones
+            events.append(public)
         last = rows[-1]
         return events, LogPosition(last["tx"], last["position"]), len(rows) >= examined
 
