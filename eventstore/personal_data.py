@@ -269,7 +269,10 @@ def cipher_of(connection: Any) -> PersonalDataCipher | None:
 async def readable(connection: Any, records: Sequence[Any]) -> list[Any]:
     """Records (RecordedEvents) read from the log, with their personal values decrypted, or ERASED where the
     user's key is gone: what every reader of the log but the sealer shows. One query for the keys of all the
-    users in the batch, none when no record may hold personal data."""
+    users in the batch, none when no record may hold personal data. `connection` may be a pool."""
+    if isinstance(connection, asyncpg.Pool):
+        async with connection.acquire() as acquired:
+            return await readable(acquired, records)
     cipher = cipher_of(connection)
     if cipher is None:
         # A connection made without the cipher (a tool's, a test's): what is stored, ciphertext included.
