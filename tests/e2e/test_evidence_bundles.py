@@ -224,7 +224,7 @@ async def test_an_export_is_refused_over_a_log_whose_chain_is_broken_or_unsealed
         history.org.org_id,
     )
     edit = "UPDATE events SET payload = $2::text::jsonb WHERE position = $1"
-    await as_superuser(pool, edit, position, payload.replace("\"active\": true", "\"active\": false"))
+    await as_superuser(pool, edit, position, payload.replace('"active": true', '"active": false'))
     try:
         with pytest.raises(
             LogNotIntact, match=rf"Event {position} \(UserProvisioned.*does not match its seal"
