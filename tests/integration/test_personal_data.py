@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 
 import asyncpg
@@ -12,6 +13,7 @@ from cryptography.fernet import MultiFernet
 from app.infrastructure.personal_data_keys import PERSONAL_FIELDS, personal_data_cipher
 from app.infrastructure.settings import Settings
 from app.services.container import Services
+from app.services.org_schemas import parse
 from domain.users import User
 from eventstore.personal_data import ERASED, PersonalDataCipher, destroy_data_key, rewrap_all
 from eventstore.pool import create_pool
@@ -153,3 +155,22 @@ async def test_an_event_written_before_encryption_still_reads_as_it_was(
     )
     events = await services.store.read_stream(org_id, user.id)
     assert events[-1].payload["changed"]["displayName"] == "Newer"
+
+
+async def test_an_organizations_own_attribute_marked_personal_is_encrypted_and_the_others_are_not(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    org_id = uuid.uuid4()
+    urn = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
+    document = {
+        "id": urn,
+        "attributes": [{"name": "badge", "personal": True}, {"name": "desk"}],
+    }
+    await services.schemas.declare(org_id, parse(json.dumps(document).encode()), OKTA)
+    profile = {"userName": "badge@personal.example", urn: {"badge": "B-4242", "desk": "D-17"}}
+    user_id = (await services.users.provision(org_id, profile, OKTA)).user_id
+    stored = await stored_payloads(pool, user_id)
+    assert "B-4242" not in stored
+    assert "D-17" in stored
+    [event] = await services.store.read_stream(org_id, user_id)
+    assert event.payload["attributes"][urn] == {"badge": "B-4242", "desk": "D-17"}
