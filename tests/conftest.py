@@ -35,9 +35,11 @@ from app.infrastructure.personal_data_keys import personal_data_cipher
 from app.infrastructure.settings import Settings
 from app.services import tenancy
 from app.services.container import Services
-from eventstore.pool import Connection, create_pool
+from domain.users import User
+from eventstore.personal_data import readable
+from eventstore.pool import Connection, connect, create_pool
 from eventstore.positions import ensure_position
-from eventstore.records import LOG_START, LogPosition
+from eventstore.records import EVENT_COLUMNS, LOG_START, LogPosition, RecordedEvent
 from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
 
@@ -324,3 +326,20 @@ async def start_at_log_head(connection: Connection, consumer_name: str) -> None:
         head.tx,
         head.position,
     )
+
+
+async def provisioned_user_names(url: str, org_id: uuid.UUID | None = None) -> set[str]:
+    """The userNames the log records as provisioned (in one organization, or in all), read as the service reads
+    them: they are stored encrypted, so no SQL can compare them; decrypted with the session's keys."""
+    cipher = personal_data_cipher(Settings(database_url=url, personal_data_keys=PERSONAL_DATA_KEYS))
+    connection = await connect(url, cipher)
+    try:
+        stored = await connection.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE type = $1 AND ($2::uuid IS NULL OR org_id = $2)",
+            User.Provisioned.TOPIC,
+            org_id,
+        )
+        events = await readable(connection, [RecordedEvent(*row) for row in stored])
+    finally:
+        await connection.close()
+    return {event.payload["attributes"]["userName"] for event in events}
