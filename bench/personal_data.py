@@ -225,7 +225,7 @@ async def main(events: int, posts: int, rounds: int) -> None:
             order = list(zip(sides, runs, strict=True))
             if round_number % 2:
                 order.reverse()
-            for side, (pool, client) in order:
+            for side, (_, client) in order:
                 side.posts.append(await post_users(client, posts))
             for side, (pool, _) in order:
                 await rebuild_seconds(pool, side)
@@ -233,19 +233,19 @@ async def main(events: int, posts: int, rounds: int) -> None:
         for side, (pool, _) in zip(sides, runs, strict=True):
             await assert_compared_alike(pool, side)
 
-    encrypted, plain = sides
+    ciphered, plain = sides
     print(f"\n{'measure (median of ' + str(rounds) + ' turns)':<40}{'with':>12}{'without':>12}{'ratio':>10}")
     print(
-        f"{'POST /Users, users/s':<40}{median(encrypted.posts):>12.0f}{median(plain.posts):>12.0f}"
-        f"{median(encrypted.posts) / median(plain.posts):>10.3f}"
+        f"{'POST /Users, users/s':<40}{median(ciphered.posts):>12.0f}{median(plain.posts):>12.0f}"
+        f"{median(ciphered.posts) / median(plain.posts):>10.3f}"
     )
-    for name in encrypted.rebuilds:
-        with_seconds, without_seconds = median(encrypted.rebuilds[name]), median(plain.rebuilds[name])
+    for name in ciphered.rebuilds:
+        with_seconds, without_seconds = median(ciphered.rebuilds[name]), median(plain.rebuilds[name])
         print(
             f"{'rebuild ' + name + ', seconds':<40}{with_seconds:>12.2f}{without_seconds:>12.2f}"
             f"{with_seconds / without_seconds:>10.3f}"
         )
-    total_with = sum(median(values) for values in encrypted.rebuilds.values())
+    total_with = sum(median(values) for values in ciphered.rebuilds.values())
     total_without = sum(median(values) for values in plain.rebuilds.values())
     print(
         f"{'full rebuild (both), seconds':<40}{total_with:>12.2f}{total_without:>12.2f}{total_with / total_without:>10.3f}"
