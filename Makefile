@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 NGINX := .bench/nginx/usr/sbin/nginx
 PACKAGES := app domain eventstore projections reactors scim migrations conformance
 
-.PHONY: install run test test-ha lint clean chromium screenshots conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console bench-console-timeline bench-failover bench-two-workers
+.PHONY: install run test test-ha lint clean chromium screenshots conformance fuzz bench bench-groups bench-webhooks bench-reactors bench-replay bench-large-bodies bench-tenant-fairness bench-fold bench-audit-memory bench-http-edge bench-access bench-feed bench-console bench-console-timeline bench-failover bench-two-workers bench-personal-data
 
 install: $(STAMP)
 
@@ -174,3 +174,7 @@ bench-failover: install $(HA_PACKAGES)
 # The console's pages with an organization of 100,000 users and 1,000,000 events, beside GET /Users/{id}.
 bench-console: install
 	$(BIN)/python bench/console_pages.py
+
+# What encrypting personal data costs: POST /Users and a full rebuild, with and without the cipher, in turns.
+bench-personal-data: install
+	$(BIN)/python bench/personal_data.py

@@ -29,6 +29,7 @@ from app.infrastructure.admission import Admission
 from app.infrastructure.audit_signing_key import AuditSigningKey
 from app.infrastructure.database import database_location, database_url, embedded_exists
 from app.infrastructure.migrate import NotMigrated, migrate, require_current_schema
+from app.infrastructure.personal_data_keys import personal_data_cipher
 from app.infrastructure.ratelimit import rate_limit
 from app.infrastructure.settings import Settings
 from app.infrastructure.webhook_keys import WebhookKeys
@@ -136,8 +137,12 @@ async def locate_database(settings: Settings, *, create: bool, keep_running: boo
 async def _open_pool(
     settings: Settings, url: str, connections: int, bounded_waits: bool, *, writes: bool = True
 ) -> asyncpg.Pool[asyncpg.Record]:
+    # Personal data is encrypted and decrypted on the pool's connections (eventstore/personal_data.py).
+    personal_data = personal_data_cipher(settings)
     if not bounded_waits:
-        return await create_pool(url, min_size=1, max_size=connections, writes=writes)
+        return await create_pool(
+            url, min_size=1, max_size=connections, writes=writes, personal_data=personal_data
+        )
     # Bounded waits, so that a database that is down or stuck turns into a prompt 503, never a hang:
     # connecting, and waiting behind another session's lock (lock_timeout), take at most the database
     # timeout. PostgreSQL cancels a statement that runs past the statement timeout (and so stops its work,
@@ -150,6 +155,7 @@ async def _open_pool(
         min_size=1,
         max_size=connections,
         writes=writes,
+        personal_data=personal_data,
         timeout=timeout,
         command_timeout=max(timeout, statement_timeout) + 1,
         server_settings={
@@ -207,7 +213,14 @@ def build_runner(settings: Settings, url: str, services: Services) -> Runner:
     options = RunnerOptions(
         poll_seconds=settings.runner_poll_seconds, batch_delay_seconds=settings.runner_batch_delay_seconds
     )
-    return Runner(url, services.consumers, options, services.notifier, services.projection)
+    return Runner(
+        url,
+        services.consumers,
+        options,
+        services.notifier,
+        services.projection,
+        personal_data=personal_data_cipher(settings),
+    )
 
 
 def build_services(

@@ -27,7 +27,7 @@ from domain.catalog import Group, Project, Role
 from domain.users import User
 from eventstore.pool import create_pool
 from eventstore.rebuilds import rebuild, rebuild_beside
-from eventstore.records import EVENT_COLUMNS, RecordedEvent
+from eventstore.records import EVENT_COLUMNS, PayloadSeal, RecordedEvent
 from projections import audit
 from projections.activity import ProvisioningActivity
 from projections.analytics import AnalyticsAccess
@@ -36,10 +36,10 @@ EVENTS_PER_USER = 20
 
 
 def history(
-    org_id: uuid.UUID, events: int, events_per_user: int = EVENTS_PER_USER
+    org_id: uuid.UUID, events: int, events_per_user: int = EVENTS_PER_USER, seal: PayloadSeal | None = None
 ) -> list[tuple[object, ...]]:
     """Rows for the events table: a catalog of 10 projects x 5 roles, then users of about `events_per_user`
-    events each."""
+    events each (their personal values encrypted by `seal`, if given)."""
     chooser = random.Random(42)
     org = str(org_id)
     aggregates: list[object] = []
@@ -75,7 +75,7 @@ def history(
                 user.set_active(not user.active)
                 if not user.active:
                     user.set_active(True)
-        rows += event_rows(org_id, user)
+        rows += event_rows(org_id, user, seal)
         index += 1
     return rows
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from eventstore.records import encode_event
+from eventstore.records import PayloadSeal, encode_event
 
 
 @asynccontextmanager
@@ -38,11 +38,12 @@ EVENT_ROW_COLUMNS = [
 ]
 
 
-def event_rows(org_id: uuid.UUID, aggregate: Any) -> list[tuple[Any, ...]]:
-    """An aggregate's pending events as rows of the events table, as the store would write them."""
+def event_rows(org_id: uuid.UUID, aggregate: Any, seal: PayloadSeal | None = None) -> list[tuple[Any, ...]]:
+    """An aggregate's pending events as rows of the events table, as the store would write them (`seal`: how
+    the store's cipher encrypts their personal values, if it has one)."""
     rows = []
     for event in aggregate.collect_events():
-        encoded = encode_event(event)
+        encoded = encode_event(event, org_id, seal)
         rows.append(
             (
                 org_id,

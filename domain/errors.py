@@ -115,6 +115,11 @@ class WebhookKeyMissing(DomainError):
     mistake. The message names the setting."""
 
 
+class PersonalDataKeyMissing(DomainError):
+    """No key-encryption key for personal data (SCIMLEDGER_PERSONAL_DATA_KEYS), or none of the configured ones
+    unwraps a stored data key: a setting of the service, not the caller's mistake. The message names it."""
+
+
 class SigningKeyMissing(DomainError):
     """No usable key to sign evidence bundles with: a setting of the service, not the caller's mistake. The
     message names the setting."""

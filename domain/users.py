@@ -371,5 +371,19 @@ EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
     User.RemovedFromOrganization,
     User.JoinedOrganization,
 )
+# The profile attributes that identify a person (names lower-cased): stored in the log encrypted with the
+# user's own data key, so that erasing the person is forgetting the key (eventstore/personal_data.py). The
+# enterprise extension's personal attributes are listed apart; an organization's own extensions mark theirs
+# (`personal` in the declaration). The rest (title, userType, locale, roles...) describes a job, not a person.
+PERSONAL_ATTRIBUTES = frozenset(
+    {
+        "username", "name", "displayname", "nickname", "emails", "phonenumbers", "addresses", "externalid",
+        "photos", "ims", "x509certificates", "profileurl",
+    }
+)  # fmt: skip
+PERSONAL_ENTERPRISE_ATTRIBUTES = frozenset({"employeenumber", "manager"})
+# The events that carry profile values, by stored type name, and the field that holds them.
+PROFILE_FIELDS: dict[str, str] = {User.Provisioned.TOPIC: "attributes", User.ProfileUpdated.TOPIC: "changed"}
+
 # The events that change a user's groups, by stored type name: every reader of memberships picks these.
 MEMBERSHIP_EVENT_TYPE_NAMES = frozenset({User.JoinedGroup.TOPIC, User.LeftGroup.TOPIC})

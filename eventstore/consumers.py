@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from eventstore.inline_projection import InlineProjection
 from eventstore.log_reader import LogScan, LogWindow, scan_log
+from eventstore.personal_data import readable
 from eventstore.pool import Connection
 from eventstore.positions import lock_position, move_position, set_aside
 from eventstore.records import RecordedEvent
@@ -73,7 +74,14 @@ async def process_batch(
         if batch.end is None:
             return batch
         if batch.events:
-            await consumer.handle(transaction, batch.events)
+            # Decrypted for every consumer but one that reads what is stored (the sealer: seals cover the
+            # ciphertext, so that they still verify once a key is destroyed).
+            events = (
+                batch.events
+                if getattr(consumer, "reads_stored_payloads", False)
+                else await readable(connection, batch.events)
+            )
+            await consumer.handle(transaction, events)
         await move_position(connection, consumer.name, batch.end)
     if transaction.appended and committed is not None:
         committed()

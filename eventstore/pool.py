@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeAlias
 
 import asyncpg
 import msgspec
 from asyncpg.pool import PoolConnectionProxy
+
+from eventstore.personal_data import PersonalDataCipher
 
 # A connection of our own or one lent by the pool: everything that runs SQL accepts either.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -67,10 +70,27 @@ def _decode_jsonb(data: bytes) -> Any:
     return _decoder.decode(data[1:])
 
 
-async def init_connection(connection: Connection) -> None:
+class LedgerConnection(asyncpg.Connection):
+    """A connection that carries the cipher of personal data (eventstore/personal_data.py): every reader of the
+    log holds a connection, so the cipher reaches each of them from where the pool is made, with no argument
+    threaded through every projection. None: personal data is written in plaintext (benchmarks' baseline)."""
+
+    personal_data: PersonalDataCipher | None = None
+
+
+async def init_connection(connection: Connection, personal_data: PersonalDataCipher | None = None) -> None:
     await connection.set_type_codec(
         "jsonb", schema="pg_catalog", format="binary", encoder=_encode_jsonb, decoder=_decode_jsonb
     )
+    if personal_data is not None:
+        connection.personal_data = personal_data  # type: ignore[union-attr]
+
+
+async def connect(dsn: str, personal_data: PersonalDataCipher | None, **options: Any) -> LedgerConnection:
+    """A connection of its own (a runner's), with the pool's codecs and cipher."""
+    connection: LedgerConnection = await asyncpg.connect(dsn, connection_class=LedgerConnection, **options)
+    await init_connection(connection, personal_data)
+    return connection
 
 
 async def keep_session(connection: Connection) -> None:
@@ -102,13 +122,26 @@ def _refuses_writes(connection: Connection) -> bool:
 
 
 async def create_pool(
-    dsn: str, min_size: int = 2, max_size: int = 10, *, writes: bool = True, **options: Any
+    dsn: str,
+    min_size: int = 2,
+    max_size: int = 10,
+    *,
+    writes: bool = True,
+    personal_data: PersonalDataCipher | None = None,
+    **options: Any,
 ) -> asyncpg.Pool[asyncpg.Record]:
     """A pool with our codecs. `writes`: False for a pool meant to read from a standby, whose connections
-    are read-only by design and must not be dropped for it."""
+    are read-only by design and must not be dropped for it. `personal_data`: the cipher its connections
+    encrypt and decrypt personal data with (the service always gives one; see LedgerConnection)."""
     reset = keep_writable_session if writes else keep_session
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection, reset=reset, **options
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=functools.partial(init_connection, personal_data=personal_data),
+        reset=reset,
+        connection_class=LedgerConnection,
+        **options,
     )
     assert pool is not None
     return pool

@@ -18,7 +18,7 @@ import datetime
 import functools
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
 import asyncpg
@@ -57,11 +57,21 @@ def schema_version_of(event_class: type[Any]) -> int:
     return version
 
 
-def encode_event(event: AggregateEvent) -> EncodedEvent:
+# What the store encrypts a payload with before it is encoded (eventstore/personal_data.py): given the org id,
+# the stream id, the event's type name and its payload, the payload as it is to be stored.
+PayloadSeal: TypeAlias = Callable[[uuid.UUID, uuid.UUID, str, dict[str, Any]], dict[str, Any]]
+
+
+def encode_event(
+    event: AggregateEvent, org_id: uuid.UUID | None = None, seal: PayloadSeal | None = None
+) -> EncodedEvent:
     event_class = type(event)
+    type_name = get_topic(event_class)
     payload = {name: getattr(event, name) for name in _payload_fields(event_class)}
+    if seal is not None and org_id is not None:
+        payload = seal(org_id, event.originator_id, type_name, payload)
     return EncodedEvent(
-        type=get_topic(event_class),
+        type=type_name,
         schema_version=schema_version_of(event_class),
         payload=_encoder.encode(payload),
         version=event.originator_version,
@@ -173,11 +183,35 @@ _APPEND_PARAMETERS = 10
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
+# The data keys of users whose streams the append starts (or whose first encrypted event it writes), stored in
+# the append's statement: no round trip of their own, and only for streams whose rows were written, so that a
+# lost race stores no key (the winner's events are encrypted with the winner's key).
+_STORE_KEYS = """INSERT INTO personal_data_keys (org_id, user_id, wrapped_key)
+SELECT k.org_id, k.user_id, k.wrapped_key
+FROM unnest($1::uuid[], $2::uuid[], $3::bytea[]) AS k(org_id, user_id, wrapped_key)
+WHERE EXISTS (SELECT FROM appended WHERE appended.org_id = k.org_id AND appended.stream_id = k.user_id)"""
+KEY_PARAMETERS = 3
+
+
+def _shifted(sql: str, by: int) -> str:
+    return _PLACEHOLDER.sub(lambda match: f"${int(match[1]) + by}", sql)
+
+
 # A follow-up's SQL is one of a few fixed texts, so each is composed once rather than on every write.
 @functools.lru_cache(maxsize=64)
-def within_append(append_sql: str, follow_up_sql: str) -> str:
-    shifted = _PLACEHOLDER.sub(lambda match: f"${int(match[1]) + _APPEND_PARAMETERS}", follow_up_sql)
-    return f"WITH appended AS ({append_sql}), follow_up AS ({shifted}) SELECT {EVENT_COLUMNS} FROM appended"
+def within_append(append_sql: str, follow_up_sql: str | None, storing_keys: bool = False) -> str:
+    """The append with, in the same statement, the new data keys ($11 to $13) if `storing_keys`, and the
+    follow-up (its placeholders after those)."""
+    if follow_up_sql is None and not storing_keys:
+        return append_sql
+    parts = [f"appended AS ({append_sql})"]
+    after = _APPEND_PARAMETERS
+    if storing_keys:
+        parts.append(f"stored_keys AS ({_shifted(_STORE_KEYS, after)})")
+        after += KEY_PARAMETERS
+    if follow_up_sql is not None:
+        parts.append(f"follow_up AS ({_shifted(follow_up_sql, after)})")
+    return f"WITH {', '.join(parts)} SELECT {EVENT_COLUMNS} FROM appended"
 
 
 def colliding_append(error: asyncpg.UniqueViolationError, appends: Sequence[StreamAppend]) -> StreamAppend:
@@ -228,12 +262,13 @@ def _append_parameters(row: tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metad
 
 
 def append_rows(
-    appends: Sequence[StreamAppend], metadata: Metadata
+    appends: Sequence[StreamAppend], metadata: Metadata, seal: PayloadSeal | None = None
 ) -> tuple[list[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metadata]], list[Any]]:
-    """The appends' events, encoded, and the append statement's parameters for them."""
+    """The appends' events, encoded (their personal values encrypted by `seal`), and the append statement's
+    parameters for them."""
     rows: list[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metadata]] = []
     for append in appends:
-        encoded = [encode_event(event) for event in append.events]
+        encoded = [encode_event(event, append.org_id, seal) for event in append.events]
         if encoded and encoded[0].version != append.expected_version + 1:
             raise ValueError(
                 f"events of {append.stream_id} start at version {encoded[0].version}, "

@@ -40,7 +40,8 @@ from eventstore.consumers import Consumer, park, process_batch
 from eventstore.inline_projection import InlineProjection
 from eventstore.log_reader import LogWindow, read_log
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
-from eventstore.pool import DATABASE_UNAVAILABLE, Connection, init_connection
+from eventstore.personal_data import PersonalDataCipher
+from eventstore.pool import DATABASE_UNAVAILABLE, Connection, connect
 from eventstore.positions import (
     announce_runner,
     consumer_held,
@@ -127,10 +128,13 @@ class Runner:
         options: RunnerOptions | None = None,
         notifier: CommitNotifier | None = None,
         projection: InlineProjection | None = None,
+        personal_data: PersonalDataCipher | None = None,
     ) -> None:
         """`notifier` is the one this process's writers use: their commits then wake the consumers at once,
         and the reactors' commits wake the consumers of other processes too. `projection` is the inline
-        projection the store is built with (see EventStore): the reactors' appends write it too."""
+        projection the store is built with (see EventStore): the reactors' appends write it too.
+        `personal_data`: the cipher the store's pool is made with, for the consumers' connections."""
+        self._personal_data = personal_data
         self.dsn = dsn
         self.consumers = list(consumers)
         self.options = options or RunnerOptions()
@@ -156,8 +160,10 @@ class Runner:
 
     async def _connect(self, role: str) -> asyncpg.Connection:
         # Named, so that pg_stat_activity shows which connection serves which consumer.
-        return await asyncpg.connect(
-            self.dsn, server_settings={"application_name": f"scimledger-runner:{role}"[:63]}
+        return await connect(
+            self.dsn,
+            self._personal_data,
+            server_settings={"application_name": f"scimledger-runner:{role}"[:63]},
         )
 
     def _wake_all(self, *_: object) -> None:
@@ -191,7 +197,6 @@ class Runner:
         while True:
             try:
                 connection = await self._connect(consumer.name)
-                await init_connection(connection)
                 try:
                     await self._hold_lock_and_consume(connection, consumer, state)
                 finally:

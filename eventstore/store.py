@@ -9,11 +9,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 from eventstore.inline_projection import FollowUp, InlineProjection
 from eventstore.log_reader import read_log
 from eventstore.notify import CommitNotifier
+from eventstore.personal_data import (
+    PersonalDataCipher,
+    UserKey,
+    cipher_of,
+    custom_personal_attributes,
+    fetch_keys,
+    readable,
+)
 from eventstore.pool import CONNECTION_LOST, CommitOutcomeUnknown, Connection
 from eventstore.records import (
     APPEND_ONE,
@@ -23,6 +33,7 @@ from eventstore.records import (
     AggregateEvent,
     LogPosition,
     Metadata,
+    PayloadSeal,
     RecordedEvent,
     StreamAppend,
     append_rows,
@@ -58,8 +69,13 @@ class ConcurrencyConflict(Exception):
 # evaluated once per statement rather than once per row.
 ASSIGNED_TX = "(tx < (SELECT pg_snapshot_xmax(pg_current_snapshot())) OR tx = (SELECT pg_current_xact_id_if_assigned()))"
 
+# Each stream's first row carries the stream's data key, if it has one (a user's; see personal_data.py): the
+# key comes with the events it decrypts, in the same statement and snapshot, and no round trip of its own.
+_WITH_DATA_KEY = f"""{EVENT_COLUMNS}, CASE WHEN version = 1 THEN (
+    SELECT wrapped_key FROM personal_data_keys AS k WHERE k.org_id = events.org_id AND k.user_id = events.stream_id
+) END AS wrapped_key"""
 _READ_STREAMS = f"""
-SELECT {EVENT_COLUMNS} FROM events
+SELECT {_WITH_DATA_KEY} FROM events
 WHERE org_id = $1 AND stream_id = ANY($2::uuid[]) AND {ASSIGNED_TX}
 ORDER BY stream_id, version
 """
@@ -67,7 +83,7 @@ ORDER BY stream_id, version
 # detail: PostgreSQL plans the statement above anew on every execution, as it did `APPEND_ROWS`, and
 # planning it cost more than running it; this one is planned once per connection.
 _READ_STREAM = f"""
-SELECT {EVENT_COLUMNS} FROM events
+SELECT {_WITH_DATA_KEY} FROM events
 WHERE org_id = $1 AND stream_id = $2::uuid AND {ASSIGNED_TX}
 ORDER BY version
 """
@@ -90,13 +106,32 @@ async def _off_loop_if_many(count: int, function: Any, *args: Any) -> Any:
     return function(*args)
 
 
-def _fold(rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, Any]:
-    """Aggregates replayed from rows of their streams, in stream and version order."""
+def _opened(
+    rows: Sequence[asyncpg.Record], cipher: PersonalDataCipher | None
+) -> tuple[list[RecordedEvent], dict[UserKey, bytes]]:
+    """The events of rows read with their streams' data keys (_WITH_DATA_KEY), decrypted; and those keys."""
+    records = [RecordedEvent(*row[:-1]) for row in rows]
+    keys = {
+        (row["org_id"], row["stream_id"]): row["wrapped_key"]
+        for row in rows
+        if row["wrapped_key"] is not None
+    }
+    return (cipher.open_records(records, keys) if cipher is not None else records), keys
+
+
+def _fold(records: Sequence[RecordedEvent]) -> dict[uuid.UUID, Any]:
+    """Aggregates replayed from events of their streams, in stream and version order."""
     aggregates: dict[uuid.UUID, Any] = {}
-    for row in rows:
-        recorded = record_of(row)
+    for recorded in records:
         aggregates[recorded.stream_id] = recorded.to_domain_event().mutate(aggregates.get(recorded.stream_id))
     return aggregates
+
+
+def _opened_and_folded(
+    rows: Sequence[asyncpg.Record], cipher: PersonalDataCipher | None
+) -> tuple[dict[uuid.UUID, Any], dict[UserKey, bytes]]:
+    records, keys = _opened(rows, cipher)
+    return _fold(records), keys
 
 
 def _in_log_order(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
@@ -137,6 +172,11 @@ class Transaction:
     def __init__(self, connection: Connection, projection: InlineProjection | None = None) -> None:
         self.connection = connection
         self._projection = projection
+        # Encrypts and decrypts personal data; None writes it in plaintext (see eventstore.pool.LedgerConnection).
+        self._cipher = cipher_of(connection)
+        # The data keys (wrapped) of users this transaction read or wrote, so that a write after a load asks
+        # for no key (a PATCH stays two round trips).
+        self._data_keys: dict[UserKey, bytes] = {}
         # Whether events were written through it: its owner then wakes the log's followers after the commit.
         self.appended = False
 
@@ -187,9 +227,17 @@ class Transaction:
         statement, so it takes no round trip of its own and, outside an explicit transaction, commits with the
         append or not at all; without one, the projection runs after the append, on the same connection."""
         events = sum(len(append.events) for append in appends)
-        rows, columns = await _off_loop_if_many(events, append_rows, appends, metadata)
+        seal, new_keys = await self._sealing(appends) if self._cipher is not None else (None, {})
+        rows, columns = await _off_loop_if_many(events, append_rows, appends, metadata, seal)
         if not rows:
             return []
+        if new_keys:
+            columns = [
+                *columns,
+                [org for org, _ in new_keys],
+                [user for _, user in new_keys],
+                list(new_keys.values()),
+            ]
         if not self.connection.is_in_transaction() and not _whole_in_one_statement(
             appends, follow_up, self._projection
         ):
@@ -199,8 +247,62 @@ class Transaction:
             # the append whole; a one-stream append whose projection rides in it needs none (a POST's one
             # round trip).
             async with committing(self.connection):
-                return await self._append_rows(appends, rows, columns, aggregates, follow_up)
-        return await self._append_rows(appends, rows, columns, aggregates, follow_up)
+                return await self._append_rows(appends, rows, columns, aggregates, follow_up, new_keys)
+        return await self._append_rows(appends, rows, columns, aggregates, follow_up, new_keys)
+
+    async def _sealing(
+        self, appends: Sequence[StreamAppend]
+    ) -> tuple[PayloadSeal | None, dict[UserKey, bytes]]:
+        """How this append's personal values are encrypted, and the data keys it must store: a new one for
+        each user whose stream it starts, or whose key does not exist yet (a user provisioned before
+        encryption). The keys of users not read in this transaction are fetched in one query."""
+        cipher = self._cipher
+        assert cipher is not None
+        profiles: dict[UserKey, StreamAppend] = {}
+        custom_urns: dict[uuid.UUID, set[str]] = {}
+        for append in appends:
+            for event in append.events:
+                type_name = get_topic(type(event))
+                if cipher.holds_personal_data(type_name):
+                    profiles[(append.org_id, append.stream_id)] = append
+                    payload = {
+                        cipher.fields.profiles[type_name]: getattr(event, cipher.fields.profiles[type_name])
+                    }
+                    custom_urns.setdefault(append.org_id, set()).update(
+                        cipher.custom_urns(type_name, payload)
+                    )
+        if not profiles:
+            return None, {}
+        unknown = [
+            user
+            for user, append in profiles.items()
+            if user not in self._data_keys and append.expected_version > 0
+        ]
+        if unknown:
+            self._data_keys.update(await fetch_keys(self.connection, unknown))
+        keys: dict[UserKey, AESGCM] = {}
+        new_keys: dict[UserKey, bytes] = {}
+        for user in profiles:
+            wrapped = self._data_keys.get(user)
+            if wrapped is None:
+                keys[user], new_keys[user] = cipher.new_key()
+            else:
+                keys[user] = cipher.unwrap(wrapped)
+        custom = {
+            org_id: await custom_personal_attributes(self.connection, org_id, urns)
+            for org_id, urns in custom_urns.items()
+            if urns
+        }
+
+        def seal(
+            org_id: uuid.UUID, user_id: uuid.UUID, type_name: str, payload: dict[str, Any]
+        ) -> dict[str, Any]:
+            key = keys.get((org_id, user_id))
+            if key is None:
+                return payload
+            return cipher.seal_payload(type_name, payload, org_id, user_id, key, custom.get(org_id, {}))
+
+        return seal, new_keys
 
     async def _append_rows(
         self,
@@ -209,12 +311,13 @@ class Transaction:
         columns: Sequence[Any],
         aggregates: Mapping[uuid.UUID, Any],
         follow_up: FollowUp | None,
+        new_keys: Mapping[UserKey, bytes],
     ) -> list[RecordedEvent]:
         append_sql = APPEND_ONE if len(rows) == 1 else APPEND_ROWS
         autocommit = not self.connection.is_in_transaction()
         try:
             recorded = await self.connection.fetch(
-                append_sql if follow_up is None else within_append(append_sql, follow_up.sql),
+                within_append(append_sql, follow_up.sql if follow_up is not None else None, bool(new_keys)),
                 *columns,
                 *(follow_up.args if follow_up is not None else ()),
             )
@@ -225,6 +328,9 @@ class Transaction:
                 ) from error
             raise
         except asyncpg.UniqueViolationError as error:
+            if error.table_name == "personal_data_keys":
+                # Another writer stored this user's first key meanwhile: decide again on fresh state.
+                raise ConcurrencyConflict(reason="another writer stored the user's data key first") from error
             if error.table_name != "events":
                 # The follow-up's own constraint: its author knows what that means.
                 if follow_up is not None and follow_up.refusal is not None:
@@ -237,7 +343,11 @@ class Transaction:
             stale = next(append for append in appends if append.events and append.stream_id not in written)
             raise ConcurrencyConflict(stale.stream_id, stale.expected_version)
         self.appended = self.appended or bool(recorded)
+        self._data_keys.update(new_keys)
         in_order: list[RecordedEvent] = await _off_loop_if_many(len(recorded), _in_log_order, recorded)
+        if self._cipher is not None:
+            # What was just stored, as every reader reads it: plaintext, with the keys in hand.
+            in_order = self._cipher.open_records(in_order, self._data_keys)
         if follow_up is None and self._projection is not None:
             await self._projection.project(self.connection, in_order, aggregates)
         return in_order
@@ -255,8 +365,9 @@ class Transaction:
             if len(stream_ids) == 1
             else self.connection.fetch(_READ_STREAMS, org_id, list(stream_ids))
         )
-        for row in rows:
-            recorded = record_of(row)
+        records, keys = _opened(rows, self._cipher)
+        self._data_keys.update(keys)
+        for recorded in records:
             streams.setdefault(recorded.stream_id, []).append(recorded)
         return streams
 
@@ -267,7 +378,9 @@ class Transaction:
         aggregates: dict[uuid.UUID, Any] = {}
         for start in range(0, len(ids), LOAD_BATCH):
             rows = await self.connection.fetch(_READ_STREAMS, org_id, ids[start : start + LOAD_BATCH])
-            aggregates.update(await _off_loop_if_many(len(rows), _fold, rows))
+            folded, keys = await _off_loop_if_many(len(rows), _opened_and_folded, rows, self._cipher)
+            aggregates.update(folded)
+            self._data_keys.update(keys)
         return aggregates
 
     async def lock_stream(self, stream_id: uuid.UUID) -> None:
@@ -351,4 +464,4 @@ class EventStore:
 
     async def read_log(self, after: LogPosition = LOG_START, limit: int = 1000) -> list[RecordedEvent]:
         async with self._pool.acquire() as connection:
-            return await read_log(connection, after, limit)
+            return await readable(connection, await read_log(connection, after, limit))

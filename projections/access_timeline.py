@@ -14,8 +14,8 @@ is shown to its end). It names the events that bound it by log position (`grante
 `revoked_position`), so that the console links a bar to them.
 
 Names are today's, not the ones of the grant's time (access_grants holds ids only): `user_name` is the user's
-userName now (scim_users); for a user deleted since, the last userName their stream recorded; `project` and
-`role` are the pair's names now, or the last they had before an archive. The audit's replay names them as
+userName now (scim_users); for a user deleted since, the last userName analytics.users holds for them;
+`project` and `role` are the pair's names now, or the last they had before an archive. The audit's replay names them as
 they were at the grant; ids are the same in both.
 
 Pages: at most PAGE_SIZE bars (10,000) a page, in the order of the chart's rows (users by folded userName in
@@ -35,9 +35,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from domain.users import User
 from eventstore.pool import Connection
-from eventstore.store import ASSIGNED_TX
 from projections.audit import window_error
 
 PAGE_SIZE = 10_000
@@ -105,19 +103,15 @@ grant_row.granted_at, grant_row.revoked_at, grant_row.granted_by, grant_row.gran
 grant_row.revoked_by, grant_row.revoke_cause, grant_row.revoked_request_id, grant_row.revoked_position
 """
 # Today's names, by primary keys. A user deleted since has no scim_users row: their name is then the last
-# userName their stream recorded, read backwards on the log's primary key, and only then.
-_NAMES = f"""
+# userName analytics.users holds for them (kept after deletion, by the analytics projection, until the person
+# is erased), and only then. Not read from the log: a userName is stored there encrypted (personal data), so
+# SQL can neither show nor sort it. Until the runner has applied a deletion, and once the person is erased,
+# the user's id stands in.
+_NAMES = """
 LEFT JOIN scim_users AS user_now
   ON user_now.org_id = grant_row.org_id AND user_now.user_id = grant_row.user_id
-LEFT JOIN LATERAL (
-    SELECT coalesce(named.payload->'changed'->>'userName', named.payload->'attributes'->>'userName') AS user_name
-    FROM events AS named
-    WHERE user_now.user_id IS NULL
-      AND named.org_id = grant_row.org_id AND named.stream_id = grant_row.user_id
-      AND named.type IN ('{User.Provisioned.TOPIC}', '{User.ProfileUpdated.TOPIC}')
-      AND (named.type = '{User.Provisioned.TOPIC}' OR named.payload->'changed' ? 'userName') AND {ASSIGNED_TX}
-    ORDER BY named.version DESC LIMIT 1
-) AS user_then ON true
+LEFT JOIN analytics.users AS user_then
+  ON user_now.user_id IS NULL AND user_then.org_id = grant_row.org_id AND user_then.user_id = grant_row.user_id
 LEFT JOIN catalog_projects AS project
   ON project.org_id = grant_row.org_id AND project.project_id = grant_row.project_id
 LEFT JOIN catalog_roles AS role ON role.org_id = grant_row.org_id AND role.role_id = grant_row.role_id

@@ -15,6 +15,7 @@ from typing import Any
 
 from domain.catalog import Group, Project, Role
 from domain.users import MEMBERSHIP_EVENT_TYPE_NAMES, User
+from eventstore.personal_data import readable_rows
 from eventstore.pool import Connection
 from eventstore.records import EVENT_COLUMNS, RecordedEvent
 from eventstore.store import ASSIGNED_TX
@@ -50,8 +51,8 @@ async def org_events(
         since,
         prefetch=5000,
     )
-    async for row in cursor:
-        yield RecordedEvent(*row)
+    async for event in readable_rows(connection, cursor, 5000):
+        yield event
 
 
 @dataclass

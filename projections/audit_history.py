@@ -18,6 +18,7 @@ from domain import catalog
 from domain.catalog import Group, Project, Role
 from domain.org_schemas import OrgSchema
 from domain.users import User
+from eventstore.personal_data import readable, readable_rows
 from eventstore.pool import Connection
 from eventstore.records import EVENT_COLUMNS, LogPosition, RecordedEvent
 from eventstore.store import ASSIGNED_TX
@@ -272,7 +273,7 @@ async def history_page(
     conditions, args = wanted.sql(first_parameter=5)
     entries: list[HistoryEntry] = []
     last = start
-    async for row in connection.cursor(
+    page = connection.cursor(
         _PAGE.format(wanted=conditions),
         org_id,
         start.tx,
@@ -280,8 +281,8 @@ async def history_page(
         wanted.until,
         *args,
         prefetch=min(limit + 1, 100),  # a few ms of describing between two turns of the event loop
-    ):
-        event = RecordedEvent(*row)
+    )
+    async for event in readable_rows(connection, page, min(limit + 1, 100)):
         if event.type in CATALOG_TYPES:
             snapshot.apply(event)  # names as they stood at each event
         if not wanted.matches(event):
@@ -344,9 +345,10 @@ async def recent(
     """The last `count` events of one stream (a user's), oldest first, told in words with the names of their
     time, as `history` tells them."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        latest = [
-            RecordedEvent(*row) for row in await connection.fetch(_STREAM_LATEST, org_id, stream_id, count)
-        ]
+        latest = await readable(
+            connection,
+            [RecordedEvent(*row) for row in await connection.fetch(_STREAM_LATEST, org_id, stream_id, count)],
+        )
         if not latest:
             return []
         latest.sort(key=lambda event: (event.tx, event.position))

@@ -23,6 +23,7 @@ import msgspec
 
 from domain.catalog import Group, Project, Role
 from domain.users import User
+from eventstore.personal_data import readable
 from eventstore.pool import Connection
 from eventstore.records import EVENT_COLUMNS, LogPosition, RecordedEvent
 from projections.audit import Snapshot
@@ -172,8 +173,10 @@ async def state_at(
         try:
             for start in range(0, len(rows), REPLAY_SLICE):
                 await asyncio.sleep(0)  # the next read is sent, and other requests are served, meanwhile
-                for row in rows[start : start + REPLAY_SLICE]:
-                    replay.apply(RecordedEvent(*row))
+                for event in await readable(
+                    database, [RecordedEvent(*row) for row in rows[start : start + REPLAY_SLICE]]
+                ):
+                    replay.apply(event)
         except BaseException:
             if following is not None:
                 following.cancel()

@@ -74,9 +74,13 @@ class BundledEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     actor: str
     request_id: str | None
     seal: str
+    # The payload with its personal values decrypted (ERASED where the person's key is gone), where `payload`
+    # holds encrypted ones: the chain covers `payload` as stored, while the review is recomputed from this.
+    # Vouched for by the bundle's signature, not by the chain (ciphertext cannot be checked without the key).
+    readable_payload: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, event: RecordedEvent, seal: bytes) -> BundledEvent:
+    def of(cls, event: RecordedEvent, seal: bytes, readable: RecordedEvent | None = None) -> BundledEvent:
         return cls(
             event.position,
             event.tx,
@@ -91,7 +95,15 @@ class BundledEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             event.actor,
             event.request_id,
             seal.hex(),
+            readable.payload if readable is not None and readable.payload is not event.payload else None,
         )
+
+    def readable(self) -> RecordedEvent:
+        """The event as readers of the log see it: personal values decrypted."""
+        recorded = self.recorded()
+        if self.readable_payload is None:
+            return recorded
+        return msgspec.structs.replace(recorded, payload=self.readable_payload)
 
     def recorded(self) -> RecordedEvent:
         return RecordedEvent(
@@ -130,8 +142,8 @@ _event_decoder = msgspec.json.Decoder(BundledEvent)
 _manifest_decoder = msgspec.json.Decoder(Manifest)
 
 
-def encode_event(event: RecordedEvent, seal: bytes) -> bytes:
-    return _encoder.encode(BundledEvent.of(event, seal)) + b"\n"
+def encode_event(event: RecordedEvent, seal: bytes, readable: RecordedEvent | None = None) -> bytes:
+    return _encoder.encode(BundledEvent.of(event, seal, readable)) + b"\n"
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
@@ -288,7 +300,7 @@ def _replayed(lines: Iterable[bytes], manifest: Manifest, head: Head, kept: Head
                 )
             kept_seen = True
         try:
-            replay.apply(event)
+            replay.apply(bundled.readable())
         except (KeyError, ValueError, TypeError, AttributeError) as error:
             raise BundleProblem(f"{_describe(count, event)} cannot be replayed: {error!r}") from error
         last = event

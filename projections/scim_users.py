@@ -16,11 +16,13 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.utils import get_topic
 
 from domain.errors import UserNameTaken
 from domain.users import EVENT_TYPES, User
 from eventstore.inline_projection import FollowUp
+from eventstore.personal_data import cipher_of
 from eventstore.pool import Connection
 from eventstore.records import RecordedEvent, decode_event
 from eventstore.store import ASSIGNED_TX
@@ -263,8 +265,11 @@ async def query(
 REBUILD_CHUNK = 5000
 # Only the columns a fold needs: decoding the others cost a tenth of a rebuild. In stream order, so that each
 # user's row is complete as soon as the next stream begins.
+# Each stream's first row carries the user's data key, if it still has one (eventstore/personal_data.py).
 REBUILD_EVENTS = (
-    "SELECT type, schema_version, payload, stream_id, version, occurred_at, position, org_id FROM events "
+    "SELECT type, schema_version, payload, stream_id, version, occurred_at, position, org_id, "
+    "CASE WHEN version = 1 THEN (SELECT wrapped_key FROM personal_data_keys AS k "
+    "WHERE k.org_id = events.org_id AND k.user_id = events.stream_id) END FROM events "
     f"WHERE type = ANY($1::text[]) AND {ASSIGNED_TX} ORDER BY org_id, stream_id, version"
 )
 
@@ -298,7 +303,9 @@ class _Replay:
     async def rows(self, reader: Connection) -> AsyncIterator[tuple[Any, ...]]:
         """The row of every user the log leaves undeleted, folded stream by stream."""
         cursor = await reader.cursor(REBUILD_EVENTS, USER_EVENT_TYPES)
+        cipher = cipher_of(reader)
         user: User | None = None
+        key: AESGCM | None = None
         sort_key, org_id = 0, None
         # Fetched a chunk at a time: iterating the cursor row by row cost as much again as decoding the rows.
         while rows := await cursor.fetch(REBUILD_CHUNK):
@@ -309,7 +316,11 @@ class _Replay:
                     user = None
                 if user is None:
                     sort_key, org_id = row[6], row[7]
-                user = decode_event(*row[:6]).mutate(user)
+                    key = cipher.unwrap(row[8]) if cipher is not None and row[8] is not None else None
+                payload = row[2]
+                if cipher is not None and cipher.holds_personal_data(row[0]):
+                    payload = cipher.open_payload(payload, row[7], row[3], key)
+                user = decode_event(row[0], row[1], payload, *row[3:6]).mutate(user)
                 assert isinstance(user, User)
             self.replayed += len(rows)
         if user is not None and not user.deleted:

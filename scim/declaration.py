@@ -52,6 +52,10 @@ class AttributeDeclaration(msgspec.Struct, rename="camel", omit_defaults=False):
     canonical_values: list[str] = []
     reference_types: list[str] = []
     sub_attributes: list[AttributeDeclaration] = []
+    # Not RFC 7643's: the attribute identifies a person, so its values are stored encrypted with the user's own
+    # key and erased with it (README: *Personal data*). Absent (false) unless declared; omitted when absent, so
+    # that declarations recorded before it compare equal to the same declaration sent again.
+    personal: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class SchemaDeclaration(msgspec.Struct, rename="camel", omit_defaults=False):

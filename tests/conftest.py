@@ -31,12 +31,15 @@ from app.bootstrap import build_services
 from app.http.app import create_app
 from app.infrastructure.database import start_embedded
 from app.infrastructure.migrate import migrate
+from app.infrastructure.personal_data_keys import personal_data_cipher
 from app.infrastructure.settings import Settings
 from app.services import tenancy
 from app.services.container import Services
-from eventstore.pool import Connection, create_pool
+from domain.users import User
+from eventstore.personal_data import readable
+from eventstore.pool import Connection, connect, create_pool
 from eventstore.positions import ensure_position
-from eventstore.records import LOG_START, LogPosition
+from eventstore.records import EVENT_COLUMNS, LOG_START, LogPosition, RecordedEvent
 from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
 
@@ -45,6 +48,12 @@ REPO = Path(__file__).resolve().parent.parent
 WEBHOOK_KEY = Fernet.generate_key().decode()
 # The session's evidence-bundle signing key (base64 of 32 raw bytes), as SCIMLEDGER_AUDIT_SIGNING_KEY takes it.
 AUDIT_SIGNING_KEY = base64.b64encode(os.urandom(32)).decode()
+# The session's key-encryption keys of personal data, as SCIMLEDGER_PERSONAL_DATA_KEYS takes them: the first
+# wraps; the second unwraps too, so that a test that rotates to it leaves every other test's keys readable.
+PERSONAL_DATA_KEY, PERSONAL_DATA_NEXT_KEY = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+PERSONAL_DATA_KEYS = f"{PERSONAL_DATA_KEY},{PERSONAL_DATA_NEXT_KEY}"
+# Every process a test starts (the CLI, servers) shares the database, so it shares the keys.
+os.environ["SCIMLEDGER_PERSONAL_DATA_KEYS"] = PERSONAL_DATA_KEYS
 # Schemathesis cases run, by operation, for the summary at the end of the run (tests/e2e/test_fuzz.py).
 FUZZ_CASES = pytest.StashKey[collections.Counter[str]]()
 
@@ -138,8 +147,10 @@ async def empty_database(server_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=2, max_size=20)
+async def pool(database_url: str, settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(
+        database_url, min_size=2, max_size=20, personal_data=personal_data_cipher(settings)
+    )
     yield pool
     await pool.close()
 
@@ -206,6 +217,7 @@ def settings(database_url: str) -> Settings:
         webhook_allow_private=True,
         webhook_secret_key=WEBHOOK_KEY,
         audit_signing_key=AUDIT_SIGNING_KEY,
+        personal_data_keys=PERSONAL_DATA_KEYS,
     )
 
 
@@ -231,7 +243,13 @@ async def counted_services(
     async def count_statements(connection: asyncpg.Connection) -> None:
         connection.add_query_logger(record)  # on every acquire: a connection keeps one copy of a logger
 
-    counting = await create_pool(database_url, min_size=1, max_size=1, setup=count_statements)
+    counting = await create_pool(
+        database_url,
+        min_size=1,
+        max_size=1,
+        setup=count_statements,
+        personal_data=personal_data_cipher(settings),
+    )
     services = build_services(settings, counting)
     try:
         yield services, statements
@@ -244,7 +262,14 @@ async def counted_services(
 async def runner(database_url: str, services: Services) -> AsyncIterator[Runner]:
     """The app's projections and reactors, running for the duration of one test."""
     options = RunnerOptions(poll_seconds=0.2, standby_seconds=0.2)
-    running = Runner(database_url, services.consumers, options, services.notifier, services.projection)
+    running = Runner(
+        database_url,
+        services.consumers,
+        options,
+        services.notifier,
+        services.projection,
+        personal_data=personal_data_cipher(services.settings),
+    )
     task = asyncio.create_task(running.run())
     yield running
     task.cancel()
@@ -301,3 +326,20 @@ async def start_at_log_head(connection: Connection, consumer_name: str) -> None:
         head.tx,
         head.position,
     )
+
+
+async def provisioned_user_names(url: str, org_id: uuid.UUID | None = None) -> set[str]:
+    """The userNames the log records as provisioned (in one organization, or in all), read as the service reads
+    them: they are stored encrypted, so no SQL can compare them; decrypted with the session's keys."""
+    cipher = personal_data_cipher(Settings(database_url=url, personal_data_keys=PERSONAL_DATA_KEYS))
+    connection = await connect(url, cipher)
+    try:
+        stored = await connection.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE type = $1 AND ($2::uuid IS NULL OR org_id = $2)",
+            User.Provisioned.TOPIC,
+            org_id,
+        )
+        events = await readable(connection, [RecordedEvent(*row) for row in stored])
+    finally:
+        await connection.close()
+    return {event.payload["attributes"]["userName"] for event in events}

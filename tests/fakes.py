@@ -33,6 +33,9 @@ _Stream = tuple[uuid.UUID, uuid.UUID]  # (org_id, stream_id): every key leads wi
 class _NoDatabase:
     """Stands where the real transaction keeps its connection: code that reaches for SQL is not this tier's."""
 
+    # No cipher of personal data: the in-memory log holds what the domain records (see LedgerConnection).
+    personal_data = None
+
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(
             f"the in-memory store has no database (asked for connection.{name}): test this with PostgreSQL"

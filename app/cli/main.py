@@ -17,7 +17,14 @@ from collections.abc import Sequence
 import asyncpg
 
 from app.bootstrap import Schema, bootstrap
-from app.cli import admin_commands, audit_commands, console_commands, operations_commands, schema_commands
+from app.cli import (
+    admin_commands,
+    audit_commands,
+    console_commands,
+    operations_commands,
+    personal_data_commands,
+    schema_commands,
+)
 from app.cli.context import Context, Handler
 from app.cli.exits import ExitCode, Tampered
 from app.cli.user_commands import add_user_commands
@@ -43,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     admin_commands.add_access_commands(commands)
     audit_commands.add_commands(commands)
     console_commands.add_commands(commands)
+    personal_data_commands.add_commands(commands)
     operations_commands.add_projection_commands(commands)
     return parser
 

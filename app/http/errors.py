@@ -35,6 +35,7 @@ from domain.errors import (
     NameTaken,
     NotFound,
     OrgNameTaken,
+    PersonalDataKeyMissing,
     PreconditionFailed,
     SigningKeyMissing,
     TooManyTokens,
@@ -117,6 +118,7 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     # The service's own configuration: nothing the caller can change, and nothing was saved.
     WebhookKeyMissing: ErrorAnswer(503, None),
     SigningKeyMissing: ErrorAnswer(503, None),
+    PersonalDataKeyMissing: ErrorAnswer(503, None),
     # The log's seal chain is broken: no evidence is signed over it until an operator has looked (audit verify).
     LogNotIntact: ErrorAnswer(409, None),
     DomainError: ErrorAnswer(400, "invalidValue"),

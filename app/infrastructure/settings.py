@@ -56,6 +56,7 @@ ENVIRONMENT = {
     "SCIMLEDGER_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "SCIMLEDGER_WEBHOOK_SECRET_KEY": "webhook_secret_key",
     "SCIMLEDGER_AUDIT_SIGNING_KEY": "audit_signing_key",
+    "SCIMLEDGER_PERSONAL_DATA_KEYS": "personal_data_keys",
     "SCIMLEDGER_CONSOLE_LINK_SECONDS": "console_link_seconds",
     "SCIMLEDGER_CONSOLE_IDLE_SECONDS": "console_idle_seconds",
     "SCIMLEDGER_CONSOLE_SESSION_SECONDS": "console_session_seconds",
@@ -150,6 +151,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The Ed25519 private key that signs evidence bundles (PEM, or base64 of its 32 raw bytes). Unset with the
     # embedded database: a key generated in the data dir (app/infrastructure/audit_signing_key.py).
     audit_signing_key: str | None = None
+    # Fernet keys (comma-separated; the first wraps, every one unwraps) that wrap each person's data key
+    # (app/infrastructure/personal_data_keys.py). Unset with the embedded database: a key generated in the data dir.
+    personal_data_keys: str | None = None
     # The console (app/services/console.py): how long a sign-in link may wait to be opened, and how long a
     # session lasts without a request and in all.
     console_link_seconds: Annotated[float, msgspec.Meta(gt=0)] = 900.0

@@ -26,6 +26,7 @@ import msgspec
 
 from domain.errors import InvalidFeedRequest
 from eventstore.notify import CommitNotifier
+from eventstore.personal_data import readable
 from eventstore.records import EVENT_COLUMNS, LOG_START, LogPosition, RecordedEvent
 from projections.public_event_mapping import UnknownEventType, domain_type_names, to_public
 from projections.public_events import PublicEvent
@@ -236,15 +237,13 @@ class EventFeed:
         if self._replica is not None:
             horizon = await self._replica_horizon(after)
             if after.tx < horizon.settled:
-                rows = await self._fetch(self._replica, org_id, after, limit, examined, wanted)
-                events, end, more = _decoded(rows, after, examined)
+                events, end, more = await self._read(self._replica, org_id, after, limit, examined, wanted)
                 if events or more:
                     return events, end, more, horizon.replayed_commit
                 after = end  # everything the replica has past the cursor examined: the rest is the primary's
-        rows = await self._fetch(self._pool, org_id, after, limit, examined, wanted)
-        return (*_decoded(rows, after, examined), None)
+        return (*await self._read(self._pool, org_id, after, limit, examined, wanted), None)
 
-    async def _fetch(
+    async def _read(
         self,
         database: asyncpg.Pool[asyncpg.Record],
         org_id: uuid.UUID | None,
@@ -252,10 +251,29 @@ class EventFeed:
         limit: int,
         examined: int,
         wanted: list[str],
-    ) -> list[asyncpg.Record]:
-        if org_id is None:
-            return await database.fetch(_PLATFORM_PAGE, after.tx, after.position, limit, examined, wanted)
-        return await database.fetch(_ORG_PAGE, after.tx, after.position, limit, examined, wanted, org_id)
+    ) -> tuple[list[PublicEvent], LogPosition, bool]:
+        """One page from `database`: its public events, decrypted on the connection that read them (a
+        replica holds the same data keys, as of its replay), where it ends, and whether the log may go on."""
+        async with database.acquire() as connection:
+            if org_id is None:
+                rows = await connection.fetch(
+                    _PLATFORM_PAGE, after.tx, after.position, limit, examined, wanted
+                )
+            else:
+                rows = await connection.fetch(
+                    _ORG_PAGE, after.tx, after.position, limit, examined, wanted, org_id
+                )
+            if not rows:
+                return [], after, False
+            wanted_rows = [row for row in rows if row["wanted"]]
+            recorded = await readable(connection, [RecordedEvent(*row[:12]) for row in wanted_rows])
+        events = []
+        for event, row in zip(recorded, wanted_rows, strict=True):
+            public = to_public(event, row["seal"])
+            assert public is not None  # wanted types are published ones
+            events.append(public)
+        last = rows[-1]
+        return events, LogPosition(last["tx"], last["position"]), len(rows) >= examined
 
     async def _replica_horizon(self, after: LogPosition) -> _ReplicaHorizon:
         """How far the replica's settled log goes: looked up again only for a reader at or past the last
@@ -294,21 +312,6 @@ SELECT CASE WHEN replayed IS NULL THEN '0'::xid8 ELSE pg_snapshot_xmin(pg_curren
 FROM (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp() ELSE now() END) AS r(replayed)
 """
 _HORIZON_SECONDS = 1.0
-
-
-def _decoded(
-    rows: list[asyncpg.Record], after: LogPosition, examined: int
-) -> tuple[list[PublicEvent], LogPosition, bool]:
-    if not rows:
-        return [], after, False
-    events = []
-    for row in rows:
-        if row["wanted"]:
-            public = to_public(RecordedEvent(*row[:12]), row["seal"])
-            assert public is not None  # wanted types are published ones
-            events.append(public)
-    last = rows[-1]
-    return events, LogPosition(last["tx"], last["position"]), len(rows) >= examined
 
 
 def _wanted(types: Sequence[str] | None) -> list[str]:

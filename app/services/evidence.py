@@ -11,8 +11,9 @@ import datetime
 import hashlib
 import uuid
 import zipfile
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 from cryptography.hazmat.primitives import serialization
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.services.tenancy import actor_labels
 from domain.errors import DomainError, LogNotIntact, NotFound
+from eventstore.personal_data import readable
 from eventstore.pool import Connection
 from eventstore.records import EVENT_COLUMNS, RecordedEvent
 from eventstore.store import ASSIGNED_TX
@@ -125,15 +127,20 @@ async def build_bundle(
                 sealed = connection.cursor(
                     _SEALED_EVENTS, org_id, latest["tx"], latest["position"], prefetch=2000
                 )
-                async for row in sealed:
-                    event, seal = RecordedEvent(*list(row.values())[:-1]), row["seal"]
-                    computed = chain(computed, event)
-                    if seal is None or bytes(seal) != computed:
-                        raise _not_intact(event, seal)
-                    replay.apply(event)
-                    actors.add(event.actor)
-                    events_member.write(bundles.encode_event(event, computed))
-                    count += 1
+                async for rows in _batches(sealed, 2000):
+                    stored = [RecordedEvent(*list(row.values())[:-1]) for row in rows]
+                    # The chain over the payloads as stored; the review over what they say (decrypted).
+                    for event, opened, row in zip(
+                        stored, await readable(connection, stored), rows, strict=True
+                    ):
+                        seal = row["seal"]
+                        computed = chain(computed, event)
+                        if seal is None or bytes(seal) != computed:
+                            raise _not_intact(event, seal)
+                        replay.apply(opened)
+                        actors.add(event.actor)
+                        events_member.write(bundles.encode_event(event, computed, opened))
+                        count += 1
             finally:  # the archive cannot be closed over an open member, not even to report a failure
                 hashes[bundles.EVENTS] = events_member.close()
             if computed != head.seal:  # the head's own seal, read apart from the chain's
@@ -168,3 +175,15 @@ async def build_bundle(
             _write(archive, bundles.MANIFEST, manifest)
             _write(archive, bundles.SIGNATURE, signer.sign(manifest))
     return BundleSummary(head, count, len(rows))
+
+
+async def _batches(rows: AsyncIterable[Any], size: int) -> AsyncIterator[list[Any]]:
+    """A cursor's rows a batch at a time: the keys of each batch's users are asked for in one query."""
+    batch: list[Any] = []
+    async for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

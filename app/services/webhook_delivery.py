@@ -53,6 +53,7 @@ from app.infrastructure.webhook_keys import WebhookKeys
 from app.services import webhook_delivery_sql as sql
 from app.services.webhooks import WEBHOOKS_CHANNEL, wants, webhook_id_of
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
+from eventstore.personal_data import readable
 from eventstore.pool import Connection
 from eventstore.positions import try_lock_consumer
 from eventstore.records import LogPosition, RecordedEvent, record_of
@@ -236,7 +237,7 @@ class WebhookDispatcher:
                 return float(endpoint["wait"])
             start = LogPosition(endpoint["tx"], endpoint["position"])
             rows = await connection.fetch(sql.READ_ORG_LOG, org_id, *start, self.options.batch_size)
-        events = [record_of(row) for row in rows]
+            events = await readable(connection, [record_of(row) for row in rows])
         if not events:
             return float("inf")
         signers = [

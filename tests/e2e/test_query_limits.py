@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 
 from app.http.app import create_app
 from app.infrastructure.settings import Settings
-from tests.conftest import Tenant, okta_user
+from tests.conftest import PERSONAL_DATA_KEYS, Tenant, okta_user
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 # The filter of the report: 143 value filters with `co`, within the 4,096 characters a filter may have.
@@ -70,6 +70,8 @@ async def serving(database_url: str, **environment: str) -> AsyncIterator[httpx.
             "SCIMLEDGER_WORKER": "false",
             "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
             "SCIMLEDGER_TOKEN_CACHE_SECONDS": "0",
+            # Every process of a deployment shares the key-encryption keys of personal data.
+            "SCIMLEDGER_PERSONAL_DATA_KEYS": PERSONAL_DATA_KEYS,
             **environment,
         }
     )

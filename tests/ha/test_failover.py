@@ -38,6 +38,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.conftest import provisioned_user_names
 from tests.ha.formation import PG_AUTOCTL, Formation, formation_directory, new_formation
 from tests.ha.workload import Failover, Workload, write_through_a_failover
 from tests.service import ServiceProcess, new_org, run_cli
@@ -101,11 +102,7 @@ async def until_runner_caught_up(url: str, service: ServiceProcess) -> None:
 async def assert_users_whole(url: str, org_id: uuid.UUID, workload: Workload) -> set[str]:
     """Every acknowledged POST /Users is in the log (UserProvisioned) and the SCIM projection; no refused one
     is in either; an unknown one is in both or neither. Returns the userNames in the log."""
-    logged = await column(
-        url,
-        "SELECT payload->'attributes'->>'userName' FROM events WHERE org_id = $1 AND type = 'UserProvisioned'",
-        org_id,
-    )
+    logged = await provisioned_user_names(url, org_id)
     projected = await column(url, "SELECT user_name FROM scim_users WHERE org_id = $1", org_id)
     creates = workload.of("create")
     assert {call.key[0] for call in creates if call.acknowledged} <= logged

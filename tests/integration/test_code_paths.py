@@ -36,8 +36,10 @@ ADMIN = Metadata("admin:paths")
 
 # What the layout measures now, so that a change which lengthens a path shows here. Issue 20 aimed at 6, 8 and 6
 # for the first three; splitting the modules that held several ideas, under the 400-line cap, left the two
-# requests above that (README, "Architecture", lists the files).
-MOST_FILES = {"POST /Users": 11, "PATCH /Groups/{id}": 18, "reactor": 6, "GET /Users?filter": 10}
+# requests above that (README, "Architecture", lists the files). Encrypting personal data added
+# eventstore/personal_data.py to the three write paths: a write encrypts the user's personal values as it encodes
+# them, and loading a user's stream decrypts them (the domain folds plaintext). A GET reads the projection only.
+MOST_FILES = {"POST /Users": 12, "PATCH /Groups/{id}": 19, "reactor": 7, "GET /Users?filter": 10}
 
 
 @contextmanager

@@ -63,6 +63,12 @@ async def test_rebuilding_from_the_log_alone_gives_the_live_rows(
     await users.replace(org_id, ids[3], {"userName": "user3@x.org", "active": True}, META)
     before = await snapshot(pool, org_id)
     assert len(before) == 19
+    # Rebuilt from personal values stored encrypted (eventstore/personal_data.py), decrypted as they are read.
+    stored = await pool.fetchval(
+        "SELECT string_agg(payload::text, ' ') FROM events WHERE org_id = $1", org_id
+    )
+    assert "renamed@x.org" not in stored
+    assert "$erasable" in stored
 
     replayed = await rebuild(services, pool)
 
