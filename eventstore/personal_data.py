@@ -285,18 +285,24 @@ async def readable(connection: Any, records: Sequence[Any]) -> list[Any]:
     return cipher.open_records(records, await fetch_keys(connection, users))
 
 
-async def readable_rows(connection: Any, rows: AsyncIterable[Any], batch: int) -> AsyncIterator[Any]:
-    """`readable` for rows of EVENT_COLUMNS read through a cursor on `connection`, a batch at a time (the keys
-    are asked for between two of the cursor's fetches)."""
-    pending: list[Any] = []
+async def in_batches(rows: AsyncIterable[Any], size: int) -> AsyncIterator[list[Any]]:
+    """A cursor's rows, `size` at a time: the keys of each batch's users are asked for in one query, between
+    two of the cursor's fetches."""
+    batch: list[Any] = []
     async for row in rows:
-        pending.append(RecordedEvent(*row))
-        if len(pending) >= batch:
-            for event in await readable(connection, pending):
-                yield event
-            pending = []
-    for event in await readable(connection, pending):
-        yield event
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def readable_rows(connection: Any, rows: AsyncIterable[Any], batch: int) -> AsyncIterator[Any]:
+    """`readable` for rows of EVENT_COLUMNS read through a cursor on `connection`, a batch at a time."""
+    async for pending in in_batches(rows, batch):
+        for event in await readable(connection, [RecordedEvent(*row) for row in pending]):
+            yield event
 
 
 async def destroy_data_key(connection: asyncpg.Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> bool:

@@ -11,9 +11,8 @@ import datetime
 import hashlib
 import uuid
 import zipfile
-from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 import msgspec
 from cryptography.hazmat.primitives import serialization
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.services.tenancy import actor_labels
 from domain.errors import DomainError, LogNotIntact, NotFound
-from eventstore.personal_data import readable
+from eventstore.personal_data import in_batches, readable
 from eventstore.pool import Connection
 from eventstore.records import EVENT_COLUMNS, RecordedEvent
 from eventstore.store import ASSIGNED_TX
@@ -127,7 +126,7 @@ async def build_bundle(
                 sealed = connection.cursor(
                     _SEALED_EVENTS, org_id, latest["tx"], latest["position"], prefetch=2000
                 )
-                async for rows in _batches(sealed, 2000):
+                async for rows in in_batches(sealed, 2000):
                     stored = [RecordedEvent(*list(row.values())[:-1]) for row in rows]
                     # The chain over the payloads as stored; the review over what they say (decrypted).
                     for event, opened, row in zip(
@@ -175,15 +174,3 @@ async def build_bundle(
             _write(archive, bundles.MANIFEST, manifest)
             _write(archive, bundles.SIGNATURE, signer.sign(manifest))
     return BundleSummary(head, count, len(rows))
-
-
-async def _batches(rows: AsyncIterable[Any], size: int) -> AsyncIterator[list[Any]]:
-    """A cursor's rows a batch at a time: the keys of each batch's users are asked for in one query."""
-    batch: list[Any] = []
-    async for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
