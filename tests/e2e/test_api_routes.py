@@ -116,7 +116,7 @@ async def test_projects_and_roles_are_created_renamed_and_archived_as_the_cli_do
 
 
 async def test_an_invited_user_is_in_scim_for_okta_to_import_and_match(
-    admin: Admin, http: httpx.AsyncClient
+    admin: Admin, http: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
     invited = await admin.client.post(
         "/users",
@@ -131,6 +131,13 @@ async def test_an_invited_user_is_in_scim_for_okta_to_import_and_match(
     user = invited.json()["user"]
     assert (user["user_name"], user["status"], user["groups"]) == ("ann@acme.example", "active", 0)
     assert invited.json()["profile"]["name"] == {"givenName": "Ann", "familyName": "Lee"}
+    # An invitation creates the user's stream as Okta's POST does: with a data key, nothing personal stored.
+    stored = await pool.fetch("SELECT payload::text FROM events WHERE stream_id = $1::uuid", user["id"])
+    assert stored and all("ann@acme" not in row[0] and "Lee" not in row[0] for row in stored)
+    assert (
+        await pool.fetchval("SELECT count(*) FROM personal_data_keys WHERE user_id = $1::uuid", user["id"])
+        == 1
+    )
     # Okta's import: a filter by userName finds the user the app invited.
     imported = await http.get(
         "/Users", params={"filter": 'userName eq "ANN@acme.example"'}, headers=admin.okta
