@@ -90,14 +90,15 @@ _POLICIES = (
 )
 # The users of one organization who left before the horizon and were not erased since; whether they are
 # still out is the aggregate's to say (they may have come back).
+# Spelled out rather than parameters, so that the planner can prove migration 0028's partial indexes apply.
 _DUE = f"""
 SELECT DISTINCT departure.stream_id FROM events AS departure
-WHERE departure.org_id = $1 AND departure.type IN ('UserDeleted', 'UserRemovedFromOrganization')
+WHERE departure.org_id = $1 AND departure.type IN ('{User.Deleted.TOPIC}', '{User.RemovedFromOrganization.TOPIC}')
   AND departure.recorded_at <= $2 AND {ASSIGNED_TX}
   AND NOT EXISTS (
       SELECT FROM events AS erasure
       WHERE erasure.org_id = departure.org_id AND erasure.stream_id = departure.stream_id
-        AND erasure.type = 'UserErased')
+        AND erasure.type = '{User.Erased.TOPIC}')
 ORDER BY departure.stream_id
 """
 
