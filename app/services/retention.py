@@ -8,7 +8,7 @@ at a time holds the runner's advisory lock named "retention" (eventstore/positio
 connection of its own, and the others stand by, so two workers never erase the same user at once (the
 erasure would refuse the second anyway: the user's stream is locked, and an erased user is erased once).
 Each sweep asks each organization with a policy which of its users left before the policy's horizon and
-were not erased (two partial indexes of migration 0028 answer it), then lets each user's aggregate decide:
+were not erased (erasure.left_not_erased: two partial indexes of migration 0028 answer it), then lets each user's aggregate decide:
 a user who came back since (an activation, an admin's restore) is no longer due.
 """
 
@@ -24,14 +24,14 @@ from typing import Annotated
 import asyncpg
 import msgspec
 
-from app.services.erasure import ErasureService
+from app.services.erasure import ErasureService, LeftKey, left_not_erased
 from domain.errors import DomainError, NotErasable, NotFound
 from domain.users import RETENTION_ACTOR, User
 from eventstore.pool import Connection
 from eventstore.positions import try_lock_consumer
 from eventstore.records import Metadata
 from eventstore.runner import RunnerOptions, backoff
-from eventstore.store import ASSIGNED_TX, EventStore
+from eventstore.store import EventStore
 
 log = logging.getLogger("scimledger.retention")
 
@@ -88,19 +88,8 @@ async def set_policy(connection: Connection, org_id: uuid.UUID, policy: Retentio
 _POLICIES = (
     "SELECT org_id, personal_data_retention_days FROM orgs WHERE personal_data_retention_days IS NOT NULL"
 )
-# The users of one organization who left before the horizon and were not erased since; whether they are
-# still out is the aggregate's to say (they may have come back).
-# Spelled out rather than parameters, so that the planner can prove migration 0028's partial indexes apply.
-_DUE = f"""
-SELECT DISTINCT departure.stream_id FROM events AS departure
-WHERE departure.org_id = $1 AND departure.type IN ('{User.Deleted.TOPIC}', '{User.RemovedFromOrganization.TOPIC}')
-  AND departure.recorded_at <= $2 AND {ASSIGNED_TX}
-  AND NOT EXISTS (
-      SELECT FROM events AS erasure
-      WHERE erasure.org_id = departure.org_id AND erasure.stream_id = departure.stream_id
-        AND erasure.type = '{User.Erased.TOPIC}')
-ORDER BY departure.stream_id
-"""
+# Candidates are read this many at a time, each batch's aggregates then deciding one by one.
+_BATCH = 500
 
 
 class RetentionSweeper:
@@ -129,11 +118,17 @@ class RetentionSweeper:
         for org_id, days in policies:
             policy = RetentionPolicy(days)
             horizon = now - datetime.timedelta(days=days)
-            async with self._pool.acquire() as connection:
-                candidates = [row[0] for row in await connection.fetch(_DUE, org_id, horizon)]
-            for user_id in candidates:
-                if await self._erase_if_due(org_id, user_id, policy, horizon):
-                    erased.append(user_id)
+            after: LeftKey | None = None
+            while True:
+                # The users who left before the horizon and were not erased (app/services/erasure.py).
+                async with self._pool.acquire() as connection:
+                    candidates = await left_not_erased(connection, org_id, horizon, _BATCH, after)
+                for candidate in candidates:
+                    if await self._erase_if_due(org_id, candidate.user_id, policy, horizon):
+                        erased.append(candidate.user_id)
+                if len(candidates) < _BATCH:
+                    break
+                after = candidates[-1]
         return erased
 
     async def _erase_if_due(

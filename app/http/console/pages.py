@@ -27,6 +27,7 @@ NAVIGATION: dict[str, list[tuple[str, str]]] = {
     "setup": [("Setup", "/console/setup")],
     "admin": [
         ("Users", "/console/users"),
+        ("Awaiting erasure", "/console/erasure"),
         ("Access matrix", "/console/matrix"),
         ("Projects & roles", "/console/catalog"),
         ("Webhooks", "/console/webhooks"),

@@ -16,9 +16,8 @@ from starlette.routing import Route
 
 from app.http.console.listing import PAGE_SIZE, actor_names, cursor_of, paged
 from app.http.console.pages import confirmation, plural, render
-from app.http.console.session import actor_of, checked_form, console_session
+from app.http.console.session import actor_of, checked_form, console_session, form_text
 from app.http.endpoint import services_of
-from app.services import retention
 from app.services.console import ConsoleSession
 from app.services.users import Invitation
 from domain.errors import DomainError, NotFound, UserNameTaken
@@ -55,7 +54,6 @@ async def _users_page(
         found = await user_directory.users_page(
             connection, session.org_id, wanted, after.sort_key if after else -1, PAGE_SIZE + 1
         )
-        policy = await retention.policy_of(connection, session.org_id)
     page, next_page = paged(request, found, "console-users", lambda item: UserKey(item[1]))
     return render(
         request,
@@ -70,8 +68,6 @@ async def _users_page(
         user_name=user_name or "",
         name=name or "",
         problem=shown.get("problem"),
-        notice=shown.get("notice"),
-        retention=policy,
     )
 
 
@@ -197,76 +193,21 @@ async def restore_user(request: Request) -> Response:
     return await _user_page(request, session, user_id, "Restored: a member of the organization, and active.")
 
 
-async def confirm_erase(request: Request) -> Response:
-    session = await console_session(request, SECTION)
-    user = (await _detail(request, session, await _user_id(request, session))).summary
-    return confirmation(
-        request,
-        session,
-        f"Erase the personal data of {user.user_name}, for ever?",
-        [
-            "Their data key is destroyed: their name, userName, e-mail addresses and every other personal "
-            "attribute can never be read again, here, in the API, in exports, or in any copy of the log.",
-            "They leave every list of users, and their userName is free for someone new.",
-            'Their history stays, with "[erased]" in place of their data: who held which Project × Role, '
-            "when, granted by whom. The audit chain still verifies.",
-            "The erasure is recorded with your name, the time and the reason you give: write a ticket number "
-            "or a date, never the person's own name or address.",
-        ],
-        "Erase for ever",
-        f"/console/users/{user.user_id}",
-        inputs={"reason": "Reason"},
-    )
-
-
-async def erase_user(request: Request) -> Response:
-    session = await console_session(request, SECTION)
-    form = await checked_form(request, session)
-    user_id = await _user_id(request, session)
-    erasure = await services_of(request).erasure.erase(
-        session.org_id, user_id, _field(form, "reason") or "", actor_of(request, session)
-    )
-    return await _users_page(
-        request, session, notice=f"Erased the personal data of user {user_id} (reason: {erasure.reason})."
-    )
-
-
-async def set_retention(request: Request) -> Response:
-    """The organization's retention policy, as `scimledger org retention` sets it; an empty field turns it off."""
-    session = await console_session(request, SECTION)
-    form = await checked_form(request, session)
-    text = _field(form, "days")
-    days = int(text) if text is not None and text.isdigit() else None
-    if text is not None and days is None:
-        raise DomainError(
-            f"A retention period is a whole number of days, 1 to {retention.MAX_RETENTION_DAYS}."
-        )
-    async with services_of(request).pool.acquire() as connection:
-        policy = await retention.set_policy(connection, session.org_id, retention.RetentionPolicy(days))
-    return await _users_page(request, session, notice=f"Retention of personal data: {policy.described()}.")
-
-
-def _field(form: Any, name: str) -> str | None:
-    value = form.get(name)
-    text = " ".join(value.split()) if isinstance(value, str) else ""
-    return text or None
-
-
 async def invite_user(request: Request) -> Response:
     """A user recorded in the app before the identity provider is connected, as the API's invitation is: its
     import then finds them and manages them from then on."""
     session = await console_session(request, SECTION)
     form = await checked_form(request, session)
-    user_name = _field(form, "user_name")
+    user_name = form_text(form, "user_name")
     if user_name is None:
         return await _users_page(
             request, session, 400, problem="A user needs a userName (usually their e-mail)."
         )
     invitation = Invitation(
         user_name=user_name,
-        email=_field(form, "email"),
-        given_name=_field(form, "given_name"),
-        family_name=_field(form, "family_name"),
+        email=form_text(form, "email"),
+        given_name=form_text(form, "given_name"),
+        family_name=form_text(form, "family_name"),
     )
     services = services_of(request)
     try:
@@ -290,7 +231,4 @@ ROUTES = [
     Route("/console/users/{user}/remove", remove_user, methods=["POST"]),
     Route("/console/users/{user}/restore", confirm_restore, methods=["GET"]),
     Route("/console/users/{user}/restore", restore_user, methods=["POST"]),
-    Route("/console/users/{user}/erase", confirm_erase, methods=["GET"]),
-    Route("/console/users/{user}/erase", erase_user, methods=["POST"]),
-    Route("/console/retention", set_retention, methods=["POST"]),
 ]
