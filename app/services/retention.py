@@ -3,13 +3,14 @@ deleted or removed from the organization their data is kept, and the sweep that 
 is up, recorded exactly as an admin's erasure is (app/services/erasure.py), with the actor `retention` and
 the policy as the reason.
 
-The sweep runs beside the runner, as the webhook dispatcher does (app/bootstrap.py starts both): one process
-at a time holds the runner's advisory lock named "retention" (eventstore/positions.try_lock_consumer) on a
-connection of its own, and the others stand by, so two workers never erase the same user at once (the
-erasure would refuse the second anyway: the user's stream is locked, and an erased user is erased once).
-Each sweep asks each organization with a policy which of its users left before the policy's horizon and
-were not erased (erasure.left_not_erased: two partial indexes of migration 0028 answer it), then lets each user's aggregate decide:
-a user who came back since (an activation, an admin's restore) is no longer due.
+The sweep runs beside the runner, as the webhook dispatcher does (app/bootstrap.py starts both), on the same
+machinery (eventstore/single_active.py): one process at a time holds the runner's advisory lock named
+"retention" on a connection of its own, and the others stand by, so two workers never erase the same user at
+once (the erasure would refuse the second anyway: the user's stream is locked, and an erased user is erased
+once). Each sweep asks each organization with a policy which of its users left before the policy's horizon
+and were not erased (erasure.left_not_erased: two partial indexes of migration 0028 answer it), then lets
+each user's aggregate decide: a user who came back since (an activation, an admin's restore) is no longer
+due.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from app.services.erasure import ErasureService, LeftKey, left_not_erased
 from domain.errors import DomainError, NotErasable, NotFound
 from domain.users import RETENTION_ACTOR, User
 from eventstore.pool import Connection
-from eventstore.positions import try_lock_consumer
 from eventstore.records import Metadata
-from eventstore.runner import RunnerOptions, backoff
+from eventstore.runner import ConsumerActivity
+from eventstore.single_active import SingleActive
 from eventstore.store import EventStore
 
 log = logging.getLogger("scimledger.retention")
@@ -107,7 +108,11 @@ class RetentionSweeper:
         self.sweep_seconds = sweep_seconds
         # A test passes a clock ahead of the database's: the policy's days then pass at once.
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
-        self.state = "starting"
+        self._single = SingleActive(SWEEPER_NAME, self._sweep_while_held, log)
+
+    @property
+    def state(self) -> ConsumerActivity:
+        return self._single.state
 
     async def sweep(self) -> list[uuid.UUID]:
         """Erase every user whose organization's policy says their time is up; the users erased."""
@@ -152,30 +157,12 @@ class RetentionSweeper:
 
     async def run(self, dsn: str) -> None:
         """Sweep every `sweep_seconds` until cancelled, whenever this process holds the sweeper's lock."""
-        attempt = 0
+        await self._single.run(dsn)
+
+    async def _sweep_while_held(self, connection: asyncpg.Connection) -> None:
         while True:
-            try:
-                connection = await asyncpg.connect(
-                    dsn, server_settings={"application_name": f"scimledger-runner:{SWEEPER_NAME}"}
-                )
-                try:
-                    while not await try_lock_consumer(connection, SWEEPER_NAME):
-                        self.state = "standby"
-                        await asyncio.sleep(RunnerOptions().standby_seconds)
-                    self.state = "running"
-                    while True:
-                        await self.sweep()
-                        attempt = 0
-                        await asyncio.sleep(self.sweep_seconds)
-                        # Proves the lock's connection alive: if it is gone, so is the lock.
-                        await connection.fetchval("SELECT 1")
-                finally:
-                    await connection.close(timeout=2)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the database went away, most likely: start over
-                attempt += 1
-                self.state = "backing off"
-                # The type only: a database error's message may quote a userName.
-                log.warning("retention sweep: %s; retrying", type(error).__name__)
-                await asyncio.sleep(backoff(attempt, RunnerOptions()))
+            await self.sweep()
+            self._single.working()
+            await asyncio.sleep(self.sweep_seconds)
+            # Proves the lock's connection alive: if it is gone, so is the lock.
+            await connection.fetchval("SELECT 1")

@@ -16,12 +16,12 @@ from app.http.api.edge import encode_cursor
 from app.http.console.listing import PAGE_SIZE, cursor_of
 from app.http.console.pages import confirmation, render
 from app.http.console.session import actor_of, checked_form, console_session, form_text
+from app.http.console.users_routes import user_id_of
 from app.http.endpoint import services_of
 from app.services import retention
 from app.services.console import ConsoleSession
 from app.services.erasure import LeftKey
-from domain.errors import DomainError, NotErasable, NotFound
-from projections import user_directory
+from domain.errors import DomainError, NotErasable
 
 SECTION = "admin"
 _LISTING = "console-erasure"
@@ -52,19 +52,12 @@ async def erasure_page(request: Request) -> Response:
 
 async def _user_id(request: Request, session: ConsoleSession) -> uuid.UUID:
     """The user the path names: by id, deleted or not (a deleted user is listed nowhere but here); by userName
-    while the directory lists them. Only in the session's organization: another's id names nobody here."""
-    reference = request.path_params["user"]
+    while the directory lists them. An id of another organization's user names nobody in this one (the
+    erasure service reads the session's organization's log only)."""
     try:
-        return uuid.UUID(reference)
+        return uuid.UUID(request.path_params["user"])
     except ValueError:
-        pass
-    user_id = None
-    if "\x00" not in reference:
-        async with services_of(request).pool.acquire() as connection:
-            user_id = await user_directory.find_user(connection, session.org_id, reference)
-    if user_id is None:
-        raise NotFound("No such user in this organization.")
-    return user_id
+        return await user_id_of(request, session)
 
 
 async def confirm_erase(request: Request) -> Response:

@@ -75,7 +75,7 @@ async def users_page(request: Request) -> Response:
     return await _users_page(request, await console_session(request, SECTION))
 
 
-async def _user_id(request: Request, session: ConsoleSession) -> uuid.UUID:
+async def user_id_of(request: Request, session: ConsoleSession) -> uuid.UUID:
     """The user the path names (by id, or by userName ignoring case), in the session's organization only."""
     reference = request.path_params["user"]
     user_id = None
@@ -118,12 +118,12 @@ async def _user_page(
 
 async def user_page(request: Request) -> Response:
     session = await console_session(request, SECTION)
-    return await _user_page(request, session, await _user_id(request, session))
+    return await _user_page(request, session, await user_id_of(request, session))
 
 
 async def confirm_remove(request: Request) -> Response:
     session = await console_session(request, SECTION)
-    user = (await _detail(request, session, await _user_id(request, session))).summary
+    user = (await _detail(request, session, await user_id_of(request, session))).summary
     return confirmation(
         request,
         session,
@@ -154,7 +154,7 @@ async def confirm_remove(request: Request) -> Response:
 async def remove_user(request: Request) -> Response:
     session = await console_session(request, SECTION)
     await checked_form(request, session)
-    user_id = await _user_id(request, session)
+    user_id = await user_id_of(request, session)
     await services_of(request).users.remove_from_organization(
         session.org_id, user_id, actor_of(request, session)
     )
@@ -168,7 +168,7 @@ async def remove_user(request: Request) -> Response:
 
 async def confirm_restore(request: Request) -> Response:
     session = await console_session(request, SECTION)
-    user = (await _detail(request, session, await _user_id(request, session))).summary
+    user = (await _detail(request, session, await user_id_of(request, session))).summary
     return confirmation(
         request,
         session,
@@ -188,7 +188,7 @@ async def confirm_restore(request: Request) -> Response:
 async def restore_user(request: Request) -> Response:
     session = await console_session(request, SECTION)
     await checked_form(request, session)
-    user_id = await _user_id(request, session)
+    user_id = await user_id_of(request, session)
     await services_of(request).users.restore(session.org_id, user_id, actor_of(request, session))
     return await _user_page(request, session, user_id, "Restored: a member of the organization, and active.")
 
