@@ -38,10 +38,12 @@ from app.services.catalog import CatalogService
 from app.services.connection_status import ConnectionStatusService
 from app.services.console import ConsoleAccess
 from app.services.container import Services
+from app.services.erasure import ErasureService
 from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
 from app.services.read_replica import ReadReplica
+from app.services.retention import RetentionSweeper
 from app.services.scim_call_errors import ScimCallErrors
 from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
@@ -203,10 +205,12 @@ async def _consumers(
 
 
 async def _run_in_background(settings: Settings, url: str, services: Services) -> None:
-    """The runner and, beside it, the webhook dispatcher (see app/services/webhook_delivery.py)."""
+    """The runner and, beside it, the webhook dispatcher (see app/services/webhook_delivery.py) and the
+    retention sweep (app/services/retention.py)."""
     async with asyncio.TaskGroup() as group:
         group.create_task(build_runner(settings, url, services).run())
         group.create_task(services.webhook_dispatcher.run(url))
+        group.create_task(services.retention.run(url))
 
 
 def build_runner(settings: Settings, url: str, services: Services) -> Runner:
@@ -236,12 +240,15 @@ def build_services(
     store = EventStore(pool, notifier, projection)  # every append writes the SCIM projection with it
     webhook_keys = WebhookKeys(settings)
     scim_call_errors = ScimCallErrors(pool, settings.scim_errors_kept, settings.scim_errors_flush_seconds)
+    erasure = ErasureService(store, scim_call_errors)
     return Services(
         settings=settings,
         pool=pool,
         store=store,
         notifier=notifier,
         users=UserService(store, settings.patch_limits),
+        erasure=erasure,
+        retention=RetentionSweeper(pool, store, erasure),
         groups=GroupService(store, projection.groups, settings.max_patch_comparisons),
         catalog=CatalogService(store, projection.groups),
         authenticator=Authenticator(pool, settings.token_cache_seconds),

@@ -30,6 +30,11 @@ class UserDeletedError(DomainError):
     """The user was deleted; deleted users accept no further commands."""
 
 
+class NotErasable(DomainError):
+    """A person's data that may not be erased (yet): they are still a member, or were erased already, or the
+    reason given would itself keep their data; the message says which and what to do."""
+
+
 class NameTaken(DomainError):
     """A project or role would take the name of another of the organization."""
 

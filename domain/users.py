@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError, InactiveMember, UserDeletedError, moment
+from domain.errors import DomainError, InactiveMember, NotErasable, UserDeletedError, moment
 
 Attributes = dict[str, Any]
 
@@ -34,6 +34,35 @@ ADMIN_REMOVAL: DepartureCause = "admin"
 
 # How a departure the identity provider caused is told to an org admin.
 _DEPARTURE_REASONS: dict[str, str] = {"okta_deactivation": "deactivated them", "okta_delete": "deleted them"}
+
+
+# Who a user's erasure was asked by when no person asked: the organization's retention policy, run by the
+# runner (see app/services/retention.py). An actor like "admin:<name>" or "token:<id>" in the log's metadata.
+RETENTION_ACTOR = "retention"
+
+# The SCIM attributes whose values identify a person, flattened to strings by `personal_values`: what an
+# erasure's reason must not repeat, and what the erasure looks for in tables outside the log.
+_PERSONAL_ATTRIBUTES = ("userName", "displayName", "nickName", "externalId", "name", "emails", "phoneNumbers")
+
+
+def personal_values(attributes: Mapping[str, Any]) -> list[str]:
+    """The strings among `attributes` that identify a person: the userName, names, e-mail addresses, phone
+    numbers, externalId. Longest first, so that a search for them matches the whole value before a part."""
+    values: set[str] = set()
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str) and len(value.strip()) >= 3:
+            values.add(value.strip())
+        elif isinstance(value, dict):
+            for key in ("value", "formatted", "givenName", "familyName", "middleName"):
+                collect(value.get(key))
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    for name in _PERSONAL_ATTRIBUTES:
+        collect(attributes.get(name))
+    return sorted(values, key=lambda value: (-len(value), value))
 
 
 class Departure(NamedTuple):
@@ -130,6 +159,15 @@ class User(Aggregate):
         TOPIC: ClassVar[str] = "UserJoinedOrganization"
         cause: ReturnCause
 
+    class Erased(Aggregate.Event):
+        """The person's data was erased: their data key destroyed in the same transaction, so the personal
+        attributes of their earlier events can no longer be read, and every projection dropped their rows.
+        Who asked is the event's actor (an admin, a token, or `RETENTION_ACTOR`), when is its time; `reason`
+        is why, in the asker's words, which `User.erase` checks hold none of the person's data."""
+
+        TOPIC: ClassVar[str] = "UserErased"
+        reason: str
+
     @event(Provisioned)
     def __init__(self, org_id: str, attributes: Attributes, active: bool) -> None:
         self.org_id = org_id
@@ -145,6 +183,10 @@ class User(Aggregate):
         self.departure: Departure | None = None
         # The identity provider's own departure an admin's removal was recorded on top of, if any.
         self.left_before_removal: Departure | None = None
+        # When the identity provider deleted the user (SCIM DELETE), while deleted: when retention counts from.
+        self.deleted_on: datetime.datetime | None = None
+        # The person's data was erased: the user is gone as a deleted one is, for good (see `erase`).
+        self.erased = False
 
     @property
     def admin_removal(self) -> Departure | None:
@@ -255,7 +297,7 @@ class User(Aggregate):
         refused, so that the admin is told there was nothing to do rather than that it was done.
         """
         if cause != ADMIN_REMOVAL:
-            if self.member:
+            if self.member and not self.erased:
                 self._remove_from_organization(cause)
             return
         self._require_not_deleted()
@@ -295,6 +337,48 @@ class User(Aggregate):
         self._require_not_deleted()
         self._delete()
 
+    @property
+    def left_on(self) -> datetime.datetime | None:
+        """Since when the user has been out of the organization, deleted or removed; None for a member. What
+        a retention period counts from: the earlier of the two, the moment their data stopped being needed."""
+        removed_on = self.departure.on if self.departure is not None else None
+        return min((when for when in (self.deleted_on, removed_on) if when is not None), default=None)
+
+    def erasure_refusal(self) -> str | None:
+        """Why this user's data may not be erased, in words for an admin; None when it may. Only a user the
+        identity provider deleted, or who was removed from the organization, may be: a member's data is still
+        what the organization works with."""
+        if self.erased:
+            return f"User {self.id}'s personal data was already erased: there is nothing more to erase."
+        if self.deleted or not self.member:
+            return None
+        return (
+            f"User {self.described()} is still a member of the organization, so their data is still in use: "
+            "remove them from the organization (or have the identity provider delete them) first, then erase."
+        )
+
+    def erase(self, reason: str) -> None:
+        """Erase the person: their groups are revoked (a removed user whose revocation the reactor has not yet
+        recorded still holds some), then `Erased` is recorded. The caller destroys their data key in the same
+        transaction. `reason` is required and must not repeat the person's data, which it would otherwise keep
+        in the log in the clear, for ever."""
+        refusal = self.erasure_refusal()
+        if refusal is not None:
+            raise NotErasable(refusal)
+        reason = " ".join(reason.split())
+        if not reason:
+            raise NotErasable(
+                "An erasure needs a reason (a ticket number, the request's date): none was given."
+            )
+        folded = reason.casefold()
+        if any(value.casefold() in folded for value in personal_values(self.attributes)):
+            raise NotErasable(
+                "The reason repeats the person's own data (their userName, name or e-mail address), which the "
+                "log would then keep for ever: give a reason without it, such as a ticket number."
+            )
+        self.revoke_all_groups("app")
+        self._erase(reason)
+
     def join_group(self, group_id: str, cause: GroupChangeCause) -> None:
         """Only a live, active user may gain access; joining a group twice records nothing."""
         refusal = self.access_refusal()
@@ -309,7 +393,7 @@ class User(Aggregate):
 
     def _require_not_deleted(self) -> None:
         if self.deleted:
-            raise UserDeletedError(f"User {self.id} was deleted.")
+            raise UserDeletedError(f"User {self.id} was {'erased' if self.erased else 'deleted'}.")
 
     @event(ProfileUpdated)
     def _update_profile(self, changed: Attributes, removed: list[str]) -> None:
@@ -329,8 +413,16 @@ class User(Aggregate):
         self.active_unassigned = False
 
     @event(Deleted)
-    def _delete(self) -> None:
+    def _delete(self, timestamp: datetime.datetime | None = None) -> None:
         self.deleted = True
+        self.deleted_on = timestamp
+
+    @event(Erased)
+    def _erase(self, reason: str) -> None:
+        # Gone as a deleted user is: every reader of state (the SCIM projection, the audit's replays, the
+        # services) drops or refuses a deleted user, so an erased one needs no reader of its own.
+        self.deleted = True
+        self.erased = True
 
     # `timestamp` is the event's own (the library passes an event's attributes to its method by name), so the
     # aggregate knows when without a field added to the event; the default only serves the call that
@@ -370,6 +462,7 @@ EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
     User.LeftGroup,
     User.RemovedFromOrganization,
     User.JoinedOrganization,
+    User.Erased,
 )
 # The profile attributes that identify a person (names lower-cased): stored in the log encrypted with the
 # user's own data key, so that erasing the person is forgetting the key (eventstore/personal_data.py). The

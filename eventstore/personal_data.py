@@ -25,7 +25,7 @@ import base64
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import msgspec
@@ -34,6 +34,9 @@ from cryptography.fernet import InvalidToken, MultiFernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from eventstore.records import RecordedEvent
+
+if TYPE_CHECKING:  # the pool module builds on this one
+    from eventstore.pool import Connection
 
 # What every reader shows in place of a personal value whose key has been destroyed.
 ERASED = "[erased]"
@@ -305,7 +308,7 @@ async def readable_rows(connection: Any, rows: AsyncIterable[Any], batch: int) -
             yield event
 
 
-async def destroy_data_key(connection: asyncpg.Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+async def destroy_data_key(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     """Delete the user's data key, for ever; whether there was one. Run it in the transaction that records the
     erasure, so that the event and the key's destruction commit together or not at all."""
     return await connection.fetchval(_DESTROY, org_id, user_id) is not None

@@ -7,6 +7,7 @@ a park and a rebuild each move a position in the transaction that does their wor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ from eventstore.pool import Connection
 from eventstore.records import LogPosition, RecordedEvent
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from eventstore.consumers import Consumer
 
 _LOCK = "SELECT pg_try_advisory_lock(hashtextextended('scimledger.consumer:' || $1::text, 0))"
@@ -76,6 +79,15 @@ async def try_lock_consumer(connection: Connection, name: str) -> bool:
 
 async def unlock_consumer(connection: Connection, name: str) -> None:
     await connection.fetchval(_UNLOCK, name)
+
+
+async def close_lock_connection(connection: asyncpg.Connection) -> None:
+    """Close a connection that held (or may hold) a consumer's session lock, releasing it; a broken one is
+    dropped. Shielded: a cancelled runner still closes it, rather than leave its lock to a dead session."""
+    try:
+        await asyncio.shield(connection.close(timeout=2))
+    except Exception:  # closing a broken connection may fail; it is being dropped anyway
+        connection.terminate()
 
 
 async def position_of(connection: Connection, name: str) -> LogPosition:

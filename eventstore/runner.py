@@ -44,6 +44,7 @@ from eventstore.personal_data import PersonalDataCipher
 from eventstore.pool import DATABASE_UNAVAILABLE, Connection, connect
 from eventstore.positions import (
     announce_runner,
+    close_lock_connection,
     consumer_held,
     ensure_position,
     live_runners,
@@ -189,7 +190,7 @@ class Runner:
                 await connection.add_listener(NOTIFY_CHANNEL, self._wake_all)
                 await lost.wait()
             finally:
-                await _close(connection)
+                await close_lock_connection(connection)
 
     async def _run_consumer(self, consumer: Consumer) -> None:
         state = self.states[consumer.name]
@@ -200,7 +201,7 @@ class Runner:
                 try:
                     await self._hold_lock_and_consume(connection, consumer, state)
                 finally:
-                    await _close(connection)
+                    await close_lock_connection(connection)
             except Exception as error:  # transient (the database went away) or not: back off, start over
                 attempt += 1
                 state.state, state.last_error = "backing off", f"{type(error).__name__}: {error}"
@@ -353,10 +354,3 @@ def _failure(consumer: Consumer, error: BaseException) -> dict[str, str]:
 
 def _setting(event: asyncio.Event) -> Callable[[object], None]:
     return lambda _: event.set()
-
-
-async def _close(connection: asyncpg.Connection) -> None:
-    try:
-        await asyncio.shield(connection.close(timeout=2))
-    except Exception:  # closing a broken connection may fail; it is being dropped anyway
-        connection.terminate()

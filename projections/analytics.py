@@ -49,6 +49,7 @@ _USER_TYPES = frozenset(
         User.Deleted.TOPIC,
         User.RemovedFromOrganization.TOPIC,
         User.JoinedOrganization.TOPIC,
+        User.Erased.TOPIC,
     }
 )
 _CATALOG_TYPES = frozenset(catalog.EVENT_TYPE_NAMES)
@@ -88,6 +89,8 @@ class _Batch:
     completed: list[list[Any]] = field(default_factory=list)
     closes: list[tuple[Any, ...]] = field(default_factory=list)
     memberships: dict[Pair, tuple[Any, ...] | None] = field(default_factory=dict)
+    # Users whose data was erased: their row goes, whatever the batch did to it before.
+    erased: set[Key] = field(default_factory=set)
 
 
 # Group ids repeat across a batch (a handful of groups, thousands of memberships): parse each once.
@@ -193,6 +196,15 @@ class AnalyticsAccess:
     def _user(self, event: RecordedEvent, batch: _Batch) -> None:
         key = (event.org_id, event.stream_id)
         payload = event.payload
+        if event.type == User.Erased.TOPIC:
+            # The person's row goes; their memberships and intervals stay, by id alone, so that counts and
+            # histories of access stay true.
+            batch.new_users.pop(key, None)
+            batch.user_changes.pop(key, None)
+            batch.erased.add(key)
+            return
+        if key in batch.erased:
+            return  # recorded after the erasure (a reactor's late decision): nothing left to update
         if event.type == User.Provisioned.TOPIC:
             batch.new_users[key] = {
                 **profile_columns(payload["attributes"]),
@@ -319,6 +331,12 @@ class AnalyticsAccess:
                 ],
             )
         await self._update_users(connection, batch.user_changes)
+        if batch.erased:
+            await connection.execute(
+                f"DELETE FROM {self.schema}.users u USING unnest($1::uuid[], $2::uuid[]) AS k(org_id, user_id) "
+                "WHERE u.org_id = k.org_id AND u.user_id = k.user_id",
+                *columns_of(list(batch.erased), 2),
+            )
         if batch.closes:
             await connection.execute(
                 f"UPDATE {self.schema}.membership_intervals AS i SET valid_to = c.valid_to, revoked_by = c.revoked_by, "

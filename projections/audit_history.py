@@ -41,6 +41,7 @@ EVENT_KINDS: dict[str, tuple[str, ...]] = {
         User.Deleted.TOPIC,
         User.RemovedFromOrganization.TOPIC,
         User.JoinedOrganization.TOPIC,
+        User.Erased.TOPIC,
     ),
     "profile": (User.ProfileUpdated.TOPIC,),
     "catalog": CATALOG_TYPES,
@@ -77,6 +78,8 @@ def describe(event: RecordedEvent, snapshot: Snapshot) -> str:
             return f"removed from the organization{cause}"
         case User.JoinedOrganization.TOPIC:
             return f"joined the organization again{cause}"
+        case User.Erased.TOPIC:
+            return f"personal data erased (reason: {payload.get('reason')})"
         case User.JoinedGroup.TOPIC | User.LeftGroup.TOPIC:
             verb = "added to" if event.type == User.JoinedGroup.TOPIC else "removed from"
             return f"{verb} group '{snapshot.group_name(uuid.UUID(payload['group_id']))}'{cause}"

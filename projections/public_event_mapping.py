@@ -122,6 +122,9 @@ MAPPINGS: dict[type[Aggregate.Event], Mapping_] = {
         public.UserJoinedOrganization,
         lambda event: public.UserReturnData(event.originator_id, RETURN_CAUSES[event.cause]),
     ),
+    User.Erased: Mapping_(
+        public.UserErased, lambda event: public.UserErasureData(event.originator_id, event.reason)
+    ),
     User.JoinedGroup: Mapping_(public.GroupMemberAdded, _membership),
     User.LeftGroup: Mapping_(public.GroupMemberRemoved, _membership),
     Group.Linked: Mapping_(public.GroupLinked, lambda event: public.GroupData(event.originator_id)),

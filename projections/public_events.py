@@ -101,6 +101,15 @@ class UserReturnData(msgspec.Struct, frozen=True):
     cause: ReturnCause
 
 
+class UserErasureData(msgspec.Struct, frozen=True):
+    """The person's data was erased: the host app should erase what it copied from earlier events (the
+    feed and webhooks now show "[erased]" in their place). `reason`: why, in the words of whoever asked (the
+    envelope's `actor`: an admin, a token, or `retention`, the organization's retention policy)."""
+
+    user_id: uuid.UUID
+    reason: str
+
+
 class GroupData(msgspec.Struct, frozen=True):
     group_id: uuid.UUID
 
@@ -167,6 +176,10 @@ class UserJoinedOrganization(PublicEvent, frozen=True, tag="user.joined_organiza
     data: UserReturnData
 
 
+class UserErased(PublicEvent, frozen=True, tag="user.erased"):
+    data: UserErasureData
+
+
 class GroupLinked(PublicEvent, frozen=True, tag="group.linked"):
     data: GroupData
 
@@ -215,6 +228,7 @@ PUBLIC_EVENT_CLASSES: tuple[type[PublicEvent], ...] = (
     UserDeleted,
     UserRemovedFromOrganization,
     UserJoinedOrganization,
+    UserErased,
     GroupLinked,
     GroupUnlinked,
     GroupMemberAdded,
@@ -244,6 +258,7 @@ AnyPublicEvent = (
     | UserDeleted
     | UserRemovedFromOrganization
     | UserJoinedOrganization
+    | UserErased
     | GroupLinked
     | GroupUnlinked
     | GroupMemberAdded

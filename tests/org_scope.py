@@ -61,6 +61,9 @@ QUERY_ALLOW_LIST: tuple[Allowed, ...] = (
     ),
     Allowed("app/services/tenancy.py", r"FROM api_tokens WHERE secret_hash", "the token lookup"),
     Allowed("app/services/tenancy.py", r"FROM orgs", "the platform's organizations"),
+    Allowed(
+        "app/services/retention.py", r"FROM orgs WHERE personal_data_retention_days", "the retention sweep"
+    ),
     Allowed("projections/scim.py", r"^SELECT \S+ FROM events WHERE type = ANY", "rebuilds"),
     Allowed("projections/scim_users.py", r"FROM events WHERE type = ANY", "rebuilds"),
     Allowed("projections/scim_users.py", r"^TRUNCATE scim_users$", "rebuilds"),

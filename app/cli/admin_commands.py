@@ -9,7 +9,7 @@ from app.cli.arguments import add_org_option, identifier
 from app.cli.context import Context, admin
 from app.cli.output import add_format_option, print_lines, write_rows
 from app.cli.user_commands import resolve_user
-from app.services import catalog_repair, tenancy
+from app.services import catalog_repair, retention, tenancy
 from app.services.catalog import KINDS, CatalogService
 from domain.errors import DomainError
 
@@ -25,6 +25,26 @@ async def _org_list(context: Context, args: argparse.Namespace) -> int:
     rows = [{"id": org.org_id, "name": org.name} for org in await context.orgs()]
     write_rows(rows, args.format, ("id", "name"))
     return 0
+
+
+async def _org_retention(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    if args.days is None and not args.off:
+        policy = await retention.policy_of(context.connection, org.org_id)
+        print(f"retention of personal data in '{org.name}': {policy.described()}")
+        return 0
+    policy = await retention.set_policy(
+        context.connection, org.org_id, retention.RetentionPolicy(None if args.off else args.days)
+    )
+    print(f"retention of personal data in '{org.name}' is now {policy.described()}")
+    return 0
+
+
+def _retention_days(text: str) -> int:
+    days = int(text)
+    if not 1 <= days <= retention.MAX_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(f"takes 1 to {retention.MAX_RETENTION_DAYS} days")
+    return days
 
 
 async def _token_issue(context: Context, args: argparse.Namespace) -> int:
@@ -160,6 +180,18 @@ def add_org_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     org_list = org.add_parser("list", help="list organizations")
     add_format_option(org_list)
     org_list.set_defaults(db_handler=_org_list)
+    org_retention = org.add_parser(
+        "retention",
+        help="show or set how many days after deletion or removal a user's personal data is erased",
+        description="Without an option, shows the policy. Off by default: personal data is then kept until an "
+        "admin erases it ('scimledger user erase'). With one, the runner erases each user whose time is up, "
+        "recorded as an erasure by 'retention'.",
+    )
+    add_org_option(org_retention)
+    choice = org_retention.add_mutually_exclusive_group()
+    choice.add_argument("--days", type=_retention_days, metavar="N", help="erase N days after they left")
+    choice.add_argument("--off", action="store_true", help="keep personal data until an admin erases it")
+    org_retention.set_defaults(db_handler=_org_retention)
 
 
 def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +19,7 @@ from app.cli.exits import ExitCode
 from app.cli.output import CLI_PAGE, Row, add_format_option, write_row_pages, write_rows
 from app.services import tenancy
 from app.services.users import Invitation
-from domain.errors import NotFound, moment
+from domain.errors import NotErasable, NotFound, moment
 from projections import audit_history, user_directory
 from projections.user_directory import UserFilter, UserSummary
 
@@ -147,6 +148,35 @@ async def _user_restore(context: Context, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+# What an admin types to confirm an erasure, when they did not pass --yes.
+ERASE_CONFIRMATION = "erase"
+
+
+async def _user_erase(context: Context, args: argparse.Namespace) -> int:
+    org = await context.org(args.org)
+    user_id = await resolve_user(context, org, args.user, deleted=True)
+    if not args.yes:
+        print(
+            f"Erase the personal data of user {user_id} in '{org.name}' for ever? Their data key is destroyed: "
+            "their name, userName and e-mail addresses can never be read again, in any history, export or "
+            f"backup of the log taken from now on. Type '{ERASE_CONFIRMATION}' to confirm: ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        answer = sys.stdin.readline().strip()
+        if answer != ERASE_CONFIRMATION:
+            raise NotErasable(
+                f"Not confirmed (expected '{ERASE_CONFIRMATION}'): nothing was erased. --yes skips the question."
+            )
+    erasure = await context.services.erasure.erase(org.org_id, user_id, args.reason, admin())
+    print(
+        f"erased the personal data of user {user_id} in '{org.name}' at {erasure.erased_at.isoformat()} "
+        f'(reason: {erasure.reason}); their history shows "[erased]" in its place, and their userName is free'
+    )
+    return ExitCode.OK
+
+
 async def _user_invite(context: Context, args: argparse.Namespace) -> int:
     org = await context.org(args.org)
     invitation = Invitation(
@@ -214,6 +244,24 @@ def add_user_commands(commands: Any) -> None:
     ):
         invite.add_argument(option, help=what)
     invite.set_defaults(db_handler=_user_invite)
+
+    erase = user.add_parser(
+        "erase",
+        help="erase the personal data of a user deleted or removed from the organization, for ever",
+        description="Destroys the user's data key and records who asked, when and why; the log and its seals "
+        'stay intact, and every history shows "[erased]" in place of their data. Only for a user the '
+        "identity provider deleted or who was removed from the organization.",
+    )
+    add_org_option(erase)
+    erase.add_argument("user", metavar="USER", help="the user's SCIM id, or userName while they are listed")
+    erase.add_argument(
+        "--reason",
+        required=True,
+        help="why, as the log keeps it for the auditors (a ticket number, the request's date); never the "
+        "person's own name or e-mail address, which would stay in the log for ever",
+    )
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation (for scripts)")
+    erase.set_defaults(db_handler=_user_erase)
 
     for name, text, handler in (
         ("remove", "remove a user from the organization (Okta then unassigns)", _user_remove),

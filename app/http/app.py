@@ -28,7 +28,14 @@ from app.http.api import (
 )
 from app.http.console import audit_routes as console_audit_routes
 from app.http.console import catalog_routes as console_catalog_routes
-from app.http.console import groups_routes, setup_routes, sign_in_routes, users_routes, webhooks_routes
+from app.http.console import (
+    erasure_routes,
+    groups_routes,
+    setup_routes,
+    sign_in_routes,
+    users_routes,
+    webhooks_routes,
+)
 from app.http.console.pages import STATIC, STATIC_PATH, console_templates
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import EdgeMiddleware, endpoint_spellings
@@ -93,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
             *sign_in_routes.ROUTES,
             *setup_routes.ROUTES,
             *users_routes.ROUTES,
+            *erasure_routes.ROUTES,
             *groups_routes.ROUTES,
             *console_catalog_routes.ROUTES,
             *webhooks_routes.ROUTES,

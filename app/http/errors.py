@@ -33,6 +33,7 @@ from domain.errors import (
     LogNotIntact,
     ManagedByIdentityProvider,
     NameTaken,
+    NotErasable,
     NotFound,
     OrgNameTaken,
     PersonalDataKeyMissing,
@@ -99,6 +100,8 @@ DOMAIN_ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
     NotFound: ErrorAnswer(404, None),
     UserDeletedError: ErrorAnswer(404, None),
     UserNameTaken: ErrorAnswer(409, "uniqueness"),
+    # The person is still a member, or was erased already, or the reason would keep their data.
+    NotErasable: ErrorAnswer(409, None),
     NameTaken: ErrorAnswer(409, "uniqueness"),
     InvalidMember: ErrorAnswer(400, "invalidValue"),
     InactiveMember: ErrorAnswer(400, "invalidValue"),

@@ -14,10 +14,12 @@ from app.services.access import AccessService
 from app.services.catalog import CatalogService
 from app.services.connection_status import ConnectionStatusService
 from app.services.console import ConsoleAccess
+from app.services.erasure import ErasureService
 from app.services.event_feed import EventFeed
 from app.services.groups import GroupService
 from app.services.org_schemas import OrgSchemaService, UserTypes
 from app.services.read_replica import ReadReplica
+from app.services.retention import RetentionSweeper
 from app.services.scim_call_errors import ScimCallErrors
 from app.services.tenancy import Authenticator, OrgLookup
 from app.services.users import UserService
@@ -38,6 +40,10 @@ class Services:
     store: EventStore
     notifier: CommitNotifier
     users: UserService
+    # Erases a person's data (the CLI, the API, the console and the retention sweep call it).
+    erasure: ErasureService
+    # Erases the users an organization's retention policy says are due; runs beside the runner.
+    retention: RetentionSweeper
     groups: GroupService
     catalog: CatalogService
     authenticator: Authenticator

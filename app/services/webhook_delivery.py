@@ -7,8 +7,9 @@ transaction can contain and which must not run inside one (a transaction that ha
 a receiver would hold back `pg_snapshot_xmin`, and with it every reader of the log). And one position for
 all endpoints would make the slowest receiver everyone's pace. So the dispatcher is a consumer of its own
 kind, run next to the runner (app/bootstrap.py starts both), on the runner's machinery:
-- one process at a time runs it: it holds the runner's advisory lock for the consumer name "webhooks"
-  (eventstore/positions.try_lock_consumer) on a connection of its own, and stands by while another has it;
+- one process at a time runs it: it holds the runner's advisory lock for the consumer name "webhooks" on a
+  connection of its own, and stands by while another has it (eventstore/single_active.py, which the
+  retention sweep runs on too);
 - it is woken as the runner's consumers are: by this process's commits (CommitNotifier) and by NOTIFY on
   the log's channel from the others, and it polls as well;
 - it reads the log in the runner's commit-safe order, (tx, position) below the snapshot's xmin (the
@@ -55,9 +56,9 @@ from app.services.webhooks import WEBHOOKS_CHANNEL, wants, webhook_id_of
 from eventstore.notify import NOTIFY_CHANNEL, CommitNotifier
 from eventstore.personal_data import readable
 from eventstore.pool import Connection
-from eventstore.positions import try_lock_consumer
 from eventstore.records import LogPosition, RecordedEvent, record_of
-from eventstore.runner import RunnerOptions, backoff
+from eventstore.runner import ConsumerActivity, RunnerOptions, backoff
+from eventstore.single_active import SingleActive
 
 log = logging.getLogger("scimledger.webhooks")
 
@@ -118,32 +119,17 @@ class WebhookDispatcher:
         self._notifier = notifier
         self._tasks: dict[tuple[uuid.UUID, uuid.UUID], _EndpointTask] = {}
         self._endpoints_changed = asyncio.Event()
-        self.state = "starting"
+        self._single = SingleActive(DISPATCHER_NAME, self._dispatch, log, options.standby_seconds)
+
+    @property
+    def state(self) -> ConsumerActivity:
+        return self._single.state
 
     async def run(self, dsn: str) -> None:
         """Deliver until cancelled, whenever this process holds the dispatcher's lock."""
-        attempt = 0
-        while True:
-            try:
-                connection = await asyncpg.connect(
-                    dsn, server_settings={"application_name": f"scimledger-runner:{DISPATCHER_NAME}"}
-                )
-                try:
-                    attempt = 0
-                    await self._hold_lock_and_dispatch(connection)
-                finally:
-                    await _close(connection)
-            except Exception as error:  # the database went away, most likely: start over
-                attempt += 1
-                self.state = "backing off"
-                log.warning("webhook dispatcher: %s; retrying", type(error).__name__)
-                await asyncio.sleep(backoff(attempt, RunnerOptions()))
+        await self._single.run(dsn)
 
-    async def _hold_lock_and_dispatch(self, connection: asyncpg.Connection) -> None:
-        while not await try_lock_consumer(connection, DISPATCHER_NAME):
-            self.state = "standby"
-            await asyncio.sleep(self.options.standby_seconds)
-        self.state = "running"
+    async def _dispatch(self, connection: asyncpg.Connection) -> None:
         await connection.add_listener(NOTIFY_CHANNEL, self._on_events)
         await connection.add_listener(WEBHOOKS_CHANNEL, self._on_endpoints)
         unsubscribe = self._notifier.subscribe(self._on_events) if self._notifier is not None else None
@@ -155,6 +141,7 @@ class WebhookDispatcher:
                 active = await connection.fetch(
                     "SELECT org_id, endpoint_id FROM webhook_endpoints WHERE state = 'active'"
                 )
+                self._single.working()
                 self._supervise({(row["org_id"], row["endpoint_id"]) for row in active})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._endpoints_changed.wait(), self.options.poll_seconds)
@@ -388,10 +375,3 @@ def _headers(pending: _Pending, signers: list[Webhook]) -> dict[str, str]:
 
 def _attempted_at(answer: Answer) -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC) - datetime.timedelta(milliseconds=answer.duration_ms)
-
-
-async def _close(connection: asyncpg.Connection) -> None:
-    try:
-        await asyncio.shield(connection.close(timeout=2))
-    except Exception:  # closing a broken connection may fail; it is being dropped anyway
-        connection.terminate()

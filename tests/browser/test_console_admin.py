@@ -109,6 +109,7 @@ async def test_on_a_phone_no_admin_page_scrolls_sideways(
         await phone.get_by_role("button", name="Sign in").click()
         for path in (
             "/console/users",
+            "/console/erasure",
             f"/console/users/{owned.user_id}",
             f"/console/users/{owned.user_id}/remove",
             "/console/matrix",

@@ -42,6 +42,8 @@ class AdminThings:
     group_id: uuid.UUID
     webhook_id: uuid.UUID
     webhook_url: str
+    # A user the identity provider deleted: listed nowhere but among those awaiting erasure.
+    deleted_user_name: str
 
     @property
     def ids(self) -> dict[str, str]:
@@ -55,13 +57,22 @@ class AdminThings:
 
     @property
     def markers(self) -> list[str]:
-        return [self.user_name, self.project, self.role, self.webhook_url, *self.ids.values()]
+        return [
+            self.user_name,
+            self.deleted_user_name,
+            self.project,
+            self.role,
+            self.webhook_url,
+            *self.ids.values(),
+        ]
 
 
 async def admin_things(pool: asyncpg.Pool, org_id: uuid.UUID) -> AdminThings:
     users, catalog, webhooks = admin_services(pool)
     marker = uuid.uuid4().hex[:10]
     user = await users.invite(org_id, Invitation(user_name=f"owned-{marker}@acme.example"), ADMIN)
+    deleted = await users.invite(org_id, Invitation(user_name=f"deleted-{marker}@acme.example"), ADMIN)
+    await users.delete(org_id, deleted.user_id, ADMIN)
     project_id, _ = await catalog.create(PROJECT, org_id, f"Project{marker}", ADMIN)
     role_id, _ = await catalog.create(ROLE, org_id, f"Role{marker}", ADMIN)
     async with pool.acquire() as connection:
@@ -78,4 +89,5 @@ async def admin_things(pool: asyncpg.Pool, org_id: uuid.UUID) -> AdminThings:
         group.group_id,
         endpoint.endpoint.endpoint_id,
         url,
+        f"deleted-{marker}@acme.example",
     )

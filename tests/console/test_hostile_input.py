@@ -101,6 +101,13 @@ def _cursor(listing: str, key: object) -> str:
             ),
         ),
         (
+            "erasure",
+            (
+                "console-erasure",
+                {"left_at": "0001-01-01T00:00:00+14:00", "user_id": "00000000-0000-0000-0000-000000000000"},
+            ),
+        ),
+        (
             "matrix",
             (
                 "console-matrix",
@@ -125,6 +132,7 @@ async def test_an_altered_cursor_is_a_400_not_a_500(
         "history": f"/console/groups/{things.group_id}/history",
         "members": f"/console/groups/{things.group_id}",
         "matrix": "/console/matrix",
+        "erasure": "/console/erasure",
     }[page]
     answer = await browser_like.get(path, params={"cursor": _cursor(*cursor)})
     assert answer.status_code == 400, answer.status_code

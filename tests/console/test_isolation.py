@@ -79,8 +79,12 @@ CONSOLE_ROUTES: dict[tuple[str, str], tuple[str, Callable[[Owned], str]]] = {
             ("POST", "/remove"),
             ("GET", "/restore"),
             ("POST", "/restore"),
+            ("GET", "/erase"),
+            ("POST", "/erase"),
         )
     },
+    ("GET", "/console/erasure"): ("admin", lambda owned: "/console/erasure"),
+    ("POST", "/console/retention"): ("admin", lambda owned: "/console/retention"),
     ("GET", "/console/matrix"): ("admin", lambda owned: "/console/matrix"),
     ("GET", "/console/groups/{group}"): ("admin", lambda owned: f"/console/groups/{owned.ids['group']}"),
     ("GET", "/console/groups/{group}/history"): (

@@ -344,6 +344,14 @@ API_WRITES: dict[tuple[str, str], tuple[Probe | None, Probe]] = {
         managing_write("DELETE", "/api/v1/orgs/{org}/users/{user}"),
         managing_write("POST", "/api/v1/orgs/{org}/users/{user}/restore"),
     ),
+    ("POST", "/api/v1/orgs/{org}/users/{user}/erasure"): (
+        managing_write("DELETE", "/api/v1/orgs/{org}/users/{user}"),
+        managing_write(
+            "POST",
+            "/api/v1/orgs/{org}/users/{user}/erasure",
+            lambda owner: {"reason": "ticket 7 (isolation)"},
+        ),
+    ),
 }
 
 
@@ -363,6 +371,10 @@ SEPARATE: set[tuple[str, str]] = {
     # Console links and sessions: tests/console/test_sign_in.py, test_a_link_of_one_organization_signs_into_no_other.
     ("POST", "/api/v1/orgs/{org}/portal-links"),
     ("DELETE", "/api/v1/orgs/{org}/portal-sessions"),
+    # A setting of the organization, not events: tests/e2e/test_erasure_api.py,
+    # test_retention_of_another_organization_is_404_and_unchanged.
+    ("GET", "/api/v1/orgs/{org}/retention"),
+    ("PUT", "/api/v1/orgs/{org}/retention"),
     # Tokens are not events: test_token_writes_reach_no_other_organization.
     ("POST", "/api/v1/orgs/{org}/tokens"),
     ("DELETE", "/api/v1/orgs/{org}/tokens/{token_id}"),

@@ -32,6 +32,7 @@ def test_the_stored_type_names_stay_what_the_log_holds_whatever_the_classes_are_
         "User.LeftGroup": "GroupMemberRemoved",
         "User.RemovedFromOrganization": "UserRemovedFromOrganization",
         "User.JoinedOrganization": "UserJoinedOrganization",
+        "User.Erased": "UserErased",
         "Project.Created": "ProjectCreated",
         "Project.Renamed": "ProjectRenamed",
         "Project.Archived": "ProjectArchived",

@@ -65,6 +65,7 @@ def test_the_vocabulary_is_the_documented_one_and_each_type_is_produced() -> Non
         "user.deleted",
         "user.removed_from_organization",
         "user.joined_organization",
+        "user.erased",
         "group.linked",
         "group.unlinked",
         "group.member_added",

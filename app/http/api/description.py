@@ -18,7 +18,15 @@ from app.http.api.catalog_routes import (
     NameInput,
 )
 from app.http.api.connection_routes import ConnectionOutput
-from app.http.api.directory_routes import InviteInput, UserDetailOutput, UserOutput
+from app.http.api.directory_routes import (
+    ErasureInput,
+    ErasureOutput,
+    InviteInput,
+    RetentionInput,
+    RetentionOutput,
+    UserDetailOutput,
+    UserOutput,
+)
 from app.http.api.edge import DEFAULT_LIMIT, MAX_KEY_LENGTH, MAX_LIMIT
 from app.http.api.events_routes import PARAMETERS as EVENT_PARAMETERS
 from app.http.api.events_routes import EventPage
@@ -356,6 +364,31 @@ def _directory_paths() -> dict[str, Any]:
                 post=True,
             ),
         },
+        "/api/v1/orgs/{org}/users/{user}/erasure": {
+            "parameters": [_ORG, user],
+            "post": _op(
+                "apiEraseUser",
+                "Erase the personal data of a user deleted (by id) or removed from the organization, for ever, "
+                "as `scimledger user erase` does; 409 for a member or a user already erased.",
+                {200: ("The erasure, as the log records it.", "ErasureOutput")},
+                body="ErasureInput",
+                post=True,
+            ),
+        },
+        "/api/v1/orgs/{org}/retention": {
+            "parameters": [_ORG],
+            "get": _op(
+                "apiGetRetention",
+                "How many days after deletion or removal a user's personal data is erased (null: off).",
+                {200: ("The policy.", "RetentionOutput")},
+            ),
+            "put": _op(
+                "apiSetRetention",
+                "Set the retention policy, as `scimledger org retention` does; days null turns it off.",
+                {200: ("The policy.", "RetentionOutput")},
+                body="RetentionInput",
+            ),
+        },
     }
 
 
@@ -380,6 +413,10 @@ def schemas() -> dict[str, Any]:
             UserOutput,
             UserDetailOutput,
             InviteInput,
+            ErasureInput,
+            ErasureOutput,
+            RetentionInput,
+            RetentionOutput,
             EventPage,
             AccessOutput,
             *portal_routes.SCHEMA_TYPES,

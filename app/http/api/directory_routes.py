@@ -1,7 +1,8 @@
 """`/api/v1/orgs/{org}/users`: the organization's users as its admin sees them (listed, searched, shown with
 their groups and status), invited from the app before the identity provider is connected, removed from the
-organization and restored, under the same rules as `scimledger user …` (the same services: users.py, and the
-user directory the CLI lists from)."""
+organization and restored, their personal data erased; and the organization's retention policy. Under the
+same rules as `scimledger user …` and `scimledger org retention` (the same services: users.py, erasure.py,
+retention.py, and the user directory the CLI lists from)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from app.http.api.edge import (
 )
 from app.http.api.responses import ApiError, JsonResponse
 from app.http.endpoint import services_of
+from app.services import retention
 from app.services.users import Invitation
 from domain.errors import NotFound
 from projections import user_directory
@@ -180,10 +182,80 @@ async def restore_user(request: Request) -> Response:
     return await idempotent(request, access.principal, restore)
 
 
+class ErasureInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`reason`: why, as the log keeps it for the auditors (a ticket number, the request's date); never the
+    person's own data, which is refused."""
+
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class ErasureOutput(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    erased_at: datetime.datetime
+    # Who asked: this request's token.
+    actor: str
+    reason: str
+
+
+async def _erasable_user_id(request: Request, access: OrgAccess) -> uuid.UUID:
+    """The user the path names: by id, deleted or not (a deleted user is listed nowhere, but erased by id);
+    by userName while they are listed (removed from the organization, not deleted)."""
+    try:
+        return uuid.UUID(path_text(request, "user"))
+    except ValueError:
+        return await _user_id(request, access)
+
+
+async def erase_user(request: Request) -> Response:
+    """Erase the personal data of a user deleted or removed from the organization, as `scimledger user erase
+    --yes` does (409 for a member, or one already erased)."""
+    access = await org_access(request, request.path_params["org"])
+
+    async def erase(body: bytes) -> Response:
+        wanted = decode_body(body, ErasureInput)
+        user_id = await _erasable_user_id(request, access)
+        done = await services_of(request).erasure.erase(
+            access.org_id, user_id, wanted.reason, access.metadata
+        )
+        return JsonResponse(ErasureOutput(done.user_id, done.erased_at, done.actor, done.reason))
+
+    return await idempotent(request, access.principal, erase)
+
+
+class RetentionOutput(msgspec.Struct, frozen=True):
+    """`days`: how many days after a user was deleted or removed their personal data is erased; null: kept
+    until an admin erases it (the default)."""
+
+    days: int | None
+    description: str
+
+
+class RetentionInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    days: retention.RetentionDays | None
+
+
+async def show_retention(request: Request) -> Response:
+    access = await org_access(request, request.path_params["org"])
+    async with services_of(request).pool.acquire() as connection:
+        policy = await retention.policy_of(connection, access.org_id)
+    return JsonResponse(RetentionOutput(policy.days, policy.described()))
+
+
+async def set_retention(request: Request) -> Response:
+    access = await org_access(request, request.path_params["org"])
+    wanted = decode_body(await request.body(), RetentionInput)
+    async with services_of(request).pool.acquire() as connection:
+        policy = await retention.set_policy(connection, access.org_id, retention.RetentionPolicy(wanted.days))
+    return JsonResponse(RetentionOutput(policy.days, policy.described()))
+
+
 ROUTES = [
     Route("/orgs/{org}/users", list_users, methods=["GET"]),
     Route("/orgs/{org}/users", invite_user, methods=["POST"]),
     Route("/orgs/{org}/users/{user}", show_user, methods=["GET"]),
     Route("/orgs/{org}/users/{user}", remove_user, methods=["DELETE"]),
     Route("/orgs/{org}/users/{user}/restore", restore_user, methods=["POST"]),
+    Route("/orgs/{org}/users/{user}/erasure", erase_user, methods=["POST"]),
+    Route("/orgs/{org}/retention", show_retention, methods=["GET"]),
+    Route("/orgs/{org}/retention", set_retention, methods=["PUT"]),
 ]

@@ -27,6 +27,7 @@ NAVIGATION: dict[str, list[tuple[str, str]]] = {
     "setup": [("Setup", "/console/setup")],
     "admin": [
         ("Users", "/console/users"),
+        ("Awaiting erasure", "/console/erasure"),
         ("Access matrix", "/console/matrix"),
         ("Projects & roles", "/console/catalog"),
         ("Webhooks", "/console/webhooks"),
@@ -159,9 +160,11 @@ def confirmation(
     back: str,
     danger: bool = True,
     fields: dict[str, str] | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> Response:
     """The page that asks before a change that cannot simply be undone, saying what it will do (to the
-    identity provider's view too), with a button that POSTs to the page's own path and a way back."""
+    identity provider's view too), with a button that POSTs to the page's own path and a way back. `inputs`:
+    text the admin must give with it (a reason), by field name and label."""
     return render(
         request,
         "confirm.html",
@@ -173,4 +176,5 @@ def confirmation(
         danger=danger,
         action=request.url.path,
         fields=fields,
+        inputs=inputs,
     )

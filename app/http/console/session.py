@@ -86,6 +86,13 @@ async def checked_form(request: Request, session: ConsoleSession) -> FormData:
     return form
 
 
+def form_text(form: FormData, name: str) -> str | None:
+    """A form's text field with its white space folded; None when it is empty or absent."""
+    value = form.get(name)
+    text = " ".join(value.split()) if isinstance(value, str) else ""
+    return text or None
+
+
 def actor_of(request: Request, session: ConsoleSession) -> Metadata:
     """What the events of a console action record of who did it: `console:<label>`, and the request's id."""
     state: dict[str, Any] = request.scope.get("state", {})

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from app.http.console.listing import PAGE_SIZE, actor_names, cursor_of, paged
 from app.http.console.pages import confirmation, plural, render
-from app.http.console.session import actor_of, checked_form, console_session
+from app.http.console.session import actor_of, checked_form, console_session, form_text
 from app.http.endpoint import services_of
 from app.services.console import ConsoleSession
 from app.services.users import Invitation
@@ -75,7 +75,7 @@ async def users_page(request: Request) -> Response:
     return await _users_page(request, await console_session(request, SECTION))
 
 
-async def _user_id(request: Request, session: ConsoleSession) -> uuid.UUID:
+async def user_id_of(request: Request, session: ConsoleSession) -> uuid.UUID:
     """The user the path names (by id, or by userName ignoring case), in the session's organization only."""
     reference = request.path_params["user"]
     user_id = None
@@ -118,12 +118,12 @@ async def _user_page(
 
 async def user_page(request: Request) -> Response:
     session = await console_session(request, SECTION)
-    return await _user_page(request, session, await _user_id(request, session))
+    return await _user_page(request, session, await user_id_of(request, session))
 
 
 async def confirm_remove(request: Request) -> Response:
     session = await console_session(request, SECTION)
-    user = (await _detail(request, session, await _user_id(request, session))).summary
+    user = (await _detail(request, session, await user_id_of(request, session))).summary
     return confirmation(
         request,
         session,
@@ -154,7 +154,7 @@ async def confirm_remove(request: Request) -> Response:
 async def remove_user(request: Request) -> Response:
     session = await console_session(request, SECTION)
     await checked_form(request, session)
-    user_id = await _user_id(request, session)
+    user_id = await user_id_of(request, session)
     await services_of(request).users.remove_from_organization(
         session.org_id, user_id, actor_of(request, session)
     )
@@ -168,7 +168,7 @@ async def remove_user(request: Request) -> Response:
 
 async def confirm_restore(request: Request) -> Response:
     session = await console_session(request, SECTION)
-    user = (await _detail(request, session, await _user_id(request, session))).summary
+    user = (await _detail(request, session, await user_id_of(request, session))).summary
     return confirmation(
         request,
         session,
@@ -188,15 +188,9 @@ async def confirm_restore(request: Request) -> Response:
 async def restore_user(request: Request) -> Response:
     session = await console_session(request, SECTION)
     await checked_form(request, session)
-    user_id = await _user_id(request, session)
+    user_id = await user_id_of(request, session)
     await services_of(request).users.restore(session.org_id, user_id, actor_of(request, session))
     return await _user_page(request, session, user_id, "Restored: a member of the organization, and active.")
-
-
-def _field(form: Any, name: str) -> str | None:
-    value = form.get(name)
-    text = " ".join(value.split()) if isinstance(value, str) else ""
-    return text or None
 
 
 async def invite_user(request: Request) -> Response:
@@ -204,16 +198,16 @@ async def invite_user(request: Request) -> Response:
     import then finds them and manages them from then on."""
     session = await console_session(request, SECTION)
     form = await checked_form(request, session)
-    user_name = _field(form, "user_name")
+    user_name = form_text(form, "user_name")
     if user_name is None:
         return await _users_page(
             request, session, 400, problem="A user needs a userName (usually their e-mail)."
         )
     invitation = Invitation(
         user_name=user_name,
-        email=_field(form, "email"),
-        given_name=_field(form, "given_name"),
-        family_name=_field(form, "family_name"),
+        email=form_text(form, "email"),
+        given_name=form_text(form, "given_name"),
+        family_name=form_text(form, "family_name"),
     )
     services = services_of(request)
     try:
