@@ -17,6 +17,7 @@ from app.http.app import create_app
 from app.http.middleware import SECURITY_HEADERS
 from app.http.protocol import EdgeLimits, bounded_protocol
 from app.infrastructure import logs
+from app.infrastructure.admission import shared_by_processes
 from app.infrastructure.database import database_url
 from app.infrastructure.settings import Settings
 
@@ -75,6 +76,7 @@ def _serve_in_processes(settings: Settings, host: str, port: int, workers: int) 
     # One database for every process: resolved here, so that the processes never race to start the embedded
     # server, and this process, which outlives them, is the one that stops it at exit.
     settings = msgspec.structs.replace(settings, database_url=database_url(settings))
+    settings = shared_by_processes(settings, workers)
     config = _ProcessConfig(settings, workers=workers, **_options(settings, host, port))
     try:
         socket = config.bind_socket()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import uuid
 
+import msgspec
 from starlette.types import Scope
 
 from app.infrastructure.settings import Settings
@@ -40,6 +41,17 @@ def org_concurrency(settings: Settings, cores: int | None = None) -> int:
     database server of its own."""
     cores = cores if cores is not None else (os.cpu_count() or 2)
     return settings.org_concurrency or max(1, min(settings.pool_size // 4, cores // 2))
+
+
+def shared_by_processes(settings: Settings, processes: int, cores: int | None = None) -> Settings:
+    """The settings for each of `processes` serving on one host (`serve --workers N`): the counts are per
+    process, so a cap the operator left to its default is divided between them, and the host's processes
+    together let an organization have about as many requests in progress as one process would (at least one
+    each). A cap the operator set is theirs: it stays as set, per process, as documented."""
+    if settings.org_concurrency or processes <= 1:
+        return settings
+    per_process = max(1, org_concurrency(settings, cores) // processes)
+    return msgspec.structs.replace(settings, org_concurrency=per_process)
 
 
 def token_concurrency(settings: Settings) -> int:

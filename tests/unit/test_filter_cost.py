@@ -3,7 +3,7 @@ import uuid
 import pytest
 from hypothesis import given
 
-from app.infrastructure.admission import Admission, org_concurrency, token_concurrency
+from app.infrastructure.admission import Admission, org_concurrency, shared_by_processes, token_concurrency
 from app.infrastructure.settings import Settings
 from scim.errors import ScimError
 from scim.filter import parse_filter
@@ -73,6 +73,15 @@ def test_by_default_one_organization_may_use_a_quarter_of_the_pool_and_half_the_
     assert (org_concurrency(Settings(pool_size=1)), token_concurrency(Settings(pool_size=1))) == (1, 1)
     settings = Settings(org_concurrency=3, token_concurrency=8)
     assert (org_concurrency(settings), token_concurrency(settings)) == (3, 3)
+
+
+def test_serve_workers_divide_the_default_cap_between_them_and_keep_one_the_operator_set() -> None:
+    pooled = Settings(pool_size=40)  # by default, 10 per organization with 64 cores
+    assert [
+        org_concurrency(shared_by_processes(pooled, processes, 64), 64) for processes in (1, 2, 4, 16)
+    ] == [10, 5, 2, 1]
+    chosen = Settings(pool_size=40, org_concurrency=6)
+    assert org_concurrency(shared_by_processes(chosen, 4, 64), 64) == 6
 
 
 def test_a_request_is_counted_once_and_its_slot_given_back() -> None:
