@@ -90,13 +90,14 @@ def _aad(org_id: uuid.UUID, user_id: uuid.UUID, path: str) -> bytes:
 class PersonalDataCipher:
     """Seals and opens personal values with data keys wrapped by a KEK (`MultiFernet`: the first key wraps,
     every one unwraps). `kek` is called on first use, so that a process that never meets personal data never
-    needs the KEK; `missing` makes the error for a data key that none of the KEKs unwraps."""
+    needs the KEK; `missing` is the error for a data key that none of the KEKs unwraps, which `kek` raises too
+    when there is no KEK at all: the process's configuration is at fault, never the event being read."""
 
     def __init__(
-        self, kek: Callable[[], MultiFernet], fields: PersonalFields, missing: Callable[[str], Exception]
+        self, kek: Callable[[], MultiFernet], fields: PersonalFields, missing: type[Exception]
     ) -> None:
         self._kek_source = kek
-        self._missing = missing
+        self.missing = missing
         self._kek: MultiFernet | None = None
         self.fields = fields
         self._unwrapped: dict[bytes, AESGCM] = {}
@@ -120,7 +121,7 @@ class PersonalDataCipher:
             try:
                 key = AESGCM(self.kek().decrypt(wrapped))
             except InvalidToken as error:  # no configured KEK wrapped it
-                raise self._missing(
+                raise self.missing(
                     "A personal data key cannot be unwrapped with SCIMLEDGER_PERSONAL_DATA_KEYS: the key that "
                     "wrapped it is no longer among the configured keys. Put it back (after the current one) "
                     "and run 'scimledger personal-data rewrap'."
