@@ -336,7 +336,16 @@ async def rewrap_all(connection: Any, cipher: PersonalDataCipher) -> int:
         rows = await connection.fetch(_KEYS_AFTER, *after, _REWRAP_BATCH)
         if not rows:
             return rewrapped
-        news = [cipher.kek().rotate(bytes(row["wrapped_key"])) for row in rows]
+        try:
+            news = [cipher.kek().rotate(bytes(row["wrapped_key"])) for row in rows]
+        except (
+            InvalidToken
+        ) as error:  # the KEK that wrapped it is gone from the settings: nothing to rotate from
+            raise cipher.missing(
+                "A personal data key cannot be unwrapped with SCIMLEDGER_PERSONAL_DATA_KEYS, so it cannot be "
+                "rewrapped: put the key-encryption key it was wrapped with back (after the new one) and run "
+                "'scimledger personal-data rewrap' again."
+            ) from error
         await connection.execute(
             _REWRAP,
             [row["org_id"] for row in rows],
