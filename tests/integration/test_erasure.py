@@ -325,6 +325,20 @@ async def test_a_removed_user_is_erased_and_their_remaining_groups_revoked_by_th
     assert [row["type"] for row in types][-2:] == ["GroupMemberRemoved", "UserErased"]
 
 
+async def refused_second_post(
+    connection: asyncpg.Connection, org: uuid.UUID, token_id: uuid.UUID, user_name: str
+) -> None:
+    """The connection status's record of a POST /Users refused because `user_name` was taken."""
+    await connection.execute(
+        "INSERT INTO scim_call_errors (org_id, recorded_at, token_id, method, route, status, detail, "
+        "subject_kind, subject) VALUES ($1, now(), $2, 'POST', '/scim/v2/Users', 409, $3, 'user', $4)",
+        org,
+        token_id,
+        f"A user with userName '{user_name}' already exists in this organization.",
+        user_name,
+    )
+
+
 async def test_the_erasure_purges_the_tables_outside_the_log_that_quote_the_person(
     services: Services, pool: asyncpg.Pool
 ) -> None:
@@ -344,14 +358,7 @@ async def test_the_erasure_purges_the_tables_outside_the_log_that_quote_the_pers
             token_id,
             f'{{"id": "{user_id}"}}'.encode(),
         )
-        await connection.execute(
-            "INSERT INTO scim_call_errors (org_id, recorded_at, token_id, method, route, status, detail, "
-            "subject_kind, subject) VALUES ($1, now(), $2, 'POST', '/scim/v2/Users', 409, $3, 'user', $4)",
-            org,
-            token_id,
-            f"A user with userName '{person.user_name}' already exists in this organization.",
-            person.user_name,
-        )
+        await refused_second_post(connection, org, token_id, person.user_name)
         await services.users.delete(org, user_id, OKTA)
         await services.erasure.erase(org, user_id, REASON, DPO)
         assert (
@@ -470,14 +477,8 @@ async def test_the_purge_finds_the_persons_earlier_user_name_and_e_mail_too(
         org = await retention_org(connection)
         token_id, _ = await tenancy.issue_token(connection, org)
     user_id = (await services.users.provision(org, person.attributes(), OKTA)).user_id
-    await pool.execute(
-        "INSERT INTO scim_call_errors (org_id, recorded_at, token_id, method, route, status, detail, "
-        "subject_kind, subject) VALUES ($1, now(), $2, 'POST', '/scim/v2/Users', 409, $3, 'user', $4)",
-        org,
-        token_id,
-        f"A user with userName '{person.user_name}' already exists in this organization.",
-        person.user_name,
-    )
+    async with pool.acquire() as connection:
+        await refused_second_post(connection, org, token_id, person.user_name)
     renamed = Person()
     await services.users.replace(org, user_id, {**renamed.attributes(), "active": True}, OKTA)
     await services.users.delete(org, user_id, OKTA)
