@@ -90,13 +90,14 @@ def _aad(org_id: uuid.UUID, user_id: uuid.UUID, path: str) -> bytes:
 class PersonalDataCipher:
     """Seals and opens personal values with data keys wrapped by a KEK (`MultiFernet`: the first key wraps,
     every one unwraps). `kek` is called on first use, so that a process that never meets personal data never
-    needs the KEK; `missing` makes the error for a data key that none of the KEKs unwraps."""
+    needs the KEK; `missing` is the error for a data key that none of the KEKs unwraps, which `kek` raises too
+    when there is no KEK at all: the process's configuration is at fault, never the event being read."""
 
     def __init__(
-        self, kek: Callable[[], MultiFernet], fields: PersonalFields, missing: Callable[[str], Exception]
+        self, kek: Callable[[], MultiFernet], fields: PersonalFields, missing: type[Exception]
     ) -> None:
         self._kek_source = kek
-        self._missing = missing
+        self.missing = missing
         self._kek: MultiFernet | None = None
         self.fields = fields
         self._unwrapped: dict[bytes, AESGCM] = {}
@@ -120,7 +121,7 @@ class PersonalDataCipher:
             try:
                 key = AESGCM(self.kek().decrypt(wrapped))
             except InvalidToken as error:  # no configured KEK wrapped it
-                raise self._missing(
+                raise self.missing(
                     "A personal data key cannot be unwrapped with SCIMLEDGER_PERSONAL_DATA_KEYS: the key that "
                     "wrapped it is no longer among the configured keys. Put it back (after the current one) "
                     "and run 'scimledger personal-data rewrap'."
@@ -335,7 +336,16 @@ async def rewrap_all(connection: Any, cipher: PersonalDataCipher) -> int:
         rows = await connection.fetch(_KEYS_AFTER, *after, _REWRAP_BATCH)
         if not rows:
             return rewrapped
-        news = [cipher.kek().rotate(bytes(row["wrapped_key"])) for row in rows]
+        try:
+            news = [cipher.kek().rotate(bytes(row["wrapped_key"])) for row in rows]
+        except (
+            InvalidToken
+        ) as error:  # the KEK that wrapped it is gone from the settings: nothing to rotate from
+            raise cipher.missing(
+                "A personal data key cannot be unwrapped with SCIMLEDGER_PERSONAL_DATA_KEYS, so it cannot be "
+                "rewrapped: put the key-encryption key it was wrapped with back (after the new one) and run "
+                "'scimledger personal-data rewrap' again."
+            ) from error
         await connection.execute(
             _REWRAP,
             [row["org_id"] for row in rows],

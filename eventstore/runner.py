@@ -297,6 +297,10 @@ class Runner:
             await asyncio.sleep(backoff(progress.attempts, self.options))
             return 0
         except Exception as error:  # a consumer's own failure: isolate, retry, then park
+            if self._personal_data is not None and isinstance(error, self._personal_data.missing):
+                # This process lacks the KEK that wrapped a data key: its configuration is at fault, not the
+                # event, which parking would skip for good. Back off and retry until the key is there.
+                raise
             if not progress.isolating:
                 progress.isolating, progress.attempts = True, 0
                 return 1  # go again at once, one event at a time

@@ -32,7 +32,7 @@ from app.infrastructure import logs
 from app.infrastructure.database import EmbeddedDatabaseError, database_location
 from app.infrastructure.migrate import MigrationError, NewerSchema, NotMigrated
 from app.infrastructure.settings import InvalidSetting, Settings
-from domain.errors import DomainError
+from domain.errors import DomainError, PersonalDataKeyMissing
 from eventstore.store import ConcurrencyConflict
 
 
@@ -103,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NewerSchema as error:
         print(f"scimledger: {error}", file=sys.stderr)
         return ExitCode.NEWER_SCHEMA
+    except PersonalDataKeyMissing as error:  # a setting is wrong: SCIMLEDGER_PERSONAL_DATA_KEYS
+        print(f"scimledger: {error}", file=sys.stderr)
+        return ExitCode.USAGE
     # A concurrency conflict is refused as the HTTP edge refuses it (409): the same command may be run again.
     except (DomainError, ConcurrencyConflict, MigrationError) as error:
         print(f"scimledger: {error}", file=sys.stderr)

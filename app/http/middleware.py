@@ -151,7 +151,10 @@ class EdgeMiddleware:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
-                request_id = candidate if _REQUEST_ID.match(candidate) else None
+                # Not one quoting an e-mail address: the id is on every log line and, in plaintext, on every
+                # event the request causes, where no erasure can reach it.
+                sane = _REQUEST_ID.match(candidate) and not logs.quotes_email(candidate)
+                request_id = candidate if sane else None
                 break
         request_id = request_id or f"{self._id_prefix}{next(self._id_counter):016x}"
         _normalize_path(scope, self.endpoints, self.bases)

@@ -29,6 +29,10 @@ def redact(text: str) -> str:
     return _EMAIL.sub("<email>", text)
 
 
+def quotes_email(text: str) -> bool:
+    return _EMAIL.search(text) is not None
+
+
 def _traceback(record: logging.LogRecord, with_messages: bool) -> str:
     assert record.exc_info is not None
     if with_messages:

@@ -24,11 +24,11 @@ import msgspec
 
 from app.services.scim_call_errors import ScimCallErrors
 from domain.errors import NotFound
-from domain.users import User, personal_values
+from domain.users import PROFILE_FIELDS, User, personal_values
 from eventstore.personal_data import ERASED, destroy_data_key
 from eventstore.pool import Connection
 from eventstore.records import Metadata
-from eventstore.store import ASSIGNED_TX, ConcurrencyConflict, EventStore
+from eventstore.store import ASSIGNED_TX, ConcurrencyConflict, EventStore, Transaction
 
 # Not the id: an id of another organization's user names nobody here, and a page says no more than that.
 _NO_SUCH_USER = "No such user in this organization."
@@ -198,9 +198,17 @@ class ErasureService:
         ]
         return AwaitingPage(shown, keys[limit - 1] if len(keys) > limit else None)
 
-    async def erase(self, org_id: uuid.UUID, user_id: uuid.UUID, reason: str, metadata: Metadata) -> Erasure:
+    async def erase(
+        self,
+        org_id: uuid.UUID,
+        user_id: uuid.UUID,
+        reason: str,
+        metadata: Metadata,
+        *,
+        reason_by_policy: bool = False,
+    ) -> Erasure:
         """Erase the user's personal data; NotFound if `user_id` names no user of the organization,
-        NotErasable (domain/errors.py) if they may not be erased."""
+        NotErasable (domain/errors.py) if they may not be erased. `reason_by_policy`: see `User.erase`."""
         # Refused calls this process holds in memory are written first, so that the purge below finds them.
         await self._scim_call_errors.flush(org_id)
         for attempt in range(_ATTEMPTS):
@@ -210,9 +218,9 @@ class ErasureService:
                     user = (await transaction.load(org_id, [user_id])).get(user_id)
                     if not isinstance(user, User):
                         raise NotFound(_NO_SUCH_USER)
-                    # Read before the erasure: once the key is gone, the aggregate no longer holds them.
-                    quoted = [str(user_id), *personal_values(user.attributes)]
-                    user.erase(reason)
+                    # Read before the erasure: once the key is gone, the log no longer shows them.
+                    quoted = [str(user_id), *await _personal_values_ever(transaction, org_id, user_id)]
+                    user.erase(reason, reason_by_policy=reason_by_policy)
                     [*_, erased] = await transaction.save(org_id, [user], metadata)
                     await destroy_data_key(transaction.connection, org_id, user_id)
                     await _purge(transaction.connection, org_id, user_id, quoted)
@@ -221,6 +229,19 @@ class ErasureService:
                 if attempt == _ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+
+async def _personal_values_ever(transaction: Transaction, org_id: uuid.UUID, user_id: uuid.UUID) -> list[str]:
+    """Every personal value the person's stream ever held, longest first: not only their latest profile's,
+    since a refused call or a stored response may quote the userName or e-mail address they had before a
+    rename."""
+    values: set[str] = set()
+    for recorded in await transaction.read_stream(org_id, user_id):
+        field = PROFILE_FIELDS.get(recorded.type)
+        if field is not None:
+            profile = getattr(recorded.to_domain_event(), field)  # upcast: version 1 kept the e-mail apart
+            values.update(personal_values(profile) if isinstance(profile, dict) else ())
+    return sorted(values, key=lambda value: (-len(value), value))
 
 
 async def _purge(connection: Connection, org_id: uuid.UUID, user_id: uuid.UUID, quoted: list[str]) -> None:

@@ -147,7 +147,9 @@ class RetentionSweeper:
         if left_on is None or left_on > horizon:
             return False  # back in the organization since, or left again more recently
         try:
-            await self._erasure.erase(org_id, user_id, policy.reason(), Metadata(actor=RETENTION_ACTOR))
+            await self._erasure.erase(
+                org_id, user_id, policy.reason(), Metadata(actor=RETENTION_ACTOR), reason_by_policy=True
+            )
         except NotErasable as refusal:
             # Came back between the read above and the erasure's own, or erased meanwhile: not due now.
             log.info("retention: user %s of org %s not erased: %s", user_id, org_id, type(refusal).__name__)

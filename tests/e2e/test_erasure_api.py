@@ -8,6 +8,7 @@ import uuid
 
 import asyncpg
 import httpx
+from cryptography.fernet import Fernet
 
 from app.services import tenancy
 from tests.conftest import Tenant, new_tenant, okta_user
@@ -160,3 +161,41 @@ async def test_the_cli_shows_and_sets_the_retention_policy(
     assert "30 day(s)" in run_cli(cli_env, "org", "retention", "--org", org.name).stdout
     assert "off" in run_cli(cli_env, "org", "retention", "--org", org.name, "--off").stdout
     assert run_cli(cli_env, "org", "retention", "--org", org.name, "--days", "0", check=False).returncode == 2
+
+
+async def test_a_request_id_quoting_the_persons_e_mail_does_not_outlive_the_erasure(
+    admin: Admin, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    # A host app's script that names its requests after whom they are about: the id is recorded on every
+    # event the request caused (plaintext, append-only) and on every log line, so it must not be adopted.
+    org_id = admin.tenant.org.org_id
+    email = f"eve.{uuid.uuid4().hex[:8]}@erase.example"
+    created = await http.post(
+        "/Users", json=okta_user(email), headers={**admin.okta, "X-Request-Id": f"provision/{email}"}
+    )
+    assert created.status_code == 201, created.text
+    assert email not in created.headers["X-Request-Id"]
+    user_id = created.json()["id"]
+    assert (await http.delete(f"/Users/{user_id}", headers=admin.okta)).status_code == 204
+    assert (await admin.client.post(f"/users/{user_id}/erasure", json=REASON)).status_code == 200
+    quoting = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE org_id = $1 AND strpos(lower(events::text), $2) > 0", org_id, email
+    )
+    assert quoting == 0
+
+
+async def test_rewrap_without_the_old_key_says_which_setting_is_wrong_and_changes_nothing(
+    cli_env: dict[str, str], admin: Admin, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    # The operator dropped the old KEK before rewrapping: the keys it wrapped cannot be rotated.
+    await provisioned(admin, http, f"rotation.{uuid.uuid4().hex[:8]}@erase.example")
+    before = await pool.fetch("SELECT org_id, user_id, wrapped_key FROM personal_data_keys ORDER BY 1, 2")
+    only_new = {**cli_env, "SCIMLEDGER_PERSONAL_DATA_KEYS": Fernet.generate_key().decode()}
+    rewrap = run_cli(only_new, "personal-data", "rewrap", check=False)
+    assert rewrap.returncode == 2, rewrap.stderr
+    assert "SCIMLEDGER_PERSONAL_DATA_KEYS" in rewrap.stderr
+    assert "Traceback" not in rewrap.stderr
+    assert (
+        await pool.fetch("SELECT org_id, user_id, wrapped_key FROM personal_data_keys ORDER BY 1, 2")
+        == before
+    )

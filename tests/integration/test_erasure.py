@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.services import retention
+from app.services import retention, tenancy
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
 from app.services.retention import RetentionPolicy, RetentionSweeper
@@ -325,6 +325,20 @@ async def test_a_removed_user_is_erased_and_their_remaining_groups_revoked_by_th
     assert [row["type"] for row in types][-2:] == ["GroupMemberRemoved", "UserErased"]
 
 
+async def refused_second_post(
+    connection: asyncpg.Connection, org: uuid.UUID, token_id: uuid.UUID, user_name: str
+) -> None:
+    """The connection status's record of a POST /Users refused because `user_name` was taken."""
+    await connection.execute(
+        "INSERT INTO scim_call_errors (org_id, recorded_at, token_id, method, route, status, detail, "
+        "subject_kind, subject) VALUES ($1, now(), $2, 'POST', '/scim/v2/Users', 409, $3, 'user', $4)",
+        org,
+        token_id,
+        f"A user with userName '{user_name}' already exists in this organization.",
+        user_name,
+    )
+
+
 async def test_the_erasure_purges_the_tables_outside_the_log_that_quote_the_person(
     services: Services, pool: asyncpg.Pool
 ) -> None:
@@ -344,14 +358,7 @@ async def test_the_erasure_purges_the_tables_outside_the_log_that_quote_the_pers
             token_id,
             f'{{"id": "{user_id}"}}'.encode(),
         )
-        await connection.execute(
-            "INSERT INTO scim_call_errors (org_id, recorded_at, token_id, method, route, status, detail, "
-            "subject_kind, subject) VALUES ($1, now(), $2, 'POST', '/scim/v2/Users', 409, $3, 'user', $4)",
-            org,
-            token_id,
-            f"A user with userName '{person.user_name}' already exists in this organization.",
-            person.user_name,
-        )
+        await refused_second_post(connection, org, token_id, person.user_name)
         await services.users.delete(org, user_id, OKTA)
         await services.erasure.erase(org, user_id, REASON, DPO)
         assert (
@@ -438,3 +445,43 @@ async def test_a_sweep_before_the_policys_time_erases_nobody(services: Services,
     await services.users.delete(org_id, user, OKTA)
     on_time = RetentionSweeper(pool, services.store, services.erasure)
     assert user not in await on_time.sweep()
+
+
+async def test_the_sweep_erases_a_person_whose_name_happens_to_be_a_word_of_the_policys_reason(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    # The policy's reason is the service's own text, so it can quote nobody: yet "Ted" is in "deleted", "Ion"
+    # in "organization", "Per" and "Son" in "personal", "Day" in "day(s)". Such a person must still be erased.
+    async with pool.acquire() as connection:
+        org_id = await retention_org(connection, days=2)
+    mark = uuid.uuid4().hex[:8]
+    profile = {"userName": f"t.day.{mark}@erasure.example", "name": {"givenName": "Ted", "familyName": "Day"}}
+    user_id = (await services.users.provision(org_id, profile, OKTA)).user_id
+    await services.users.delete(org_id, user_id, OKTA)
+    ahead = RetentionSweeper(
+        pool,
+        services.store,
+        services.erasure,
+        clock=lambda: datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3),
+    )
+    assert user_id in await ahead.sweep()
+
+
+async def test_the_purge_finds_the_persons_earlier_user_name_and_e_mail_too(
+    services: Services, pool: asyncpg.Pool
+) -> None:
+    # Okta refused a second POST of her first userName; she later married, and Okta renamed her. The refused
+    # call quotes the name she had then, which is hers as much as her latest one.
+    person = Person()
+    async with pool.acquire() as connection:
+        org = await retention_org(connection)
+        token_id, _ = await tenancy.issue_token(connection, org)
+    user_id = (await services.users.provision(org, person.attributes(), OKTA)).user_id
+    async with pool.acquire() as connection:
+        await refused_second_post(connection, org, token_id, person.user_name)
+    renamed = Person()
+    await services.users.replace(org, user_id, {**renamed.attributes(), "active": True}, OKTA)
+    await services.users.delete(org, user_id, OKTA)
+    await services.erasure.erase(org, user_id, REASON, DPO)
+    async with pool.acquire() as connection:
+        assert await tables_quoting(connection, [*person.needles, *renamed.needles], events=False) == []

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from cryptography.fernet import Fernet
 
 from app.infrastructure.logs import JsonFormatter
 from app.infrastructure.personal_data_keys import personal_data_cipher
+from app.infrastructure.settings import Settings
 from app.services.container import Services
 from eventstore.consumers import process_batch
 from eventstore.log_reader import LogScan
@@ -372,3 +374,65 @@ async def test_a_runner_whose_connection_is_killed_reconnects_and_carries_on(
             await task
     assert await counted(pool, table) == {"UserProvisioned": 20, "UserDeactivated": 20}
     assert runner.states[projection.name].state == "running"
+
+
+async def test_a_runner_without_the_key_encryption_key_waits_for_it_and_parks_nothing(
+    services: Services, pool: asyncpg.Pool, database_url: str, counting: tuple[uuid.UUID, str]
+) -> None:
+    """A worker deployed without the KEK that wrapped the data keys (SCIMLEDGER_PERSONAL_DATA_KEYS unset, or the
+    old key dropped before `personal-data rewrap`) is misconfigured, and every user's event is fine: it must
+    wait, saying why, and apply the events once it has the key, never park them (which skips them for good)."""
+    org_id, table = counting
+    projection = CountingProjection(org_id, table)
+    async with pool.acquire() as connection:
+        await start_at_log_head(connection, projection.name)
+    await services.users.provision(org_id, {"userName": "keyless@runner.test"}, META)
+    other_kek = Settings(database_url=database_url, personal_data_keys=Fernet.generate_key().decode())
+    keyless = Runner(database_url, [projection], FAST, personal_data=personal_data_cipher(other_kek))
+    logged = io.StringIO()
+    handler = logging.StreamHandler(logged)
+    handler.setFormatter(JsonFormatter(verbose=False))
+    runner_log = logging.getLogger("scimledger.runner")
+    runner_log.addHandler(handler)
+    task = asyncio.create_task(keyless.run())
+
+    def failures() -> int:
+        return sum(
+            1
+            for line in logged.getvalue().splitlines()
+            if json.loads(line).get("consumer") == projection.name
+        )
+
+    parked_sql = "SELECT count(*) FROM parked_events WHERE name = $1"
+    try:
+        deadline = time.monotonic() + 30
+        # Well past the attempts after which a poison event is parked.
+        while failures() <= FAST.max_attempts + 2 and not await pool.fetchval(parked_sql, projection.name):
+            assert time.monotonic() < deadline, "the keyless runner neither failed nor parked"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        runner_log.removeHandler(handler)
+    assert await pool.fetchval(parked_sql, projection.name) == 0
+    # Given the key, it carries on from where it waited.
+    await run_until_counted(database_url, projection, pool, org_id, table, services)
+
+
+async def run_until_counted(
+    database_url: str,
+    projection: CountingProjection,
+    pool: asyncpg.Pool,
+    org_id: uuid.UUID,
+    table: str,
+    services: Services,
+) -> None:
+    keyed = Runner(database_url, [projection], FAST, personal_data=personal_data_cipher(services.settings))
+    task = asyncio.create_task(keyed.run())
+    try:
+        await caught_up(pool, org_id, table)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
