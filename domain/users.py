@@ -9,6 +9,7 @@ nothing, and a deleted user accepts nothing more.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -361,9 +362,10 @@ class User(Aggregate):
         """Erase the person: their groups are revoked (a removed user whose revocation the reactor has not yet
         recorded still holds some), then `Erased` is recorded. The caller destroys their data key in the same
         transaction. `reason` is required and must not repeat the person's data, which it would otherwise keep
-        in the log in the clear, for ever. `reason_by_policy`: the reason is the service's own text (a
-        retention policy's), which quotes nobody, so it is not compared with the person's data: a substring
-        match would refuse, for ever, anyone named Ted ("deleted"), Ion ("organization") or Day ("day(s)")."""
+        in the log in the clear, for ever: a value is found as a whole word or words, so "Ted" is refused
+        in "asked by Ted" and not in "user deleted". `reason_by_policy`: the reason is the service's own
+        text (a retention policy's), which quotes nobody, so it is not compared with the person's data at
+        all (a "Day" is a word of it)."""
         refusal = self.erasure_refusal()
         if refusal is not None:
             raise NotErasable(refusal)
@@ -372,10 +374,7 @@ class User(Aggregate):
             raise NotErasable(
                 "An erasure needs a reason (a ticket number, the request's date): none was given."
             )
-        folded = reason.casefold()
-        if not reason_by_policy and any(
-            value.casefold() in folded for value in personal_values(self.attributes)
-        ):
+        if not reason_by_policy and any(_quotes(reason, value) for value in personal_values(self.attributes)):
             raise NotErasable(
                 "The reason repeats the person's own data (their userName, name or e-mail address), which the "
                 "log would then keep for ever: give a reason without it, such as a ticket number."
@@ -484,3 +483,9 @@ PROFILE_FIELDS: dict[str, str] = {User.Provisioned.TOPIC: "attributes", User.Pro
 
 # The events that change a user's groups, by stored type name: every reader of memberships picks these.
 MEMBERSHIP_EVENT_TYPE_NAMES = frozenset({User.JoinedGroup.TOPIC, User.LeftGroup.TOPIC})
+
+
+def _quotes(text: str, value: str) -> bool:
+    """Whether `text` holds `value` as whole words (ignoring case): not inside a longer word."""
+    pattern = rf"(?<!\w){re.escape(value.casefold())}(?!\w)"
+    return re.search(pattern, text.casefold()) is not None

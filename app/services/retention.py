@@ -28,7 +28,7 @@ import msgspec
 from app.services.erasure import ErasureService, LeftKey, left_not_erased
 from domain.errors import DomainError, NotErasable, NotFound
 from domain.users import RETENTION_ACTOR, User
-from eventstore.pool import Connection
+from eventstore.pool import CONNECTION_LOST, Connection
 from eventstore.records import Metadata
 from eventstore.runner import ConsumerActivity
 from eventstore.single_active import SingleActive
@@ -129,8 +129,19 @@ class RetentionSweeper:
                 async with self._pool.acquire() as connection:
                     candidates = await left_not_erased(connection, org_id, horizon, _BATCH, after)
                 for candidate in candidates:
-                    if await self._erase_if_due(org_id, candidate.user_id, policy, horizon):
-                        erased.append(candidate.user_id)
+                    try:
+                        if await self._erase_if_due(org_id, candidate.user_id, policy, horizon):
+                            erased.append(candidate.user_id)
+                    except CONNECTION_LOST:
+                        raise  # the database is gone for everyone: the sweep backs off and starts again
+                    except Exception as error:
+                        # Ids and the error's type only, no traceback: its message may quote what it failed on.
+                        log.error(  # noqa: TRY400
+                            "retention: user %s of org %s not erased, tried again next sweep: %s",
+                            candidate.user_id,
+                            org_id,
+                            type(error).__name__,
+                        )
                 if len(candidates) < _BATCH:
                     break
                 after = candidates[-1]
