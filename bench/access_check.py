@@ -53,7 +53,7 @@ from scim.group_patch import GroupChange, MembershipStep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scratch import scratch_database
+from scratch import personal_data_keys, scratch_database, service_keys
 
 from bench.load import run as load
 from bench.load.baseline_app import SCHEMA as BASELINE_SCHEMA
@@ -169,6 +169,7 @@ def over_http(
     )
     user_ids = load.write_lines(work, "users", sorted({str(user) for user, _, _ in triples}))
     env = {
+        **service_keys(),
         "DATABASE_URL": url,
         "SCIMLEDGER_LOG_LEVEL": "warning",
         "SCIMLEDGER_LOG_FORMAT": "json",
@@ -232,7 +233,9 @@ async def main() -> None:
         try:
             async with pool.acquire() as connection:
                 await migrate(connection)
-            services = build_services(Settings(database_url=url), pool)
+            services = build_services(
+                Settings(database_url=url, personal_data_keys=personal_data_keys()), pool
+            )
             started = time.perf_counter()
             org_id, triples = await seed(services, pool)
             grants = await pool.fetchval("SELECT count(*) FROM access_grants WHERE org_id = $1", org_id)

@@ -38,7 +38,7 @@ import httpx
 import psutil
 from load.run import Server, free_port  # beside this script
 from replay_rebuild import history
-from scratch import copy_events, scratch_database
+from scratch import copy_events, scratch_database, service_keys
 
 from app.infrastructure.database import database_url
 from app.infrastructure.migrate import migrate
@@ -142,6 +142,7 @@ async def drain(client: httpx.AsyncClient, path: str, params: dict[str, str], to
 async def scenarios(tree: Tree, token: str, rounds_left: int, args: argparse.Namespace) -> None:
     """One turn of every scenario on `tree`, a fresh server for each (a killed one takes nothing along)."""
     env = {
+        **service_keys(),
         "DATABASE_URL": tree.database,
         "SCIMLEDGER_LOG_LEVEL": "warning",
         "SCIMLEDGER_LOG_FORMAT": "json",
@@ -252,7 +253,7 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.to_thread(
                 subprocess.run,
                 [str(baseline / ".venv" / "bin" / "scimledger"), "migrate"],
-                env={**os.environ, "DATABASE_URL": base_url},
+                env={**os.environ, **service_keys(), "DATABASE_URL": base_url},
                 check=True,
                 capture_output=True,
                 timeout=120,

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from app.infrastructure.database import database_url  # noqa: E402
 from app.infrastructure.settings import Settings  # noqa: E402
 from bench.load.run import Run, Server, errors_logged, free_port, write_lines, wrk  # noqa: E402
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch import scratch_database, service_keys  # noqa: E402
 
 # Turkish dotted and dotless i, and a final sigma: the letters lower() and Python disagreed on.
 NON_ASCII = "İlker-Işık-ΣΟΦΙΑΣ"  # noqa: RUF001
@@ -83,7 +83,7 @@ def scenarios(tree: Tree, work: Path, seconds: int, turn: int) -> dict[str, Run]
 
 async def prepare(tree: Tree, url: str, work: Path, env: dict[str, str]) -> None:
     """Migrate, create an org and a token, serve, and seed 2,000 users of each kind for the lookups."""
-    env = {**env, "DATABASE_URL": url}
+    env = {**env, **service_keys(), "DATABASE_URL": url}
     tree.cli(env, "migrate")
     tree.org = tree.cli(env, "org", "create", f"Bench {uuid.uuid4().hex[:6]}").splitlines()[-1]
     tree.token = tree.cli(env, "token", "issue", "--org", tree.org)

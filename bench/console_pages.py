@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from asgi_lifespan import LifespanManager
 from replay_rebuild import history  # beside this script
-from scratch import copy_events, scratch_database
+from scratch import copy_events, personal_data_keys, scratch_database
 
 from app.bootstrap import build_services
 from app.http.app import create_app
@@ -56,7 +56,9 @@ async def seed(url: str, events: int, users: int) -> dict[str, str]:
             await copy_events(connection, rows)
             del rows
             await seal_pending(connection)
-            services = build_services(Settings(database_url=url, worker=False), pool)
+            services = build_services(
+                Settings(database_url=url, worker=False, personal_data_keys=personal_data_keys()), pool
+            )
             await services.projection.rebuild(connection, reader)
             await services.notifier.aclose()
             print(f"seeded {events:,} events in {time.perf_counter() - started:.0f} s", flush=True)
@@ -118,7 +120,13 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str, str]]:
 
 
 async def measure(url: str, ids: dict[str, str], rounds: int) -> dict[str, dict[str, float]]:
-    settings = Settings(database_url=url, worker=False, rate_limit_per_second=0, org_concurrency=100)
+    settings = Settings(
+        database_url=url,
+        worker=False,
+        rate_limit_per_second=0,
+        org_concurrency=100,
+        personal_data_keys=personal_data_keys(),
+    )
     async with LifespanManager(create_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
         clients = {

@@ -22,7 +22,7 @@ import uuid
 
 import httpx
 from asgi_lifespan import LifespanManager
-from scratch import scratch_database  # beside this script
+from scratch import personal_data_keys, scratch_database  # beside this script
 
 from app.bootstrap import build_services
 from app.http.app import create_app
@@ -48,7 +48,11 @@ async def main(members: int, samples: int) -> None:
     server = await asyncio.to_thread(database_url, base_settings)
     async with scratch_database(server) as url:
         settings = Settings(
-            database_url=url, token_cache_seconds=60, rate_limit_per_second=0, org_concurrency=1000
+            database_url=url,
+            token_cache_seconds=60,
+            rate_limit_per_second=0,
+            org_concurrency=1000,
+            personal_data_keys=personal_data_keys(),
         )
         async with LifespanManager(create_app(settings)) as manager, contextlib.AsyncExitStack() as stack:
             # Set-up goes through the same services the app builds, on a pool of its own.

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 from load.run import Server, free_port, write_lines, wrk  # beside this script
-from scratch import scratch_database
+from scratch import scratch_database, service_keys
 
 from app.infrastructure.database import database_url
 from app.infrastructure.settings import Settings
@@ -148,6 +148,7 @@ async def slowloris(port: int, window: float) -> list[float]:
 def serving(tree: Path, name: str, database: str) -> Iterator[Server]:
     port = free_port()
     env = {
+        **service_keys(),
         "DATABASE_URL": database,
         "SCIMLEDGER_LOG_LEVEL": "warning",
         "SCIMLEDGER_LOG_FORMAT": "json",

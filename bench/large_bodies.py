@@ -42,7 +42,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from scratch import scratch_database  # noqa: E402
+from scratch import scratch_database, service_keys  # noqa: E402
 
 from app.infrastructure.database import database_url  # noqa: E402
 from app.infrastructure.settings import Settings  # noqa: E402
@@ -362,6 +362,7 @@ async def main(baseline_tree: Path | None, samples: int, limit_seconds: float, m
         for tree in trees:
             url = await stack.enter_async_context(scratch_database(server))
             env = {
+                **service_keys(),
                 "DATABASE_URL": url,
                 "SCIMLEDGER_LOG_LEVEL": "warning",
                 "SCIMLEDGER_LOG_FORMAT": "json",

@@ -22,7 +22,7 @@ import uuid
 import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
-from scratch import scratch_database  # beside this script
+from scratch import personal_data_keys, scratch_database  # beside this script
 
 from app.bootstrap import build_services
 from app.http.app import create_app
@@ -62,6 +62,7 @@ async def scenario(label: str, users: int, pace: float | None, server: str) -> N
             runner_poll_seconds=1.0,
             rate_limit_per_second=0,
             org_concurrency=1000,  # one organization's 8 clients at once
+            personal_data_keys=personal_data_keys(),
         )
         async with LifespanManager(create_app(settings)) as manager:
             pool = await create_pool(url, min_size=2, max_size=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,8 +10,22 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from cryptography.fernet import Fernet
 
 from eventstore.records import PayloadSeal, encode_event
+
+
+@functools.cache
+def service_keys() -> dict[str, str]:
+    """The keys a service needs when it runs with DATABASE_URL (with the embedded database it generates them in
+    its data dir): the key-encryption key of personal data, without which every write of a user is refused.
+    One per benchmark run, shared by every server and CLI command the run starts on its databases."""
+    return {"SCIMLEDGER_PERSONAL_DATA_KEYS": Fernet.generate_key().decode()}
+
+
+def personal_data_keys() -> str:
+    """`service_keys`' key-encryption key, for a service built in process."""
+    return service_keys()["SCIMLEDGER_PERSONAL_DATA_KEYS"]
 
 
 @asynccontextmanager

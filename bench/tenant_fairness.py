@@ -40,7 +40,7 @@ from typing import Any
 import asyncpg
 import httpx
 from load.run import Server, errors_logged, free_port, percentile  # bench/load/run.py, beside this script
-from scratch import scratch_database  # beside this script
+from scratch import scratch_database, service_keys  # beside this script
 
 from app.infrastructure.database import database_url
 from app.infrastructure.settings import Settings
@@ -84,7 +84,7 @@ class Tree:
     def run_cli(self, *args: str) -> str:
         return subprocess.run(
             [self.cli, *args],
-            env={**os.environ, "DATABASE_URL": self.url, "SCIMLEDGER_LOG_LEVEL": "warning"},
+            env={**os.environ, **service_keys(), "DATABASE_URL": self.url, "SCIMLEDGER_LOG_LEVEL": "warning"},
             capture_output=True,
             text=True,
             check=True,
@@ -117,6 +117,7 @@ async def set_up(tree: Tree, server_url: str, users: int, stack: contextlib.Asyn
     tree.a_token, tree.b_token = tokens
     port = free_port()
     env = {
+        **service_keys(),
         "DATABASE_URL": tree.url,
         "SCIMLEDGER_LOG_LEVEL": "warning",
         "SCIMLEDGER_LOG_FORMAT": "json",

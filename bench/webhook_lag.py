@@ -30,7 +30,7 @@ import httpx
 import uvicorn
 from asgi_lifespan import LifespanManager
 from cryptography.fernet import Fernet
-from scratch import scratch_database  # beside this script
+from scratch import personal_data_keys, scratch_database  # beside this script
 
 from app.http.app import create_app
 from app.infrastructure.database import database_url
@@ -133,6 +133,7 @@ async def app_on(url: str) -> AsyncIterator[tuple[Services, httpx.AsyncClient, u
         org_concurrency=1000,
         webhook_allow_private=True,
         webhook_secret_key=Fernet.generate_key().decode(),
+        personal_data_keys=personal_data_keys(),
     )
     app = create_app(settings)
     async with LifespanManager(app) as manager:

@@ -44,7 +44,7 @@ from projections import scim_users
 from projections.scim import ScimProjection, without_cyclic_gc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scratch import copy_events, event_rows, scratch_database
+from scratch import copy_events, event_rows, scratch_database, service_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA = Path(__file__).resolve().parent / "lua"
@@ -332,6 +332,7 @@ async def main() -> None:
     async with scratch_database(server_url) as url, contextlib.AsyncExitStack() as running:
         # One token drives thousands of requests a second here: the per-token rate limit would refuse them.
         env = {
+            **service_keys(),
             "DATABASE_URL": url,
             "SCIMLEDGER_LOG_LEVEL": "warning",
             "SCIMLEDGER_LOG_FORMAT": "json",  # read back by `errors_logged`
@@ -655,6 +656,7 @@ async def main_two_workers() -> None:
     work = Path(tempfile.mkdtemp(prefix="scimledger-bench-"))
     async with scratch_database(server_url) as url:
         env = {
+            **service_keys(),
             "DATABASE_URL": url,
             "SCIMLEDGER_LOG_LEVEL": "warning",
             "SCIMLEDGER_LOG_FORMAT": "json",
