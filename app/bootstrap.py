@@ -50,6 +50,7 @@ from app.services.users import UserService
 from app.services.webhook_delivery import DeliveryOptions, WebhookDispatcher
 from app.services.webhooks import WebhookService
 from eventstore.notify import CommitNotifier
+from eventstore.personal_data import PersonalDataCipher
 from eventstore.pool import create_pool
 from eventstore.runner import Runner, RunnerOptions
 from eventstore.store import EventStore
@@ -101,18 +102,20 @@ async def bootstrap(
     and the runner if `runner`. `bounded_waits`: every wait on the database is bounded by the database
     timeouts, as requests need (see `_open_pool`); commands and the worker wait as long as their work takes."""
     url = await locate_database(settings, create=schema is Schema.MIGRATE)
-    pool = await _open_pool(settings, url, connections, bounded_waits)
+    # One cipher for the process: the data keys it unwraps, it unwraps once, for the requests and the runner.
+    cipher = personal_data_cipher(settings)
+    pool = await _open_pool(settings, url, connections, bounded_waits, cipher)
     replica = None
     try:
         applied = await _prepare_schema(settings, pool, schema)
         if settings.replica_database_url:
             # Read-only by design: its connections are kept, not dropped as a writing pool's would be.
             replica = await _open_pool(
-                settings, settings.replica_database_url, connections, bounded_waits, writes=False
+                settings, settings.replica_database_url, connections, bounded_waits, cipher, writes=False
             )
         services = build_services(settings, pool, replica)
         try:
-            async with _consumers(settings, url, services, runner) as task:
+            async with _consumers(settings, url, services, cipher, runner) as task:
                 yield Root(services, task, applied)
         finally:
             # Before the pool closes, so that the last commits' NOTIFY is not lost, nor the last SCIM errors.
@@ -137,10 +140,15 @@ async def locate_database(settings: Settings, *, create: bool, keep_running: boo
 
 
 async def _open_pool(
-    settings: Settings, url: str, connections: int, bounded_waits: bool, *, writes: bool = True
+    settings: Settings,
+    url: str,
+    connections: int,
+    bounded_waits: bool,
+    personal_data: PersonalDataCipher,
+    *,
+    writes: bool = True,
 ) -> asyncpg.Pool[asyncpg.Record]:
     # Personal data is encrypted and decrypted on the pool's connections (eventstore/personal_data.py).
-    personal_data = personal_data_cipher(settings)
     if not bounded_waits:
         return await create_pool(
             url, min_size=1, max_size=connections, writes=writes, personal_data=personal_data
@@ -188,13 +196,13 @@ async def _prepare_schema(
 
 @contextlib.asynccontextmanager
 async def _consumers(
-    settings: Settings, url: str, services: Services, wanted: bool
+    settings: Settings, url: str, services: Services, personal_data: PersonalDataCipher, wanted: bool
 ) -> AsyncIterator[asyncio.Task[None] | None]:
     """The runner for asynchronous projections and reactors, in this process if `wanted`."""
     if not wanted:
         yield None
         return
-    task = asyncio.create_task(_run_in_background(settings, url, services), name="runner")
+    task = asyncio.create_task(_run_in_background(settings, url, services, personal_data), name="runner")
     try:
         yield task
     finally:
@@ -204,16 +212,20 @@ async def _consumers(
             await task
 
 
-async def _run_in_background(settings: Settings, url: str, services: Services) -> None:
+async def _run_in_background(
+    settings: Settings, url: str, services: Services, personal_data: PersonalDataCipher
+) -> None:
     """The runner and, beside it, the webhook dispatcher (see app/services/webhook_delivery.py) and the
     retention sweep (app/services/retention.py)."""
     async with asyncio.TaskGroup() as group:
-        group.create_task(build_runner(settings, url, services).run())
+        group.create_task(build_runner(settings, url, services, personal_data).run())
         group.create_task(services.webhook_dispatcher.run(url))
         group.create_task(services.retention.run(url))
 
 
-def build_runner(settings: Settings, url: str, services: Services) -> Runner:
+def build_runner(
+    settings: Settings, url: str, services: Services, personal_data: PersonalDataCipher
+) -> Runner:
     options = RunnerOptions(
         poll_seconds=settings.runner_poll_seconds, batch_delay_seconds=settings.runner_batch_delay_seconds
     )
@@ -223,7 +235,7 @@ def build_runner(settings: Settings, url: str, services: Services) -> Runner:
         options,
         services.notifier,
         services.projection,
-        personal_data=personal_data_cipher(settings),
+        personal_data=personal_data,
     )
 
 

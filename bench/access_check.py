@@ -53,7 +53,7 @@ from scim.group_patch import GroupChange, MembershipStep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scratch import personal_data_keys, scratch_database, service_keys
+from scratch import personal_data, personal_data_keys, scratch_database, service_keys
 
 from bench.load import run as load
 from bench.load.baseline_app import SCHEMA as BASELINE_SCHEMA
@@ -229,7 +229,7 @@ async def main() -> None:
     settings = Settings.from_env()
     server = await asyncio.to_thread(database_url, settings)
     async with scratch_database(server) as url:
-        pool = await create_pool(url, min_size=4, max_size=10)
+        pool = await create_pool(url, min_size=4, max_size=10, personal_data=personal_data())
         try:
             async with pool.acquire() as connection:
                 await migrate(connection)

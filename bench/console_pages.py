@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from asgi_lifespan import LifespanManager
 from replay_rebuild import history  # beside this script
-from scratch import copy_events, personal_data_keys, scratch_database
+from scratch import copy_events, personal_data, personal_data_keys, scratch_database
 
 from app.bootstrap import build_services
 from app.http.app import create_app
@@ -46,7 +46,7 @@ def percentile(samples: list[float], share: float) -> float:
 
 async def seed(url: str, events: int, users: int) -> dict[str, str]:
     """The organization, loaded and projected; the ids and secrets the pages need."""
-    pool = await create_pool(url, min_size=1, max_size=3)
+    pool = await create_pool(url, min_size=1, max_size=3, personal_data=personal_data())
     try:
         async with pool.acquire() as connection, pool.acquire() as reader:
             await migrate(connection)

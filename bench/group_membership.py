@@ -22,7 +22,7 @@ import uuid
 
 import httpx
 from asgi_lifespan import LifespanManager
-from scratch import personal_data_keys, scratch_database  # beside this script
+from scratch import personal_data, personal_data_keys, scratch_database  # beside this script
 
 from app.bootstrap import build_services
 from app.http.app import create_app
@@ -56,7 +56,7 @@ async def main(members: int, samples: int) -> None:
         )
         async with LifespanManager(create_app(settings)) as manager, contextlib.AsyncExitStack() as stack:
             # Set-up goes through the same services the app builds, on a pool of its own.
-            pool = await create_pool(url, min_size=2, max_size=8)
+            pool = await create_pool(url, min_size=2, max_size=8, personal_data=personal_data())
             stack.push_async_callback(pool.close)
             services = build_services(settings, pool)
             stack.push_async_callback(services.notifier.aclose)

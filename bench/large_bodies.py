@@ -42,7 +42,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from scratch import scratch_database, service_keys  # noqa: E402
+from scratch import personal_data, scratch_database, service_keys  # noqa: E402
 
 from app.infrastructure.database import database_url  # noqa: E402
 from app.infrastructure.settings import Settings  # noqa: E402
@@ -238,7 +238,7 @@ async def set_up(tree: Tree, env: dict[str, str], members: int, spares: int) -> 
     tree.token = tree.run(env, "token", "issue", "--org", "Bench").splitlines()[-1]
     tree.run(env, "project", "create", "--org", "Bench", "Apollo")
     tree.run(env, "role", "create", "--org", "Bench", "Admin")
-    pool = await create_pool(env["DATABASE_URL"], min_size=1, max_size=2)
+    pool = await create_pool(env["DATABASE_URL"], min_size=1, max_size=2, personal_data=personal_data())
     try:
         await load_users(pool, uuid.UUID(org_id), members + spares)
         async with pool.acquire() as connection, pool.acquire() as reader:

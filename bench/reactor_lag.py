@@ -22,7 +22,7 @@ import uuid
 import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
-from scratch import personal_data_keys, scratch_database  # beside this script
+from scratch import personal_data, personal_data_keys, scratch_database  # beside this script
 
 from app.bootstrap import build_services
 from app.http.app import create_app
@@ -65,7 +65,7 @@ async def scenario(label: str, users: int, pace: float | None, server: str) -> N
             personal_data_keys=personal_data_keys(),
         )
         async with LifespanManager(create_app(settings)) as manager:
-            pool = await create_pool(url, min_size=2, max_size=8)
+            pool = await create_pool(url, min_size=2, max_size=8, personal_data=personal_data())
             services = build_services(settings, pool)
             try:
                 async with pool.acquire() as connection:

@@ -12,6 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from cryptography.fernet import Fernet
 
+from app.infrastructure.personal_data_keys import personal_data_cipher
+from app.infrastructure.settings import Settings
+from eventstore.personal_data import PersonalDataCipher
 from eventstore.records import PayloadSeal, encode_event
 
 
@@ -26,6 +29,13 @@ def service_keys() -> dict[str, str]:
 def personal_data_keys() -> str:
     """`service_keys`' key-encryption key, for a service built in process."""
     return service_keys()["SCIMLEDGER_PERSONAL_DATA_KEYS"]
+
+
+@functools.cache
+def personal_data() -> PersonalDataCipher:
+    """The cipher of `personal_data_keys`, for a benchmark's own pool on a database a service writes: without
+    it, the pool would read the personal values as stored (encrypted)."""
+    return personal_data_cipher(Settings(personal_data_keys=personal_data_keys()))
 
 
 @asynccontextmanager

@@ -48,6 +48,18 @@ class Relocatable(Projection, Protocol):
     def relocated(self, schema: str, name: str) -> Relocatable: ...
 
 
+async def as_read_by(
+    consumer: Consumer, connection: Connection, events: Sequence[RecordedEvent]
+) -> Sequence[RecordedEvent]:
+    """`events` as `consumer` reads them: decrypted (see eventstore/personal_data.py), unless it declares
+    `reads_stored_payloads`: the sealer, whose seals must cover the ciphertext so that they still verify once a
+    key is destroyed, and a consumer that reads no personal value (a count of events), which would only pay
+    for a key query and the decryption of every profile."""
+    if getattr(consumer, "reads_stored_payloads", False):
+        return events
+    return await readable(connection, events)
+
+
 async def process_batch(
     connection: Connection,
     consumer: Consumer,
@@ -74,14 +86,7 @@ async def process_batch(
         if batch.end is None:
             return batch
         if batch.events:
-            # Decrypted for every consumer but one that reads what is stored (the sealer: seals cover the
-            # ciphertext, so that they still verify once a key is destroyed).
-            events = (
-                batch.events
-                if getattr(consumer, "reads_stored_payloads", False)
-                else await readable(connection, batch.events)
-            )
-            await consumer.handle(transaction, events)
+            await consumer.handle(transaction, await as_read_by(consumer, connection, batch.events))
         await move_position(connection, consumer.name, batch.end)
     if transaction.appended and committed is not None:
         committed()

@@ -7,9 +7,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from eventstore.consumers import Projection, Relocatable, process_batch
+from eventstore.consumers import Projection, Relocatable, as_read_by, process_batch
 from eventstore.log_reader import read_log
-from eventstore.personal_data import readable
 from eventstore.pool import Connection
 from eventstore.positions import (
     ensure_position,
@@ -46,7 +45,7 @@ async def rebuild(connection: Connection, projection: Projection, batch_size: in
             events = await read_log(connection, after, batch_size, projection.event_types)
             if not events:
                 break
-            await projection.handle(Transaction(connection), await readable(connection, events))
+            await projection.handle(Transaction(connection), await as_read_by(projection, connection, events))
             await move_position(connection, projection.name, events[-1].log_position)
             replayed += len(events)
         log.info("rebuilt %s from %d events in %.1f s", projection.name, replayed, time.monotonic() - started)

@@ -39,6 +39,9 @@ class EncodedEvent(msgspec.Struct, frozen=True):
     payload: bytes
     version: int
     occurred_at: datetime.datetime
+    # The payload as readers see it, where `payload` stores it otherwise (personal values encrypted): what the
+    # append hands back, so that what it just encrypted is not decrypted again.
+    readable: dict[str, Any] | None = None
 
 
 _payload_fields_by_class: dict[type[Any], tuple[str, ...]] = {}
@@ -68,14 +71,17 @@ def encode_event(
     event_class = type(event)
     type_name = get_topic(event_class)
     payload = {name: getattr(event, name) for name in _payload_fields(event_class)}
+    readable = None
     if seal is not None and org_id is not None:
-        payload = seal(org_id, event.originator_id, type_name, payload)
+        stored = seal(org_id, event.originator_id, type_name, payload)
+        payload, readable = stored, (payload if stored is not payload else None)
     return EncodedEvent(
         type=type_name,
         schema_version=schema_version_of(event_class),
         payload=_encoder.encode(payload),
         version=event.originator_version,
         occurred_at=event.timestamp,
+        readable=readable,
     )
 
 
@@ -190,7 +196,20 @@ _STORE_KEYS = """INSERT INTO personal_data_keys (org_id, user_id, wrapped_key)
 SELECT k.org_id, k.user_id, k.wrapped_key
 FROM unnest($1::uuid[], $2::uuid[], $3::bytea[]) AS k(org_id, user_id, wrapped_key)
 WHERE EXISTS (SELECT FROM appended WHERE appended.org_id = k.org_id AND appended.stream_id = k.user_id)"""
+# The same for one key (a POST's), with scalars: arrays in a statement make PostgreSQL plan it again on every
+# execution (see APPEND_ONE), and this one rides in the POST's statement.
+_STORE_ONE_KEY = """INSERT INTO personal_data_keys (org_id, user_id, wrapped_key)
+SELECT $1::uuid, $2::uuid, $3::bytea
+WHERE EXISTS (SELECT FROM appended WHERE appended.org_id = $1::uuid AND appended.stream_id = $2::uuid)"""
 KEY_PARAMETERS = 3
+
+
+def key_parameters(new_keys: Mapping[tuple[uuid.UUID, uuid.UUID], bytes]) -> list[Any]:
+    """The parameters of the statement that stores `new_keys` (see `within_append`): scalars for one key."""
+    if len(new_keys) == 1:
+        [((org_id, user_id), wrapped)] = new_keys.items()
+        return [org_id, user_id, wrapped]
+    return [[org for org, _ in new_keys], [user for _, user in new_keys], list(new_keys.values())]
 
 
 def _shifted(sql: str, by: int) -> str:
@@ -199,15 +218,15 @@ def _shifted(sql: str, by: int) -> str:
 
 # A follow-up's SQL is one of a few fixed texts, so each is composed once rather than on every write.
 @functools.lru_cache(maxsize=64)
-def within_append(append_sql: str, follow_up_sql: str | None, storing_keys: bool = False) -> str:
-    """The append with, in the same statement, the new data keys ($11 to $13) if `storing_keys`, and the
-    follow-up (its placeholders after those)."""
-    if follow_up_sql is None and not storing_keys:
+def within_append(append_sql: str, follow_up_sql: str | None, new_keys: int = 0) -> str:
+    """The append with, in the same statement, `new_keys` new data keys ($11 to $13, see `key_parameters`),
+    and the follow-up (its placeholders after those)."""
+    if follow_up_sql is None and not new_keys:
         return append_sql
     parts = [f"appended AS ({append_sql})"]
     after = _APPEND_PARAMETERS
-    if storing_keys:
-        parts.append(f"stored_keys AS ({_shifted(_STORE_KEYS, after)})")
+    if new_keys:
+        parts.append(f"stored_keys AS ({_shifted(_STORE_ONE_KEY if new_keys == 1 else _STORE_KEYS, after)})")
         after += KEY_PARAMETERS
     if follow_up_sql is not None:
         parts.append(f"follow_up AS ({_shifted(follow_up_sql, after)})")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
@@ -31,6 +32,7 @@ from eventstore.records import (
     EVENT_COLUMNS,
     LOG_START,
     AggregateEvent,
+    EncodedEvent,
     LogPosition,
     Metadata,
     PayloadSeal,
@@ -38,6 +40,7 @@ from eventstore.records import (
     StreamAppend,
     append_rows,
     colliding_append,
+    key_parameters,
     pending_appends,
     record_of,
     within_append,
@@ -132,6 +135,25 @@ def _opened_and_folded(
 ) -> tuple[dict[uuid.UUID, Any], dict[UserKey, bytes]]:
     records, keys = _opened(rows, cipher)
     return _fold(records), keys
+
+
+def _as_read(
+    recorded: list[RecordedEvent], rows: Sequence[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Any]]
+) -> list[RecordedEvent]:
+    """The records an append returned, with the payloads it encrypted as they were before."""
+    readable = {
+        (stream_id, encoded.version): encoded.readable
+        for _, stream_id, _, encoded, _ in rows
+        if encoded.readable is not None
+    }
+    if not readable:
+        return recorded
+    return [
+        msgspec.structs.replace(record, payload=payload)
+        if (payload := readable.get((record.stream_id, record.version))) is not None
+        else record
+        for record in recorded
+    ]
 
 
 def _in_log_order(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
@@ -232,12 +254,7 @@ class Transaction:
         if not rows:
             return []
         if new_keys:
-            columns = [
-                *columns,
-                [org for org, _ in new_keys],
-                [user for _, user in new_keys],
-                list(new_keys.values()),
-            ]
+            columns = [*columns, *key_parameters(new_keys)]
         if not self.connection.is_in_transaction() and not _whole_in_one_statement(
             appends, follow_up, self._projection
         ):
@@ -317,7 +334,9 @@ class Transaction:
         autocommit = not self.connection.is_in_transaction()
         try:
             recorded = await self.connection.fetch(
-                within_append(append_sql, follow_up.sql if follow_up is not None else None, bool(new_keys)),
+                within_append(
+                    append_sql, follow_up.sql if follow_up is not None else None, min(len(new_keys), 2)
+                ),
                 *columns,
                 *(follow_up.args if follow_up is not None else ()),
             )
@@ -346,8 +365,8 @@ class Transaction:
         self._data_keys.update(new_keys)
         in_order: list[RecordedEvent] = await _off_loop_if_many(len(recorded), _in_log_order, recorded)
         if self._cipher is not None:
-            # What was just stored, as every reader reads it: plaintext, with the keys in hand.
-            in_order = self._cipher.open_records(in_order, self._data_keys)
+            # What was just stored, as every reader reads it: the payloads as they were before encryption.
+            in_order = _as_read(in_order, rows)
         if follow_up is None and self._projection is not None:
             await self._projection.project(self.connection, in_order, aggregates)
         return in_order

@@ -44,7 +44,7 @@ from projections import scim_users
 from projections.scim import ScimProjection, without_cyclic_gc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scratch import copy_events, event_rows, scratch_database, service_keys
+from scratch import copy_events, event_rows, personal_data, scratch_database, service_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA = Path(__file__).resolve().parent / "lua"
@@ -343,7 +343,7 @@ async def main() -> None:
         }
 
         record(load_generator_ceiling(work))
-        pool = await create_pool(url, min_size=1, max_size=2)
+        pool = await create_pool(url, min_size=1, max_size=2, personal_data=personal_data())
         # Up for the whole run: the target scenarios take turns with it (see `paired`).
         baseline = start_baseline("baseline", env)
         running.callback(baseline.stop)
@@ -664,7 +664,7 @@ async def main_two_workers() -> None:
             "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
             "SCIMLEDGER_ORG_CONCURRENCY": "1000",
         }
-        pool = await create_pool(url, min_size=1, max_size=2)
+        pool = await create_pool(url, min_size=1, max_size=2, personal_data=personal_data())
         try:
             # One worker creates the baseline's table (two would race on CREATE TABLE IF NOT EXISTS).
             seeding = start_baseline("baseline", env)
