@@ -39,6 +39,7 @@ from app.services import tenancy
 from app.services.catalog import PROJECT, ROLE
 from app.services.container import Services
 from eventstore.records import Metadata
+from projections.public_event_mapping import event_id
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 CLIENTS = 8
@@ -165,13 +166,19 @@ async def lag(users: int, server: str, pace: float | None) -> None:
             await concurrently(users, post)
             sent = time.perf_counter() - started
             rows = await services.pool.fetch(
-                "SELECT position, extract(epoch FROM recorded_at) AS at FROM events WHERE org_id = $1", org_id
+                "SELECT org_id, stream_id, version, extract(epoch FROM recorded_at) AS at FROM events "
+                "WHERE org_id = $1",
+                org_id,
             )
             deadline = time.monotonic() + 120
             while len(answered := await receiver.answered()) < len(rows):
                 assert time.monotonic() < deadline, f"{len(answered)} of {len(rows)} delivered in 120 s"
                 await asyncio.sleep(0.2)
-    lags = [(answered[f"evt_{row['position']}"] - float(row["at"])) * 1000 for row in rows]
+    # Each delivery's webhook-id is its event's public id (the feed's `id`).
+    lags = [
+        (answered[event_id(row["org_id"], row["stream_id"], row["version"])] - float(row["at"])) * 1000
+        for row in rows
+    ]
     print(
         f"webhook lag, commit to receiver 2xx, POST /Users {'paced' if pace else 'burst'} "
         f"({CLIENTS} clients, {users / sent:.0f}/s): "
