@@ -9,13 +9,13 @@ nothing, and a deleted user accepts nothing more.
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, InactiveMember, NotErasable, UserDeletedError, moment
+from domain.personal_data import personal_values, quotes
 
 Attributes = dict[str, Any]
 
@@ -40,30 +40,6 @@ _DEPARTURE_REASONS: dict[str, str] = {"okta_deactivation": "deactivated them", "
 # Who a user's erasure was asked by when no person asked: the organization's retention policy, run by the
 # runner (see app/services/retention.py). An actor like "admin:<name>" or "token:<id>" in the log's metadata.
 RETENTION_ACTOR = "retention"
-
-# The SCIM attributes whose values identify a person, flattened to strings by `personal_values`: what an
-# erasure's reason must not repeat, and what the erasure looks for in tables outside the log.
-_PERSONAL_ATTRIBUTES = ("userName", "displayName", "nickName", "externalId", "name", "emails", "phoneNumbers")
-
-
-def personal_values(attributes: Mapping[str, Any]) -> list[str]:
-    """The strings among `attributes` that identify a person: the userName, names, e-mail addresses, phone
-    numbers, externalId. Longest first, so that a search for them matches the whole value before a part."""
-    values: set[str] = set()
-
-    def collect(value: Any) -> None:
-        if isinstance(value, str) and len(value.strip()) >= 3:
-            values.add(value.strip())
-        elif isinstance(value, dict):
-            for key in ("value", "formatted", "givenName", "familyName", "middleName"):
-                collect(value.get(key))
-        elif isinstance(value, list):
-            for item in value:
-                collect(item)
-
-    for name in _PERSONAL_ATTRIBUTES:
-        collect(attributes.get(name))
-    return sorted(values, key=lambda value: (-len(value), value))
 
 
 class Departure(NamedTuple):
@@ -374,7 +350,7 @@ class User(Aggregate):
             raise NotErasable(
                 "An erasure needs a reason (a ticket number, the request's date): none was given."
             )
-        if not reason_by_policy and any(_quotes(reason, value) for value in personal_values(self.attributes)):
+        if not reason_by_policy and any(quotes(reason, value) for value in personal_values(self.attributes)):
             raise NotErasable(
                 "The reason repeats the person's own data (their userName, name or e-mail address), which the "
                 "log would then keep for ever: give a reason without it, such as a ticket number."
@@ -467,25 +443,8 @@ EVENT_TYPES: tuple[type[Aggregate.Event], ...] = (
     User.JoinedOrganization,
     User.Erased,
 )
-# The profile attributes that identify a person (names lower-cased): stored in the log encrypted with the
-# user's own data key, so that erasing the person is forgetting the key (eventstore/personal_data.py). The
-# enterprise extension's personal attributes are listed apart; an organization's own extensions mark theirs
-# (`personal` in the declaration). The rest (title, userType, locale, roles...) describes a job, not a person.
-PERSONAL_ATTRIBUTES = frozenset(
-    {
-        "username", "name", "displayname", "nickname", "emails", "phonenumbers", "addresses", "externalid",
-        "photos", "ims", "x509certificates", "profileurl",
-    }
-)  # fmt: skip
-PERSONAL_ENTERPRISE_ATTRIBUTES = frozenset({"employeenumber", "manager"})
 # The events that carry profile values, by stored type name, and the field that holds them.
 PROFILE_FIELDS: dict[str, str] = {User.Provisioned.TOPIC: "attributes", User.ProfileUpdated.TOPIC: "changed"}
 
 # The events that change a user's groups, by stored type name: every reader of memberships picks these.
 MEMBERSHIP_EVENT_TYPE_NAMES = frozenset({User.JoinedGroup.TOPIC, User.LeftGroup.TOPIC})
-
-
-def _quotes(text: str, value: str) -> bool:
-    """Whether `text` holds `value` as whole words (ignoring case): not inside a longer word."""
-    pattern = rf"(?<!\w){re.escape(value.casefold())}(?!\w)"
-    return re.search(pattern, text.casefold()) is not None

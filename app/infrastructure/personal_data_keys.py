@@ -21,7 +21,8 @@ from cryptography.fernet import Fernet, MultiFernet
 from app.infrastructure.key_files import key_in
 from app.infrastructure.settings import Settings
 from domain.errors import PersonalDataKeyMissing
-from domain.users import PERSONAL_ATTRIBUTES, PERSONAL_ENTERPRISE_ATTRIBUTES, PROFILE_FIELDS
+from domain.personal_data import PERSONAL_ATTRIBUTES, PERSONAL_ENTERPRISE_ATTRIBUTES
+from domain.users import PROFILE_FIELDS
 from eventstore.personal_data import PersonalDataCipher, PersonalFields
 from scim.core_schemas import ENTERPRISE_USER
 

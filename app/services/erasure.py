@@ -24,7 +24,8 @@ import msgspec
 
 from app.services.scim_call_errors import ScimCallErrors
 from domain.errors import NotFound
-from domain.users import PROFILE_FIELDS, User, personal_values
+from domain.personal_data import personal_values
+from domain.users import PROFILE_FIELDS, User
 from eventstore.personal_data import ERASED, destroy_data_key
 from eventstore.pool import Connection
 from eventstore.records import Metadata

@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 
 from domain.errors import NotErasable, UserDeletedError
-from domain.users import ADMIN_REMOVAL, User, personal_values
+from domain.personal_data import personal_values
+from domain.users import ADMIN_REMOVAL, User
 
 
 def given_member(**attributes: Any) -> User:
