@@ -201,6 +201,24 @@ async def test_two_runners_racing_for_one_projection_apply_each_event_once(
     assert await counted(pool, table) == {"UserProvisioned": 100, "UserDeactivated": 100}
 
 
+@contextlib.asynccontextmanager
+async def running_with_log(runner: Runner) -> AsyncIterator[io.StringIO]:
+    """`runner` running in a task, and what it logs (one JSON object a line) while it runs."""
+    logged = io.StringIO()
+    handler = logging.StreamHandler(logged)
+    handler.setFormatter(JsonFormatter(verbose=False))
+    runner_log = logging.getLogger("scimledger.runner")
+    runner_log.addHandler(handler)
+    task = asyncio.create_task(runner.run())
+    try:
+        yield logged
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        runner_log.removeHandler(handler)
+
+
 @pytest.mark.parametrize(
     "event_types", [None, frozenset({"UserProvisioned"})], ids=["every type", "one type"]
 )
@@ -221,13 +239,7 @@ async def test_a_poison_event_is_parked_with_its_error_while_the_others_go_on(
     await write_users(services, org_id, 10, prefix="after")
     # With the service's cipher, as bootstrap builds it: the poison is a personal value, stored encrypted.
     runner = Runner(database_url, [poisoned], options, personal_data=personal_data_cipher(services.settings))
-    logged = io.StringIO()
-    handler = logging.StreamHandler(logged)
-    handler.setFormatter(JsonFormatter(verbose=False))
-    runner_log = logging.getLogger("scimledger.runner")
-    runner_log.addHandler(handler)
-    task = asyncio.create_task(runner.run())
-    try:
+    async with running_with_log(runner) as logged:
         deadline = time.monotonic() + 20
         expected = {
             event_type: count
@@ -237,11 +249,6 @@ async def test_a_poison_event_is_parked_with_its_error_while_the_others_go_on(
         while await counted(pool, table) != expected:
             assert time.monotonic() < deadline, "the events after the poison were not applied"
             await asyncio.sleep(0.05)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        runner_log.removeHandler(handler)
     assert expected == (
         {"UserProvisioned": 20, "UserDeactivated": 20} if event_types is None else {"UserProvisioned": 20}
     )
@@ -389,32 +396,21 @@ async def test_a_runner_without_the_key_encryption_key_waits_for_it_and_parks_no
     await services.users.provision(org_id, {"userName": "keyless@runner.test"}, META)
     other_kek = Settings(database_url=database_url, personal_data_keys=Fernet.generate_key().decode())
     keyless = Runner(database_url, [projection], FAST, personal_data=personal_data_cipher(other_kek))
-    logged = io.StringIO()
-    handler = logging.StreamHandler(logged)
-    handler.setFormatter(JsonFormatter(verbose=False))
-    runner_log = logging.getLogger("scimledger.runner")
-    runner_log.addHandler(handler)
-    task = asyncio.create_task(keyless.run())
-
-    def failures() -> int:
-        return sum(
-            1
-            for line in logged.getvalue().splitlines()
-            if json.loads(line).get("consumer") == projection.name
-        )
-
     parked_sql = "SELECT count(*) FROM parked_events WHERE name = $1"
-    try:
+    async with running_with_log(keyless) as logged:
+
+        def failures() -> int:
+            return sum(
+                1
+                for line in logged.getvalue().splitlines()
+                if json.loads(line).get("consumer") == projection.name
+            )
+
         deadline = time.monotonic() + 30
         # Well past the attempts after which a poison event is parked.
         while failures() <= FAST.max_attempts + 2 and not await pool.fetchval(parked_sql, projection.name):
             assert time.monotonic() < deadline, "the keyless runner neither failed nor parked"
             await asyncio.sleep(0.05)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        runner_log.removeHandler(handler)
     assert await pool.fetchval(parked_sql, projection.name) == 0
     # Given the key, it carries on from where it waited.
     await run_until_counted(database_url, projection, pool, org_id, table, services)
