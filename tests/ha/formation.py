@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psutil
@@ -52,6 +53,36 @@ SMALL_SERVER = {"shared_buffers": "128MB", "max_connections": "100"}
 
 class FormationError(RuntimeError):
     pass
+
+
+def as_postgres(run_as_postgres: bool) -> dict[str, Any]:
+    """subprocess's options to run a command as the `postgres` user: pg_autoctl and PostgreSQL refuse root."""
+    return {"user": "postgres", "group": "postgres", "extra_groups": []} if run_as_postgres else {}
+
+
+def owned(path: Path, run_as_postgres: bool) -> Path:
+    """`path`, a directory made if need be, owned by the user the servers run as."""
+    path.mkdir(parents=True, exist_ok=True)
+    if run_as_postgres:
+        postgres = pwd.getpwnam("postgres")
+        os.chown(path, postgres.pw_uid, postgres.pw_gid)
+    return path
+
+
+def run_captured(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float, run_as_postgres: bool
+) -> subprocess.CompletedProcess[str]:
+    """`args` run to the end, its output captured, as the user the servers run as; the caller reads its code."""
+    return subprocess.run(
+        args,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **as_postgres(run_as_postgres),
+    )
 
 
 @dataclass
@@ -183,11 +214,7 @@ class Formation:
         }
 
     def _owned(self, path: Path) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        if self.run_as_postgres:
-            postgres = pwd.getpwnam("postgres")
-            os.chown(path, postgres.pw_uid, postgres.pw_gid)
-        return path
+        return owned(path, self.run_as_postgres)
 
     def _command(self, args: list[str]) -> list[str]:
         if PG_AUTOCTL is None:
@@ -195,7 +222,7 @@ class Formation:
         return [PG_AUTOCTL, *args]
 
     def _popen(self, node: Node, args: list[str]) -> subprocess.Popen[bytes]:
-        user = {"user": "postgres", "group": "postgres", "extra_groups": []} if self.run_as_postgres else {}
+        user = as_postgres(self.run_as_postgres)
         with open(node.log, "ab") as log:
             return subprocess.Popen(
                 self._command(args),
@@ -208,17 +235,7 @@ class Formation:
             )
 
     def _run(self, node: Node, args: list[str], timeout: float = 30) -> str:
-        user = {"user": "postgres", "group": "postgres", "extra_groups": []} if self.run_as_postgres else {}
-        done = subprocess.run(
-            self._command(args),
-            env=self._env(node),
-            cwd=node.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            **user,  # type: ignore[arg-type]
-        )
+        done = run_captured(self._command(args), self._env(node), node.home, timeout, self.run_as_postgres)
         if done.returncode != 0:
             raise FormationError(f"pg_autoctl {' '.join(args)}: {done.stdout}{done.stderr}")
         return done.stdout
@@ -227,7 +244,7 @@ class Formation:
         """The data directory made beforehand, so that the server's first start already has small settings
         (postgresql.auto.conf is read after the file pg_autoctl writes; a standby copies it from the
         primary)."""
-        user = {"user": "postgres", "group": "postgres", "extra_groups": []} if self.run_as_postgres else {}
+        user = as_postgres(self.run_as_postgres)
         subprocess.run(
             [str(PG_BIN / "initdb"), "-D", str(node.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
             env=self._env(node),

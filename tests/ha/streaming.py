@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from tests.ha.formation import PG_BIN, SMALL_SERVER, formation_directory
+from tests.ha.formation import PG_BIN, SMALL_SERVER, formation_directory, owned, run_captured
 from tests.service import free_port
 
 DATABASE = "scimledger"
@@ -44,26 +42,11 @@ class StreamingPair:
         self.standby = Server("standby", free_port(), root / "standby", root / "standby.log")
 
     def _owned(self, path: Path) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        if self.run_as_postgres:
-            postgres = pwd.getpwnam("postgres")
-            os.chown(path, postgres.pw_uid, postgres.pw_gid)
-        return path
+        return owned(path, self.run_as_postgres)
 
     def _run(self, *args: str, timeout: float = 120) -> None:
-        user: dict[str, Any] = (
-            {"user": "postgres", "group": "postgres", "extra_groups": []} if self.run_as_postgres else {}
-        )
-        done = subprocess.run(
-            list(args),
-            env={"PATH": f"{PG_BIN}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(self.root)},
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            **user,
-        )
+        env = {"PATH": f"{PG_BIN}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(self.root)}
+        done = run_captured(list(args), env, self.root, timeout, self.run_as_postgres)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(args)}: {done.stdout}{done.stderr}\n{self.logs()}")
 
