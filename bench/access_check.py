@@ -53,7 +53,7 @@ from scim.group_patch import GroupChange, MembershipStep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scratch import personal_data, personal_data_keys, scratch_database, service_keys
+from scratch import load_env, personal_data, personal_data_keys, scratch_database
 
 from bench.load import run as load
 from bench.load.baseline_app import SCHEMA as BASELINE_SCHEMA
@@ -168,15 +168,7 @@ def over_http(
         work, "access", [f"user={user}&project={project}&role={role}" for user, project, role in triples]
     )
     user_ids = load.write_lines(work, "users", sorted({str(user) for user, _, _ in triples}))
-    env = {
-        **service_keys(),
-        "DATABASE_URL": url,
-        "SCIMLEDGER_LOG_LEVEL": "warning",
-        "SCIMLEDGER_LOG_FORMAT": "json",
-        "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60",
-        "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
-        "SCIMLEDGER_ORG_CONCURRENCY": "1000",
-    }
+    env = load_env(url)
     baseline = load.start_baseline("baseline-access", env)
     port = load.free_port()
     # No runner: the log the seeding wrote would be worked off during the turns, and timed with them.

@@ -26,6 +26,21 @@ def service_keys() -> dict[str, str]:
     return {"SCIMLEDGER_PERSONAL_DATA_KEYS": Fernet.generate_key().decode()}
 
 
+def load_env(url: str) -> dict[str, str]:
+    """The environment of a service (and of the bare baseline app) under a load generator: one token sends
+    thousands of requests a second, so neither the per-token rate limit nor the per-organization cap on
+    requests in progress may refuse them; logs in JSON, read back for the errors the service logged."""
+    return {
+        **service_keys(),
+        "DATABASE_URL": url,
+        "SCIMLEDGER_LOG_LEVEL": "warning",
+        "SCIMLEDGER_LOG_FORMAT": "json",
+        "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60",
+        "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
+        "SCIMLEDGER_ORG_CONCURRENCY": "1000",
+    }
+
+
 def personal_data_keys() -> str:
     """`service_keys`' key-encryption key, for a service built in process."""
     return service_keys()["SCIMLEDGER_PERSONAL_DATA_KEYS"]

@@ -44,7 +44,7 @@ from projections import scim_users
 from projections.scim import ScimProjection, without_cyclic_gc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scratch import copy_events, event_rows, personal_data, scratch_database, service_keys
+from scratch import copy_events, event_rows, load_env, personal_data, scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA = Path(__file__).resolve().parent / "lua"
@@ -330,17 +330,7 @@ async def main() -> None:
     server_url = await asyncio.to_thread(database_url, Settings.from_env())
     work = Path(tempfile.mkdtemp(prefix="scimledger-bench-"))
     async with scratch_database(server_url) as url, contextlib.AsyncExitStack() as running:
-        # One token drives thousands of requests a second here: the per-token rate limit would refuse them.
-        env = {
-            **service_keys(),
-            "DATABASE_URL": url,
-            "SCIMLEDGER_LOG_LEVEL": "warning",
-            "SCIMLEDGER_LOG_FORMAT": "json",  # read back by `errors_logged`
-            "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60",
-            "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
-            # Nor may one organization have 32 requests in progress by default (SCIMLEDGER_ORG_CONCURRENCY).
-            "SCIMLEDGER_ORG_CONCURRENCY": "1000",
-        }
+        env = load_env(url)
 
         record(load_generator_ceiling(work))
         pool = await create_pool(url, min_size=1, max_size=2, personal_data=personal_data())
@@ -655,15 +645,7 @@ async def main_two_workers() -> None:
     server_url = await asyncio.to_thread(database_url, Settings.from_env())
     work = Path(tempfile.mkdtemp(prefix="scimledger-bench-"))
     async with scratch_database(server_url) as url:
-        env = {
-            **service_keys(),
-            "DATABASE_URL": url,
-            "SCIMLEDGER_LOG_LEVEL": "warning",
-            "SCIMLEDGER_LOG_FORMAT": "json",
-            "SCIMLEDGER_TOKEN_CACHE_SECONDS": "60",
-            "SCIMLEDGER_RATE_LIMIT_PER_SECOND": "0",
-            "SCIMLEDGER_ORG_CONCURRENCY": "1000",
-        }
+        env = load_env(url)
         pool = await create_pool(url, min_size=1, max_size=2, personal_data=personal_data())
         try:
             # One worker creates the baseline's table (two would race on CREATE TABLE IF NOT EXISTS).
