@@ -32,8 +32,9 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import InvalidToken, MultiFernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.utils import get_topic
 
-from eventstore.records import RecordedEvent
+from eventstore.records import PayloadSeal, RecordedEvent, StreamAppend
 
 if TYPE_CHECKING:  # the pool module builds on this one
     from eventstore.pool import Connection
@@ -289,6 +290,73 @@ async def readable(connection: Any, records: Sequence[Any]) -> list[Any]:
     return cipher.open_records(records, await fetch_keys(connection, users))
 
 
+def opened_rows(
+    rows: Sequence[Any], cipher: PersonalDataCipher | None
+) -> tuple[list[RecordedEvent], dict[UserKey, bytes]]:
+    """The events of rows read with their streams' wrapped data keys as a last column (the store's stream reads),
+    decrypted; and those keys."""
+    records = [RecordedEvent(*row[:-1]) for row in rows]
+    keys = {
+        (row["org_id"], row["stream_id"]): row["wrapped_key"]
+        for row in rows
+        if row["wrapped_key"] is not None
+    }
+    return (cipher.open_records(records, keys) if cipher is not None else records), keys
+
+
+async def sealing(
+    cipher: PersonalDataCipher,
+    connection: Any,
+    known_keys: dict[UserKey, bytes],
+    appends: Sequence[StreamAppend],
+) -> tuple[PayloadSeal | None, dict[UserKey, bytes]]:
+    """How an append's personal values are encrypted, and the data keys it must store: a new one for each user
+    whose stream it starts, or whose key does not exist yet (a user provisioned before encryption).
+    `known_keys`: the wrapped keys the transaction has read already; those of the other users are fetched in
+    one query and added to it."""
+    profiles: dict[UserKey, StreamAppend] = {}
+    custom_urns: dict[uuid.UUID, set[str]] = {}
+    for append in appends:
+        for event in append.events:
+            type_name = get_topic(type(event))
+            if cipher.holds_personal_data(type_name):
+                profiles[(append.org_id, append.stream_id)] = append
+                field = cipher.fields.profiles[type_name]
+                custom_urns.setdefault(append.org_id, set()).update(
+                    cipher.custom_urns(type_name, {field: getattr(event, field)})
+                )
+    if not profiles:
+        return None, {}
+    unknown = [
+        user for user, append in profiles.items() if user not in known_keys and append.expected_version > 0
+    ]
+    if unknown:
+        known_keys.update(await fetch_keys(connection, unknown))
+    keys: dict[UserKey, AESGCM] = {}
+    new_keys: dict[UserKey, bytes] = {}
+    for user in profiles:
+        wrapped = known_keys.get(user)
+        if wrapped is None:
+            keys[user], new_keys[user] = cipher.new_key()
+        else:
+            keys[user] = cipher.unwrap(wrapped)
+    custom = {
+        org_id: await custom_personal_attributes(connection, org_id, urns)
+        for org_id, urns in custom_urns.items()
+        if urns
+    }
+
+    def seal(
+        org_id: uuid.UUID, user_id: uuid.UUID, type_name: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        key = keys.get((org_id, user_id))
+        if key is None:
+            return payload
+        return cipher.seal_payload(type_name, payload, org_id, user_id, key, custom.get(org_id, {}))
+
+    return seal, new_keys
+
+
 async def in_batches(rows: AsyncIterable[Any], size: int) -> AsyncIterator[list[Any]]:
     """A cursor's rows, `size` at a time: the keys of each batch's users are asked for in one query, between
     two of the cursor's fetches."""
@@ -313,45 +381,3 @@ async def destroy_data_key(connection: Connection, org_id: uuid.UUID, user_id: u
     """Delete the user's data key, for ever; whether there was one. Run it in the transaction that records the
     erasure, so that the event and the key's destruction commit together or not at all."""
     return await connection.fetchval(_DESTROY, org_id, user_id) is not None
-
-
-_REWRAP_BATCH = 1000
-_KEYS_AFTER = """
-SELECT org_id, user_id, wrapped_key FROM personal_data_keys
-WHERE (org_id, user_id) > ($1::uuid, $2::uuid) ORDER BY org_id, user_id LIMIT $3
-"""
-# Only where the row still holds what was read: an erasure in between stays an erasure.
-_REWRAP = """
-UPDATE personal_data_keys AS k SET wrapped_key = r.rewrapped
-FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bytea[]) AS r(org_id, user_id, wrapped, rewrapped)
-WHERE k.org_id = r.org_id AND k.user_id = r.user_id AND k.wrapped_key = r.wrapped
-"""
-
-
-async def rewrap_all(connection: Any, cipher: PersonalDataCipher) -> int:
-    """Rewrap every data key under the current KEK (MultiFernet.rotate), in batches; returns how many rows."""
-    after = (uuid.UUID(int=0), uuid.UUID(int=0))
-    rewrapped = 0
-    while True:
-        rows = await connection.fetch(_KEYS_AFTER, *after, _REWRAP_BATCH)
-        if not rows:
-            return rewrapped
-        try:
-            news = [cipher.kek().rotate(bytes(row["wrapped_key"])) for row in rows]
-        except (
-            InvalidToken
-        ) as error:  # the KEK that wrapped it is gone from the settings: nothing to rotate from
-            raise cipher.missing(
-                "A personal data key cannot be unwrapped with SCIMLEDGER_PERSONAL_DATA_KEYS, so it cannot be "
-                "rewrapped: put the key-encryption key it was wrapped with back (after the new one) and run "
-                "'scimledger personal-data rewrap' again."
-            ) from error
-        await connection.execute(
-            _REWRAP,
-            [row["org_id"] for row in rows],
-            [row["user_id"] for row in rows],
-            [row["wrapped_key"] for row in rows],
-            news,
-        )
-        rewrapped += len(rows)
-        after = (rows[-1]["org_id"], rows[-1]["user_id"])

@@ -315,3 +315,22 @@ def pending_appends(
         for aggregate in aggregates
     )
     return [append for append in appends if append]
+
+
+def as_read(
+    recorded: list[RecordedEvent], rows: Sequence[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Metadata]]
+) -> list[RecordedEvent]:
+    """The records an append returned, with the payloads it encrypted as they were before."""
+    readable = {
+        (stream_id, encoded.version): encoded.readable
+        for _, stream_id, _, encoded, _ in rows
+        if encoded.readable is not None
+    }
+    if not readable:
+        return recorded
+    return [
+        msgspec.structs.replace(record, payload=payload)
+        if (payload := readable.get((record.stream_id, record.version))) is not None
+        else record
+        for record in recorded
+    ]

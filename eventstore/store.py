@@ -9,10 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-import msgspec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import Aggregate
-from eventsourcing.utils import get_topic
 
 from eventstore.inline_projection import FollowUp, InlineProjection
 from eventstore.log_reader import read_log
@@ -21,9 +18,9 @@ from eventstore.personal_data import (
     PersonalDataCipher,
     UserKey,
     cipher_of,
-    custom_personal_attributes,
-    fetch_keys,
+    opened_rows,
     readable,
+    sealing,
 )
 from eventstore.pool import CONNECTION_LOST, CommitOutcomeUnknown, Connection
 from eventstore.records import (
@@ -32,13 +29,12 @@ from eventstore.records import (
     EVENT_COLUMNS,
     LOG_START,
     AggregateEvent,
-    EncodedEvent,
     LogPosition,
     Metadata,
-    PayloadSeal,
     RecordedEvent,
     StreamAppend,
     append_rows,
+    as_read,
     colliding_append,
     key_parameters,
     pending_appends,
@@ -109,19 +105,6 @@ async def _off_loop_if_many(count: int, function: Any, *args: Any) -> Any:
     return function(*args)
 
 
-def _opened(
-    rows: Sequence[asyncpg.Record], cipher: PersonalDataCipher | None
-) -> tuple[list[RecordedEvent], dict[UserKey, bytes]]:
-    """The events of rows read with their streams' data keys (_WITH_DATA_KEY), decrypted; and those keys."""
-    records = [RecordedEvent(*row[:-1]) for row in rows]
-    keys = {
-        (row["org_id"], row["stream_id"]): row["wrapped_key"]
-        for row in rows
-        if row["wrapped_key"] is not None
-    }
-    return (cipher.open_records(records, keys) if cipher is not None else records), keys
-
-
 def _fold(records: Sequence[RecordedEvent]) -> dict[uuid.UUID, Any]:
     """Aggregates replayed from events of their streams, in stream and version order."""
     aggregates: dict[uuid.UUID, Any] = {}
@@ -133,27 +116,8 @@ def _fold(records: Sequence[RecordedEvent]) -> dict[uuid.UUID, Any]:
 def _opened_and_folded(
     rows: Sequence[asyncpg.Record], cipher: PersonalDataCipher | None
 ) -> tuple[dict[uuid.UUID, Any], dict[UserKey, bytes]]:
-    records, keys = _opened(rows, cipher)
+    records, keys = opened_rows(rows, cipher)
     return _fold(records), keys
-
-
-def _as_read(
-    recorded: list[RecordedEvent], rows: Sequence[tuple[uuid.UUID, uuid.UUID, int, EncodedEvent, Any]]
-) -> list[RecordedEvent]:
-    """The records an append returned, with the payloads it encrypted as they were before."""
-    readable = {
-        (stream_id, encoded.version): encoded.readable
-        for _, stream_id, _, encoded, _ in rows
-        if encoded.readable is not None
-    }
-    if not readable:
-        return recorded
-    return [
-        msgspec.structs.replace(record, payload=payload)
-        if (payload := readable.get((record.stream_id, record.version))) is not None
-        else record
-        for record in recorded
-    ]
 
 
 def _in_log_order(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
@@ -249,7 +213,11 @@ class Transaction:
         statement, so it takes no round trip of its own and, outside an explicit transaction, commits with the
         append or not at all; without one, the projection runs after the append, on the same connection."""
         events = sum(len(append.events) for append in appends)
-        seal, new_keys = await self._sealing(appends) if self._cipher is not None else (None, {})
+        seal, new_keys = (
+            await sealing(self._cipher, self.connection, self._data_keys, appends)
+            if self._cipher is not None
+            else (None, {})
+        )
         rows, columns = await _off_loop_if_many(events, append_rows, appends, metadata, seal)
         if not rows:
             return []
@@ -266,60 +234,6 @@ class Transaction:
             async with committing(self.connection):
                 return await self._append_rows(appends, rows, columns, aggregates, follow_up, new_keys)
         return await self._append_rows(appends, rows, columns, aggregates, follow_up, new_keys)
-
-    async def _sealing(
-        self, appends: Sequence[StreamAppend]
-    ) -> tuple[PayloadSeal | None, dict[UserKey, bytes]]:
-        """How this append's personal values are encrypted, and the data keys it must store: a new one for
-        each user whose stream it starts, or whose key does not exist yet (a user provisioned before
-        encryption). The keys of users not read in this transaction are fetched in one query."""
-        cipher = self._cipher
-        assert cipher is not None
-        profiles: dict[UserKey, StreamAppend] = {}
-        custom_urns: dict[uuid.UUID, set[str]] = {}
-        for append in appends:
-            for event in append.events:
-                type_name = get_topic(type(event))
-                if cipher.holds_personal_data(type_name):
-                    profiles[(append.org_id, append.stream_id)] = append
-                    payload = {
-                        cipher.fields.profiles[type_name]: getattr(event, cipher.fields.profiles[type_name])
-                    }
-                    custom_urns.setdefault(append.org_id, set()).update(
-                        cipher.custom_urns(type_name, payload)
-                    )
-        if not profiles:
-            return None, {}
-        unknown = [
-            user
-            for user, append in profiles.items()
-            if user not in self._data_keys and append.expected_version > 0
-        ]
-        if unknown:
-            self._data_keys.update(await fetch_keys(self.connection, unknown))
-        keys: dict[UserKey, AESGCM] = {}
-        new_keys: dict[UserKey, bytes] = {}
-        for user in profiles:
-            wrapped = self._data_keys.get(user)
-            if wrapped is None:
-                keys[user], new_keys[user] = cipher.new_key()
-            else:
-                keys[user] = cipher.unwrap(wrapped)
-        custom = {
-            org_id: await custom_personal_attributes(self.connection, org_id, urns)
-            for org_id, urns in custom_urns.items()
-            if urns
-        }
-
-        def seal(
-            org_id: uuid.UUID, user_id: uuid.UUID, type_name: str, payload: dict[str, Any]
-        ) -> dict[str, Any]:
-            key = keys.get((org_id, user_id))
-            if key is None:
-                return payload
-            return cipher.seal_payload(type_name, payload, org_id, user_id, key, custom.get(org_id, {}))
-
-        return seal, new_keys
 
     async def _append_rows(
         self,
@@ -366,7 +280,7 @@ class Transaction:
         in_order: list[RecordedEvent] = await _off_loop_if_many(len(recorded), _in_log_order, recorded)
         if self._cipher is not None:
             # What was just stored, as every reader reads it: the payloads as they were before encryption.
-            in_order = _as_read(in_order, rows)
+            in_order = as_read(in_order, rows)
         if follow_up is None and self._projection is not None:
             await self._projection.project(self.connection, in_order, aggregates)
         return in_order
@@ -384,7 +298,7 @@ class Transaction:
             if len(stream_ids) == 1
             else self.connection.fetch(_READ_STREAMS, org_id, list(stream_ids))
         )
-        records, keys = _opened(rows, self._cipher)
+        records, keys = opened_rows(rows, self._cipher)
         self._data_keys.update(keys)
         for recorded in records:
             streams.setdefault(recorded.stream_id, []).append(recorded)

@@ -8,8 +8,7 @@ import argparse
 from app.cli.context import Context
 from app.cli.exits import ExitCode
 from app.cli.output import print_lines
-from app.infrastructure.personal_data_keys import personal_data_cipher
-from eventstore.personal_data import rewrap_all
+from app.infrastructure.personal_data_keys import personal_data_cipher, rewrap_all
 
 
 async def _rewrap(context: Context, args: argparse.Namespace) -> int:

@@ -14,9 +14,11 @@ Where the KEK comes from, as for the webhook secrets' key (app/infrastructure/we
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import Any
 
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from app.infrastructure.key_files import key_in
 from app.infrastructure.settings import Settings
@@ -60,3 +62,45 @@ class KeyEncryptionKeys:
 def personal_data_cipher(settings: Settings) -> PersonalDataCipher:
     """The cipher of personal data the service's pools are made with (see eventstore.pool.create_pool)."""
     return PersonalDataCipher(KeyEncryptionKeys(settings), PERSONAL_FIELDS, PersonalDataKeyMissing)
+
+
+_REWRAP_BATCH = 1000
+_KEYS_AFTER = """
+SELECT org_id, user_id, wrapped_key FROM personal_data_keys
+WHERE (org_id, user_id) > ($1::uuid, $2::uuid) ORDER BY org_id, user_id LIMIT $3
+"""
+# Only where the row still holds what was read: an erasure in between stays an erasure.
+_REWRAP = """
+UPDATE personal_data_keys AS k SET wrapped_key = r.rewrapped
+FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bytea[]) AS r(org_id, user_id, wrapped, rewrapped)
+WHERE k.org_id = r.org_id AND k.user_id = r.user_id AND k.wrapped_key = r.wrapped
+"""
+
+
+async def rewrap_all(connection: Any, cipher: PersonalDataCipher) -> int:
+    """Rewrap every data key under the current KEK (MultiFernet.rotate), in batches; returns how many rows."""
+    after = (uuid.UUID(int=0), uuid.UUID(int=0))
+    rewrapped = 0
+    while True:
+        rows = await connection.fetch(_KEYS_AFTER, *after, _REWRAP_BATCH)
+        if not rows:
+            return rewrapped
+        try:
+            news = [cipher.kek().rotate(bytes(row["wrapped_key"])) for row in rows]
+        except (
+            InvalidToken
+        ) as error:  # the KEK that wrapped it is gone from the settings: nothing to rotate from
+            raise cipher.missing(
+                "A personal data key cannot be unwrapped with SCIMLEDGER_PERSONAL_DATA_KEYS, so it cannot be "
+                "rewrapped: put the key-encryption key it was wrapped with back (after the new one) and run "
+                "'scimledger personal-data rewrap' again."
+            ) from error
+        await connection.execute(
+            _REWRAP,
+            [row["org_id"] for row in rows],
+            [row["user_id"] for row in rows],
+            [row["wrapped_key"] for row in rows],
+            news,
+        )
+        rewrapped += len(rows)
+        after = (rows[-1]["org_id"], rows[-1]["user_id"])

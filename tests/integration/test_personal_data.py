@@ -10,12 +10,12 @@ import asyncpg
 import pytest
 from cryptography.fernet import MultiFernet
 
-from app.infrastructure.personal_data_keys import PERSONAL_FIELDS, personal_data_cipher
+from app.infrastructure.personal_data_keys import PERSONAL_FIELDS, personal_data_cipher, rewrap_all
 from app.infrastructure.settings import Settings
 from app.services.container import Services
 from app.services.org_schemas import parse
 from domain.users import User
-from eventstore.personal_data import ERASED, PersonalDataCipher, destroy_data_key, rewrap_all
+from eventstore.personal_data import ERASED, PersonalDataCipher, destroy_data_key
 from eventstore.pool import create_pool
 from eventstore.records import Metadata
 from eventstore.store import EventStore
